@@ -1,0 +1,1 @@
+"""Pure core: event schema, conversation state and ports. No I/O here."""

@@ -1,0 +1,439 @@
+"""Conversation state: a pure fold of canonical events, and the guards that
+refuse illegal transitions before anything is appended.
+
+``fold(state, events)`` applies one small function per event type. ``check``
+raises :class:`IllegalTransition` for an event the state does not allow. The
+state is frozen; serialising it (``to_bytes``/``from_bytes``) is what a
+snapshot stores, tagged with :data:`STATE_SCHEMA_VERSION`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import orjson
+
+from threadline.core.errors import IllegalTransition
+from threadline.core.events import Event
+
+#: Bump when the shape of ConversationState changes; older snapshots are then ignored.
+STATE_SCHEMA_VERSION: Final = 1
+
+BOT_ACTIVE: Final = "bot_active"
+AWAITING_HUMAN: Final = "awaiting_human"
+WITH_HUMAN: Final = "with_human"
+WAITING_ON_CUSTOMER: Final = "waiting_on_customer"
+RESOLVED: Final = "resolved"
+ABANDONED: Final = "abandoned"
+OPEN_STATES: Final = frozenset({BOT_ACTIVE, AWAITING_HUMAN, WITH_HUMAN, WAITING_ON_CUSTOMER})
+CLOSED_STATES: Final = frozenset({RESOLVED, ABANDONED})
+
+SUMMARY_LINES: Final = 40
+RECENT_INTENTS: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Knobs of the state machine."""
+
+    reopen_window: timedelta = timedelta(days=7)
+
+
+DEFAULT_POLICY: Final = Policy()
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """Everything known about one conversation, folded from its events."""
+
+    conversation_id: str = ""
+    seq: int = 0
+    status: str | None = None
+    resume_status: str | None = None
+    origin: str | None = None
+    opened_at: str | None = None
+    updated_at: str | None = None
+    closed_at: str | None = None
+    outcome: str | None = None
+    customer_id: str | None = None
+    correlation_id: str | None = None
+    legs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    intents: tuple[Mapping[str, Any], ...] = ()
+    slots: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    pending_actions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    actions_done: int = 0
+    actions_failed: int = 0
+    queue: str | None = None
+    handoff_reason: str | None = None
+    offer: Mapping[str, Any] | None = None
+    assignee: str | None = None
+    consent: Mapping[str, bool] = field(default_factory=dict)
+    identities: Mapping[str, bool] = field(default_factory=dict)
+    summary: tuple[str, ...] = ()
+    messages_in: int = 0
+    messages_out: int = 0
+
+    @property
+    def live_legs(self) -> dict[str, Mapping[str, Any]]:
+        """Legs that have started and not ended: the channels live right now."""
+        return {leg_id: leg for leg_id, leg in self.legs.items() if leg.get("ended_at") is None}
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATES
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ConversationState:
+        raw: dict[str, Any] = orjson.loads(data)
+        raw["intents"] = tuple(raw["intents"])
+        raw["summary"] = tuple(raw["summary"])
+        return cls(**raw)
+
+
+class _Draft:
+    """Mutable working copy used inside one fold call only."""
+
+    __slots__ = tuple(f.name for f in fields(ConversationState))
+
+    def __init__(self, state: ConversationState) -> None:
+        for f in fields(ConversationState):
+            value = getattr(state, f.name)
+            if isinstance(value, Mapping):
+                value = {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+            elif isinstance(value, tuple):
+                value = list(value)
+            setattr(self, f.name, value)
+
+    def freeze(self) -> ConversationState:
+        values: dict[str, Any] = {}
+        for f in fields(ConversationState):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                value = tuple(value)
+            values[f.name] = value
+        return ConversationState(**values)
+
+    def note(self, line: str) -> None:
+        summary: list[str] = self.summary  # type: ignore[attr-defined]
+        summary.append(line)
+        if len(summary) > SUMMARY_LINES:
+            del summary[0 : len(summary) - SUMMARY_LINES]
+
+
+Apply = Callable[[Any, Event], None]
+_APPLY: dict[str, Apply] = {}
+
+
+def _applies(type_: str) -> Callable[[Apply], Apply]:
+    def decorate(fn: Apply) -> Apply:
+        _APPLY[type_] = fn
+        return fn
+
+    return decorate
+
+
+def _ts(event: Event) -> str:
+    return event.occurred_at.isoformat()
+
+
+@_applies("conversation.started")
+def _started(d: Any, e: Event) -> None:
+    d.status = BOT_ACTIVE
+    d.origin = e.payload["origin"]
+    d.opened_at = _ts(e)
+    d.note(f"started on {e.payload['origin']}")
+
+
+@_applies("conversation.resolved")
+def _resolved(d: Any, e: Event) -> None:
+    d.status = RESOLVED
+    d.closed_at = _ts(e)
+    d.outcome = e.payload["outcome"]
+    d.assignee = None
+    d.offer = None
+    d.note(f"resolved: {e.payload['outcome']}")
+
+
+@_applies("conversation.abandoned")
+def _abandoned(d: Any, e: Event) -> None:
+    d.status = ABANDONED
+    d.closed_at = _ts(e)
+    d.offer = None
+    d.note(f"abandoned: {e.payload['reason']}")
+
+
+@_applies("conversation.reopened")
+def _reopened(d: Any, e: Event) -> None:
+    d.status = BOT_ACTIVE
+    d.closed_at = None
+    d.outcome = None
+    d.note(f"reopened: {e.payload['reason']}")
+
+
+@_applies("conversation.waiting")
+def _waiting(d: Any, e: Event) -> None:
+    d.resume_status = d.status
+    d.status = WAITING_ON_CUSTOMER
+    d.note(f"waiting on customer: {e.payload['reason']}")
+
+
+@_applies("leg.started")
+def _leg_started(d: Any, e: Event) -> None:
+    p = e.payload
+    d.legs[p["leg_id"]] = {"channel": p["channel"], "started_at": _ts(e), "ended_at": None}
+    d.note(f"{p['channel']} leg started")
+
+
+@_applies("leg.ended")
+def _leg_ended(d: Any, e: Event) -> None:
+    leg = d.legs.get(e.payload["leg_id"])
+    if leg is not None:
+        leg["ended_at"] = _ts(e)
+        d.note(f"{leg['channel']} leg ended: {e.payload['reason']}")
+
+
+@_applies("message.received")
+def _message_received(d: Any, e: Event) -> None:
+    d.messages_in += 1
+    if d.status == WAITING_ON_CUSTOMER:
+        d.status = d.resume_status or BOT_ACTIVE
+        d.resume_status = None
+
+
+@_applies("message.sent")
+def _message_sent(d: Any, e: Event) -> None:
+    d.messages_out += 1
+
+
+@_applies("intent.detected")
+def _intent(d: Any, e: Event) -> None:
+    p = e.payload
+    d.intents.append({"intent": p["intent"], "confidence": p["confidence"], "seq": e.seq})
+    if len(d.intents) > RECENT_INTENTS:
+        del d.intents[0]
+    d.note(f"intent {p['intent']} ({p['confidence']:.2f}) on {e.channel}")
+
+
+@_applies("slot.filled")
+def _slot(d: Any, e: Event) -> None:
+    p = e.payload
+    d.slots[p["name"]] = {"value": p["value"], "source": p["source"], "seq": e.seq}
+    d.note(f"{p['name']} = {p['value']} ({e.channel})")
+
+
+@_applies("action.requested")
+def _action_requested(d: Any, e: Event) -> None:
+    p = e.payload
+    d.pending_actions[p["action_id"]] = {"tool": p["tool"], "seq": e.seq}
+
+
+@_applies("action.completed")
+def _action_completed(d: Any, e: Event) -> None:
+    action = d.pending_actions.pop(e.payload["action_id"], None)
+    d.actions_done += 1
+    if action is not None:
+        d.note(f"{action['tool']} done")
+
+
+@_applies("action.failed")
+def _action_failed(d: Any, e: Event) -> None:
+    action = d.pending_actions.pop(e.payload["action_id"], None)
+    d.actions_failed += 1
+    if action is not None:
+        d.note(f"{action['tool']} failed: {e.payload['error']}")
+
+
+@_applies("handoff.requested")
+def _handoff_requested(d: Any, e: Event) -> None:
+    p = e.payload
+    d.status = AWAITING_HUMAN
+    d.queue = p["queue"]
+    d.handoff_reason = p["reason_code"]
+    d.assignee = None
+    d.offer = None
+    d.note(f"handoff to {p['queue']}: {p['reason_code']}")
+
+
+@_applies("handoff.offered")
+def _offered(d: Any, e: Event) -> None:
+    p = e.payload
+    d.offer = {"offer_id": p["offer_id"], "agent_id": p["agent_id"], "expires_at": p["expires_at"]}
+
+
+@_applies("handoff.declined")
+def _declined(d: Any, e: Event) -> None:
+    d.offer = None
+
+
+@_applies("handoff.accepted")
+def _accepted(d: Any, e: Event) -> None:
+    d.status = WITH_HUMAN
+    d.assignee = e.payload["agent_id"]
+    d.offer = None
+    d.note(f"accepted by {e.payload['agent_id']}")
+
+
+@_applies("handoff.returned")
+def _returned(d: Any, e: Event) -> None:
+    d.status = BOT_ACTIVE
+    d.assignee = None
+    d.queue = None
+    d.note(f"returned to bot by {e.payload['agent_id']}")
+
+
+@_applies("note.added")
+def _note(d: Any, e: Event) -> None:
+    d.note(f"note by {e.payload['author_id']}")
+
+
+@_applies("consent.granted")
+def _consent_granted(d: Any, e: Event) -> None:
+    d.consent[e.payload["purpose"]] = True
+
+
+@_applies("consent.revoked")
+def _consent_revoked(d: Any, e: Event) -> None:
+    d.consent[e.payload["purpose"]] = False
+
+
+@_applies("identity.linked")
+def _identity(d: Any, e: Event) -> None:
+    kind = e.payload["kind"]
+    d.identities[kind] = bool(e.payload["verified"]) or bool(d.identities.get(kind))
+
+
+def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState:
+    """The state after ``events``; a pure function of its arguments."""
+    draft: Any = None
+    for event in events:
+        if draft is None:
+            draft = _Draft(state)
+        _APPLY[event.type](draft, event)
+        draft.seq = event.seq or draft.seq + 1
+        draft.updated_at = _ts(event)
+        if not draft.conversation_id:
+            draft.conversation_id = event.conversation_id
+        if draft.customer_id is None and event.customer_id:
+            draft.customer_id = event.customer_id
+        if draft.correlation_id is None:
+            draft.correlation_id = event.correlation_id
+    return state if draft is None else draft.freeze()
+
+
+# -- guards ----------------------------------------------------------------------
+
+Guard = Callable[[ConversationState, Event, Policy], None]
+_ALLOWED_IN: dict[str, frozenset[str | None]] = {
+    "conversation.started": frozenset({None}),
+    "conversation.resolved": OPEN_STATES,
+    "conversation.abandoned": OPEN_STATES,
+    "conversation.reopened": CLOSED_STATES,
+    "conversation.waiting": frozenset({BOT_ACTIVE, WITH_HUMAN}),
+    "leg.started": OPEN_STATES,
+    "leg.ended": OPEN_STATES | CLOSED_STATES,
+    "message.received": OPEN_STATES,
+    "message.sent": OPEN_STATES,
+    "utterance.transcribed": OPEN_STATES,
+    "intent.detected": OPEN_STATES,
+    "slot.filled": OPEN_STATES,
+    "action.requested": OPEN_STATES,
+    "action.completed": OPEN_STATES | CLOSED_STATES,
+    "action.failed": OPEN_STATES | CLOSED_STATES,
+    "handoff.requested": frozenset({BOT_ACTIVE, WITH_HUMAN, WAITING_ON_CUSTOMER}),
+    "handoff.offered": frozenset({AWAITING_HUMAN}),
+    "handoff.declined": frozenset({AWAITING_HUMAN}),
+    "handoff.accepted": frozenset({AWAITING_HUMAN}),
+    "handoff.returned": frozenset({WITH_HUMAN}),
+    "note.added": OPEN_STATES | CLOSED_STATES,
+    "consent.granted": OPEN_STATES | CLOSED_STATES,
+    "consent.revoked": OPEN_STATES | CLOSED_STATES,
+    "identity.linked": OPEN_STATES | CLOSED_STATES,
+}
+_GUARDS: dict[str, Guard] = {}
+
+
+def _guards(type_: str) -> Callable[[Guard], Guard]:
+    def decorate(fn: Guard) -> Guard:
+        _GUARDS[type_] = fn
+        return fn
+
+    return decorate
+
+
+@_guards("conversation.reopened")
+def _reopen_in_window(state: ConversationState, event: Event, policy: Policy) -> None:
+    assert state.closed_at is not None
+    closed = datetime.fromisoformat(state.closed_at)
+    if event.occurred_at - closed > policy.reopen_window:
+        raise IllegalTransition(
+            event.type, str(state.status), "the reopen window has passed; start a new conversation"
+        )
+
+
+@_guards("handoff.offered")
+def _one_offer_at_a_time(state: ConversationState, event: Event, policy: Policy) -> None:
+    if state.offer is not None:
+        raise IllegalTransition(event.type, str(state.status), "an offer is already open")
+
+
+def _offer_matches(state: ConversationState, event: Event, policy: Policy) -> None:
+    offer = state.offer
+    if offer is None or offer["offer_id"] != event.payload["offer_id"]:
+        raise IllegalTransition(event.type, str(state.status), "no such open offer")
+    if offer["agent_id"] != event.payload["agent_id"]:
+        raise IllegalTransition(event.type, str(state.status), "the offer is for another agent")
+
+
+_GUARDS["handoff.accepted"] = _offer_matches
+_GUARDS["handoff.declined"] = _offer_matches
+
+
+@_guards("handoff.returned")
+def _only_the_assignee_returns(state: ConversationState, event: Event, policy: Policy) -> None:
+    if state.assignee != event.payload["agent_id"]:
+        raise IllegalTransition(event.type, str(state.status), "only the assignee can return it")
+
+
+@_guards("leg.ended")
+def _leg_is_live(state: ConversationState, event: Event, policy: Policy) -> None:
+    if event.payload["leg_id"] not in state.live_legs:
+        raise IllegalTransition(event.type, str(state.status), "that leg is not live")
+
+
+@_guards("leg.started")
+def _leg_is_new(state: ConversationState, event: Event, policy: Policy) -> None:
+    if event.payload["leg_id"] in state.legs:
+        raise IllegalTransition(event.type, str(state.status), "that leg has already started")
+
+
+def check(state: ConversationState, event: Event, policy: Policy = DEFAULT_POLICY) -> None:
+    """Raise IllegalTransition unless ``event`` may follow ``state``."""
+    allowed = _ALLOWED_IN.get(event.type)
+    if allowed is None:
+        raise IllegalTransition(event.type, str(state.status), "unknown to the state machine")
+    if state.status not in allowed:
+        raise IllegalTransition(event.type, state.status or "not started")
+    guard = _GUARDS.get(event.type)
+    if guard is not None:
+        guard(state, event, policy)
+
+
+def decide(
+    state: ConversationState, events: Iterable[Event], policy: Policy = DEFAULT_POLICY
+) -> ConversationState:
+    """Check each event against the state it would follow; the state after all of them."""
+    for event in events:
+        check(state, event, policy)
+        state = fold(state, [replace(event, seq=state.seq + 1)])
+    return state
+
+
+def initial(conversation_id: str) -> ConversationState:
+    """The state of a conversation that has no events yet."""
+    return ConversationState(conversation_id=conversation_id)

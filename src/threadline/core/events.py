@@ -1,0 +1,199 @@
+"""The canonical event envelope and the codec between events and stored records.
+
+An :class:`Event` is what producers and consumers see: the envelope of
+DESIGN.md with a validated payload in its current version. An
+:class:`EventRecord` is what the store keeps: the same envelope with the
+payload as opaque bytes, so the store never needs to understand payloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import orjson
+from uuid6 import uuid7
+
+from threadline.core import payloads as _payloads  # noqa: F401  (registers the catalogue)
+from threadline.core.catalogue import CATALOGUE, Catalogue
+from threadline.core.errors import ValidationError
+
+Channel = Literal["voice", "chat", "in_person", "sms", "system"]
+ActorKind = Literal["customer", "bot", "human", "system"]
+CHANNELS: Final = frozenset({"voice", "chat", "in_person", "sms", "system"})
+ACTOR_KINDS: Final = frozenset({"customer", "bot", "human", "system"})
+
+
+def new_id() -> str:
+    """A fresh UUIDv7 (time-ordered) as a string."""
+    return str(uuid7())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did it: a customer, a bot, a human agent or the system."""
+
+    kind: str
+    id: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ACTOR_KINDS:
+            raise ValidationError(
+                f"actor.kind must be one of {sorted(ACTOR_KINDS)}",
+                [{"field": "actor.kind", "reason": f"unknown kind {self.kind!r}"}],
+            )
+        if not self.id:
+            raise ValidationError("actor.id is empty", [{"field": "actor.id", "reason": "empty"}])
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """What produced an event: adapter or agent name and version, model, policy."""
+
+    producer: str
+    version: str = "0"
+    model: str | None = None
+    policy: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"producer": self.producer, "version": self.version}
+        if self.model is not None:
+            out["model"] = self.model
+        if self.policy is not None:
+            out["policy"] = self.policy
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str]) -> Lineage:
+        return cls(data["producer"], data.get("version", "0"), data.get("model"), data.get("policy"))
+
+
+SYSTEM: Final = Actor("system", "threadline")
+CORE_LINEAGE: Final = Lineage("threadline", "0.1.0")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A canonical event: the envelope and its payload in the current version.
+
+    ``seq``, ``position`` and ``recorded_at`` are assigned by the store and are
+    zero/None on an event that has not been appended yet.
+    """
+
+    conversation_id: str
+    type: str
+    payload: Mapping[str, Any]
+    channel: str = "system"
+    actor: Actor = SYSTEM
+    version: int = 0
+    event_id: str = field(default_factory=new_id)
+    occurred_at: datetime = field(default_factory=utcnow)
+    leg_id: str | None = None
+    customer_id: str | None = None
+    correlation_id: str = ""
+    causation_id: str | None = None
+    idempotency_key: str = ""
+    lineage: Lineage = CORE_LINEAGE
+    seq: int = 0
+    position: int = 0
+    recorded_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event as the store keeps it: envelope plus opaque payload bytes."""
+
+    event_id: str
+    conversation_id: str
+    type: str
+    version: int
+    occurred_at: datetime
+    channel: str
+    leg_id: str | None
+    actor_kind: str
+    actor_id: str
+    customer_id: str | None
+    correlation_id: str
+    causation_id: str | None
+    idempotency_key: str
+    lineage: bytes
+    payload: bytes
+    seq: int = 0
+    position: int = 0
+    recorded_at: datetime | None = None
+
+
+class EventCodec:
+    """Validates events on the way in, upcasts them on the way out.
+
+    ``encode`` refuses unknown types and versions and invalid payloads before
+    anything reaches storage. ``decode`` trusts stored payloads (they were
+    validated when written) and only runs the upcaster chain, which keeps
+    replay fast.
+    """
+
+    def __init__(self, catalogue: Catalogue = CATALOGUE) -> None:
+        self.catalogue = catalogue
+
+    def encode(self, event: Event) -> EventRecord:
+        version = event.version or self.catalogue.current_version(event.type)
+        payload = self.catalogue.validate(event.type, version, event.payload)
+        if event.channel not in CHANNELS:
+            raise ValidationError(
+                f"channel must be one of {sorted(CHANNELS)}",
+                [{"field": "channel", "reason": f"unknown channel {event.channel!r}"}],
+            )
+        if event.occurred_at.tzinfo is None:
+            raise ValidationError(
+                "occurred_at must be timezone-aware",
+                [{"field": "occurred_at", "reason": "naive datetime"}],
+            )
+        return EventRecord(
+            event_id=event.event_id,
+            conversation_id=event.conversation_id,
+            type=event.type,
+            version=version,
+            occurred_at=event.occurred_at.astimezone(UTC),
+            channel=event.channel,
+            leg_id=event.leg_id,
+            actor_kind=event.actor.kind,
+            actor_id=event.actor.id,
+            customer_id=event.customer_id,
+            correlation_id=event.correlation_id or event.conversation_id,
+            causation_id=event.causation_id,
+            idempotency_key=event.idempotency_key or event.event_id,
+            lineage=orjson.dumps(event.lineage.to_dict()),
+            payload=orjson.dumps(payload),
+        )
+
+    def decode(self, record: EventRecord) -> Event:
+        payload: dict[str, Any] = orjson.loads(record.payload)
+        version = record.version
+        current = self.catalogue.current_version(record.type)
+        if version != current:
+            payload, version = self.catalogue.upcast(record.type, version, payload)
+        return Event(
+            conversation_id=record.conversation_id,
+            type=record.type,
+            payload=payload,
+            channel=record.channel,
+            actor=Actor(record.actor_kind, record.actor_id),
+            version=version,
+            event_id=record.event_id,
+            occurred_at=record.occurred_at,
+            leg_id=record.leg_id,
+            customer_id=record.customer_id,
+            correlation_id=record.correlation_id,
+            causation_id=record.causation_id,
+            idempotency_key=record.idempotency_key,
+            lineage=Lineage.from_dict(orjson.loads(record.lineage)),
+            seq=record.seq,
+            position=record.position,
+            recorded_at=record.recorded_at,
+        )

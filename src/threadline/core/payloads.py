@@ -1,0 +1,285 @@
+"""Payload schemas of the canonical event types, one class per type and version."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from threadline.core.catalogue import CATALOGUE, Payload, Pii
+
+register = CATALOGUE.register
+
+ChannelName = Literal["voice", "chat", "in_person", "sms", "system"]
+Text = Annotated[str, Field(min_length=1, max_length=8000)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+# -- conversation lifecycle -------------------------------------------------
+
+
+@register("conversation.started", 1)
+class ConversationStarted(Payload):
+    """A new conversation opens; the first contact's channel is its origin."""
+
+    origin: ChannelName
+    topic: str | None = None
+
+
+@register("conversation.resolved", 1)
+class ConversationResolved(Payload):
+    """The conversation is closed with an outcome code."""
+
+    outcome: Name
+    note: Annotated[str | None, Pii] = None
+
+
+@register("conversation.reopened", 1)
+class ConversationReopened(Payload):
+    """A resolved or abandoned conversation opens again (a new contact in the window)."""
+
+    reason: Name
+
+
+@register("conversation.abandoned", 1)
+class ConversationAbandoned(Payload):
+    """The customer went away before the conversation was resolved."""
+
+    reason: Name
+
+
+@register("conversation.waiting", 1)
+class ConversationWaiting(Payload):
+    """The conversation waits on the customer (a document, a photo, a callback)."""
+
+    reason: Name
+
+
+# -- legs: one call, chat session or visit --------------------------------
+
+
+@register("leg.started", 1)
+class LegStarted(Payload):
+    """A channel leg goes live: a call connects, a chat session opens, a visit checks in."""
+
+    leg_id: Name
+    channel: ChannelName
+    address: Annotated[str | None, Pii] = None
+    location: str | None = None
+
+
+@register("leg.ended", 1)
+class LegEnded(Payload):
+    """A channel leg ends."""
+
+    leg_id: Name
+    reason: Name = "completed"
+
+
+# -- messages and speech -----------------------------------------------------
+
+
+@register("message.received", 1)
+class MessageReceived(Payload):
+    """A message from the customer (typed, or spoken and transcribed)."""
+
+    text: Annotated[Text, Pii]
+
+
+@register("message.sent", 1)
+class MessageSent(Payload):
+    """A message to the customer from a bot or human (v1)."""
+
+    text: Annotated[Text, Pii]
+
+
+@register("message.sent", 2)
+class MessageSentV2(Payload):
+    """A message to the customer; on voice, ``heard_text`` is what was played before barge-in."""
+
+    text: Annotated[Text, Pii]
+    heard_text: Annotated[str | None, Pii] = None
+    in_reply_to: str | None = None
+
+
+@CATALOGUE.upcaster("message.sent", 1)
+def _message_sent_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # v1 had no barge-in: everything sent was heard in full.
+    return {"text": payload["text"], "heard_text": payload["text"], "in_reply_to": None}
+
+
+@register("utterance.transcribed", 1)
+class UtteranceTranscribed(Payload):
+    """Speech turned into text on a voice leg."""
+
+    text: Annotated[str, Pii]
+    confidence: Confidence
+    start_ms: int = Field(ge=0)
+    end_ms: int = Field(ge=0)
+
+
+# -- understanding -----------------------------------------------------------
+
+
+@register("intent.detected", 1)
+class IntentDetected(Payload):
+    """What the customer wants, with the classifier's confidence."""
+
+    intent: Name
+    confidence: Confidence
+    alternatives: dict[str, Confidence] = Field(default_factory=dict)
+
+
+@register("slot.filled", 1)
+class SlotFilled(Payload):
+    """A piece of information the conversation has collected (order number, date)."""
+
+    name: Name
+    value: Annotated[str, Pii]
+    source: Name = "customer"
+
+
+# -- actions (tool calls) ------------------------------------------------------
+
+
+@register("action.requested", 1)
+class ActionRequested(Payload):
+    """A tool call an agent decided to make."""
+
+    action_id: Name
+    tool: Name
+    arguments: Annotated[dict[str, Any], Pii] = Field(default_factory=dict)
+
+
+@register("action.completed", 1)
+class ActionCompleted(Payload):
+    """A tool call that succeeded, with its result."""
+
+    action_id: Name
+    result: Annotated[dict[str, Any], Pii] = Field(default_factory=dict)
+
+
+@register("action.failed", 1)
+class ActionFailed(Payload):
+    """A tool call that failed; ``retryable`` says whether trying again can help."""
+
+    action_id: Name
+    error: str
+    retryable: bool = False
+
+
+# -- handoff to humans -----------------------------------------------------------
+
+HandoffReason = Literal[
+    "customer_request",
+    "low_confidence",
+    "sensitive_intent",
+    "tool_failure",
+    "negative_sentiment",
+    "transfer",
+    "other",
+]
+_REASONS: frozenset[str] = frozenset(HandoffReason.__args__)  # type: ignore[attr-defined]
+
+
+@register("handoff.requested", 1)
+class HandoffRequestedV1(Payload):
+    """Hand the conversation to a human queue (v1: the reason was free text)."""
+
+    queue: Name
+    reason: Name
+
+
+@register("handoff.requested", 2)
+class HandoffRequested(Payload):
+    """Hand the conversation to a human queue, with a reason code and the skills needed."""
+
+    queue: Name
+    reason_code: HandoffReason
+    reason_detail: str = ""
+    skills: list[Name] = Field(default_factory=list)
+
+
+@CATALOGUE.upcaster("handoff.requested", 1)
+def _handoff_requested_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # v1 wrote either a known code or a sentence; keep the sentence as detail.
+    reason = str(payload["reason"])
+    code = reason if reason in _REASONS else "other"
+    return {
+        "queue": payload["queue"],
+        "reason_code": code,
+        "reason_detail": "" if code == reason else reason,
+        "skills": [],
+    }
+
+
+@register("handoff.offered", 1)
+class HandoffOffered(Payload):
+    """The router offers the conversation to one human agent until ``expires_at``."""
+
+    offer_id: Name
+    agent_id: Name
+    queue: Name
+    expires_at: datetime
+
+
+@register("handoff.accepted", 1)
+class HandoffAccepted(Payload):
+    """The offered agent takes the conversation."""
+
+    offer_id: Name
+    agent_id: Name
+
+
+@register("handoff.declined", 1)
+class HandoffDeclined(Payload):
+    """The offered agent declines, or the offer expires."""
+
+    offer_id: Name
+    agent_id: Name
+    reason: Name = "declined"
+
+
+@register("handoff.returned", 1)
+class HandoffReturned(Payload):
+    """The human hands the conversation back to the bot."""
+
+    agent_id: Name
+    note: Annotated[str | None, Pii] = None
+
+
+# -- notes, consent, identity -----------------------------------------------------
+
+
+@register("note.added", 1)
+class NoteAdded(Payload):
+    """An internal note by a human or the system; never shown to the customer."""
+
+    author_id: Name
+    text: Annotated[Text, Pii]
+
+
+@register("consent.granted", 1)
+class ConsentGranted(Payload):
+    """The customer agrees to a purpose (recording, transcription, marketing)."""
+
+    purpose: Name
+
+
+@register("consent.revoked", 1)
+class ConsentRevoked(Payload):
+    """The customer withdraws consent for a purpose."""
+
+    purpose: Name
+
+
+@register("identity.linked", 1)
+class IdentityLinked(Payload):
+    """An identifier is linked to the conversation's customer."""
+
+    kind: Literal["phone", "email", "device", "member", "idp"]
+    value: Annotated[Name, Pii]
+    verified: bool = False
+    method: Name = "claimed"
