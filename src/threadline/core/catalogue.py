@@ -9,6 +9,8 @@ upcast on read by a chain of small pure functions.
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
@@ -34,7 +36,7 @@ class Payload(BaseModel):
 class EventSpec:
     type: str
     version: int
-    schema: type[Payload]
+    schema: builtins.type[Payload]
     pii: frozenset[str]
     description: str
 
@@ -113,10 +115,15 @@ class Catalogue:
                 for err in exc.errors()
             ]
             summary = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
-            raise ValidationError(f"invalid {type_} v{version} payload: {summary}", errors) from None
-        return model.model_dump(mode="json")
+            raise ValidationError(
+                f"invalid {type_} v{version} payload: {summary}", errors
+            ) from None
+        data: dict[str, Any] = model.model_dump(mode="json")
+        return data
 
-    def upcast(self, type_: str, version: int, payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    def upcast(
+        self, type_: str, version: int, payload: dict[str, Any]
+    ) -> tuple[dict[str, Any], int]:
         """Run the upcaster chain from ``version`` to the current version."""
         current = self.current_version(type_)
         if version > current or (type_, version) not in self._specs:
@@ -140,7 +147,7 @@ class Catalogue:
 
     def json_schema(self, spec: EventSpec) -> dict[str, Any]:
         """The payload's JSON Schema, with the catalogue's identity and PII marks."""
-        schema = spec.schema.model_json_schema()
+        schema: dict[str, Any] = spec.schema.model_json_schema()
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"urn:threadline:event:{spec.type}:v{spec.version}"
         schema["title"] = f"{spec.type} v{spec.version}"

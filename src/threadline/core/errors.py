@@ -49,9 +49,7 @@ class ConflictError(ThreadlineError):
     retryable = True
 
     def __init__(self, conversation_id: str, expected: int | str, actual: int) -> None:
-        super().__init__(
-            f"conversation {conversation_id} is at seq {actual}, expected {expected}"
-        )
+        super().__init__(f"conversation {conversation_id} is at seq {actual}, expected {expected}")
         self.conversation_id = conversation_id
         self.expected = expected
         self.actual = actual

@@ -71,7 +71,9 @@ class Lineage:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, str]) -> Lineage:
-        return cls(data["producer"], data.get("version", "0"), data.get("model"), data.get("policy"))
+        return cls(
+            data["producer"], data.get("version", "0"), data.get("model"), data.get("policy")
+        )
 
 
 SYSTEM: Final = Actor("system", "threadline")

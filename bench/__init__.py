@@ -1,0 +1,1 @@
+"""Benchmarks for threadline (not shipped with the package)."""

@@ -1,0 +1,301 @@
+"""The SQLite writer thread: group commit for the embedded store.
+
+Appends, snapshots and checkpoints queue up while a commit is in flight and
+are then written together in one transaction, so concurrent writers share one
+fsync. Appends in a group are decided together: one query looks up every
+append's idempotency key and stream head, Python decides each append in
+arrival order, and one ``executemany`` inserts all accepted events. If the
+database refuses anything in that fast path, the group is rolled back and
+written again one unit at a time, each in its own savepoint, so one bad
+append never fails its neighbours and nothing is left half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from threadline.core.errors import (
+    ConflictError,
+    IdempotencyError,
+    IntegrityError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+    ThreadlineError,
+)
+from threadline.core.events import EventRecord
+from threadline.core.ports import ANY, AppendResult
+
+MAX_BATCH: Final = 256
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+INSERT: Final = (
+    "INSERT INTO events (position, conversation_id, seq, event_id, type, version, occurred_at,"
+    " recorded_at, channel, leg_id, actor_kind, actor_id, customer_id, correlation_id,"
+    " causation_id, idempotency_key, lineage, payload)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+Work = Callable[[sqlite3.Connection, int], Any]
+
+
+def micros(moment: datetime) -> int:
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def moment(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def translate(exc: sqlite3.Error) -> PersistenceError:
+    """The Threadline error for a driver error (PEP 249 classes map one to one)."""
+    message = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityError(message)
+    if isinstance(exc, sqlite3.ProgrammingError) or "no such" in message:
+        return ProgrammingError(message)
+    return OperationalError(message)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendCommand:
+    conversation_id: str
+    records: Sequence[EventRecord]
+    expected_seq: int
+
+
+@dataclass(slots=True)
+class Job:
+    """One unit for the writer: an append, or a one-statement piece of work."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    append: AppendCommand | None = None
+    work: Work | None = None
+    outcome: tuple[bool, Any] = field(default=(False, None))
+
+
+def _settle(jobs: list[Job]) -> None:
+    for job in jobs:
+        if job.future.done():
+            continue
+        ok, value = job.outcome
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+
+
+def _row(position: int, seq: int, r: EventRecord, now: int) -> tuple[Any, ...]:
+    return (
+        position, r.conversation_id, seq, r.event_id, r.type, r.version, micros(r.occurred_at),
+        now, r.channel, r.leg_id, r.actor_kind, r.actor_id, r.customer_id, r.correlation_id,
+        r.causation_id, r.idempotency_key, r.lineage, r.payload,
+    )  # fmt: skip
+
+
+class _Group:
+    """Decides the appends of one group against the heads and keys it looked up."""
+
+    def __init__(self, conn: sqlite3.Connection, appends: list[Job]) -> None:
+        self.heads: dict[str, int] = {}
+        self.keys: dict[tuple[str, str], tuple[int, int]] = {}
+        self.stored: dict[tuple[str, str], int] = {}
+        params: list[Any] = []
+        for job in appends:
+            assert job.append is not None
+            params += (job.append.conversation_id, job.append.records[0].idempotency_key)
+        values = ",".join("(?,?)" for _ in appends)
+        rows = conn.execute(
+            f"WITH j(c, k) AS (VALUES {values}) SELECT j.c, j.k,"
+            " (SELECT seq FROM events e WHERE e.conversation_id = j.c AND e.idempotency_key = j.k),"
+            " (SELECT max(seq) FROM events e WHERE e.conversation_id = j.c) FROM j",
+            params,
+        ).fetchall()
+        for conversation_id, key, seq, head in rows:
+            self.heads[conversation_id] = head or 0
+            if seq is not None:
+                self.stored[(conversation_id, key)] = seq
+        position = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        self.position: int = position[0] if position else 0
+
+    def decide(self, conn: sqlite3.Connection, cmd: AppendCommand, now: int,
+               rows: list[tuple[Any, ...]]) -> AppendResult:  # fmt: skip
+        cid = cmd.conversation_id
+        keys = [r.idempotency_key for r in cmd.records]
+        first = (cid, keys[0])
+        if first in self.keys or first in self.stored:
+            return self._repeat(conn, cid, keys)
+        head = self.heads[cid]
+        if cmd.expected_seq != ANY and cmd.expected_seq != head:
+            raise ConflictError(cid, cmd.expected_seq, head)
+        if len(keys) > 1 and self._any_used(conn, cid, keys[1:]):
+            raise IdempotencyError("an idempotency key of this append was used by another one")
+        seqs = []
+        positions = []
+        for offset, record in enumerate(cmd.records, start=1):
+            self.position += 1
+            rows.append(_row(self.position, head + offset, record, now))
+            seqs.append(head + offset)
+            positions.append(self.position)
+            self.keys[(cid, record.idempotency_key)] = (head + offset, self.position)
+        self.heads[cid] = head + len(cmd.records)
+        return AppendResult(cid, tuple(seqs), tuple(positions))
+
+    def _any_used(self, conn: sqlite3.Connection, cid: str, keys: list[str]) -> bool:
+        if any((cid, key) in self.keys for key in keys):
+            return True
+        marks = ",".join("?" * len(keys))
+        return (
+            conn.execute(
+                f"SELECT 1 FROM events WHERE conversation_id = ? AND idempotency_key IN ({marks})",
+                (cid, *keys),
+            ).fetchone()
+            is not None
+        )
+
+    def _repeat(self, conn: sqlite3.Connection, cid: str, keys: list[str]) -> AppendResult:
+        found: list[tuple[int, int]] = []
+        for key in keys:
+            hit = self.keys.get((cid, key))
+            if hit is None:
+                row = conn.execute(
+                    "SELECT seq, position FROM events"
+                    " WHERE conversation_id = ? AND idempotency_key = ?",
+                    (cid, key),
+                ).fetchone()
+                hit = (row[0], row[1]) if row else None
+            if hit is None:
+                raise IdempotencyError(f"idempotency key {keys[0]!r} was used by another append")
+            found.append(hit)
+        seqs = [seq for seq, _ in found]
+        if seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+            raise IdempotencyError(f"idempotency key {keys[0]!r} was used by another append")
+        return AppendResult(cid, tuple(seqs), tuple(p for _, p in found), duplicate=True)
+
+
+class Writer:
+    """The one thread that writes; it commits whatever has queued up as one transaction."""
+
+    def __init__(self, path: str, connect: Callable[[str], sqlite3.Connection],
+                 prepare: Callable[[sqlite3.Connection], None]) -> None:  # fmt: skip
+        self._path = path
+        self._connect = connect
+        self._prepare = prepare
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="threadline-sqlite-writer")
+        self._thread.daemon = True
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self.commits = 0
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def submit(self, job: Job) -> None:
+        self._queue.put(job)
+
+    def stop(self) -> None:
+        """Write everything already queued, then end the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect(self._path)
+            self._prepare(conn)
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stopping = True
+                        break
+                    batch.append(job)
+                self._commit(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
+        now = micros(datetime.now(UTC))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._write_group(conn, batch, now)
+            except sqlite3.Error:
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                self._write_each(conn, batch, now)
+            conn.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = translate(exc)
+            for job in batch:
+                job.outcome = (False, error)
+        by_loop: dict[asyncio.AbstractEventLoop, list[Job]] = {}
+        for job in batch:
+            by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():
+            # A closed loop means nobody is waiting for these any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, jobs)
+
+    def _write_group(self, conn: sqlite3.Connection, batch: list[Job], now: int) -> None:
+        appends = [job for job in batch if job.append is not None]
+        rows: list[tuple[Any, ...]] = []
+        if appends:
+            group = _Group(conn, appends)
+            for job in appends:
+                assert job.append is not None
+                try:
+                    job.outcome = (True, group.decide(conn, job.append, now, rows))
+                except ThreadlineError as exc:
+                    job.outcome = (False, exc)
+            conn.executemany(INSERT, rows)
+        for job in batch:
+            if job.work is not None:
+                job.outcome = (True, job.work(conn, now))
+
+    def _write_each(self, conn: sqlite3.Connection, batch: list[Job], now: int) -> None:
+        for job in batch:
+            conn.execute("SAVEPOINT job")
+            try:
+                if job.append is not None:
+                    rows: list[tuple[Any, ...]] = []
+                    result = _Group(conn, [job]).decide(conn, job.append, now, rows)
+                    conn.executemany(INSERT, rows)
+                    job.outcome = (True, result)
+                elif job.work is not None:
+                    job.outcome = (True, job.work(conn, now))
+            except ThreadlineError as exc:
+                conn.execute("ROLLBACK TO job")
+                job.outcome = (False, exc)
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK TO job")
+                job.outcome = (False, translate(exc))
+            conn.execute("RELEASE job")

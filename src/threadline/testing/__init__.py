@@ -1,0 +1,1 @@
+"""Contract suites for each port, written once and run against every backend."""

@@ -1,0 +1,54 @@
+"""Shared fixtures: real backends, skipped locally and failed in CI when unreachable."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from threadline.store.sqlite import SQLiteStore, open_sqlite
+
+POSTGRES_URL = os.environ.get(
+    "THREADLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (locally) or fail (in CI) when a service the test needs is down."""
+    if _reachable(host, port):
+        return
+    reason = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true requires it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path) -> AsyncIterator[SQLiteStore]:
+    store = await open_sqlite(tmp_path / "threadline.db")
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def pg_schema() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+async def drop_schema(schema: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
