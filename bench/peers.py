@@ -38,6 +38,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -374,6 +375,46 @@ def _run_turns(graph: Any, turns: int, durability: str | None) -> list[float]:
     return latencies
 
 
+def _langgraph_sqlite(
+    base: PathLike | None, texts: Sequence[str], turns: int, durability: str | None
+) -> tuple[list[float], float, int]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    with _fresh_dir(base, "langgraph") as tmp:
+        db_path = tmp / "checkpoints.sqlite"
+        conn = sqlite3.connect(db_path, check_same_thread=False)
+        try:
+            saver = SqliteSaver(conn)
+            saver.setup()
+            start = time.perf_counter()
+            latencies = _run_turns(_chat_graph(saver, texts), turns, durability)
+            total = time.perf_counter() - start
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            storage = _sqlite_bytes(db_path)
+        finally:
+            conn.close()
+    return latencies, total, storage
+
+
+def _langgraph_postgres(
+    dsn: str, texts: Sequence[str], turns: int, durability: str | None
+) -> tuple[list[float], float, int]:
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    with (
+        _fresh_schema(dsn, "langgraph") as schema,
+        psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn,
+    ):
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        saver = PostgresSaver(conn)
+        saver.setup()
+        start = time.perf_counter()
+        latencies = _run_turns(_chat_graph(saver, texts), turns, durability)
+        total = time.perf_counter() - start
+        storage = _schema_bytes(conn, schema)
+    return latencies, total, storage
+
+
 def langgraph_turns(
     backend: Backend,
     dsn_or_path: Any = None,
@@ -395,36 +436,8 @@ def langgraph_turns(
     texts = _texts(turns, seed=11)
     windows = _sample_windows(turns, sample_at)
 
-    if backend == "sqlite":
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        with _fresh_dir(dsn_or_path, "langgraph") as tmp:
-            db_path = tmp / "checkpoints.sqlite"
-            conn = sqlite3.connect(db_path, check_same_thread=False)
-            try:
-                saver = SqliteSaver(conn)
-                saver.setup()
-                start = time.perf_counter()
-                latencies = _run_turns(_chat_graph(saver, texts), turns, durability)
-                total = time.perf_counter() - start
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                storage = _sqlite_bytes(db_path)
-            finally:
-                conn.close()
-    else:
-        from langgraph.checkpoint.postgres import PostgresSaver
-
-        with (
-            _fresh_schema(dsn_or_path, "langgraph") as schema,
-            psycopg.connect(dsn_or_path, autocommit=True, row_factory=dict_row) as conn,
-        ):
-            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-            saver = PostgresSaver(conn)
-            saver.setup()
-            start = time.perf_counter()
-            latencies = _run_turns(_chat_graph(saver, texts), turns, durability)
-            total = time.perf_counter() - start
-            storage = _schema_bytes(conn, schema)
+    run = _langgraph_sqlite if backend == "sqlite" else _langgraph_postgres
+    latencies, total, storage = run(dsn_or_path, texts, turns, durability)
 
     result: dict[str, float] = {"turns": float(turns), "total_s": total}
     for point, window in windows.items():
@@ -528,7 +541,7 @@ def main() -> None:
     dsn = find_postgres_dsn()
     print(describe_machine(dsn))
     print()
-    backends: list[Backend] = ["sqlite"] + (["postgres"] if dsn else [])
+    backends: list[Backend] = ["sqlite", "postgres"] if dsn is not None else ["sqlite"]
     if dsn is None:
         print("PostgreSQL not reachable; skipping PostgreSQL peers")
 
@@ -539,20 +552,26 @@ def main() -> None:
     if dsn is not None:
         _timed("raw psycopg commits", lambda: raw_postgres_commits(dsn, n=2000))
     for backend in backends:
+        where = location(backend)
         _timed(
             f"eventsourcing sequential ({backend})",
-            lambda b=backend: eventsourcing_sequential(b, location(b), n=1000),
+            partial(eventsourcing_sequential, backend, where, n=1000),
         )
         _timed(
             f"eventsourcing 16 threads ({backend})",
-            lambda b=backend: eventsourcing_saves(
-                b, location(b), threads=16, conversations=64, events_per_conversation=20
+            partial(
+                eventsourcing_saves,
+                backend,
+                where,
+                threads=16,
+                conversations=64,
+                events_per_conversation=20,
             ),
         )
     for backend in backends:
         _timed(
             f"langgraph turns ({backend})",
-            lambda b=backend: langgraph_turns(b, location(b), turns=200, sample_at=(10, 200)),
+            partial(langgraph_turns, backend, location(backend), turns=200, sample_at=(10, 200)),
         )
 
 

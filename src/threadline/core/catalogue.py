@@ -10,7 +10,6 @@ upcast on read by a chain of small pure functions.
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final

@@ -32,6 +32,7 @@ OPEN_STATES: Final = frozenset({BOT_ACTIVE, AWAITING_HUMAN, WITH_HUMAN, WAITING_
 CLOSED_STATES: Final = frozenset({RESOLVED, ABANDONED})
 
 SUMMARY_LINES: Final = 40
+RECENT_KEYS: Final = 64
 RECENT_INTENTS: Final = 20
 
 
@@ -75,6 +76,7 @@ class ConversationState:
     summary: tuple[str, ...] = ()
     messages_in: int = 0
     messages_out: int = 0
+    recent_keys: tuple[str, ...] = ()
 
     @property
     def live_legs(self) -> dict[str, Mapping[str, Any]]:
@@ -93,6 +95,7 @@ class ConversationState:
         raw: dict[str, Any] = orjson.loads(data)
         raw["intents"] = tuple(raw["intents"])
         raw["summary"] = tuple(raw["summary"])
+        raw["recent_keys"] = tuple(raw["recent_keys"])
         return cls(**raw)
 
 
@@ -323,6 +326,10 @@ def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState
             draft.customer_id = event.customer_id
         if draft.correlation_id is None:
             draft.correlation_id = event.correlation_id
+        keys = draft.recent_keys
+        keys.append(event.idempotency_key)
+        if len(keys) > RECENT_KEYS:
+            del keys[0]
     return state if draft is None else draft.freeze()
 
 

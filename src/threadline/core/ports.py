@@ -111,6 +111,10 @@ class CheckpointStore(ABC):
         """Whether ``group`` recorded ``key`` as handled."""
 
 
+class Storage(EventStore, SnapshotStore, CheckpointStore):
+    """A backend that keeps the log, snapshots and consumer progress together."""
+
+
 Handler = Callable[[EventRecord], Awaitable[None]]
 
 
@@ -119,7 +123,16 @@ class Bus(ABC):
 
     Within a conversation, a group sees events in seq order. Each group has
     its own durable progress; a handler that raises gets the event again.
+    ``durable`` says whether the bus itself keeps published events across a
+    restart; when it does not, the relay republishes from the slowest group's
+    checkpoint instead.
     """
+
+    durable: bool = True
+
+    def groups(self) -> list[str]:
+        """Names of the groups subscribed through this bus."""
+        return []
 
     @abstractmethod
     async def publish(self, records: Sequence[EventRecord]) -> None:

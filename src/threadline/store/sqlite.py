@@ -26,14 +26,7 @@ from typing import Any, Final
 
 from threadline.core.errors import IdempotencyError, ProgrammingError, ValidationError
 from threadline.core.events import EventRecord
-from threadline.core.ports import (
-    ANY,
-    AppendResult,
-    CheckpointStore,
-    EventStore,
-    Snapshot,
-    SnapshotStore,
-)
+from threadline.core.ports import ANY, AppendResult, Snapshot, Storage
 from threadline.store.migrations import migrations
 from threadline.store.sqlite_writer import AppendCommand, Job, Work, Writer, moment, translate
 
@@ -104,7 +97,7 @@ def _validate_append(records: Sequence[EventRecord], conversation_id: str) -> No
 # -- the store --------------------------------------------------------------------------
 
 
-class SQLiteStore(EventStore, SnapshotStore, CheckpointStore):
+class SQLiteStore(Storage):
     """Event log, snapshots and checkpoints in one SQLite file."""
 
     def __init__(self, path: str, readers: int = 2) -> None:

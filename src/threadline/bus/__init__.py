@@ -1,0 +1,1 @@
+"""Bus backends: in-process by default, NATS JetStream at scale."""

@@ -1,0 +1,1 @@
+"""The engine: commands onto the log, delivery from it."""

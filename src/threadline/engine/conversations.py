@@ -1,0 +1,112 @@
+"""Recording events on a conversation and rehydrating its state.
+
+``Conversations.record`` is the one write path: validate and normalise the
+events, rehydrate the conversation, refuse illegal transitions, append with
+the expected seq and the events' idempotency keys, and snapshot every N
+events. A stale read is retried by deciding again; a repeated command returns
+its first result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Final
+
+from threadline.core.conversation import (
+    DEFAULT_POLICY,
+    STATE_SCHEMA_VERSION,
+    ConversationState,
+    Policy,
+    decide,
+    fold,
+    initial,
+)
+from threadline.core.errors import ConflictError, IllegalTransition, ValidationError
+from threadline.core.events import Event, EventCodec
+from threadline.core.ports import AppendResult, Snapshot, Storage
+
+SNAPSHOT_EVERY: Final = 100
+CONFLICT_RETRIES: Final = 5
+
+
+class Conversations:
+    """Appends decided events to conversations and folds them back into state."""
+
+    def __init__(
+        self,
+        store: Storage,
+        codec: EventCodec | None = None,
+        policy: Policy = DEFAULT_POLICY,
+        snapshot_every: int = SNAPSHOT_EVERY,
+    ) -> None:
+        self.store = store
+        self.codec = codec or EventCodec()
+        self.policy = policy
+        self.snapshot_every = snapshot_every
+
+    async def rehydrate(self, conversation_id: str, *, snapshots: bool = True) -> ConversationState:
+        """Current state: the latest snapshot plus the events after it."""
+        state = initial(conversation_id)
+        if snapshots:
+            snapshot = await self.store.load_snapshot(conversation_id, STATE_SCHEMA_VERSION)
+            if snapshot is not None:
+                state = ConversationState.from_bytes(snapshot.state)
+        tail = await self.store.read(conversation_id, from_seq=state.seq + 1)
+        decode = self.codec.decode
+        return fold(state, [decode(r) for r in tail])
+
+    async def timeline(self, conversation_id: str) -> list[Event]:
+        """Every event of the conversation in its current shape."""
+        return [self.codec.decode(r) for r in await self.store.read(conversation_id)]
+
+    async def record(
+        self, conversation_id: str, events: Sequence[Event], expected_seq: int | None = None
+    ) -> AppendResult:
+        """Append ``events`` if the conversation's state allows them.
+
+        With ``expected_seq`` the caller's view must be current (else
+        ConflictError); without it a concurrent change is absorbed by deciding
+        again on fresh state.
+        """
+        if not events:
+            raise ValidationError("nothing to record", [{"field": "events", "reason": "empty"}])
+        records = [self.codec.encode(e) for e in events]
+        normalised = [
+            replace(
+                e,
+                payload=self.codec.decode(r).payload,
+                version=r.version,
+                idempotency_key=r.idempotency_key,
+            )
+            for e, r in zip(events, records, strict=True)
+        ]
+        for attempt in range(CONFLICT_RETRIES):
+            state = await self.rehydrate(conversation_id)
+            if records[0].idempotency_key in state.recent_keys:
+                # A repeated command: the store answers with the first result.
+                return await self.store.append(conversation_id, records, state.seq)
+            if expected_seq is not None and expected_seq != state.seq:
+                raise ConflictError(conversation_id, expected_seq, state.seq)
+            after = decide(state, normalised, self.policy)
+            try:
+                result = await self.store.append(conversation_id, records, state.seq)
+            except ConflictError:
+                if expected_seq is not None or attempt == CONFLICT_RETRIES - 1:
+                    raise
+                continue
+            if not result.duplicate:
+                await self._maybe_snapshot(state, after, result)
+            return result
+        raise AssertionError("unreachable")
+
+    async def _maybe_snapshot(
+        self, before: ConversationState, after: ConversationState, result: AppendResult
+    ) -> None:
+        if result.last_seq // self.snapshot_every > before.seq // self.snapshot_every:
+            await self.store.save_snapshot(
+                Snapshot(after.conversation_id, after.seq, STATE_SCHEMA_VERSION, after.to_bytes())
+            )
+
+
+__all__ = ["Conversations", "IllegalTransition"]
