@@ -52,3 +52,20 @@ async def drop_schema(schema: str) -> None:
 
     async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_store(request, tmp_path, pg_schema):
+    """A fresh store on each backend."""
+    if request.param == "sqlite":
+        store = await open_sqlite(tmp_path / "threadline.db")
+        yield store
+        await store.close()
+        return
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    from threadline.store.postgres import open_postgres
+
+    store = await open_postgres(POSTGRES_URL, schema=pg_schema)
+    yield store
+    await store.close()
+    await drop_schema(pg_schema)
