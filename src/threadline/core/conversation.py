@@ -209,6 +209,14 @@ def _message_received(d: Any, e: Event) -> None:
         d.resume_status = None
 
 
+@_applies("utterance.transcribed")
+def _utterance(d: Any, e: Event) -> None:
+    d.messages_in += 1
+    if d.status == WAITING_ON_CUSTOMER:
+        d.status = d.resume_status or BOT_ACTIVE
+        d.resume_status = None
+
+
 @_applies("message.sent")
 def _message_sent(d: Any, e: Event) -> None:
     d.messages_out += 1

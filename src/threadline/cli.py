@@ -1,0 +1,109 @@
+"""The ``threadline`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from threadline.core.catalogue import CATALOGUE
+from threadline.core.errors import ThreadlineError
+from threadline.engine.conversations import Conversations
+from threadline.settings import load_settings
+from threadline.store import open_store
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="threadline", description="One canonical conversation across every channel."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="run the demo journey (chat → voice → in person)")
+    replay = commands.add_parser("replay", help="print a conversation's timeline and state")
+    replay.add_argument("conversation_id")
+    schema = commands.add_parser("schema", help="event schemas")
+    schema_commands = schema.add_subparsers(dest="schema_command", required=True)
+    export = schema_commands.add_parser("export", help="write one JSON Schema per type and version")
+    export.add_argument("directory", type=Path)
+    bench = commands.add_parser("bench", help="run the storage benchmark")
+    bench.add_argument("--runs", type=int, default=5)
+    bench.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    bench.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
+    return parser
+
+
+async def _demo() -> None:
+    from threadline.demo import render_state, render_timeline, run_journey
+
+    settings = load_settings()
+    store = await open_store(settings.store)
+    try:
+        conversations = Conversations(store, snapshot_every=settings.snapshot_every)
+        conversation_id, state = await run_journey(conversations)
+        print(f"conversation {conversation_id}  (store: {settings.store})\n")
+        print(render_timeline(await conversations.timeline(conversation_id)))
+        print()
+        print(render_state(state))
+    finally:
+        await store.close()
+
+
+async def _replay(conversation_id: str) -> None:
+    from threadline.demo import render_state, render_timeline
+
+    settings = load_settings()
+    store = await open_store(settings.store)
+    try:
+        conversations = Conversations(store)
+        timeline = await conversations.timeline(conversation_id)
+        if not timeline:
+            raise ThreadlineError(f"no conversation {conversation_id} in {settings.store}")
+        print(render_timeline(timeline))
+        print()
+        print(render_state(await conversations.rehydrate(conversation_id, snapshots=False)))
+    finally:
+        await store.close()
+
+
+def export_schemas(directory: Path) -> list[Path]:
+    """Write ``<type>.v<version>.json`` for every catalogue entry; the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for spec in CATALOGUE:
+        path = directory / f"{spec.type}.v{spec.version}.json"
+        path.write_bytes(orjson.dumps(CATALOGUE.json_schema(spec), option=orjson.OPT_INDENT_2))
+        written.append(path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            asyncio.run(_demo())
+        elif args.command == "replay":
+            asyncio.run(_replay(args.conversation_id))
+        elif args.command == "schema":
+            written = export_schemas(args.directory)
+            print(f"wrote {len(written)} schemas to {args.directory}")
+        elif args.command == "bench":
+            from threadline.benchmark import run_benchmarks
+
+            asyncio.run(run_benchmarks(runs=args.runs, quick=args.quick, output=args.output))
+    except ThreadlineError as exc:
+        print(f"threadline: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"threadline: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

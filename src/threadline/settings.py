@@ -1,0 +1,56 @@
+"""Typed settings, read once at start-up from ``THREADLINE_*`` variables.
+
+Unknown ``THREADLINE_*`` variables are an error, so a typo never silently
+falls back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from threadline.core.errors import ConfigurationError
+
+PREFIX = "THREADLINE_"
+#: Variables read by tools around the service (tests, benchmarks), not by the service.
+OUTSIDE = frozenset({"THREADLINE_TEST_POSTGRES", "THREADLINE_BENCH_PG_DSN"})
+
+
+class Settings(BaseSettings):
+    """Where Threadline keeps its log, and which bus and cache it uses."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="forbid", frozen=True)
+
+    store: str = Field(
+        "sqlite:///var/threadline.db",
+        description="sqlite:///relative.db, sqlite:////absolute.db or postgresql://…",
+    )
+    bus: str = Field("memory", description="memory or nats://host:4222")
+    cache: str = Field("memory", description="memory or redis://host:6379/0")
+    snapshot_every: int = Field(100, ge=1, description="events between state snapshots")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment; raises ConfigurationError on unknown keys."""
+    env = os.environ if environ is None else environ
+    known = {PREFIX + name.upper() for name in Settings.model_fields}
+    for key in env:
+        if key.startswith(PREFIX) and key not in known and key not in OUTSIDE:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigurationError(f"unknown setting {key}{hint}")
+    values = {
+        name: env[PREFIX + name.upper()]
+        for name in Settings.model_fields
+        if PREFIX + name.upper() in env
+    }
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigurationError(f"bad setting {name}: {first['msg']}") from None
