@@ -91,9 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             written = export_schemas(args.directory)
             print(f"wrote {len(written)} schemas to {args.directory}")
         elif args.command == "bench":
-            from threadline.benchmark import run_benchmarks
-
-            asyncio.run(run_benchmarks(runs=args.runs, quick=args.quick, output=args.output))
+            try:
+                from bench.run import main as run_benchmark
+            except ImportError:
+                raise ThreadlineError(
+                    "the benchmark ships with the source checkout: run `make bench` there"
+                ) from None
+            asyncio.run(run_benchmark(args.runs, args.quick, args.output))
     except ThreadlineError as exc:
         print(f"threadline: error: {exc}", file=sys.stderr)
         return 1

@@ -68,9 +68,11 @@ def _journey(chat: str, call: str, visit: str, offer_expiry: datetime) -> list[S
         Step("voice", call, ROUTER, "handoff.offered",
              {"offer_id": "offer-1", "agent_id": "agent-ana", "queue": "orders",
               "expires_at": offer_expiry.isoformat()}),
-        Step("voice", call, ANA, "handoff.accepted", {"offer_id": "offer-1", "agent_id": "agent-ana"}),
+        Step("voice", call, ANA, "handoff.accepted",
+             {"offer_id": "offer-1", "agent_id": "agent-ana"}),
         Step("voice", call, ANA, "message.sent", {"text": (
-            "Hi Maya, this is Ana. I can hold the replacement Aster 14 for you at Market Street.")}),
+            "Hi Maya, this is Ana. I can hold the replacement Aster 14 for you at Market"
+            " Street.")}),
         Step("voice", call, ANA, "note.added",
              {"author_id": "agent-ana", "text": "Replacement held at sf-market for pickup"}),
         Step("voice", call, MAYA, "leg.ended", {"leg_id": call, "reason": "completed"}),
@@ -103,7 +105,9 @@ async def run_journey(conversations: Conversations) -> tuple[str, ConversationSt
             customer_id="cus-maya",
             correlation_id=correlation_id,
             causation_id=previous,
-            lineage=BOT_LINEAGE if step.actor == BOT else Lineage(f"{step.channel}-adapter", "0.1.0"),
+            lineage=BOT_LINEAGE
+            if step.actor == BOT
+            else Lineage(f"{step.channel}-adapter", "0.1.0"),
         )
         await conversations.record(conversation_id, [event])
         previous = event.event_id
@@ -130,19 +134,17 @@ def describe(event: Event) -> str:
 def render_timeline(events: Sequence[Event]) -> str:
     lines = [f"{'seq':>3}  {'channel':<9} {'actor':<13} {'event':<22} detail"]
     for e in events:
-        lines.append(
-            f"{e.seq:>3}  {e.channel:<9} {e.actor.id:<13} {e.type:<22} {describe(e)[:70]}"
-        )
+        lines.append(f"{e.seq:>3}  {e.channel:<9} {e.actor.id:<13} {e.type:<22} {describe(e)[:70]}")
     return "\n".join(lines)
 
 
 def render_state(state: ConversationState) -> str:
-    channels = sorted({leg["channel"] for leg in state.legs.values()})
+    channels = ", ".join(sorted({leg["channel"] for leg in state.legs.values()}))
     slots = ", ".join(f"{k}={v['value']}" for k, v in state.slots.items())
     return "\n".join([
         f"status      {state.status} ({state.outcome})",
-        f"legs        {len(state.legs)} across {', '.join(channels)}; live now: {len(state.live_legs)}",
+        f"legs        {len(state.legs)} across {channels}; live now: {len(state.live_legs)}",
         f"slots       {slots}",
         f"assignee    {state.assignee or '-'}; identities {dict(state.identities)}",
-        f"summary     " + "\n            ".join(state.summary),
+        "summary     " + "\n            ".join(state.summary),
     ])  # fmt: skip

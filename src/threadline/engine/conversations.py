@@ -9,6 +9,7 @@ its first result.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Final
@@ -28,6 +29,7 @@ from threadline.core.ports import AppendResult, Snapshot, Storage
 
 SNAPSHOT_EVERY: Final = 100
 CONFLICT_RETRIES: Final = 5
+HOT_STATES: Final = 10_000
 
 
 class Conversations:
@@ -44,6 +46,8 @@ class Conversations:
         self.codec = codec or EventCodec()
         self.policy = policy
         self.snapshot_every = snapshot_every
+        # Recently written states, so a busy conversation reads only its new tail.
+        self._hot: OrderedDict[str, ConversationState] = OrderedDict()
 
     async def rehydrate(self, conversation_id: str, *, snapshots: bool = True) -> ConversationState:
         """Current state: the latest snapshot plus the events after it."""
@@ -55,6 +59,19 @@ class Conversations:
         tail = await self.store.read(conversation_id, from_seq=state.seq + 1)
         decode = self.codec.decode
         return fold(state, [decode(r) for r in tail])
+
+    async def _current(self, conversation_id: str) -> ConversationState:
+        hot = self._hot.get(conversation_id)
+        if hot is None:
+            return await self.rehydrate(conversation_id)
+        tail = await self.store.read(conversation_id, from_seq=hot.seq + 1)
+        return fold(hot, [self.codec.decode(r) for r in tail])
+
+    def _remember(self, state: ConversationState) -> None:
+        self._hot[state.conversation_id] = state
+        self._hot.move_to_end(state.conversation_id)
+        if len(self._hot) > HOT_STATES:
+            self._hot.popitem(last=False)
 
     async def timeline(self, conversation_id: str) -> list[Event]:
         """Every event of the conversation in its current shape."""
@@ -82,7 +99,7 @@ class Conversations:
             for e, r in zip(events, records, strict=True)
         ]
         for attempt in range(CONFLICT_RETRIES):
-            state = await self.rehydrate(conversation_id)
+            state = await self._current(conversation_id)
             if records[0].idempotency_key in state.recent_keys:
                 # A repeated command: the store answers with the first result.
                 return await self.store.append(conversation_id, records, state.seq)
@@ -96,6 +113,7 @@ class Conversations:
                     raise
                 continue
             if not result.duplicate:
+                self._remember(after)
                 await self._maybe_snapshot(state, after, result)
             return result
         raise AssertionError("unreachable")

@@ -22,7 +22,8 @@ async def open_store(url: str, *, schema: str | None = None) -> Storage:
     if scheme in {"postgresql", "postgres"}:
         from threadline.store.postgres import open_postgres
 
-        return await open_postgres(url, schema=schema or "public")
+        store: Storage = await open_postgres(url, schema=schema or "public")
+        return store
     raise ConfigurationError(
         f"unknown store {url!r}: use sqlite:///path/to/file.db or postgresql://host/db"
     )

@@ -136,7 +136,7 @@ class SQLiteStore(Storage):
         return result
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        def work(conn: sqlite3.Connection, now: int) -> None:
+        def work(conn: sqlite3.Connection, now: str) -> None:
             conn.execute(
                 "INSERT INTO snapshots (conversation_id, schema_version, seq, state)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, schema_version)"
@@ -148,7 +148,7 @@ class SQLiteStore(Storage):
         await self._write(work)
 
     async def save_checkpoint(self, group: str, position: int) -> None:
-        def work(conn: sqlite3.Connection, now: int) -> None:
+        def work(conn: sqlite3.Connection, now: str) -> None:
             conn.execute(
                 "INSERT INTO consumer_checkpoints (group_name, position) VALUES (?, ?)"
                 " ON CONFLICT (group_name) DO UPDATE SET position = excluded.position"
@@ -159,7 +159,7 @@ class SQLiteStore(Storage):
         await self._write(work)
 
     async def mark_handled(self, group: str, key: str) -> bool:
-        def work(conn: sqlite3.Connection, now: int) -> bool:
+        def work(conn: sqlite3.Connection, now: str) -> bool:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO handled (group_name, key) VALUES (?, ?)", (group, key)
             )

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from threadline.core.errors import (
@@ -35,23 +35,21 @@ from threadline.core.events import EventRecord
 from threadline.core.ports import ANY, AppendResult
 
 MAX_BATCH: Final = 256
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 INSERT: Final = (
     "INSERT INTO events (position, conversation_id, seq, event_id, type, version, occurred_at,"
     " recorded_at, channel, leg_id, actor_kind, actor_id, customer_id, correlation_id,"
     " causation_id, idempotency_key, lineage, payload)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-Work = Callable[[sqlite3.Connection, int], Any]
+Work = Callable[[sqlite3.Connection, str], Any]
 
 
-def micros(moment: datetime) -> int:
-    delta = moment - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+def stamp(moment: datetime) -> str:
+    """A UTC time as stored: ISO 8601, which SQLite sorts and Python parses fastest."""
+    return moment.astimezone(UTC).isoformat()
 
 
-def moment(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=value)
+moment: Final = datetime.fromisoformat
 
 
 def translate(exc: sqlite3.Error) -> PersistenceError:
@@ -93,9 +91,9 @@ def _settle(jobs: list[Job]) -> None:
             job.future.set_exception(value)
 
 
-def _row(position: int, seq: int, r: EventRecord, now: int) -> tuple[Any, ...]:
+def _row(position: int, seq: int, r: EventRecord, now: str) -> tuple[Any, ...]:
     return (
-        position, r.conversation_id, seq, r.event_id, r.type, r.version, micros(r.occurred_at),
+        position, r.conversation_id, seq, r.event_id, r.type, r.version, stamp(r.occurred_at),
         now, r.channel, r.leg_id, r.actor_kind, r.actor_id, r.customer_id, r.correlation_id,
         r.causation_id, r.idempotency_key, r.lineage, r.payload,
     )  # fmt: skip
@@ -126,7 +124,7 @@ class _Group:
         position = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         self.position: int = position[0] if position else 0
 
-    def decide(self, conn: sqlite3.Connection, cmd: AppendCommand, now: int,
+    def decide(self, conn: sqlite3.Connection, cmd: AppendCommand, now: str,
                rows: list[tuple[Any, ...]]) -> AppendResult:  # fmt: skip
         cid = cmd.conversation_id
         keys = [r.idempotency_key for r in cmd.records]
@@ -240,7 +238,7 @@ class Writer:
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
-        now = micros(datetime.now(UTC))
+        now = stamp(datetime.now(UTC))
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -265,7 +263,7 @@ class Writer:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, jobs)
 
-    def _write_group(self, conn: sqlite3.Connection, batch: list[Job], now: int) -> None:
+    def _write_group(self, conn: sqlite3.Connection, batch: list[Job], now: str) -> None:
         appends = [job for job in batch if job.append is not None]
         rows: list[tuple[Any, ...]] = []
         if appends:
@@ -281,7 +279,7 @@ class Writer:
             if job.work is not None:
                 job.outcome = (True, job.work(conn, now))
 
-    def _write_each(self, conn: sqlite3.Connection, batch: list[Job], now: int) -> None:
+    def _write_each(self, conn: sqlite3.Connection, batch: list[Job], now: str) -> None:
         for job in batch:
             conn.execute("SAVEPOINT job")
             try:
