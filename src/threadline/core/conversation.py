@@ -176,6 +176,8 @@ def _reopened(d: Any, e: Event) -> None:
     d.status = BOT_ACTIVE
     d.closed_at = None
     d.outcome = None
+    # An abandoned conversation may still name the human who held it; the bot holds it now.
+    d.assignee = None
     d.note(f"reopened: {e.payload['reason']}")
 
 

@@ -198,7 +198,7 @@ class HandoffRequested(Payload):
 
     queue: Name
     reason_code: HandoffReason
-    reason_detail: str = ""
+    reason_detail: Annotated[str, Pii] = ""
     skills: list[Name] = Field(default_factory=list)
 
 

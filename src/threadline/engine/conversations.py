@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Final
 
 from threadline.core.conversation import (
@@ -89,23 +88,24 @@ class Conversations:
         if not events:
             raise ValidationError("nothing to record", [{"field": "events", "reason": "empty"}])
         records = [self.codec.encode(e) for e in events]
-        normalised = [
-            replace(
-                e,
-                payload=self.codec.decode(r).payload,
-                version=r.version,
-                idempotency_key=r.idempotency_key,
-            )
-            for e, r in zip(events, records, strict=True)
-        ]
+        # Decide on the events exactly as rehydrate will read them back (UTC times,
+        # default correlation and keys, current payload versions), so the states
+        # kept in memory and in snapshots equal the fold of the log.
+        normalised = [self.codec.decode(r) for r in records]
         for attempt in range(CONFLICT_RETRIES):
             state = await self._current(conversation_id)
             if records[0].idempotency_key in state.recent_keys:
                 # A repeated command: the store answers with the first result.
                 return await self.store.append(conversation_id, records, state.seq)
-            if expected_seq is not None and expected_seq != state.seq:
-                raise ConflictError(conversation_id, expected_seq, state.seq)
-            after = decide(state, normalised, self.policy)
+            try:
+                if expected_seq is not None and expected_seq != state.seq:
+                    raise ConflictError(conversation_id, expected_seq, state.seq)
+                after = decide(state, normalised, self.policy)
+            except (ConflictError, IllegalTransition):
+                # A repeat older than the keys the state remembers still gets its first result.
+                if not await self._was_recorded(conversation_id, records[0].idempotency_key):
+                    raise
+                return await self.store.append(conversation_id, records, state.seq)
             try:
                 result = await self.store.append(conversation_id, records, state.seq)
             except ConflictError:
@@ -117,6 +117,9 @@ class Conversations:
                 await self._maybe_snapshot(state, after, result)
             return result
         raise AssertionError("unreachable")
+
+    async def _was_recorded(self, conversation_id: str, key: str) -> bool:
+        return any(r.idempotency_key == key for r in await self.store.read(conversation_id))
 
     async def _maybe_snapshot(
         self, before: ConversationState, after: ConversationState, result: AppendResult
