@@ -324,12 +324,13 @@ def _identity(d: Any, e: Event) -> None:
 def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState:
     """The state after ``events``; a pure function of its arguments."""
     draft: Any = None
+    last: Event | None = None
     for event in events:
         if draft is None:
             draft = _Draft(state)
         _APPLY[event.type](draft, event)
         draft.seq = event.seq or draft.seq + 1
-        draft.updated_at = _ts(event)
+        last = event
         if not draft.conversation_id:
             draft.conversation_id = event.conversation_id
         if draft.customer_id is None and event.customer_id:
@@ -340,7 +341,10 @@ def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState
         keys.append(event.idempotency_key)
         if len(keys) > RECENT_KEYS:
             del keys[0]
-    return state if draft is None else draft.freeze()
+    if draft is None or last is None:
+        return state
+    draft.updated_at = _ts(last)
+    return draft.freeze()
 
 
 # -- guards ----------------------------------------------------------------------

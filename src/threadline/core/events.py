@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal, NamedTuple
 
 import orjson
-from uuid6 import uuid7
+from uuid_utils import uuid7
 
 from threadline.core import payloads as _payloads  # noqa: F401  (registers the catalogue)
 from threadline.core.catalogue import CATALOGUE, Catalogue

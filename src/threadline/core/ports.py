@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from threadline.core.events import EventRecord
 
@@ -19,8 +19,7 @@ ANY: Final = -1
 NO_STREAM: Final = 0
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(NamedTuple):
     """Where an append landed. ``duplicate`` is true when an idempotency key
     matched an earlier append, whose result this is; nothing was written."""
 

@@ -37,6 +37,23 @@ _COLUMNS: Final = (
 )
 
 
+_STREAM_COLUMNS: Final = _COLUMNS.replace(" conversation_id,", "")
+
+
+def _stream_record(conversation_id: str) -> Any:
+    """Builds records of one conversation, whose id the query already fixes."""
+
+    def build(row: tuple[Any, ...]) -> EventRecord:
+        (eid, typ, ver, occ, chan, leg, akind, aid, cust, corr, caus, key, lin, pay, seq, pos,
+         rec) = row  # fmt: skip
+        return EventRecord(
+            eid, conversation_id, typ, ver, moment(occ), chan, leg, akind, aid, cust, corr,
+            caus, key, lin, pay, seq, pos, moment(rec),
+        )  # fmt: skip
+
+    return build
+
+
 def _record(row: tuple[Any, ...]) -> EventRecord:
     (eid, cid, typ, ver, occ, chan, leg, akind, aid, cust, corr, caus, key, lin, pay, seq, pos,
      rec) = row  # fmt: skip
@@ -195,11 +212,12 @@ class SQLiteStore(Storage):
         self, conversation_id: str, from_seq: int = 1, limit: int | None = None
     ) -> list[EventRecord]:
         rows = await self._read(
-            f"SELECT {_COLUMNS} FROM events WHERE conversation_id = ? AND seq >= ?"
+            f"SELECT {_STREAM_COLUMNS} FROM events WHERE conversation_id = ? AND seq >= ?"
             " ORDER BY seq LIMIT ?",
             (conversation_id, from_seq, -1 if limit is None else limit),
         )
-        return [_record(row) for row in rows]
+        build = _stream_record(conversation_id)
+        return [build(row) for row in rows]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[EventRecord]:
         rows = await self._read(

@@ -46,7 +46,9 @@ Work = Callable[[sqlite3.Connection, str], Any]
 
 def stamp(moment: datetime) -> str:
     """A UTC time as stored: ISO 8601, which SQLite sorts and Python parses fastest."""
-    return moment.astimezone(UTC).isoformat()
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat()
 
 
 moment: Final = datetime.fromisoformat
