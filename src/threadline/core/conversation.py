@@ -344,7 +344,8 @@ def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState
     if draft is None or last is None:
         return state
     draft.updated_at = _ts(last)
-    return draft.freeze()
+    after: ConversationState = draft.freeze()
+    return after
 
 
 # -- guards ----------------------------------------------------------------------
