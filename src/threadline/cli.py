@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import asyncio
 import sys
 from collections.abc import Sequence
@@ -92,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {len(written)} schemas to {args.directory}")
         elif args.command == "bench":
             try:
-                from bench.run import main as run_benchmark
+                # The benchmark lives beside the package in a source checkout.
+                run_benchmark = importlib.import_module("bench.run").main
             except ImportError:
                 raise ThreadlineError(
                     "the benchmark ships with the source checkout: run `make bench` there"
