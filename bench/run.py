@@ -320,7 +320,7 @@ def peer_rows(backend: str, location: Any, runs: int, sizes: Sizes) -> list[Row]
             "LangGraph saver",
             "ms",
             [r[last] for r in lg],
-            note=f"ratio {statistics.median(r[last] / r['turn_10_ms'] for r in lg):.2f}×",
+            note=_ratio(r[last] / r["turn_10_ms"] for r in lg),
         )
     )
     rows.append(Row("storage per 250-char message event", b, "LangGraph saver", "bytes",
