@@ -10,7 +10,7 @@ its first result.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from threadline.core.conversation import (
@@ -40,11 +40,13 @@ class Conversations:
         codec: EventCodec | None = None,
         policy: Policy = DEFAULT_POLICY,
         snapshot_every: int = SNAPSHOT_EVERY,
+        on_append: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.codec = codec or EventCodec()
         self.policy = policy
         self.snapshot_every = snapshot_every
+        self._on_append = on_append
         # Recently written states, so a busy conversation reads only its new tail.
         self._hot: OrderedDict[str, ConversationState] = OrderedDict()
 
@@ -113,6 +115,8 @@ class Conversations:
                     raise
                 continue
             if not result.duplicate:
+                if self._on_append is not None:
+                    self._on_append()
                 self._remember(after)
                 await self._maybe_snapshot(state, after, result)
             return result

@@ -1,0 +1,194 @@
+"""Conversations: state, timeline, and appending events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from threadline.api.problems import Problem
+from threadline.core.errors import ConflictError
+from threadline.core.events import Actor, Event, Lineage, new_id, utcnow
+from threadline.engine.conversations import Conversations
+
+router = APIRouter(prefix="/conversations", tags=["conversations"])
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ActorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["customer", "bot", "human", "system"]
+    id: Id
+
+
+class LineageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    producer: Id
+    version: str = "0"
+    model: str | None = None
+    policy: str | None = None
+
+
+class EventIn(BaseModel):
+    """One event to append; the server assigns ids, seq, position and times."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Id
+    version: int | None = Field(None, ge=1)
+    payload: dict[str, Any]
+    channel: Literal["voice", "chat", "in_person", "sms", "system"] = "system"
+    leg_id: Id | None = None
+    actor: ActorIn
+    customer_id: Id | None = None
+    correlation_id: Id | None = None
+    causation_id: Id | None = None
+    occurred_at: AwareDatetime | None = None
+    lineage: LineageIn | None = None
+
+
+class AppendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[EventIn] = Field(min_length=1, max_length=100)
+
+
+class AppendOut(BaseModel):
+    conversation_id: str
+    seqs: list[int]
+    positions: list[int]
+    duplicate: bool
+
+
+class EventOut(BaseModel):
+    event_id: str
+    conversation_id: str
+    seq: int
+    position: int
+    type: str
+    version: int
+    occurred_at: datetime
+    recorded_at: datetime | None
+    channel: str
+    leg_id: str | None
+    actor: dict[str, str]
+    customer_id: str | None
+    correlation_id: str
+    causation_id: str | None
+    idempotency_key: str
+    lineage: dict[str, str]
+    payload: dict[str, Any]
+
+
+def _conversations(request: Request) -> Conversations:
+    conversations: Conversations = request.app.state.conversations
+    return conversations
+
+
+def _expected(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise Problem(400, "bad-if-match", "Malformed If-Match",
+                      'If-Match must be the conversation\'s seq as an ETag, e.g. "5"')  # fmt: skip
+    return int(tag)
+
+
+def event_out(event: Event) -> EventOut:
+    return EventOut(
+        event_id=event.event_id, conversation_id=event.conversation_id, seq=event.seq,
+        position=event.position, type=event.type, version=event.version,
+        occurred_at=event.occurred_at, recorded_at=event.recorded_at, channel=event.channel,
+        leg_id=event.leg_id, actor={"kind": event.actor.kind, "id": event.actor.id},
+        customer_id=event.customer_id, correlation_id=event.correlation_id,
+        causation_id=event.causation_id, idempotency_key=event.idempotency_key,
+        lineage=event.lineage.to_dict(), payload=dict(event.payload),
+    )  # fmt: skip
+
+
+@router.post("/{conversation_id}/events", status_code=201, response_model=AppendOut)
+async def append_events(
+    conversation_id: Id,
+    body: AppendIn,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    if_match: Annotated[str | None, Header()] = None,
+) -> AppendOut:
+    """Append events; ``Idempotency-Key`` is required, ``If-Match`` pins the expected seq."""
+    if not idempotency_key:
+        raise Problem(400, "idempotency-key-required", "Idempotency-Key required",
+                      "every append needs an Idempotency-Key header")  # fmt: skip
+    expected = _expected(if_match)
+    events = [
+        Event(
+            conversation_id=conversation_id,
+            type=e.type,
+            version=e.version or 0,
+            payload=e.payload,
+            channel=e.channel,
+            leg_id=e.leg_id,
+            actor=Actor(e.actor.kind, e.actor.id),
+            customer_id=e.customer_id,
+            correlation_id=e.correlation_id or "",
+            causation_id=e.causation_id,
+            idempotency_key=idempotency_key if i == 0 else f"{idempotency_key}#{i}",
+            lineage=Lineage(**e.lineage.model_dump()) if e.lineage else Lineage("api", "1"),
+            event_id=new_id(),
+            occurred_at=e.occurred_at or utcnow(),
+        )
+        for i, e in enumerate(body.events)
+    ]
+    try:
+        result = await _conversations(request).record(conversation_id, events, expected)
+    except ConflictError as exc:
+        if expected is None:
+            raise
+        raise Problem(412, "precondition-failed", "If-Match does not match",
+                      str(exc), current_seq=exc.actual) from None  # fmt: skip
+    if result.duplicate:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["ETag"] = f'"{result.last_seq}"'
+    return AppendOut(
+        conversation_id=conversation_id,
+        seqs=list(result.seqs),
+        positions=list(result.positions),
+        duplicate=result.duplicate,
+    )
+
+
+@router.get("/{conversation_id}")
+async def conversation_state(
+    conversation_id: Id, request: Request, response: Response
+) -> dict[str, Any]:
+    """The conversation's current state, folded from its events."""
+    state = await _conversations(request).rehydrate(conversation_id)
+    if state.seq == 0:
+        raise Problem(
+            404, "not-found", "No such conversation", f"no conversation {conversation_id}"
+        )
+    response.headers["ETag"] = f'"{state.seq}"'
+    data: dict[str, Any] = orjson.loads(state.to_bytes())
+    data["live_legs"] = sorted(state.live_legs)
+    return data
+
+
+@router.get("/{conversation_id}/events", response_model=list[EventOut])
+async def timeline(
+    conversation_id: Id,
+    request: Request,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> list[EventOut]:
+    """The conversation's events after ``after_seq``, in order, in their current shape."""
+    conversations = _conversations(request)
+    records = await conversations.store.read(conversation_id, from_seq=after_seq + 1, limit=limit)
+    if not records and after_seq == 0:
+        raise Problem(
+            404, "not-found", "No such conversation", f"no conversation {conversation_id}"
+        )
+    return [event_out(conversations.codec.decode(r)) for r in records]
