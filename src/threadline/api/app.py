@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from threadline import __version__
-from threadline.api import conversations, problems
+from threadline.api import conversations, problems, streams
 from threadline.api.limits import BodyLimit
 from threadline.bus.memory import MemoryBus
 from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
+from threadline.engine.live import LiveHub
 from threadline.engine.outbox import Relay
 from threadline.settings import Settings, load_settings
 from threadline.store import open_store
@@ -34,6 +35,9 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         app.state.conversations = Conversations(
             backend, snapshot_every=config.snapshot_every, on_append=relay.poke
         )
+        hub = LiveHub(backend)
+        await hub.attach(bus)
+        app.state.hub = hub
         await relay.start()
         try:
             yield
@@ -52,4 +56,5 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     problems.install(app)
     app.add_middleware(BodyLimit)
     app.include_router(conversations.router)
+    app.include_router(streams.router)
     return app
