@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import orjson
 
-from threadline.core.errors import IllegalTransition
+from threadline.core.errors import DomainError, IllegalTransition
 from threadline.core.events import Event
 
 #: Bump when the shape of ConversationState changes; older snapshots are then ignored.
@@ -328,7 +328,10 @@ def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState
     for event in events:
         if draft is None:
             draft = _Draft(state)
-        _APPLY[event.type](draft, event)
+        apply = _APPLY.get(event.type)
+        if apply is None:
+            raise DomainError(f"{event.type} is not an event of a conversation")
+        apply(draft, event)
         draft.seq = event.seq or draft.seq + 1
         last = event
         if not draft.conversation_id:

@@ -283,3 +283,22 @@ class IdentityLinked(Payload):
     value: Annotated[Name, Pii]
     verified: bool = False
     method: Name = "claimed"
+
+
+# -- human agents (on each agent's own stream, ``agent:<agent_id>``) ---------------
+
+
+@register("agent.presence_changed", 1)
+class AgentPresenceChanged(Payload):
+    """A human agent becomes available for offers, steps away, or goes offline."""
+
+    agent_id: Name
+    presence: Literal["available", "away", "offline"]
+
+
+@register("agent.capacity_changed", 1)
+class AgentCapacityChanged(Payload):
+    """How many conversations a human agent may hold at once, overriding the configured number."""
+
+    agent_id: Name
+    capacity: int = Field(ge=0, le=100)
