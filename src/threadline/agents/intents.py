@@ -1,0 +1,203 @@
+"""An embedded intent classifier: TF-IDF features and cosine similarity to known phrases.
+
+Two feature spaces are built from the example phrases: words (unigrams and
+bigrams) and character n-grams of each word (3–5 characters, padded), which
+keep misspelt or mis-transcribed words close to their intended form. A text is
+scored against each intent by its nearest example and the intent's centroid.
+
+The confidence is the intent's share of a softmax over intent scores, scaled
+by how close the text comes to anything the classifier knows, so a text far
+from every example (another domain, or noise) gets a low confidence whatever
+its nearest intent is. Features the examples never use still count in a
+text's norm, which is what keeps unknown words from looking familiar.
+
+Everything is deterministic: the same examples and text give the same answer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from itertools import pairwise
+from typing import Final
+
+from threadline.agents.examples import EXAMPLES
+
+MODEL_ID: Final = "tfidf-intents-v1"
+#: The intent of a text unlike any example (noise, another domain, or no words at all).
+UNKNOWN: Final = "unknown"
+
+Vector = dict[str, float]
+Analyzer = Callable[[list[str]], Counter[str]]
+
+_WORD: Final = re.compile(r"[a-z0-9']+")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words without apostrophes; every number becomes ``#``."""
+    folded = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
+    out: list[str] = []
+    for word in _WORD.findall(folded):
+        word = word.replace("'", "")
+        if word:
+            out.append("#" if word.isdigit() else word)
+    return out
+
+
+def word_ngrams(tokens: list[str]) -> Counter[str]:
+    """Unigrams and bigrams."""
+    grams = Counter(tokens)
+    grams.update(f"{a} {b}" for a, b in pairwise(tokens))
+    return grams
+
+
+def char_ngrams(tokens: list[str], sizes: tuple[int, ...] = (3, 4, 5)) -> Counter[str]:
+    """Character n-grams within each space-padded word."""
+    grams: Counter[str] = Counter()
+    for token in tokens:
+        padded = f" {token} "
+        for n in sizes:
+            grams.update(padded[i : i + n] for i in range(len(padded) - n + 1))
+    return grams
+
+
+def _normalised(weights: Vector) -> Vector:
+    norm = math.sqrt(sum(w * w for w in weights.values()))
+    return {f: w / norm for f, w in weights.items()} if norm else {}
+
+
+def _dot(a: Vector, b: Vector) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(w * b.get(f, 0.0) for f, w in a.items())
+
+
+class TfidfSpace:
+    """One feature space: an analyzer and the inverse document frequencies of its features."""
+
+    def __init__(self, analyzer: Analyzer, documents: Iterable[list[str]]) -> None:
+        self.analyzer = analyzer
+        counts = [analyzer(doc) for doc in documents]
+        df: Counter[str] = Counter()
+        for doc in counts:
+            df.update(doc.keys())
+        n = len(counts)
+        self.idf: dict[str, float] = {f: math.log((1 + n) / (1 + c)) + 1 for f, c in df.items()}
+        # A feature no example has is as rare as a feature can be.
+        self.unseen_idf = math.log(1 + n) + 1
+
+    def vector(self, tokens: list[str]) -> Vector:
+        """The unit TF-IDF vector (sublinear term frequency) of ``tokens``."""
+        idf, unseen = self.idf, self.unseen_idf
+        return _normalised(
+            {f: (1 + math.log(c)) * idf.get(f, unseen) for f, c in self.analyzer(tokens).items()}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The best intent, its confidence in [0, 1], and the other candidates, best first."""
+
+    intent: str
+    confidence: float
+    alternatives: Mapping[str, float]
+    similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """Knobs that turn similarities into scores and scores into confidences."""
+
+    #: Weight of the word space; the character space gets the rest.
+    word_weight: float = 0.4
+    #: Weight of the nearest example in an intent's score; the centroid gets the rest.
+    nearest_weight: float = 0.4
+    #: Softmax temperature over intent scores.
+    temperature: float = 0.04
+    #: A top score at or below this is unfamiliar text (confidence 0) …
+    floor: float = 0.14
+    #: … and at or above this fully familiar (confidence is the softmax share).
+    ceiling: float = 0.3
+    #: Alternatives below this confidence are left out.
+    min_alternative: float = 0.01
+    #: How many alternatives to report.
+    max_alternatives: int = 3
+
+
+class IntentClassifier:
+    """Classifies text into the intents of its examples; see the module docstring."""
+
+    def __init__(
+        self,
+        examples: Mapping[str, Iterable[str]] = EXAMPLES,
+        calibration: Calibration = Calibration(),
+        model_id: str = MODEL_ID,
+    ) -> None:
+        self.model_id = model_id
+        self.calibration = calibration
+        labelled = [(i, tokenize(text)) for i in sorted(examples) for text in examples[i]]
+        if not labelled:
+            raise ValueError("an intent classifier needs at least one example")
+        documents = [tokens for _, tokens in labelled]
+        self.spaces = (TfidfSpace(word_ngrams, documents), TfidfSpace(char_ngrams, documents))
+        self.weights = (calibration.word_weight, 1.0 - calibration.word_weight)
+        self.intents: tuple[str, ...] = tuple(sorted(examples))
+        self._examples: dict[str, list[tuple[Vector, ...]]] = {i: [] for i in self.intents}
+        for intent, tokens in labelled:
+            self._examples[intent].append(self._vectors(tokens))
+        self._centroids = {i: self._centroid(vs) for i, vs in self._examples.items()}
+
+    def _vectors(self, tokens: list[str]) -> tuple[Vector, ...]:
+        return tuple(space.vector(tokens) for space in self.spaces)
+
+    def _centroid(self, vectors: list[tuple[Vector, ...]]) -> tuple[Vector, ...]:
+        out: list[Vector] = []
+        for block in range(len(self.spaces)):
+            total: Counter[str] = Counter()
+            for vector in vectors:
+                total.update(vector[block])
+            out.append(_normalised(dict(total)))
+        return tuple(out)
+
+    def _similarity(self, a: tuple[Vector, ...], b: tuple[Vector, ...]) -> float:
+        return sum(w * _dot(x, y) for w, x, y in zip(self.weights, a, b, strict=True))
+
+    def scores(self, text: str) -> dict[str, float]:
+        """Each intent's score for ``text``: similarity to its nearest example and centroid."""
+        vectors = self._vectors(tokenize(text))
+        nearest = self.calibration.nearest_weight
+        return {
+            intent: nearest * max(self._similarity(vectors, e) for e in self._examples[intent])
+            + (1 - nearest) * self._similarity(vectors, self._centroids[intent])
+            for intent in self.intents
+        }
+
+    def classify(self, text: str) -> Prediction:
+        """The best intent for ``text`` with a confidence and alternatives."""
+        scores = self.scores(text)
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        top_intent, top = ranked[0]
+        cal = self.calibration
+        familiar = min(1.0, max(0.0, (top - cal.floor) / (cal.ceiling - cal.floor)))
+        if familiar == 0.0:
+            return Prediction(UNKNOWN, 0.0, {}, round(top, 4))
+        exps = {i: math.exp((s - top) / cal.temperature) for i, s in ranked}
+        total = sum(exps.values())
+        confidence = {i: round(e / total * familiar, 4) for i, e in exps.items()}
+        alternatives = {
+            i: confidence[i]
+            for i, _ in ranked[1 : 1 + cal.max_alternatives]
+            if confidence[i] >= cal.min_alternative
+        }
+        return Prediction(top_intent, confidence[top_intent], alternatives, round(top, 4))
+
+
+@cache
+def default_classifier() -> IntentClassifier:
+    """The classifier trained on :data:`~threadline.agents.examples.EXAMPLES` (built once)."""
+    return IntentClassifier()
