@@ -69,3 +69,46 @@ async def any_store(request, tmp_path, pg_schema):
     yield store
     await store.close()
     await drop_schema(pg_schema)
+
+
+class LiveServer:
+    """The real app on uvicorn, on a free loopback port, inside the test's event loop."""
+
+    def __init__(self, app) -> None:
+        import socket
+
+        import uvicorn
+
+        self.app = app
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.bind(("127.0.0.1", 0))
+        host, port = self.socket.getsockname()
+        self.http = f"http://{host}:{port}"
+        self.ws = f"ws://{host}:{port}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio")
+        self.server = uvicorn.Server(config)
+
+    async def __aenter__(self) -> LiveServer:
+        import asyncio
+
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.socket]))
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.should_exit = True
+        await self.task
+        self.socket.close()
+
+
+@pytest.fixture
+async def live_server(tmp_path):
+    from threadline.api.app import create_app
+    from threadline.settings import Settings
+
+    app = create_app(Settings(store=f"sqlite:///{tmp_path / 'live.db'}"))
+    async with LiveServer(app) as server:
+        yield server

@@ -14,6 +14,7 @@ import orjson
 from threadline.core.catalogue import CATALOGUE
 from threadline.core.errors import ThreadlineError
 from threadline.engine.conversations import Conversations
+from threadline.security.commands import add_token_parser, run_token_command
 from threadline.settings import load_settings
 from threadline.store import open_store
 
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     schema_commands = schema.add_subparsers(dest="schema_command", required=True)
     export = schema_commands.add_parser("export", help="write one JSON Schema per type and version")
     export.add_argument("directory", type=Path)
+    add_token_parser(commands)
     bench = commands.add_parser("bench", help="run the storage benchmark")
     bench.add_argument("--runs", type=int, default=5)
     bench.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -82,12 +84,15 @@ def export_schemas(directory: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        # Inside the try: `token` reports bad arguments as one error line.
+        args = _parser().parse_args(argv)
         if args.command == "demo":
             asyncio.run(_demo())
         elif args.command == "replay":
             asyncio.run(_replay(args.conversation_id))
+        elif args.command == "token":
+            run_token_command(args)
         elif args.command == "schema":
             written = export_schemas(args.directory)
             print(f"wrote {len(written)} schemas to {args.directory}")

@@ -9,8 +9,10 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from threadline.core.errors import ConfigurationError
@@ -32,6 +34,28 @@ class Settings(BaseSettings):
     bus: str = Field("memory", description="memory or nats://host:4222")
     cache: str = Field("memory", description="memory or redis://host:6379/0")
     snapshot_every: int = Field(100, ge=1, description="events between state snapshots")
+    token_issuer: str = Field(
+        "threadline", min_length=1, description="iss of the tokens issued and accepted here"
+    )
+    token_audience: str = Field(
+        "threadline-api", min_length=1, description="aud of the tokens issued and accepted here"
+    )
+    token_secret: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="HS256 signing secret (at least 32 bytes); unset: one is generated"
+        " once into token-secret (mode 0600) beside the SQLite store",
+    )
+    token_key_file: Path | None = Field(
+        None,
+        description="PEM Ed25519 or P-256 key: sign with EdDSA or ES256 instead of HS256"
+        " (a public key only verifies)",
+    )
+    token_max_ttl: timedelta = Field(
+        timedelta(days=7),
+        gt=timedelta(0),
+        description="longest token lifetime, as seconds or an ISO 8601 duration (P7D)",
+    )
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

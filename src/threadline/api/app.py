@@ -8,13 +8,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from threadline import __version__
-from threadline.api import conversations, problems, streams
+from threadline.agents.bot import NorthwindBot
+from threadline.agents.runtime import BotRuntime
+from threadline.api import chat, conversations, pages, problems, streams
 from threadline.api.limits import BodyLimit
 from threadline.bus.memory import MemoryBus
+from threadline.business import northwind
+from threadline.channels.chat.adapter import ChatAdapter
+from threadline.core.events import utcnow
 from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
 from threadline.engine.outbox import Relay
+from threadline.routing.demo import routing_config
+from threadline.routing.router import Router
+from threadline.security import PROBLEMS, RevocationList, TokenIssuer, TokenVerifier
 from threadline.settings import Settings, load_settings
 from threadline.store import open_store
 
@@ -38,10 +46,23 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         hub = LiveHub(backend)
         await hub.attach(bus)
         app.state.hub = hub
+        app.state.chat = ChatAdapter(app.state.conversations)
+        revocations = await RevocationList.load(backend)
+        app.state.revocations = revocations
+        app.state.tokens = TokenIssuer.from_settings(config)
+        app.state.verifier = TokenVerifier.from_settings(config, revocations)
+        business = northwind(utcnow())
+        app.state.business = business
+        bot = BotRuntime(app.state.conversations, NorthwindBot(business))
+        await bot.start(bus)
+        router = Router(app.state.conversations, routing_config(business))
+        await router.start(bus)
+        app.state.router = router
         await relay.start()
         try:
             yield
         finally:
+            await router.stop()
             await relay.stop()
             await bus.close()
             if owned:
@@ -54,7 +75,12 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         lifespan=lifespan,
     )
     problems.install(app)
+    for cls, status, slug, title in PROBLEMS:
+        problems.register_error(cls, status, slug, title)
     app.add_middleware(BodyLimit)
     app.include_router(conversations.router)
     app.include_router(streams.router)
+    app.include_router(chat.router)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files(), name="static")
     return app

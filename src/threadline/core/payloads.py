@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from threadline.core.catalogue import CATALOGUE, Payload, Pii
 
@@ -302,3 +302,16 @@ class AgentCapacityChanged(Payload):
 
     agent_id: Name
     capacity: int = Field(ge=0, le=100)
+
+
+# -- security (on the system stream ``system:tokens``) ------------------------------
+
+
+@register("token.revoked", 1)
+class TokenRevoked(Payload):
+    """A bearer token is revoked; verification refuses it until ``expires_at``."""
+
+    jti: Name
+    reason: Name
+    revoked_by: Name
+    expires_at: AwareDatetime

@@ -27,6 +27,7 @@ class Watcher:
         self.conversation_id = conversation_id
         self.last_seq = after_seq
         self.queue: asyncio.Queue[EventRecord] = asyncio.Queue(QUEUE_LIMIT)
+        self.backlog: list[EventRecord] = []
         self.overflowed = False
 
     def offer(self, record: EventRecord) -> None:
@@ -68,8 +69,9 @@ class LiveHub:
         watcher = Watcher(conversation_id, after_seq)
         self._watchers[conversation_id].add(watcher)
         try:
-            for record in await self._store.read(conversation_id, from_seq=after_seq + 1):
-                watcher.offer(record)
+            # Live events that arrive while the backlog is read wait in the queue;
+            # follow() sends the backlog first and skips what it already sent.
+            watcher.backlog = await self._store.read(conversation_id, from_seq=after_seq + 1)
             yield watcher
         finally:
             self._watchers[conversation_id].discard(watcher)
@@ -78,6 +80,10 @@ class LiveHub:
 
     async def follow(self, watcher: Watcher) -> AsyncIterator[EventRecord]:
         """Every event after the watcher's seq, in order, once each."""
+        backlog, watcher.backlog = watcher.backlog, []
+        for record in backlog:
+            if watcher.fresh(record):
+                yield record
         while not watcher.overflowed:
             record = await watcher.queue.get()
             if watcher.fresh(record):

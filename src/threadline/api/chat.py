@@ -1,0 +1,158 @@
+"""The customer chat socket: ``/chat/ws``, speaking :mod:`threadline.channels.chat.protocol`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ValidationError
+
+from threadline.api.conversations import event_out
+from threadline.channels.chat.adapter import ChatAdapter, ChatLeg
+from threadline.channels.chat.protocol import FRAME, VISIBLE, Attachment, Hello, Message, visible
+from threadline.core.errors import ThreadlineError
+from threadline.core.events import new_id
+from threadline.engine.live import LiveHub
+from threadline.security import (
+    Forbidden,
+    TokenIssuer,
+    TokenVerifier,
+    Unauthenticated,
+    bearer_token,
+)
+
+router = APIRouter(tags=["chat"])
+HELLO_TIMEOUT = 10.0
+
+
+async def _send(websocket: WebSocket, frame: dict[str, Any]) -> None:
+    await websocket.send_text(orjson.dumps(frame).decode())
+
+
+async def _error(websocket: WebSocket, code: str, detail: str) -> None:
+    await _send(websocket, {"type": "error", "code": code, "detail": detail})
+
+
+SESSION_TTL = timedelta(days=1)
+
+
+class SessionOut(BaseModel):
+    token: str
+    customer_id: str
+    expires_at: datetime
+
+
+@router.post("/chat/session", status_code=201, response_model=SessionOut)
+async def chat_session(request: Request) -> SessionOut:
+    """A customer session token for a new visitor of the chat widget.
+
+    The token binds the socket to one customer, so the visitor can reconnect
+    to their conversation after a refresh and no one else can.
+    """
+    issuer: TokenIssuer = request.app.state.tokens
+    customer_id = "visitor-" + new_id()
+    issued = issuer.issue(customer_id, ["customer"], SESSION_TTL, {"customer": customer_id})
+    assert issued.principal.expires_at is not None
+    return SessionOut(token=issued.token, customer_id=customer_id,
+                      expires_at=issued.principal.expires_at)  # fmt: skip
+
+
+def _customer(websocket: WebSocket) -> str:
+    """The customer this socket speaks for, from its customer session token."""
+    verifier: TokenVerifier = websocket.app.state.verifier
+    token = websocket.query_params.get("token") or bearer_token(
+        websocket.headers.get("authorization")
+    )
+    principal = verifier.verify(token)
+    if principal.kind != "customer" or principal.customer_id is None:
+        raise Forbidden("the chat needs a customer session token")
+    return principal.customer_id
+
+
+@router.websocket("/chat/ws")
+async def chat_socket(websocket: WebSocket) -> None:
+    await websocket.accept()
+    adapter: ChatAdapter = websocket.app.state.chat
+    hub: LiveHub = websocket.app.state.hub
+    try:
+        customer_id = _customer(websocket)
+    except (Unauthenticated, Forbidden) as exc:
+        await _error(websocket, "unauthenticated", str(exc))
+        await websocket.close(code=1008)
+        return
+    try:
+        raw = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT)
+        hello = FRAME.validate_json(raw)
+        if not isinstance(hello, Hello):
+            await _error(websocket, "hello-first", "the first frame must be hello")
+            await websocket.close(code=1008)
+            return
+        leg = await adapter.open(customer_id, hello.conversation_id)
+    except (TimeoutError, ValidationError, ThreadlineError) as exc:
+        await _error(websocket, "bad-hello", str(exc).splitlines()[0])
+        await websocket.close(code=1008)
+        return
+    except WebSocketDisconnect:
+        return
+    await _send(
+        websocket,
+        {
+            "type": "welcome",
+            "conversation_id": leg.conversation_id,
+            "leg_id": leg.leg_id,
+            "seq": leg.seq,
+        },
+    )
+    pump = asyncio.create_task(_pump(websocket, hub, leg, hello.after_seq))
+    try:
+        await _receive(websocket, adapter, leg)
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+        with contextlib.suppress(ThreadlineError):
+            await adapter.close(leg)
+
+
+async def _receive(websocket: WebSocket, adapter: ChatAdapter, leg: ChatLeg) -> None:
+    while True:
+        try:
+            raw = await websocket.receive_text()
+        except WebSocketDisconnect:
+            return
+        try:
+            frame = FRAME.validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            await _error(websocket, "bad-frame", f"{where}: {first['msg']}")
+            continue
+        if isinstance(frame, Attachment):
+            await _error(
+                websocket,
+                "attachments-unsupported",
+                "attachments are not supported on chat yet; describe it in a message",
+            )
+        elif isinstance(frame, Message):
+            try:
+                seq = await adapter.say(leg, frame.client_id, frame.text)
+            except ThreadlineError as exc:
+                await _error(websocket, "refused", str(exc))
+                continue
+            await _send(websocket, {"type": "ack", "client_id": frame.client_id, "seq": seq})
+        else:
+            await _error(websocket, "already-open", "this socket already has a conversation")
+
+
+async def _pump(websocket: WebSocket, hub: LiveHub, leg: ChatLeg, after_seq: int) -> None:
+    conversations = websocket.app.state.conversations
+    async with hub.watch(leg.conversation_id, after_seq) as watcher:
+        async for record in hub.follow(watcher):
+            if record.type not in VISIBLE:
+                continue
+            event = event_out(conversations.codec.decode(record)).model_dump(mode="json")
+            await _send(websocket, visible(event))

@@ -1,0 +1,22 @@
+"""HTML pages and static assets: the chat demo page (and later the desk and associate app)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+router = APIRouter(include_in_schema=False)
+WEB = resources.files("threadline.web")
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=str(WEB / "static"))
+
+
+@router.get("/chat", response_class=HTMLResponse)
+async def chat_page() -> str:
+    """The demo store page with the chat widget on it."""
+    return (WEB / "templates" / "chat.html").read_text(encoding="utf-8")

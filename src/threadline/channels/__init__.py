@@ -1,0 +1,1 @@
+"""Channel adapters: each turns its channel's traffic into canonical events."""

@@ -1,0 +1,1 @@
+"""Web front ends served by the API: the chat widget, the agent desk, the associate app."""

@@ -1,0 +1,181 @@
+// Threadline chat widget: <script src="/static/chat-widget.js" data-threadline-chat></script>
+// Speaks the chat protocol (hello / message / ack / event) over one WebSocket,
+// keeps the conversation and the last seq seen in localStorage, and resends
+// unacknowledged messages with the same client id after a reconnect, so a
+// refresh or a dropped network loses nothing and doubles nothing.
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var base = (script && script.dataset.server) || window.location.origin;
+  var storeKey = "threadline.chat." + base;
+  var saved = JSON.parse(localStorage.getItem(storeKey) || "{}");
+  var pending = saved.pending || {};
+  var socket = null;
+  var retry = 500;
+  var shown = {};
+  var seen = 0;  // the last seq on screen; a fresh page replays the conversation from 0
+
+  function save() {
+    saved.pending = pending;
+    localStorage.setItem(storeKey, JSON.stringify(saved));
+  }
+
+  function uuid() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return "c-" + Date.now() + "-" + Math.random().toString(16).slice(2);
+  }
+
+  var root = document.createElement("section");
+  root.className = "tl-chat";
+  root.setAttribute("aria-label", "Chat with Northwind Devices");
+  root.innerHTML =
+    '<header class="tl-chat__header"><h2>Northwind Devices</h2>' +
+    '<span class="tl-chat__status" role="status">Connecting…</span></header>' +
+    '<ol class="tl-chat__log" aria-live="polite" aria-label="Conversation"></ol>' +
+    '<p class="tl-chat__error" role="alert" hidden></p>' +
+    '<form class="tl-chat__form"><label for="tl-chat-input">Message</label>' +
+    '<textarea id="tl-chat-input" rows="2" maxlength="4000" required ' +
+    'placeholder="Ask about an order, a repair or store hours"></textarea>' +
+    '<button type="submit">Send</button></form>';
+  (script && script.dataset.mount ? document.querySelector(script.dataset.mount) : document.body)
+    .appendChild(root);
+  var log = root.querySelector(".tl-chat__log");
+  var status = root.querySelector(".tl-chat__status");
+  var errorBox = root.querySelector(".tl-chat__error");
+  var input = root.querySelector("textarea");
+  var form = root.querySelector("form");
+
+  function bubble(id, who, text, note) {
+    var item = shown[id];
+    if (!item) {
+      item = document.createElement("li");
+      item.className = "tl-chat__msg tl-chat__msg--" + who;
+      item.innerHTML = '<span class="tl-chat__who"></span><p></p><small></small>';
+      log.appendChild(item);
+      shown[id] = item;
+    }
+    item.querySelector(".tl-chat__who").textContent =
+      who === "customer" ? "You" : who === "bot" ? "Assistant" : who === "human" ? "Agent" : "";
+    item.querySelector("p").textContent = text;
+    item.querySelector("small").textContent = note || "";
+    item.dataset.who = who;
+    log.scrollTop = log.scrollHeight;
+    return item;
+  }
+
+  function notice(id, text) {
+    var item = shown[id];
+    if (item) return;
+    item = document.createElement("li");
+    item.className = "tl-chat__notice";
+    item.textContent = text;
+    log.appendChild(item);
+    shown[id] = item;
+  }
+
+  function showEvent(e) {
+    seen = Math.max(seen, e.seq);
+    var id = "seq" + e.seq;
+    if (e.event === "message.received") {
+      bubble(id, "customer", e.text, "Delivered");
+    } else if (e.event === "message.sent") {
+      bubble(id, e.actor, e.text, "");
+    } else if (e.event === "handoff.requested") {
+      notice(id, "Connecting you with a person…");
+    } else if (e.event === "handoff.accepted") {
+      notice(id, "An agent has joined the conversation.");
+    } else if (e.event === "conversation.resolved") {
+      notice(id, "This conversation is resolved. Write again any time.");
+    }
+  }
+
+  function acknowledged(clientId, seq) {
+    var message = pending[clientId];
+    if (!message) return;
+    delete pending[clientId];
+    save();
+    var mine = shown[clientId];
+    delete shown[clientId];
+    if (shown["seq" + seq]) {
+      if (mine) mine.remove();  // the event arrived first and is already on screen
+    } else if (mine) {
+      shown["seq" + seq] = mine;
+      mine.querySelector("small").textContent = "Sent";
+    }
+  }
+
+  function send(frame) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+  }
+
+  function connect() {
+    var url = base.replace(/^http/, "ws") + "/chat/ws" + (saved.token ? "?token=" + encodeURIComponent(saved.token) : "");
+    socket = new WebSocket(url);
+    socket.onopen = function () {
+      var hello = { type: "hello", after_seq: seen };
+      if (saved.conversationId) hello.conversation_id = saved.conversationId;
+      send(hello);
+    };
+    socket.onmessage = function (message) {
+      var frame = JSON.parse(message.data);
+      if (frame.type === "welcome") {
+        saved.conversationId = frame.conversation_id;
+        save();
+        retry = 500;
+        status.textContent = "Online";
+        root.dataset.state = "online";
+        Object.keys(pending).forEach(function (id) {
+          send({ type: "message", client_id: id, text: pending[id].text });
+        });
+      } else if (frame.type === "ack") {
+        acknowledged(frame.client_id, frame.seq);
+      } else if (frame.type === "event") {
+        showEvent(frame);
+      } else if (frame.type === "error") {
+        errorBox.hidden = false;
+        errorBox.textContent = frame.detail;
+        if (frame.code === "bad-hello") {
+          delete saved.conversationId;
+          seen = 0;
+          save();
+        }
+      }
+    };
+    socket.onclose = function () {
+      status.textContent = "Reconnecting…";
+      root.dataset.state = "offline";
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 8000);
+    };
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = input.value.trim();
+    if (!text) return;
+    var id = uuid();
+    pending[id] = { text: text };
+    save();
+    bubble(id, "customer", text, "Sending…");
+    send({ type: "message", client_id: id, text: text });
+    input.value = "";
+    errorBox.hidden = true;
+  });
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  function start() {
+    if (saved.token) return connect();
+    fetch(base + "/chat/session", { method: "POST" })
+      .then(function (r) { return r.ok ? r.json() : {}; })
+      .then(function (body) { if (body.token) { saved.token = body.token; save(); } })
+      .catch(function () {})
+      .then(connect);
+  }
+  Object.keys(pending).forEach(function (id) { bubble(id, "customer", pending[id].text, "Sending…"); });
+  start();
+})();
