@@ -112,3 +112,25 @@ async def live_server(tmp_path):
     app = create_app(Settings(store=f"sqlite:///{tmp_path / 'live.db'}"))
     async with LiveServer(app) as server:
         yield server
+
+
+CHROMIUM = os.environ.get("THREADLINE_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+async def browser():
+    """Real headless Chromium (Debian's package), driven by Playwright."""
+    if not os.path.exists(CHROMIUM):
+        if IN_CI:
+            pytest.fail(f"Chromium is missing at {CHROMIUM} (CI=true requires it)")
+        pytest.skip(f"Chromium is missing at {CHROMIUM}")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        await instance.close()

@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -24,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="threadline", description="One canonical conversation across every channel."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the service (HTTP API, chat, streams)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
     commands.add_parser("demo", help="run the demo journey (chat → voice → in person)")
     replay = commands.add_parser("replay", help="print a conversation's timeline and state")
     replay.add_argument("conversation_id")
@@ -37,6 +41,33 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     bench.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     return parser
+
+
+def _serve(host: str, port: int) -> None:
+    import uvicorn
+
+    from threadline.api.app import create_app
+    from threadline.security import TokenIssuer
+
+    settings = load_settings()
+    issuer = TokenIssuer.from_settings(settings)
+    base = f"http://{host}:{port}"
+    print(f"Threadline on {base}  (store: {settings.store})")
+    print(f"  customer chat   {base}/chat")
+    print(f"  API document    {base}/openapi.json")
+    print("  sign-in tokens (8 hours):")
+    for subject, scope, claims in (
+        ("agent-ana", "agent", {"queues": ["orders", "billing"]}),
+        ("agent-ben", "agent", {"queues": ["repairs", "billing"]}),
+        ("sup-sam", "supervisor", {}),
+    ):
+        token = issuer.issue(subject, [scope], timedelta(hours=8), claims).token
+        print(f"    {subject:<10} {token}")
+    sys.stdout.flush()
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="info", ws="websockets-sansio"
+    )
+    uvicorn.Server(config).run()
 
 
 async def _demo() -> None:
@@ -87,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Inside the try: `token` reports bad arguments as one error line.
         args = _parser().parse_args(argv)
-        if args.command == "demo":
+        if args.command == "serve":
+            _serve(args.host, args.port)
+        elif args.command == "demo":
             asyncio.run(_demo())
         elif args.command == "replay":
             asyncio.run(_replay(args.conversation_id))

@@ -1,0 +1,38 @@
+"""The chat widget in real headless Chromium against the running service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.async_api import expect
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+async def test_a_customer_chats_with_the_bot_and_a_refresh_resumes(live_server, browser) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto(f"{live_server.http}/chat")
+    chat = page.get_by_role("region", name="Chat with Northwind Devices")
+    await expect(chat.get_by_role("status")).to_have_text("Online")
+
+    await chat.get_by_label("Message").fill("Where is my order 1042?")
+    await chat.get_by_label("Message").press("Enter")
+    bot = chat.locator(".tl-chat__msg--bot")
+    await expect(bot.first).to_contain_text("1042")
+    await expect(chat.locator(".tl-chat__msg--customer")).to_have_count(1)
+    await expect(chat.locator(".tl-chat__msg--customer small")).to_have_text("Delivered")
+    DOCS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(DOCS / "chat-widget.png"))
+    replies = await bot.count()
+
+    await page.reload()
+    await expect(chat.get_by_role("status")).to_have_text("Online")
+    await expect(chat.locator(".tl-chat__msg--customer")).to_have_count(1)
+    await expect(chat.locator(".tl-chat__msg--bot")).to_have_count(replies)
+
+    await chat.get_by_label("Message").fill("I'd like to talk to a person please")
+    await chat.get_by_role("button", name="Send").click()
+    await expect(chat.get_by_text("Connecting you with a person…")).to_be_visible()
+    await expect(chat.locator(".tl-chat__msg--customer")).to_have_count(2)
+    await context.close()
