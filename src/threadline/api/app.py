@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from threadline import __version__
 from threadline.agents.bot import NorthwindBot
 from threadline.agents.runtime import BotRuntime
-from threadline.api import chat, conversations, pages, problems, streams
+from threadline.api import chat, conversations, desk, pages, problems, streams
 from threadline.api.limits import BodyLimit
 from threadline.bus.memory import MemoryBus
 from threadline.business import northwind
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     app.include_router(conversations.router)
     app.include_router(streams.router)
     app.include_router(chat.router)
+    app.include_router(desk.router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")
     return app

@@ -1,0 +1,24 @@
+"""Who is calling: the verified bearer token of a request, as a FastAPI dependency."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from threadline.security import Principal, TokenVerifier, bearer_token
+
+
+async def principal(request: Request) -> Principal:
+    """The principal the request's ``Authorization: Bearer`` token proves.
+
+    Raises an Unauthenticated subclass (401 with a ``WWW-Authenticate`` challenge)
+    when the token is missing or refused.
+    """
+    token = bearer_token(request.headers.get("authorization"))
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.verify(token)
+
+
+#: Declare a parameter ``caller: Caller`` to require an authenticated caller.
+Caller = Annotated[Principal, Depends(principal)]
