@@ -130,7 +130,7 @@ async def test_an_agent_takes_works_and_resolves_a_conversation(desk: Desk) -> N
         "/conversations/conv-desk/resolve", json={"outcome": "answered"}, headers=ana
     )
     assert resolved.status_code == 200, resolved.text
-    state = (await desk.client.get("/conversations/conv-desk")).json()
+    state = (await desk.client.get("/conversations/conv-desk", headers=ana)).json()
     assert state["status"] == "resolved"
 
 

@@ -4,31 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
 import httpx
 import websockets
 
 MAYA = {"kind": "customer", "id": "cus-maya"}
+HOUR = timedelta(hours=1)
+
+
+def token(server, subject: str, scope: str, **claims: object) -> str:
+    issued = server.app.state.tokens.issue(subject, [scope], HOUR, claims)
+    return str(issued.token)
+
+
+def maya(server) -> str:
+    return token(server, "maya", "customer", customer="cus-maya")
 
 
 async def append(server, key: str, event: dict) -> None:
+    """Appended by the chat adapter, as the web chat would."""
     async with httpx.AsyncClient(base_url=server.http) as http:
         response = await http.post(
             "/conversations/conv-1/events",
             json={"events": [event]},
-            headers={"Idempotency-Key": key},
+            headers={
+                "Idempotency-Key": key,
+                "Authorization": f"Bearer {token(server, 'web-chat', 'adapter:chat')}",
+            },
         )
     assert response.status_code == 201, response.text
 
 
 def started() -> dict:
     return {"type": "conversation.started", "payload": {"origin": "chat"}, "channel": "chat",
-            "actor": MAYA}  # fmt: skip
+            "actor": MAYA, "customer_id": "cus-maya"}  # fmt: skip
 
 
 def said(text: str) -> dict:
     return {"type": "message.received", "payload": {"text": text}, "channel": "chat",
-            "actor": MAYA}  # fmt: skip
+            "actor": MAYA, "customer_id": "cus-maya"}  # fmt: skip
 
 
 async def until_text(ws, text: str) -> list[dict]:
@@ -44,7 +59,7 @@ async def until_text(ws, text: str) -> list[dict]:
 async def test_a_stream_sends_the_backlog_then_live_events(live_server) -> None:
     await append(live_server, "a", started())
     await append(live_server, "b", said("hello"))
-    url = f"{live_server.ws}/conversations/conv-1/stream?after_seq=0"
+    url = f"{live_server.ws}/conversations/conv-1/stream?after_seq=0&token={maya(live_server)}"
     async with websockets.connect(url) as ws:
         backlog = await until_text(ws, "hello")
         assert [e["seq"] for e in backlog] == [1, 2]
@@ -55,12 +70,14 @@ async def test_a_stream_sends_the_backlog_then_live_events(live_server) -> None:
 
 async def test_a_reconnect_resumes_after_the_last_seq_seen(live_server) -> None:
     await append(live_server, "a", started())
-    async with websockets.connect(f"{live_server.ws}/conversations/conv-1/stream") as ws:
+    auth = {"Authorization": f"Bearer {maya(live_server)}"}
+    url = f"{live_server.ws}/conversations/conv-1/stream"
+    async with websockets.connect(url, additional_headers=auth) as ws:
         assert json.loads(await ws.recv())["seq"] == 1
     await append(live_server, "b", said("while I was away"))
     await append(live_server, "c", said("still there?"))
     url = f"{live_server.ws}/conversations/conv-1/stream?after_seq=1"
-    async with websockets.connect(url) as ws:
+    async with websockets.connect(url, additional_headers=auth) as ws:
         got = await until_text(ws, "still there?")
         await append(live_server, "d", said("great"))
         got += await until_text(ws, "great")

@@ -1,22 +1,39 @@
-"""Conversations: state, timeline, and appending events."""
+"""Conversations: state, timeline, and appending events.
+
+Every route needs a bearer token (401 with a ``WWW-Authenticate`` challenge
+without one). Reads are checked with :func:`can_read_conversation` on the
+rehydrated state; appends with :func:`can_append` for each event against the
+state it would follow, before anything is written.
+
+A conversation that does not exist yet is 404 only for callers whose rules let
+them read it whatever it holds (supervisors and admins). Everyone else is
+refused with 403 whether it exists or not, so a customer, agent or adapter
+cannot tell someone else's conversation from one that does not exist.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from threadline.api.auth import Caller
 from threadline.api.problems import Problem
-from threadline.core.errors import ConflictError
+from threadline.core.conversation import ConversationState, check, fold
+from threadline.core.errors import ConflictError, DomainError
 from threadline.core.events import Actor, Event, Lineage, new_id, utcnow
 from threadline.engine.conversations import Conversations
+from threadline.security import Principal, can_append, can_read_conversation
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
+#: Times an unpinned append re-authorizes when the conversation moves meanwhile.
+AUTHORIZE_ATTEMPTS: Final = 5
 
 
 class ActorIn(BaseModel):
@@ -97,6 +114,39 @@ def _expected(if_match: str | None) -> int | None:
     return int(tag)
 
 
+async def readable(
+    conversations: Conversations,
+    caller: Principal,
+    conversation_id: str,
+    *,
+    must_exist: bool = True,
+) -> ConversationState:
+    """The conversation's state if ``caller`` may read it (Forbidden first, then 404)."""
+    state = await conversations.rehydrate(conversation_id)
+    can_read_conversation(caller, state)
+    if must_exist and state.seq == 0:
+        raise Problem(
+            404, "not-found", "No such conversation", f"no conversation {conversation_id}"
+        )
+    return state
+
+
+def _authorize_append(
+    conversations: Conversations, caller: Principal, state: ConversationState, events: list[Event]
+) -> None:
+    """Forbidden unless ``caller`` may append each event to the state it would follow."""
+    codec = conversations.codec
+    # Judge the events as they will be stored (validated, current payload versions).
+    for event in [codec.decode(codec.encode(e)) for e in events]:
+        can_append(caller, state, event)
+        try:
+            check(state, event, conversations.policy)
+            state = fold(state, [replace(event, seq=state.seq + 1)])
+        except DomainError:
+            # Recording refuses (or replays) this batch; judge the rest on the last state.
+            continue
+
+
 def event_out(event: Event) -> EventOut:
     return EventOut(
         event_id=event.event_id, conversation_id=event.conversation_id, seq=event.seq,
@@ -115,10 +165,16 @@ async def append_events(
     body: AppendIn,
     request: Request,
     response: Response,
+    caller: Caller,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     if_match: Annotated[str | None, Header()] = None,
 ) -> AppendOut:
-    """Append events; ``Idempotency-Key`` is required, ``If-Match`` pins the expected seq."""
+    """Append events; ``Idempotency-Key`` is required, ``If-Match`` pins the expected seq.
+
+    Each event must be allowed to ``caller`` on the state it would follow. Without
+    ``If-Match`` the append is pinned to the state it was authorized on, and
+    authorized again if the conversation moved meanwhile.
+    """
     if not idempotency_key:
         raise Problem(400, "idempotency-key-required", "Idempotency-Key required",
                       "every append needs an Idempotency-Key header")  # fmt: skip
@@ -142,13 +198,21 @@ async def append_events(
         )
         for i, e in enumerate(body.events)
     ]
-    try:
-        result = await _conversations(request).record(conversation_id, events, expected)
-    except ConflictError as exc:
-        if expected is None:
-            raise
-        raise Problem(412, "precondition-failed", "If-Match does not match",
-                      str(exc), current_seq=exc.actual) from None  # fmt: skip
+    conversations = _conversations(request)
+    for attempt in range(AUTHORIZE_ATTEMPTS):
+        state = await conversations.rehydrate(conversation_id)
+        _authorize_append(conversations, caller, state, events)
+        pinned = expected if expected is not None else state.seq
+        try:
+            result = await conversations.record(conversation_id, events, pinned)
+            break
+        except ConflictError as exc:
+            if expected is None:
+                if attempt + 1 < AUTHORIZE_ATTEMPTS:
+                    continue
+                raise
+            raise Problem(412, "precondition-failed", "If-Match does not match",
+                          str(exc), current_seq=exc.actual) from None  # fmt: skip
     if result.duplicate:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -163,14 +227,10 @@ async def append_events(
 
 @router.get("/{conversation_id}")
 async def conversation_state(
-    conversation_id: Id, request: Request, response: Response
+    conversation_id: Id, request: Request, response: Response, caller: Caller
 ) -> dict[str, Any]:
     """The conversation's current state, folded from its events."""
-    state = await _conversations(request).rehydrate(conversation_id)
-    if state.seq == 0:
-        raise Problem(
-            404, "not-found", "No such conversation", f"no conversation {conversation_id}"
-        )
+    state = await readable(_conversations(request), caller, conversation_id)
     response.headers["ETag"] = f'"{state.seq}"'
     data: dict[str, Any] = orjson.loads(state.to_bytes())
     data["live_legs"] = sorted(state.live_legs)
@@ -181,14 +241,15 @@ async def conversation_state(
 async def timeline(
     conversation_id: Id,
     request: Request,
+    caller: Caller,
     after_seq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> list[EventOut]:
-    """The conversation's events after ``after_seq``, in order, in their current shape."""
+    """The conversation's events after ``after_seq``, in order, in their current shape.
+
+    Only events up to the state the read was authorized on are returned.
+    """
     conversations = _conversations(request)
+    state = await readable(conversations, caller, conversation_id, must_exist=after_seq == 0)
     records = await conversations.store.read(conversation_id, from_seq=after_seq + 1, limit=limit)
-    if not records and after_seq == 0:
-        raise Problem(
-            404, "not-found", "No such conversation", f"no conversation {conversation_id}"
-        )
-    return [event_out(conversations.codec.decode(r)) for r in records]
+    return [event_out(conversations.codec.decode(r)) for r in records if r.seq <= state.seq]

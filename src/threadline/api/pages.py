@@ -20,3 +20,9 @@ def static_files() -> StaticFiles:
 async def chat_page() -> str:
     """The demo store page with the chat widget on it."""
     return (WEB / "templates" / "chat.html").read_text(encoding="utf-8")
+
+
+@router.get("/desk", response_class=HTMLResponse)
+async def desk_page() -> str:
+    """The human agents' desk (sign in with an agent token)."""
+    return (WEB / "templates" / "desk.html").read_text(encoding="utf-8")

@@ -1,15 +1,101 @@
-"""Live streams over WebSocket: one conversation's events, resumable by seq."""
+"""Live streams over WebSocket: one conversation's events, resumable by seq.
+
+Browsers cannot set headers on a WebSocket, so the bearer token comes from the
+``Authorization`` header or, failing that, the ``token`` query parameter. The
+caller must be allowed to read the conversation (:func:`can_read_conversation`)
+before anything is sent, and stays allowed only while its token is valid and
+the conversation's state, folded from each event it is about to be sent, still
+lets it read. A refused caller gets one JSON frame
+``{"type": "error", "code": "unauthenticated" | "forbidden", "detail": ...}``
+and the socket is closed with 1008 (policy violation).
+"""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Final
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from threadline.api.conversations import event_out
+from threadline.core.conversation import ConversationState, fold
+from threadline.core.events import Event, utcnow
 from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
+from threadline.security import (
+    ExpiredToken,
+    Forbidden,
+    Principal,
+    RevokedToken,
+    TokenVerifier,
+    Unauthenticated,
+    bearer_token,
+    can_read_conversation,
+)
 
 router = APIRouter(tags=["streams"])
+
+POLICY_VIOLATION: Final = 1008
+
+
+def _token(websocket: WebSocket) -> str:
+    header = websocket.headers.get("authorization")
+    if header is not None or "token" not in websocket.query_params:
+        return bearer_token(header)
+    return bearer_token(f"Bearer {websocket.query_params['token']}")
+
+
+def _still_valid(verifier: TokenVerifier, caller: Principal) -> None:
+    """Unauthenticated once the caller's token has expired or been revoked."""
+    if utcnow() >= caller.expires_at:
+        raise ExpiredToken(f"the token expired at {caller.expires_at.isoformat()}")
+    if verifier.revocations.is_revoked(caller.token_id):
+        raise RevokedToken(f"token {caller.token_id} has been revoked")
+
+
+async def _refuse(websocket: WebSocket, exc: Unauthenticated | Forbidden) -> None:
+    code = "forbidden" if isinstance(exc, Forbidden) else "unauthenticated"
+    frame = {"type": "error", "code": code, "detail": str(exc)}
+    await websocket.send_text(orjson.dumps(frame).decode())
+    await websocket.close(code=POLICY_VIOLATION, reason=code)
+
+
+async def _advance(
+    conversations: Conversations, state: ConversationState, event: Event
+) -> ConversationState:
+    """The state including ``event``: folded on if it is the next one, else read afresh."""
+    if event.seq <= state.seq:
+        return state
+    if event.seq == state.seq + 1:
+        return fold(state, [event])
+    fresh = await conversations.rehydrate(state.conversation_id)
+    return fresh if fresh.seq >= event.seq else fold(state, [event])
+
+
+async def _send_events(
+    websocket: WebSocket,
+    hub: LiveHub,
+    conversations: Conversations,
+    verifier: TokenVerifier,
+    caller: Principal,
+    state: ConversationState,
+    after_seq: int,
+) -> None:
+    async with hub.watch(state.conversation_id or "", max(after_seq, 0)) as watcher:
+        async for record in hub.follow(watcher):
+            event = conversations.codec.decode(record)
+            try:
+                _still_valid(verifier, caller)
+                state = await _advance(conversations, state, event)
+                can_read_conversation(caller, state)
+            except (Unauthenticated, Forbidden) as exc:
+                await _refuse(websocket, exc)
+                return
+            frame = event_out(event).model_dump(mode="json")
+            await websocket.send_text(orjson.dumps(frame).decode())
+        await websocket.close(code=1013, reason="too slow; reconnect with after_seq")
 
 
 @router.websocket("/conversations/{conversation_id}/stream")
@@ -23,12 +109,33 @@ async def conversation_stream(
     """
     hub: LiveHub = websocket.app.state.hub
     conversations: Conversations = websocket.app.state.conversations
+    verifier: TokenVerifier = websocket.app.state.verifier
     await websocket.accept()
     try:
-        async with hub.watch(conversation_id, max(after_seq, 0)) as watcher:
-            async for record in hub.follow(watcher):
-                event = event_out(conversations.codec.decode(record))
-                await websocket.send_text(orjson.dumps(event.model_dump(mode="json")).decode())
-            await websocket.close(code=1013, reason="too slow; reconnect with after_seq")
+        try:
+            caller = verifier.verify(_token(websocket))
+            state = await conversations.rehydrate(conversation_id)
+            can_read_conversation(caller, state)
+        except (Unauthenticated, Forbidden) as exc:
+            await _refuse(websocket, exc)
+            return
+        sender = asyncio.create_task(
+            _send_events(websocket, hub, conversations, verifier, caller, state, after_seq)
+        )
+        try:
+            # The client sends nothing; reading is how a closed socket is noticed,
+            # so a vanished client never leaves its feed running.
+            while not sender.done():
+                receiving = asyncio.ensure_future(websocket.receive())
+                await asyncio.wait({sender, receiving}, return_when=asyncio.FIRST_COMPLETED)
+                if receiving.done():
+                    if receiving.result()["type"] == "websocket.disconnect":
+                        break
+                else:
+                    receiving.cancel()
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await sender
     except WebSocketDisconnect:
         return

@@ -78,8 +78,11 @@ class Relay:
                 log.warning("relay failed; retrying", error=str(exc), cursor=self.cursor)
                 delay = min(delay * 2, 5.0)
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that races with the wake-up, and stop() would hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -182,7 +182,10 @@ class Router:
                 timeout = max(0.0, (deadline - self._clock()).total_seconds())
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that races with the wake-up.
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
                 continue
             except TimeoutError:
                 pass

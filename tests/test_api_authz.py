@@ -1,0 +1,235 @@
+"""Every conversation route and stream needs a bearer token with the right scope."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+import pytest
+import websockets
+from fastapi import FastAPI
+
+from threadline.api.app import create_app
+from threadline.core.events import Actor, Event, utcnow
+from threadline.security import TokenIssuer
+from threadline.settings import Settings
+
+PROBLEM = "application/problem+json"
+HOUR = timedelta(hours=1)
+MAYA = {"kind": "customer", "id": "cus-maya"}
+ROUTES = ("/conversations/conv-1", "/conversations/conv-1/events")
+
+
+@dataclass
+class Api:
+    app: FastAPI
+    client: httpx.AsyncClient
+
+    def token(self, subject: str, scope: str, **claims: object) -> dict[str, str]:
+        issued = self.app.state.tokens.issue(subject, [scope], HOUR, claims)
+        return {"Authorization": f"Bearer {issued.token}"}
+
+    async def post(self, cid: str, *events: dict, auth: dict[str, str], key: str = "k"):
+        return await self.client.post(
+            f"/conversations/{cid}/events",
+            json={"events": list(events)},
+            headers={"Idempotency-Key": key, **auth},
+        )
+
+    async def stored(self, cid: str) -> list[str]:
+        return [r.type for r in await self.app.state.store.read(cid)]
+
+
+@pytest.fixture
+async def api(any_store) -> AsyncIterator[Api]:
+    app = create_app(Settings(token_secret="x" * 32), store=any_store)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Api(app, client)
+
+
+def started(customer: str = "cus-maya") -> dict:
+    return {"type": "conversation.started", "payload": {"origin": "chat"}, "channel": "chat",
+            "actor": {"kind": "customer", "id": customer}, "customer_id": customer}  # fmt: skip
+
+
+def said(text: str, channel: str = "chat") -> dict:
+    return {"type": "message.received", "payload": {"text": text}, "channel": channel,
+            "actor": MAYA, "customer_id": "cus-maya"}  # fmt: skip
+
+
+async def chat_started(api: Api, cid: str, customer: str = "cus-maya") -> None:
+    response = await api.post(cid, started(customer), auth=api.token("web-chat", "adapter:chat"))
+    assert response.status_code == 201, response.text
+
+
+# -- authentication --------------------------------------------------------------------
+
+
+async def test_every_route_needs_a_token(api: Api) -> None:
+    await chat_started(api, "conv-1")
+    refused = [await api.client.get(path) for path in ROUTES]
+    refused.append(await api.client.post("/conversations/conv-1/events",
+                                         json={"events": [said("hi")]},
+                                         headers={"Idempotency-Key": "k2"}))  # fmt: skip
+    for response in refused:
+        assert response.status_code == 401
+        assert response.headers["content-type"] == PROBLEM
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="threadline"'
+        assert response.json()["type"] == "urn:threadline:problem:missing-token"
+    assert await api.stored("conv-1") == ["conversation.started"]
+
+
+async def test_expired_and_forged_tokens_are_refused(api: Api) -> None:
+    await chat_started(api, "conv-1")
+    tokens: TokenIssuer = api.app.state.tokens
+    earlier = TokenIssuer(tokens.key, issuer=tokens.issuer, audience=tokens.audience,
+                          clock=lambda: utcnow() - 2 * HOUR)  # fmt: skip
+    expired = earlier.issue("root", ["admin"], HOUR).token
+    forged = TokenIssuer.from_settings(Settings(token_secret="y" * 32)).issue(
+        "root", ["admin"], HOUR
+    )
+    for token, slug in ((expired, "token-expired"), (forged.token, "token-signature")):
+        auth = {"Authorization": f"Bearer {token}"}
+        for path in ROUTES:
+            response = await api.client.get(path, headers=auth)
+            assert response.status_code == 401, response.text
+            assert response.json()["type"] == f"urn:threadline:problem:{slug}"
+            assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+        appended = await api.post("conv-1", said("hi"), auth=auth, key="k2")
+        assert appended.status_code == 401
+    assert await api.stored("conv-1") == ["conversation.started"]
+
+
+# -- customers -------------------------------------------------------------------------
+
+
+async def test_a_customer_cannot_tell_anothers_conversation_from_a_missing_one(api: Api) -> None:
+    await chat_started(api, "conv-other", customer="cus-other")
+    maya = api.token("maya", "customer", customer="cus-maya")
+    for cid in ("conv-other", "conv-nobody"):
+        for path in (f"/conversations/{cid}", f"/conversations/{cid}/events"):
+            response = await api.client.get(path, headers=maya)
+            assert response.status_code == 403, (path, response.text)
+            assert response.json()["type"] == "urn:threadline:problem:forbidden"
+    sneaky = await api.post("conv-other", said("let me in"), auth=maya)
+    assert sneaky.status_code == 403
+    assert await api.stored("conv-other") == ["conversation.started"]
+    # Someone allowed to read anything learns that a missing conversation is missing.
+    admin = api.token("root", "admin")
+    assert (await api.client.get("/conversations/conv-nobody", headers=admin)).status_code == 404
+
+
+async def test_a_customer_token_bound_to_one_conversation_reads_only_that_one(api: Api) -> None:
+    await chat_started(api, "conv-1")
+    await chat_started(api, "conv-2")
+    bound = api.token("maya", "customer", customer="cus-maya", conversation="conv-1")
+    assert (await api.client.get("/conversations/conv-1", headers=bound)).status_code == 200
+    assert (await api.client.get("/conversations/conv-2", headers=bound)).status_code == 403
+
+
+async def test_a_customer_appending_a_bot_event_is_forbidden_and_nothing_is_stored(
+    api: Api,
+) -> None:
+    await chat_started(api, "conv-1")
+    maya = api.token("maya", "customer", customer="cus-maya")
+    bot = {"type": "message.sent", "payload": {"text": "refund approved"}, "channel": "chat",
+           "actor": {"kind": "bot", "id": "northwind"}, "customer_id": "cus-maya"}  # fmt: skip
+    response = await api.post("conv-1", said("hello"), bot, auth=maya)
+    assert response.status_code == 403
+    assert response.headers["content-type"] == PROBLEM
+    assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
+    assert await api.stored("conv-1") == ["conversation.started"]
+
+
+async def test_a_customer_cannot_start_a_conversation_for_themselves(api: Api) -> None:
+    maya = api.token("maya", "customer", customer="cus-maya")
+    response = await api.post("conv-new", started(), auth=maya)
+    assert response.status_code == 403
+    assert await api.stored("conv-new") == []
+
+
+# -- adapters --------------------------------------------------------------------------
+
+
+async def test_the_chat_adapter_may_not_write_voice_events(api: Api) -> None:
+    chat = api.token("web-chat", "adapter:chat")
+    voice_start = {**started(), "payload": {"origin": "voice"}, "channel": "voice"}
+    assert (await api.post("conv-1", voice_start, auth=chat)).status_code == 403
+    await chat_started(api, "conv-1")
+    response = await api.post("conv-1", said("over the phone", channel="voice"), auth=chat, key="v")
+    assert response.status_code == 403
+    assert await api.stored("conv-1") == ["conversation.started"]
+
+
+async def test_each_event_is_judged_on_the_state_it_follows(api: Api) -> None:
+    """A batch that starts the conversation and then writes to it is judged in order."""
+    chat = api.token("web-chat", "adapter:chat")
+    response = await api.post("conv-1", started(), said("hello"), auth=chat)
+    assert response.status_code == 201, response.text
+    # A bot event in the middle of an otherwise allowed batch refuses the whole batch.
+    bot = {"type": "intent.detected", "payload": {"intent": "x", "confidence": 0.9},
+           "channel": "chat", "actor": {"kind": "bot", "id": "northwind"}}  # fmt: skip
+    refused = await api.post("conv-1", said("one"), bot, said("two"), auth=chat, key="b")
+    assert refused.status_code == 403
+    assert await api.stored("conv-1") == ["conversation.started", "message.received"]
+
+
+# -- agents ----------------------------------------------------------------------------
+
+
+async def test_an_agent_reads_only_conversations_in_their_queues(api: Api) -> None:
+    maya = Actor("customer", "cus-maya")
+    await api.app.state.conversations.record("conv-1", [
+        Event("conv-1", "conversation.started", {"origin": "chat"}, channel="chat",
+              actor=maya, customer_id="cus-maya", idempotency_key="s"),
+        Event("conv-1", "handoff.requested", {"queue": "billing", "reason_code": "transfer"},
+              actor=Actor("bot", "northwind"), idempotency_key="h"),
+    ])  # fmt: skip
+    outsider = api.token("sam", "agent", queues=["returns"])
+    insider = api.token("ana", "agent", queues=["billing"])
+    for path in ("/conversations/conv-1", "/conversations/conv-1/events"):
+        refused = await api.client.get(path, headers=outsider)
+        assert refused.status_code == 403
+        assert refused.json()["type"] == "urn:threadline:problem:forbidden"
+        assert (await api.client.get(path, headers=insider)).status_code == 200
+
+
+# -- streams ---------------------------------------------------------------------------
+
+
+async def refusal(url: str, **kwargs: object) -> tuple[dict, int | None]:
+    """The one frame a refused stream sends, and the close code that follows."""
+    async with websockets.connect(url, **kwargs) as ws:  # type: ignore[arg-type]
+        async with asyncio.timeout(5):
+            frame = json.loads(await ws.recv())
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+        return frame, ws.close_code
+
+
+async def test_a_stream_without_a_token_is_closed_with_an_error_frame(live_server) -> None:
+    frame, code = await refusal(f"{live_server.ws}/conversations/conv-1/stream")
+    assert frame["type"] == "error" and frame["code"] == "unauthenticated"
+    assert frame["detail"]
+    assert code == 1008
+    frame, code = await refusal(f"{live_server.ws}/conversations/conv-1/stream?token=nonsense")
+    assert frame["code"] == "unauthenticated" and code == 1008
+
+
+async def test_a_stream_of_someone_elses_conversation_sends_nothing(live_server) -> None:
+    state = live_server.app.state
+    await state.conversations.record("conv-1", [
+        Event("conv-1", "conversation.started", {"origin": "chat"}, channel="chat",
+              actor=Actor("customer", "cus-maya"), customer_id="cus-maya", idempotency_key="s"),
+    ])  # fmt: skip
+    other = state.tokens.issue("eve", ["customer"], HOUR, {"customer": "cus-eve"}).token
+    url = f"{live_server.ws}/conversations/conv-1/stream?token={other}"
+    frame, code = await refusal(url)
+    assert frame["type"] == "error" and frame["code"] == "forbidden"
+    assert code == 1008
