@@ -1,10 +1,10 @@
-# Two commands: `make run` (the demo on the embedded default) and `make test`.
+# Two commands: `make run` (the service on the embedded default) and `make test`.
 # Each creates .venv and installs what it needs on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 	touch $@
 
 run: $(BIN)/.installed
+	$(BIN)/threadline serve
+
+demo: $(BIN)/.installed
 	$(BIN)/threadline demo
 
 lint: $(BIN)/.installed

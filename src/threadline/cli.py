@@ -54,6 +54,7 @@ def _serve(host: str, port: int) -> None:
     base = f"http://{host}:{port}"
     print(f"Threadline on {base}  (store: {settings.store})")
     print(f"  customer chat   {base}/chat")
+    print(f"  agent desk      {base}/desk?token=<a token below>")
     print(f"  API document    {base}/openapi.json")
     print("  sign-in tokens (8 hours):")
     for subject, scope, claims in (
