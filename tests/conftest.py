@@ -134,3 +134,11 @@ async def browser():
         instance = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance
         await instance.close()
+
+
+def bearer(app, subject: str, scope: str, **claims: object) -> dict[str, str]:
+    """An ``Authorization`` header with a one-hour token the app itself issued."""
+    from datetime import timedelta
+
+    issued = app.state.tokens.issue(subject, [scope], timedelta(hours=1), claims)
+    return {"Authorization": f"Bearer {issued.token}"}

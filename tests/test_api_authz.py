@@ -13,6 +13,7 @@ import pytest
 import websockets
 from fastapi import FastAPI
 
+from tests.conftest import bearer
 from threadline.api.app import create_app
 from threadline.core.events import Actor, Event, utcnow
 from threadline.security import TokenIssuer
@@ -30,8 +31,7 @@ class Api:
     client: httpx.AsyncClient
 
     def token(self, subject: str, scope: str, **claims: object) -> dict[str, str]:
-        issued = self.app.state.tokens.issue(subject, [scope], HOUR, claims)
-        return {"Authorization": f"Bearer {issued.token}"}
+        return bearer(self.app, subject, scope, **claims)
 
     async def post(self, cid: str, *events: dict, auth: dict[str, str], key: str = "k"):
         return await self.client.post(

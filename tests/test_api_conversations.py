@@ -8,17 +8,13 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from tests.conftest import bearer
 from threadline.api.app import create_app
 from threadline.settings import Settings
 
 PROBLEM = "application/problem+json"
 MAYA = {"kind": "customer", "id": "cus-maya"}
 HOUR = timedelta(hours=1)
-
-
-def bearer(app, subject: str, scope: str, **claims: object) -> dict[str, str]:
-    issued = app.state.tokens.issue(subject, [scope], HOUR, claims)
-    return {"Authorization": f"Bearer {issued.token}"}
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.conftest import bearer
 from threadline.api.app import create_app
 from threadline.core.events import Actor, Event
 from threadline.settings import Settings
@@ -26,8 +27,7 @@ class Desk:
     client: httpx.AsyncClient
 
     def token(self, subject: str, scope: str, **claims: object) -> dict[str, str]:
-        issued = self.app.state.tokens.issue(subject, [scope], HOUR, claims)
-        return {"Authorization": f"Bearer {issued.token}"}
+        return bearer(self.app, subject, scope, **claims)
 
     def agent(self, subject: str, *queues: str) -> dict[str, str]:
         return self.token(subject, "agent", queues=list(queues))
