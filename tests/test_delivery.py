@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from threadline.bus.memory import MemoryBus
 from threadline.core.events import EventRecord
 from threadline.engine.outbox import Relay
@@ -98,3 +100,100 @@ async def _append_turns_more(store) -> None:
 async def _until(condition) -> None:
     while not condition():
         await asyncio.sleep(0.01)
+
+
+async def _started(store, bus) -> Relay:
+    relay = Relay(store, bus, store, poll_interval=0.01)
+    await relay.start()
+    return relay
+
+
+async def test_parallel_groups_keep_each_conversation_in_order(any_store) -> None:
+    got: list[EventRecord] = []
+    running = {"now": 0, "most": 0}
+
+    async def slow(r: EventRecord) -> None:
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        await asyncio.sleep(0.002 * (hash(r.conversation_id) % 3))
+        got.append(r)
+        running["now"] -= 1
+
+    bus = MemoryBus(any_store)
+    await bus.subscribe("bot", slow, concurrency=4)
+    relay = await _started(any_store, bus)
+    await _append_turns(any_store, 12, 8)
+    relay.poke()
+    await asyncio.wait_for(_until(lambda: len(got) == 96), 10)
+    await asyncio.wait_for(bus.drain(), 5)
+    assert len({r.event_id for r in got}) == 96
+    for n in range(12):
+        assert [r.seq for r in got if r.conversation_id == f"conv-{n}"] == list(range(1, 9))
+    assert 1 < running["most"] <= 4
+    await relay.stop()
+    await bus.close()
+    assert await any_store.load_checkpoint("bot") == relay.cursor
+
+
+async def test_parallel_delivery_overlaps_slow_handlers(any_store) -> None:
+    done: list[str] = []
+
+    async def slow(r: EventRecord) -> None:
+        await asyncio.sleep(0.05)
+        done.append(r.conversation_id)
+
+    bus = MemoryBus(any_store)
+    await bus.subscribe("bot", slow, concurrency=20)
+    await _append_turns(any_store, 20, 1)
+    relay = await _started(any_store, bus)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(_until(lambda: len(done) == 20), 10)
+    # Twenty 50 ms handlers one after another would take a second.
+    assert asyncio.get_running_loop().time() - started < 0.5
+    await relay.stop()
+    await bus.close()
+
+
+async def test_a_failing_conversation_holds_back_only_itself_and_the_checkpoint(any_store) -> None:
+    calls: list[tuple[str, int]] = []
+    release = asyncio.Event()
+
+    async def stuck_on_a(r: EventRecord) -> None:
+        if r.conversation_id == "conv-a" and r.seq == 2 and not release.is_set():
+            raise RuntimeError("downstream is down for conv-a")
+        calls.append((r.conversation_id, r.seq))
+
+    bus = MemoryBus(any_store, retry_delay=0.005, max_delay=0.01)
+    await bus.subscribe("bot", stuck_on_a, concurrency=2)
+    await any_store.append("conv-a", [record("conv-a", f"a{i}", key=f"a{i}") for i in range(3)])
+    await any_store.append("conv-b", [record("conv-b", f"b{i}", key=f"b{i}") for i in range(3)])
+    relay = await _started(any_store, bus)
+    await asyncio.wait_for(_until(lambda: ("conv-b", 3) in calls), 10)
+    assert [c for c in calls if c[0] == "conv-a"] == [("conv-a", 1)]
+    assert bus.redeliveries("bot") >= 1
+    await relay.stop()
+    await bus.close()
+    # conv-b finished, but the checkpoint stays before conv-a's stuck event.
+    checkpoint = await any_store.load_checkpoint("bot")
+    stuck = next(r for r in await any_store.read("conv-a") if r.seq == 2)
+    assert checkpoint < stuck.position
+
+    release.set()
+    calls.clear()
+    bus = MemoryBus(any_store)
+    await bus.subscribe("bot", stuck_on_a, concurrency=2)
+    relay = await _started(any_store, bus)
+    await asyncio.wait_for(_until(lambda: ("conv-a", 3) in calls), 10)
+    assert [c for c in calls if c[0] == "conv-a"] == [("conv-a", 2), ("conv-a", 3)]
+    await relay.stop()
+    await bus.close()
+
+
+async def test_concurrency_below_one_is_refused(any_store) -> None:
+    async def handle(r: EventRecord) -> None:
+        return None
+
+    bus = MemoryBus(any_store)
+    with pytest.raises(ValueError, match="concurrency"):
+        await bus.subscribe("bot", handle, concurrency=0)
+    await bus.close()

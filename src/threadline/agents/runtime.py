@@ -4,6 +4,11 @@ A bus consumer. For each customer ``message.received`` or
 ``utterance.transcribed`` it rehydrates the conversation, lets the bot take
 its turn, and records the turn's events. Turn ids are anchored on the
 customer's event, so a redelivered event records nothing new.
+
+Conversations are answered concurrently (each in order). A turn is decided
+synchronously, and a booking it makes enters the shared book before the
+runtime awaits anything, so two customers never get the same slot; a turn
+that cannot be recorded takes its bookings back out.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from typing import Final
 
 import structlog
 
+from threadline.agents.bookings import restore_bookings, with_bookings, without_bookings
 from threadline.agents.bot import BOT_ID, NorthwindBot
+from threadline.business import Business
+from threadline.business.values import Appointment
 from threadline.core.errors import ConflictError, IllegalTransition
 from threadline.core.events import EventRecord, utcnow
 from threadline.core.ports import Bus
@@ -24,6 +32,8 @@ log = structlog.get_logger("threadline.agents")
 
 CUSTOMER_TURNS: Final = frozenset({"message.received", "utterance.transcribed"})
 GROUP: Final = "bot"
+#: Conversations answered at once; each still strictly in order.
+CONCURRENCY: Final = 256
 
 
 class BotRuntime:
@@ -39,8 +49,14 @@ class BotRuntime:
         self.bot = bot
         self.clock = clock
 
-    async def start(self, bus: Bus) -> None:
-        await bus.subscribe(GROUP, self.handle)
+    async def start(self, bus: Bus, *, restore: bool = True) -> None:
+        """Restore the appointment book from the log, then answer turns from the bus."""
+        if restore:
+            business = await restore_bookings(
+                self.conversations.store, self.conversations.codec, self.bot.business
+            )
+            self.bot = self.bot.with_business(business)
+        await bus.subscribe(GROUP, self.handle, concurrency=CONCURRENCY)
 
     async def handle(self, record: EventRecord) -> None:
         if record.type not in CUSTOMER_TURNS or record.actor_kind != "customer":
@@ -59,11 +75,26 @@ class BotRuntime:
         )
         if not turn.events:
             return
+        booked = _new_bookings(self.bot.business, turn.business)
+        if booked:  # reserve before awaiting, so no concurrent turn can take the slot
+            self.bot = self.bot.with_business(with_bookings(self.bot.business, booked))
         try:
             await self.conversations.record(record.conversation_id, list(turn.events))
         except (ConflictError, IllegalTransition) as exc:
             # The conversation moved on (a human took it, the customer left): stay silent.
             log.info("bot turn not recorded", conversation_id=record.conversation_id,
                      reason=str(exc))  # fmt: skip
-            return
-        self.bot = self.bot.with_business(turn.business)
+            self._release(booked)
+        except BaseException:
+            self._release(booked)  # redelivered later, when it books again
+            raise
+
+    def _release(self, booked: list[Appointment]) -> None:
+        if booked:
+            ids = [a.id for a in booked]
+            self.bot = self.bot.with_business(without_bookings(self.bot.business, ids))
+
+
+def _new_bookings(before: Business, after: Business) -> list[Appointment]:
+    known = {a.id for a in before.appointments}
+    return [a for a in after.appointments if a.id not in known]

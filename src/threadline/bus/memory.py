@@ -1,10 +1,15 @@
 """The in-process bus: the embedded default.
 
-Published events wait in memory, in position order; each consumer group has
-its own delivery task that walks them in order, retries a failing handler
-with backoff (at-least-once), and saves its checkpoint to the store. The bus
-itself keeps nothing across a restart, so it reports ``durable = False`` and
-the relay republishes from the slowest group's checkpoint.
+Published events wait in memory, in position order. Each consumer group has
+a dispatcher that walks them in order and hands each one to its
+conversation's lane: one lane per conversation with work in hand, at most
+``concurrency`` lanes at once. A lane handles its events strictly in seq
+order and retries a failing handler with backoff (at-least-once), so a
+failure holds back only its own conversation. The group's checkpoint is the
+end of the contiguous run of finished positions, so a restart never skips an
+event that a slower lane had not finished. The bus itself keeps nothing
+across a restart, so it reports ``durable = False`` and the relay republishes
+from the slowest group's checkpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+from collections import deque
 from collections.abc import Sequence
 from typing import Final
 
@@ -23,17 +29,39 @@ from threadline.core.ports import Bus, CheckpointStore, Handler
 log = structlog.get_logger("threadline.bus")
 
 CHECKPOINT_EVERY: Final = 256
+TRIM_AFTER: Final = 1024
+CHECKPOINT_PAUSE: Final = 0.1
 
 
 class _Group:
-    def __init__(self, name: str, handler: Handler, after: int) -> None:
+    """One consumer group: its dispatcher, its lanes and its finished frontier."""
+
+    def __init__(self, name: str, handler: Handler, after: int, concurrency: int) -> None:
         self.name = name
         self.handler = handler
-        self.after = after
+        self.concurrency = concurrency
+        self.after = after  # every position up to here is finished
+        self.dispatched = after  # every position up to here is in a lane or finished
+        self.saved = after
+        self.in_flight: deque[int] = deque()  # dispatched, in position order
+        self.finished: set[int] = set()  # finished, but behind an unfinished one
+        self.lanes: dict[str, deque[EventRecord]] = {}
+        self.lane_tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
-        self.idle = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
+        self.lane_free = asyncio.Event()
+        self.dirty = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
         self.redeliveries = 0
+
+    def finish(self, position: int) -> bool:
+        """Mark ``position`` handled; true when the frontier moved."""
+        self.finished.add(position)
+        moved = False
+        while self.in_flight and self.in_flight[0] in self.finished:
+            self.finished.discard(self.in_flight[0])
+            self.after = self.in_flight.popleft()
+            moved = True
+        return moved
 
 
 class MemoryBus(Bus):
@@ -50,7 +78,6 @@ class MemoryBus(Bus):
         self._positions: list[int] = []
         self._records: list[EventRecord] = []
         self._groups: dict[str, _Group] = {}
-        self._closed = False
         self._progress = asyncio.Event()
 
     def groups(self) -> list[str]:
@@ -70,12 +97,18 @@ class MemoryBus(Bus):
         for group in self._groups.values():
             group.wake.set()
 
-    async def subscribe(self, group: str, handler: Handler) -> None:
+    async def subscribe(self, group: str, handler: Handler, *, concurrency: int = 1) -> None:
         if group in self._groups:
             raise ValueError(f"group {group!r} is already subscribed")
-        state = _Group(group, handler, await self._checkpoints.load_checkpoint(group))
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        after = await self._checkpoints.load_checkpoint(group)
+        state = _Group(group, handler, after, concurrency)
         self._groups[group] = state
-        state.task = asyncio.create_task(self._deliver(state), name=f"bus:{group}")
+        state.tasks = [
+            asyncio.create_task(self._dispatch(state), name=f"bus:{group}"),
+            asyncio.create_task(self._checkpoint(state), name=f"bus:{group}:checkpoint"),
+        ]
 
     async def drain(self) -> None:
         """Wait until every group has handled everything published so far."""
@@ -84,21 +117,56 @@ class MemoryBus(Bus):
             self._progress.clear()
             await self._progress.wait()
 
-    async def _deliver(self, group: _Group) -> None:
+    async def _dispatch(self, group: _Group) -> None:
         while True:
-            index = bisect.bisect_right(self._positions, group.after)
+            index = bisect.bisect_right(self._positions, group.dispatched)
             if index >= len(self._records):
                 group.wake.clear()
                 await group.wake.wait()
                 continue
-            for done, record in enumerate(self._records[index:], start=1):
+            for record in self._records[index:]:
+                lane = group.lanes.get(record.conversation_id)
+                if lane is None:
+                    while len(group.lanes) >= group.concurrency:
+                        group.lane_free.clear()
+                        await group.lane_free.wait()
+                    lane = group.lanes[record.conversation_id] = deque()
+                    task = asyncio.create_task(self._run_lane(group, record.conversation_id, lane))
+                    group.lane_tasks.add(task)
+                    task.add_done_callback(group.lane_tasks.discard)
+                lane.append(record)
+                group.in_flight.append(record.position)
+                group.dispatched = record.position
+
+    async def _run_lane(
+        self, group: _Group, conversation_id: str, lane: deque[EventRecord]
+    ) -> None:
+        try:
+            while lane:
+                record = lane[0]
                 await self._handle(group, record)
-                group.after = record.position
-                if done % CHECKPOINT_EVERY == 0:
-                    await self._checkpoints.save_checkpoint(group.name, group.after)
-            await self._checkpoints.save_checkpoint(group.name, group.after)
-            self._progress.set()
-            self._trim()
+                lane.popleft()
+                if group.finish(record.position):
+                    self._progress.set()
+                    group.dirty.set()
+                    self._trim()
+        finally:
+            if group.lanes.get(conversation_id) is lane:
+                del group.lanes[conversation_id]
+            group.lane_free.set()
+
+    async def _checkpoint(self, group: _Group) -> None:
+        """Save the frontier after it moves; under load, one write per pause or per page."""
+        while True:
+            await group.dirty.wait()
+            group.dirty.clear()
+            if group.after <= group.saved:
+                continue
+            if group.in_flight and group.after - group.saved < CHECKPOINT_EVERY:
+                await asyncio.sleep(CHECKPOINT_PAUSE)  # let a burst settle into one write
+            position = group.after
+            await self._checkpoints.save_checkpoint(group.name, position)
+            group.saved = position
 
     async def _handle(self, group: _Group, record: EventRecord) -> None:
         delay = self._retry_delay
@@ -123,15 +191,16 @@ class MemoryBus(Bus):
     def _trim(self) -> None:
         floor = min(g.after for g in self._groups.values())
         cut = bisect.bisect_right(self._positions, floor)
-        if cut > 1024:
+        if cut > TRIM_AFTER:
             del self._positions[:cut]
             del self._records[:cut]
 
     async def close(self) -> None:
-        self._closed = True
         for group in self._groups.values():
-            if group.task is not None:
-                group.task.cancel()
+            tasks = [*group.tasks, *group.lane_tasks]
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await group.task
+                    await task
             await self._checkpoints.save_checkpoint(group.name, group.after)

@@ -138,8 +138,13 @@ class Bus(ABC):
         """Hand events to the bus; when this returns the bus has them durably."""
 
     @abstractmethod
-    async def subscribe(self, group: str, handler: Handler) -> None:
-        """Start delivering to ``group`` through ``handler`` from its checkpoint."""
+    async def subscribe(self, group: str, handler: Handler, *, concurrency: int = 1) -> None:
+        """Start delivering to ``group`` through ``handler`` from its checkpoint.
+
+        With ``concurrency`` above 1, up to that many conversations are handled
+        at once, each still strictly in seq order; a failing event holds back
+        only its own conversation.
+        """
 
     @abstractmethod
     async def close(self) -> None:
