@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from threadline.api import agent_stream
 from threadline.api.auth import Caller
 from threadline.api.problems import Problem
 from threadline.core.conversation import ConversationState
@@ -25,6 +26,8 @@ from threadline.routing.router import Router
 from threadline.security import Forbidden, Principal, can_append, can_read_conversation
 
 router = APIRouter(tags=["desk"])
+# The live work stream (offers, my conversations, queues) is part of the desk API.
+router.include_router(agent_stream.router)
 
 LINEAGE: Final = Lineage("threadline.desk", "0.1.0")
 DESK_KINDS: Final = frozenset({"agent", "supervisor"})
