@@ -117,19 +117,13 @@ async def _send(websocket: WebSocket, frame: dict[str, Any]) -> None:
 # -- the feed --------------------------------------------------------------------------
 
 
-async def work_feed(app: FastAPI) -> WorkFeed:
-    """The service's worklist feed, started on first use."""
-    starting: asyncio.Task[WorkFeed] | None = getattr(app.state, "work_feed", None)
-    if starting is None or (starting.done() and (starting.cancelled() or starting.exception())):
-        starting = asyncio.create_task(_start_feed(app), name="work-feed:start")
-        app.state.work_feed = starting
-    return await asyncio.shield(starting)
-
-
-async def _start_feed(app: FastAPI) -> WorkFeed:
-    conversations: Conversations = app.state.conversations
-    feed = WorkFeed(conversations.store, conversations.codec)
-    await feed.start(app.state.hub)
+def work_feed(app: FastAPI) -> WorkFeed:
+    """The service's worklist feed, made on first use; the live hub rings its bell."""
+    feed: WorkFeed | None = getattr(app.state, "work_feed", None)
+    if feed is None:
+        conversations: Conversations = app.state.conversations
+        feed = app.state.work_feed = WorkFeed(conversations.store, conversations.codec)
+        app.state.hub.listen(feed.ring)
     return feed
 
 
@@ -233,7 +227,8 @@ async def agent_work_stream(websocket: WebSocket, agent_id: str) -> None:
         except (Unauthenticated, Forbidden, BadCursor) as exc:
             await _refuse(websocket, exc)
             return
-        feed = await work_feed(websocket.app)
+        feed = work_feed(websocket.app)
+        await feed.catch_up(force=True)
         with feed.subscribe(viewer) as subscription:
             await _serve(websocket, feed, subscription, after, verifier, caller)
     except WebSocketDisconnect:

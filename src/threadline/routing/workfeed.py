@@ -1,10 +1,12 @@
 """The live worklist feed: the routing state at a log position, for every desk at once.
 
-One :class:`WorkFeed` per service folds the whole log into a
-:class:`RoutingState` on start, then keeps it current from the live hub
-(every event of every conversation, in position order). Each connected desk
-holds a :class:`Subscription`; the feed hands it the changes that concern its
-viewer (:mod:`threadline.routing.worklist`).
+One :class:`WorkFeed` per service follows the log in global order with
+``read_all`` and folds it into a :class:`RoutingState`; the live hub only
+rings its bell (the bus may deliver different conversations out of global
+order, and cursors are global positions). Connected desks drive it: each
+holds a :class:`Subscription`, and whichever catches up first hands every
+subscription the changes that concern its viewer
+(:mod:`threadline.routing.worklist`). With no desk connected nothing runs.
 
 A subscription is registered, and the feed's position and state captured, in
 one step with no await in between, so every later event reaches its queue.
@@ -22,11 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
-import structlog
-
 from threadline.core.events import EventCodec, EventRecord
 from threadline.core.ports import EventStore
-from threadline.engine.live import LiveHub
 from threadline.routing.queues import ROUTING_TYPES, RoutingState, fold
 from threadline.routing.worklist import (
     Viewer,
@@ -36,8 +35,6 @@ from threadline.routing.worklist import (
     needs_decoding,
     rewind,
 )
-
-log = structlog.get_logger("threadline.workfeed")
 
 PAGE: Final = 1000
 QUEUE_LIMIT: Final = 10_000
@@ -71,6 +68,7 @@ class Subscription:
         self.position = position
         self.state = state
         self.queue: asyncio.Queue[WorkChange] = asyncio.Queue(QUEUE_LIMIT)
+        self.bell = asyncio.Event()
         self.overflowed = False
 
     def offer(self, change: WorkChange) -> None:
@@ -80,10 +78,11 @@ class Subscription:
             self.queue.put_nowait(change)
         except asyncio.QueueFull:
             self.overflowed = True  # the desk is too slow; it resumes from its cursor
+        self.bell.set()
 
 
 class WorkFeed:
-    """Routing state folded from the log and kept current from the hub, fanned out to desks."""
+    """Routing state folded from the log in position order, fanned out to desks."""
 
     def __init__(
         self,
@@ -98,34 +97,42 @@ class WorkFeed:
         self.state = RoutingState()
         self.position = 0
         self._subscribers: set[Subscription] = set()
-        self._early: list[EventRecord] | None = []
+        self._lock = asyncio.Lock()
+        self._rung = 0
+        self._answered = -1
 
-    async def start(self, hub: LiveHub) -> None:
-        """Listen to the hub, fold the log, then apply what arrived meanwhile."""
-        hub.listen(self._on_record)
-        state, position, after = RoutingState(), 0, 0
-        while page := await self._store.read_all(after, PAGE):
-            decoded = [self._codec.decode(r) for r in page if r.type in ROUTING_TYPES]
-            state = await asyncio.to_thread(fold, state, decoded)
-            after = position = page[-1].position
-        # From here to the end nothing awaits, so no live event slips between.
-        early, self._early = self._early or [], None
-        self.state, self.position = state, position
-        for record in early:
-            self._apply(record)
+    def ring(self, record: EventRecord | None = None) -> None:
+        """Something was appended (a hub listener): desks catch up from the log."""
+        self._rung += 1
+        for subscription in self._subscribers:
+            subscription.bell.set()
 
-    def _on_record(self, record: EventRecord) -> None:
-        if self._early is not None:
-            self._early.append(record)
+    async def catch_up(self, *, force: bool = False) -> None:
+        """Fold what the log holds after the feed's position, handing out the changes."""
+        if not force and self._answered >= self._rung:
             return
-        try:
+        async with self._lock:
+            if not force and self._answered >= self._rung:
+                return  # another desk caught up meanwhile
+            self._answered = self._rung
+            while page := await self._store.read_all(self.position, PAGE):
+                self._absorb(page)
+                if len(page) < PAGE:
+                    break
+
+    def _absorb(self, page: list[EventRecord]) -> None:
+        if not self._subscribers:
+            # Nobody to tell: fold the page at once, as the router rebuilds.
+            decoded = [self._codec.decode(r) for r in page if r.type in ROUTING_TYPES]
+            self.state = fold(self.state, decoded)
+            self.position = page[-1].position
+            return
+        for record in page:
             self._apply(record)
-        except Exception as exc:  # never fail the hub, which serves every other stream
-            log.error("worklist feed skipped an event", position=record.position, error=repr(exc))
 
     def _apply(self, record: EventRecord) -> None:
         if record.position <= self.position:
-            return  # redelivered, or folded on start
+            return
         self.position = record.position
         before = self.state
         if not needs_decoding(before, record.type, record.conversation_id):
@@ -168,17 +175,23 @@ class WorkFeed:
                     yield change
         queue = subscription.queue
         while not subscription.overflowed:
+            while not queue.empty():
+                change = queue.get_nowait()
+                if change.position > last:
+                    last = change.position
+                    yield change
             try:
                 async with asyncio.timeout(idle):
-                    change = await queue.get()
+                    await subscription.bell.wait()
             except TimeoutError:
+                # Quiet: look anyway (cheap), then tell the desk how far it is.
+                await self.catch_up(force=True)
                 if queue.empty() and self.position > last:
                     last = self.position
                     yield Idle(last)
                 continue
-            if change.position > last:
-                last = change.position
-                yield change
+            subscription.bell.clear()
+            await self.catch_up()
 
     async def _replay(
         self, viewer: Viewer, after: int, subscription: Subscription
