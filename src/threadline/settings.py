@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError
+import orjson
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from threadline.core.errors import ConfigurationError
@@ -20,6 +23,8 @@ from threadline.core.errors import ConfigurationError
 PREFIX = "THREADLINE_"
 #: Variables read by tools around the service (tests, benchmarks), not by the service.
 OUTSIDE = frozenset({"THREADLINE_TEST_POSTGRES", "THREADLINE_BENCH_PG_DSN"})
+#: A number in E.164 (+14155550150) or a SIP URI (sip:ana@pbx.example.com).
+DIAL_TARGET = re.compile(r"\+[1-9][0-9]{7,14}|sips?:[^@\s]+@[^@\s]+")
 
 
 class Settings(BaseSettings):
@@ -56,6 +61,58 @@ class Settings(BaseSettings):
         gt=timedelta(0),
         description="longest token lifetime, as seconds or an ISO 8601 duration (P7D)",
     )
+    twilio_auth_token: SecretStr | None = Field(
+        None, min_length=1, description="Twilio auth token: checks webhook signatures, calls REST"
+    )
+    twilio_account_sid: str | None = Field(
+        None, pattern=r"^AC[0-9a-fA-F]{32}$", description="Twilio account SID (AC…)"
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="the service's URL as callers' providers see it (https://voice.example.com);"
+        " webhook signatures are checked against it plus the path",
+    )
+    twilio_api_base: str = Field(
+        "https://api.twilio.com",
+        pattern=r"^https?://[^?#\s]+$",
+        description="base URL of the Twilio REST API (tests point it at a local fake)",
+    )
+    voice_greeting: str = Field(
+        "Thanks for calling Northwind Devices. You are speaking with an automated assistant,"
+        " and this call is recorded and transcribed so we can help you.",
+        min_length=1,
+        max_length=1000,
+        description="said at the start of every call: the AI and recording disclosure",
+    )
+    voice_agent_targets: dict[str, str] = Field(
+        default_factory=lambda: {"agent-ana": "+14155550150", "agent-ben": "+15105550160"},
+        description='where warm transfers dial each human agent, as JSON: {"agent-ana":'
+        ' "+14155550150", "agent-ben": "sip:ben@pbx.example.com"}',
+    )
+
+    @field_validator("voice_agent_targets", mode="before")
+    @classmethod
+    def _json_mapping(cls, value: Any) -> Any:
+        if isinstance(value, str | bytes):
+            try:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise ValueError("must be a JSON object of agent id to number or SIP URI") from None
+        return value
+
+    @field_validator("voice_agent_targets")
+    @classmethod
+    def _dial_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for agent, target in value.items():
+            if not DIAL_TARGET.fullmatch(target):
+                raise ValueError(f"{agent}: {target!r} is neither an E.164 number nor a SIP URI")
+        return value
+
+    @field_validator("public_url", "twilio_api_base")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

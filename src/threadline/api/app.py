@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from threadline import __version__
 from threadline.agents.bot import NorthwindBot
 from threadline.agents.runtime import BotRuntime
-from threadline.api import chat, conversations, desk, pages, problems, streams
+from threadline.api import chat, conversations, desk, pages, problems, streams, voice
 from threadline.api.limits import BodyLimit
 from threadline.bus.memory import MemoryBus
 from threadline.business import northwind
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         config = settings or load_settings()
         owned = store is None
         backend = store if store is not None else await open_store(config.store)
+        app.state.settings = config
         bus = MemoryBus(backend)
         relay = Relay(backend, bus, backend)
         app.state.store = backend
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     app.include_router(streams.router)
     app.include_router(chat.router)
     app.include_router(desk.router)
+    app.include_router(voice.router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")
     return app

@@ -1,0 +1,263 @@
+"""The phone channel over Twilio: call webhooks and the media WebSocket.
+
+``POST /voice/twilio/incoming`` answers a call with TwiML, ``POST
+/voice/twilio/status`` turns call-status callbacks into leg events, ``POST
+/voice/twilio/whisper`` is what a transferred-to agent hears, and
+``/voice/twilio/stream`` carries the call's audio (Media Streams). Every
+webhook must carry a valid ``X-Twilio-Signature`` (403 otherwise), checked
+against ``THREADLINE_PUBLIC_URL`` plus the path when set, else the request URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qsl
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
+from starlette.websockets import WebSocketState
+
+from threadline.api.problems import Problem
+from threadline.business import Business
+from threadline.channels.voice.media import HandlerFactory
+from threadline.channels.voice.telephony import stream
+from threadline.channels.voice.telephony.calls import VoiceCalls
+from threadline.channels.voice.telephony.control import CallControl, whisper_text
+from threadline.channels.voice.telephony.directory import CallerDirectory
+from threadline.channels.voice.telephony.keypad import keypad
+from threadline.channels.voice.telephony.twilio import (
+    SIGNATURE_HEADER,
+    TWIML_MEDIA_TYPE,
+    SignatureCheck,
+    TwilioTelephony,
+    answer,
+    signed_url,
+    stream_url,
+    whisper,
+)
+from threadline.engine.conversations import Conversations
+from threadline.routing.packet import build_packet
+from threadline.security.stream_tokens import StreamTokens
+from threadline.settings import Settings
+
+log = structlog.get_logger("threadline.voice")
+
+#: Twilio's terminal call statuses → the leg's end reason.
+ENDED: Final = {
+    "completed": "completed",
+    "busy": "busy",
+    "failed": "failed",
+    "no-answer": "no_answer",
+    "canceled": "canceled",
+}
+
+
+@dataclass
+class VoiceGateway:
+    """What the voice endpoints share, built once per app."""
+
+    calls: VoiceCalls
+    tokens: StreamTokens
+    signatures: SignatureCheck | None
+    public_url: str | None
+    greeting: str
+    business: Business
+    control: CallControl | None
+    #: Makes each call's handler; the speech pipeline replaces the keypad default.
+    handlers: HandlerFactory
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Build the gateway after the app's own start-up (it needs the store, hub and bus)."""
+    state = app.state
+    settings: Settings = state.settings
+    directory = CallerDirectory()
+    await directory.load(state.store, attach=lambda: state.hub.listen(directory.note))
+    calls = VoiceCalls(state.conversations, directory, state.business, settings.voice_greeting)
+    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+    provider = None
+    control = None
+    if token and settings.twilio_account_sid:
+        provider = TwilioTelephony(
+            settings.twilio_account_sid, token, api_base=settings.twilio_api_base
+        )
+        control = CallControl(
+            state.conversations,
+            calls,
+            provider,
+            settings.voice_agent_targets,
+            public_url=settings.public_url,
+        )
+        await control.start(state.bus, state.store)
+    state.voice = VoiceGateway(
+        calls=calls,
+        tokens=StreamTokens(
+            state.tokens.key,
+            state.store,
+            state.revocations,
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+        ),
+        signatures=SignatureCheck(token) if token else None,
+        public_url=settings.public_url,
+        greeting=settings.voice_greeting,
+        business=state.business,
+        control=control,
+        handlers=keypad(calls),
+    )
+    try:
+        yield
+    finally:
+        if provider is not None:
+            await provider.close()
+
+
+router = APIRouter(tags=["voice"], lifespan=lifespan)
+
+
+def _gateway(request: Request | WebSocket) -> VoiceGateway:
+    gateway: VoiceGateway = request.app.state.voice
+    return gateway
+
+
+async def _signed_form(request: Request) -> dict[str, str]:
+    """The webhook's form fields, once its Twilio signature checks out."""
+    gateway = _gateway(request)
+    if gateway.signatures is None:
+        raise Problem(
+            503,
+            "voice-unconfigured",
+            "Voice is not configured",
+            "set THREADLINE_TWILIO_AUTH_TOKEN to take calls",
+        )
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not signature:
+        raise Problem(
+            403,
+            "bad-webhook-signature",
+            "Bad webhook signature",
+            f"the {SIGNATURE_HEADER} header is missing",
+        )
+    body = await request.body()
+    try:
+        params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+    except UnicodeDecodeError:
+        raise Problem(400, "malformed-form", "Malformed form", "the body is not UTF-8") from None
+    url = signed_url(str(request.url), gateway.public_url)
+    if not gateway.signatures.valid(url, params, signature):
+        log.warning("webhook signature refused", path=request.url.path)
+        raise Problem(
+            403,
+            "bad-webhook-signature",
+            "Bad webhook signature",
+            f"the {SIGNATURE_HEADER} header does not match this request",
+        )
+    return params
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name, "").strip()
+    if not value or len(value) > 64:
+        raise Problem(
+            422,
+            "validation",
+            "The request does not fit its schema",
+            f"{name} is required",
+            errors=[{"field": name, "reason": "required"}],
+        )
+    return value
+
+
+def _twiml(xml: str) -> Response:
+    return Response(xml, media_type=TWIML_MEDIA_TYPE)
+
+
+@router.post("/voice/twilio/incoming", response_class=Response)
+async def incoming_call(request: Request) -> Response:
+    """Answer a call: the greeting, then the media stream with the call's context."""
+    params = await _signed_form(request)
+    gateway = _gateway(request)
+    call_id = _required(params, "CallSid")
+    caller, callee = params.get("From", ""), params.get("To", "")
+    leg = await gateway.calls.answer(call_id, caller, callee)
+    base = gateway.public_url or str(request.base_url).rstrip("/")
+    gateway.calls.base_urls[call_id] = base
+    context = {
+        "callSid": call_id,
+        stream.CALLER: leg.caller or caller,
+        stream.CALLEE: callee,
+        stream.CONVERSATION: leg.conversation_id,
+        stream.TOKEN: gateway.tokens.issue(call_id, leg.conversation_id, leg.customer_id),
+    }
+    return _twiml(answer(gateway.greeting, stream_url(base), context))
+
+
+@router.post("/voice/twilio/status", status_code=204, response_class=Response)
+async def call_status(request: Request) -> Response:
+    """A call-status callback: a terminal status ends the call's leg (once)."""
+    params = await _signed_form(request)
+    call_id = _required(params, "CallSid")
+    status = _required(params, "CallStatus")
+    reason = ENDED.get(status)
+    if reason is not None:
+        ended = await _gateway(request).calls.end(call_id, reason, key=f"{call_id}:status:{status}")
+        log.info("call status", call_id=call_id, status=status, leg_ended=ended)
+    return Response(status_code=204)
+
+
+@router.post("/voice/twilio/whisper", response_class=Response)
+async def agent_whisper(request: Request) -> Response:
+    """What the agent hears on answering a transferred call, before the bridge."""
+    await _signed_form(request)
+    gateway = _gateway(request)
+    conversation_id = request.query_params.get("conversation", "")
+    conversations: Conversations = request.app.state.conversations
+    state = await conversations.rehydrate(conversation_id) if conversation_id else None
+    if state is None or state.seq == 0:
+        return _twiml(whisper("Incoming call from the Northwind assistant."))
+    packet = build_packet(state, await conversations.timeline(conversation_id))
+    return _twiml(whisper(whisper_text(packet, gateway.business)))
+
+
+class _Socket:
+    """A Starlette WebSocket as the stream's ``FrameSocket``."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self.gone = False
+
+    async def receive(self) -> str | bytes | None:
+        if self.gone:
+            return None
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            self.gone = True
+            return None
+        text = message.get("text")
+        return text if text is not None else message.get("bytes") or b""
+
+    async def send(self, frame: str) -> None:
+        await self.websocket.send_text(frame)
+
+
+@router.websocket("/voice/twilio/stream")
+async def media_stream(websocket: WebSocket) -> None:
+    """A call's Media Stream, admitted by the single-use token in its ``start``."""
+    await websocket.accept()
+    gateway = _gateway(websocket)
+    socket = _Socket(websocket)
+    try:
+        await stream.serve(socket, gateway.tokens, gateway.calls, gateway.handlers)
+    except stream.StreamRefused as exc:
+        log.info("media stream refused", reason=exc.reason)
+        if not socket.gone:
+            await websocket.close(code=exc.code, reason=exc.reason[:120])
+        return
+    if not socket.gone and websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(RuntimeError):
+            await websocket.close()

@@ -1,0 +1,182 @@
+"""The voice adapter: a phone call's lifecycle as canonical events.
+
+A call is one voice leg whose id is the provider's call id. Answering it
+finds the caller's conversation (a number that matches a customer with an
+open conversation continues it; anything else starts a new one), records
+the leg, the caller id as an *unverified* phone identity (the bot's postcode
+check verifies it), and the greeting that was said. Every event is keyed on
+the call id, so a provider's retry records nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+
+from threadline.business import Business
+from threadline.business.values import e164
+from threadline.channels.voice.telephony.directory import CallerDirectory
+from threadline.core.errors import IllegalTransition
+from threadline.core.events import Actor, Event, Lineage, new_id
+from threadline.engine.conversations import Conversations
+
+log = structlog.get_logger("threadline.voice")
+
+LINEAGE: Final = Lineage("voice-twilio", "0.1.0")
+GATEWAY: Final = Actor("system", "voice-gateway")
+UNKNOWN_CALLER: Final = "caller-"
+
+
+@dataclass(frozen=True, slots=True)
+class CallLeg:
+    """A call as the conversation knows it."""
+
+    call_id: str
+    conversation_id: str
+    customer_id: str
+    caller: str | None
+    continued: bool
+    seq: int
+
+
+class VoiceCalls:
+    """Answers calls, ends their legs, and records what callers key in."""
+
+    def __init__(
+        self,
+        conversations: Conversations,
+        directory: CallerDirectory,
+        business: Business,
+        greeting: str,
+    ) -> None:
+        self.conversations = conversations
+        self.directory = directory
+        self.business = business
+        self.greeting = greeting
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        #: Calls handed to a human: their stream stopping does not end the leg.
+        self.handed_over: set[str] = set()
+        #: Calls whose media stream is connected to this process.
+        self.streaming: set[str] = set()
+        #: The base URL each call's webhook came in on (for whisper URLs).
+        self.base_urls: dict[str, str] = {}
+
+    def _event(
+        self,
+        call_id: str,
+        conversation_id: str,
+        customer_id: str,
+        type_: str,
+        payload: dict[str, object],
+        actor: Actor | None = None,
+        key: str | None = None,
+    ) -> Event:
+        return Event(
+            conversation_id=conversation_id,
+            type=type_,
+            payload=payload,
+            channel="voice",
+            leg_id=call_id,
+            actor=actor or Actor("customer", customer_id),
+            customer_id=customer_id,
+            idempotency_key=key or f"{call_id}:{type_}",
+            lineage=LINEAGE,
+        )
+
+    async def answer(self, call_id: str, caller: str, callee: str = "") -> CallLeg:
+        """Record the call's leg on the caller's conversation (new or continued)."""
+        async with self._locks[call_id]:
+            try:
+                return await self._answer(call_id, caller)
+            finally:
+                self._locks.pop(call_id, None)
+
+    async def _answer(self, call_id: str, caller: str) -> CallLeg:
+        phone = e164(caller) if caller else None
+        known = self.directory.conversation_of(call_id)
+        if known is not None:  # the provider retried the webhook
+            state = await self.conversations.rehydrate(known)
+            if state.customer_id is not None and call_id in state.legs:
+                return CallLeg(call_id, known, state.customer_id, phone, True, state.seq)
+        customer = self.business.customer_by_phone(phone) if phone else None
+        customer_id = customer.id if customer else UNKNOWN_CALLER + new_id()
+        existing = self.directory.open_conversation(customer.id) if customer else None
+        if existing is not None:
+            try:
+                return await self._record(call_id, existing, customer_id, phone, new=False)
+            except IllegalTransition as exc:  # it closed just now: start afresh
+                log.info(
+                    "conversation closed before the call joined it",
+                    conversation_id=existing,
+                    reason=str(exc),
+                )
+        return await self._record(call_id, new_id(), customer_id, phone, new=True)
+
+    async def _record(
+        self, call_id: str, conversation_id: str, customer_id: str, phone: str | None, *, new: bool
+    ) -> CallLeg:
+        def event(type_: str, payload: dict[str, object], actor: Actor | None = None) -> Event:
+            return self._event(call_id, conversation_id, customer_id, type_, payload, actor)
+
+        events = [event("conversation.started", {"origin": "voice"})] if new else []
+        leg: dict[str, object] = {"leg_id": call_id, "channel": "voice"}
+        if phone:
+            leg["address"] = phone
+        events.append(event("leg.started", leg))
+        if phone:
+            claim = {"kind": "phone", "value": phone, "verified": False, "method": "caller_id"}
+            events.append(event("identity.linked", claim, GATEWAY))
+        events.append(event("message.sent", {"text": self.greeting}, GATEWAY))
+        result = await self.conversations.record(conversation_id, events)
+        self.directory.remember(conversation_id, customer_id, call_id, result.positions[-1])
+        log.info(
+            "call answered",
+            call_id=call_id,
+            conversation_id=conversation_id,
+            continued=not new,
+            known_caller=not customer_id.startswith(UNKNOWN_CALLER),
+        )
+        return CallLeg(call_id, conversation_id, customer_id, phone, not new, result.last_seq)
+
+    async def live_seq(self, call_id: str, conversation_id: str) -> int | None:
+        """The conversation's seq if ``call_id`` is a live leg of it, else None."""
+        state = await self.conversations.rehydrate(conversation_id)
+        return state.seq if call_id in state.live_legs else None
+
+    async def end(self, call_id: str, reason: str, key: str | None = None) -> bool:
+        """End the call's leg with ``reason``; false if it is not live (or unknown)."""
+        conversation_id = self.directory.conversation_of(call_id)
+        if conversation_id is None:
+            return False
+        state = await self.conversations.rehydrate(conversation_id)
+        if call_id not in state.live_legs or state.customer_id is None:
+            return False
+        event = self._event(
+            call_id,
+            conversation_id,
+            state.customer_id,
+            "leg.ended",
+            {"leg_id": call_id, "reason": reason},
+            key=key,
+        )
+        try:
+            result = await self.conversations.record(conversation_id, [event])
+        except IllegalTransition:
+            return False  # ended meanwhile by the stream or a status callback
+        self.handed_over.discard(call_id)
+        self.base_urls.pop(call_id, None)
+        return not result.duplicate
+
+    async def keyed_in(
+        self, call_id: str, conversation_id: str, customer_id: str, digits: str, key: str
+    ) -> int:
+        """Record digits the caller keyed in as their message; its seq."""
+        event = self._event(
+            call_id, conversation_id, customer_id, "message.received", {"text": digits}, key=key
+        )
+        result = await self.conversations.record(conversation_id, [event])
+        return result.seqs[0]
