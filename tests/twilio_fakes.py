@@ -205,6 +205,9 @@ async def open_stream(server: Any, answer: Answer, **media: Any) -> MediaCaller:
     caller = MediaCaller(ws, answer.parameters["callSid"], "MZ" + uuid.uuid4().hex)
     await caller.connected()
     await caller.start(answer.parameters, **media)
+    async with asyncio.timeout(5):  # admitted: the server runs the call's handler
+        while caller.sid not in server.app.state.voice.calls.streaming:
+            await asyncio.sleep(0.01)
     return caller
 
 

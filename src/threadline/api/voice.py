@@ -69,6 +69,8 @@ class VoiceGateway:
     control: CallControl | None
     #: Makes each call's handler; the speech pipeline replaces the keypad default.
     handlers: HandlerFactory
+    #: Seconds a new socket has to send its ``start``.
+    start_timeout: float = stream.START_TIMEOUT
 
 
 @asynccontextmanager
@@ -252,7 +254,9 @@ async def media_stream(websocket: WebSocket) -> None:
     gateway = _gateway(websocket)
     socket = _Socket(websocket)
     try:
-        await stream.serve(socket, gateway.tokens, gateway.calls, gateway.handlers)
+        await stream.serve(
+            socket, gateway.tokens, gateway.calls, gateway.handlers, gateway.start_timeout
+        )
     except stream.StreamRefused as exc:
         log.info("media stream refused", reason=exc.reason)
         if not socket.gone:

@@ -94,11 +94,12 @@ class StreamTokens:
         claims = {"customer": customer_id, "conversation": conversation_id}
         return self._issuer.issue(call_id, ["customer"], self.ttl, claims).token
 
-    async def redeem(self, token: str, call_id: str, conversation_id: str | None) -> StreamGrant:
-        """Check ``token`` for this call (and conversation, when given) and use it up.
+    def check(self, token: str, call_id: str, conversation_id: str | None) -> StreamGrant:
+        """What ``token`` admits, if it is a live stream token for this call (and
+        conversation, when given); does not use it up.
 
-        Raises an Unauthenticated subclass: expired, forged, for another call
-        (ForeignStreamToken) or already used (UsedStreamToken).
+        Raises an Unauthenticated subclass: expired, forged, revoked or used
+        (as far as this process knows), or for another call (ForeignStreamToken).
         """
         try:
             principal = self._verifier.verify(token)
@@ -111,17 +112,6 @@ class StreamTokens:
         if conversation_id is not None and principal.conversation_id != conversation_id:
             raise ForeignStreamToken("the stream token was issued for another conversation")
         assert principal.customer_id is not None  # a customer token always binds one
-        event = revocation(
-            principal.token_id,
-            reason=USED,
-            revoked_by="voice-stream",
-            expires_at=principal.expires_at,
-        )
-        result = await self._store.append(REVOCATIONS, [self._codec.encode(event)], ANY)
-        if result.duplicate:
-            raise UsedStreamToken("the stream token has already been used")
-        # seq stays 0: noting it must not move the list past revocations it has not read.
-        self._revocations.note(event)
         return StreamGrant(
             principal.token_id,
             call_id,
@@ -129,3 +119,20 @@ class StreamTokens:
             principal.customer_id,
             principal.expires_at,
         )
+
+    async def use(self, grant: StreamGrant) -> None:
+        """Use the token up; raises UsedStreamToken if any stream used it before."""
+        event = revocation(
+            grant.token_id, reason=USED, revoked_by="voice-stream", expires_at=grant.expires_at
+        )
+        result = await self._store.append(REVOCATIONS, [self._codec.encode(event)], ANY)
+        if result.duplicate:
+            raise UsedStreamToken("the stream token has already been used")
+        # seq stays 0: noting it must not move the list past revocations it has not read.
+        self._revocations.note(event)
+
+    async def redeem(self, token: str, call_id: str, conversation_id: str | None) -> StreamGrant:
+        """:meth:`check` the token, then :meth:`use` it."""
+        grant = self.check(token, call_id, conversation_id)
+        await self.use(grant)
+        return grant

@@ -123,12 +123,13 @@ async def admit(
     if not token:
         raise StreamRefused("the start carries no stream token")
     try:
-        grant = await tokens.redeem(token, info.call_sid, params.get(CONVERSATION))
+        grant = tokens.check(token, info.call_sid, params.get(CONVERSATION))
+        seq = await calls.live_seq(grant.call_id, grant.conversation_id)
+        if seq is None:
+            raise StreamRefused("the call is not live")
+        await tokens.use(grant)
     except Unauthenticated as exc:
         raise StreamRefused(f"stream token refused: {exc}") from None
-    seq = await calls.live_seq(grant.call_id, grant.conversation_id)
-    if seq is None:
-        raise StreamRefused("the call is not live")
     return Call(
         call_id=grant.call_id,
         stream_id=info.stream_sid,

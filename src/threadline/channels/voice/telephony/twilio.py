@@ -15,6 +15,7 @@ greets with the conversation's context.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -122,6 +123,36 @@ def say_and_dial_twiml(say: str | None, target: DialTarget, whisper_url: str | N
 # -- REST call control -------------------------------------------------------------------
 
 
+class _AsyncHttp(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """Twilio's aiohttp client, sending Basic auth as a header: aiohttp deprecates BasicAuth."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Any:
+        headers = dict(headers or {})
+        if auth is not None:
+            credentials = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {credentials}"
+        return await super().request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=None,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
+
+
 class TwilioTelephony(TelephonyProvider):
     """Call control through Twilio's REST API (``Calls/{sid}`` updates)."""
 
@@ -137,7 +168,7 @@ class TwilioTelephony(TelephonyProvider):
     def _rest(self) -> Client:
         # Built on first use, inside the event loop that owns its aiohttp session.
         if self._client is None:
-            self._http = AsyncTwilioHttpClient(timeout=REST_TIMEOUT)
+            self._http = _AsyncHttp(timeout=REST_TIMEOUT)
             client = Client(self.account_sid, self._auth_token, http_client=self._http)
             client.api.base_url = self.api_base
             self._client = client
