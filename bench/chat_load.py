@@ -1,16 +1,20 @@
 """Load on the chat path: N concurrent WebSocket customers talking to the bot.
 
-``python -m bench.chat_load [--customers 200] [--turns 5]`` starts the service
-on the embedded default in a child process, connects N customers through the
-chat protocol, and measures, per turn, the time from sending a message to the
-bot's reply arriving; then the time from a message asking for a person to
-the offer reaching the desk's offer list. Prints medians and p99.
+``python -m bench.chat_load [--customers 200] [--turns 10] [--runs 3]`` starts
+the service on the embedded default in a child process, connects N customers
+through the chat protocol (not timed), then lets every customer talk to the
+bot at once, each sending its next message as soon as the bot has answered
+the last. Latency is from sending a message to the bot's reply arriving;
+throughput is bot turns per second of the talking phase. As a floor for the
+transport, the same client also drives a bare uvicorn WebSocket echo server
+with the same frames in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -18,8 +22,12 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
+import orjson
+import websockets
 
 from threadline.channels.chat.client import ChatClient
 
@@ -32,65 +40,134 @@ QUESTIONS = (
 )
 
 
-def _port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _pct(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def customer(base: str, ws: str, turns: int, latencies: list[float]) -> None:
-    async with httpx.AsyncClient() as http:
-        token = (await http.post(f"{base}/chat/session")).json()["token"]
-    async with ChatClient.connect(f"{ws}/chat/ws", token=token, timeout=60) as chat:
-        for i in range(turns):
-            start = time.perf_counter()
-            await chat.say(QUESTIONS[i % len(QUESTIONS)], timeout=60)
-            await chat.wait_for(lambda e: e["event"] == "message.sent", timeout=60)
-            latencies.append(time.perf_counter() - start)
+@dataclass
+class Round:
+    turns: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.turns / self.seconds
 
 
-async def main(customers: int, turns: int) -> None:
-    port = _port()
-    base, ws = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
-    folder = tempfile.mkdtemp(prefix="tl-chat-load-")
-    env = {**os.environ, "THREADLINE_STORE": f"sqlite:///{folder}/load.db"}
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "threadline.cli", "serve", "--port", str(port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env,
+@contextlib.asynccontextmanager
+async def service(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[str]:
+    """A child process serving on a free port; yields ``host:port`` once it answers."""
+    port = free_port()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, *args, "--port", str(port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )  # fmt: skip
+    address = f"127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient() as http:
-            for _ in range(200):
+            for _ in range(400):
                 try:
-                    await http.get(f"{base}/openapi.json")
+                    await http.get(f"http://{address}/openapi.json")
                     break
-                except httpx.ConnectError:
+                except httpx.TransportError:
                     await asyncio.sleep(0.05)
-        latencies: list[float] = []
-        start = time.perf_counter()
-        await asyncio.gather(*(customer(base, ws, turns, latencies) for _ in range(customers)))
-        elapsed = time.perf_counter() - start
-        print(
-            f"{customers} customers x {turns} turns on 2 cores (client and server on one machine)"
-        )
-        print(f"  bot turns/s      {len(latencies) / elapsed:,.0f}")
-        print(
-            f"  reply latency    p50 {statistics.median(latencies) * 1000:.0f} ms, "
-            f"p99 {_pct(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
-        )
+        yield address
     finally:
-        server.send_signal(signal.SIGINT)
-        await server.wait()
+        child.send_signal(signal.SIGINT)
+        await child.wait()
+
+
+async def _talk(chat: ChatClient, turns: int, start: asyncio.Event, out: list[float]) -> None:
+    await start.wait()
+    for i in range(turns):
+        began = time.perf_counter()
+        await chat.send({"type": "message", "client_id": f"m{i}-{began}", "text": QUESTIONS[i % 5]})
+        await chat.wait_for(lambda e: e["event"] == "message.sent", timeout=60)
+        out.append(time.perf_counter() - began)
+
+
+async def threadline_round(address: str, customers: int, turns: int) -> Round:
+    async with httpx.AsyncClient() as http:
+        tokens = [(await http.post(f"http://{address}/chat/session")).json()["token"]
+                  for _ in range(customers)]  # fmt: skip
+    async with contextlib.AsyncExitStack() as stack:
+        chats = [
+            await stack.enter_async_context(
+                ChatClient.connect(f"ws://{address}/chat/ws", token=t, timeout=60)
+            )
+            for t in tokens
+        ]
+        latencies: list[float] = []
+        start = asyncio.Event()
+        tasks = [asyncio.create_task(_talk(c, turns, start, latencies)) for c in chats]
+        await asyncio.sleep(0.2)
+        began = time.perf_counter()
+        start.set()
+        await asyncio.gather(*tasks)
+        return Round(len(latencies), time.perf_counter() - began, latencies)
+
+
+async def echo_round(address: str, customers: int, turns: int) -> Round:
+    async def one(start: asyncio.Event, out: list[float]) -> None:
+        async with websockets.connect(f"ws://{address}/echo") as ws:
+            await start.wait()
+            for i in range(turns):
+                began = time.perf_counter()
+                await ws.send(orjson.dumps({"type": "message", "text": QUESTIONS[i % 5]}).decode())
+                orjson.loads(await ws.recv())
+                out.append(time.perf_counter() - began)
+
+    latencies: list[float] = []
+    start = asyncio.Event()
+    tasks = [asyncio.create_task(one(start, latencies)) for _ in range(customers)]
+    await asyncio.sleep(1.0)
+    began = time.perf_counter()
+    start.set()
+    await asyncio.gather(*tasks)
+    return Round(len(latencies), time.perf_counter() - began, latencies)
+
+
+def summary(rounds: list[Round]) -> dict[str, str]:
+    rates = [r.rate for r in rounds]
+    p50s = [statistics.median(r.latencies) * 1000 for r in rounds]
+    p99s = [percentile(r.latencies, 0.99) * 1000 for r in rounds]
+
+    def spread(values: list[float], fmt: str) -> str:
+        return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
+
+    return {"turns/s": spread(rates, ",.0f"), "p50 ms": spread(p50s, ".1f"),
+            "p99 ms": spread(p99s, ".1f")}  # fmt: skip
+
+
+async def main(customers: int, turns: int, runs: int) -> None:
+    folder = tempfile.mkdtemp(prefix="tl-chat-load-")
+    print(f"{customers} customers x {turns} turns, {runs} runs, on {os.cpu_count()} cores "
+          "(client and server on one machine); median (min–max)")  # fmt: skip
+    results: dict[str, list[Round]] = {"threadline": [], "echo": []}
+    for run in range(runs):
+        env = {"THREADLINE_STORE": f"sqlite:///{folder}/load-{run}.db"}
+        async with service("-m", "threadline.cli", "serve", env=env) as address:
+            results["threadline"].append(await threadline_round(address, customers, turns))
+        async with service("-m", "bench.echo_server") as address:
+            results["echo"].append(await echo_round(address, customers, turns))
+    for name, label in (("threadline", "Threadline bot turn"), ("echo", "bare WebSocket echo")):
+        row = summary(results[name])
+        print(f"  {label:<22} " + "  ".join(f"{k} {v}" for k, v in row.items()))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=200)
-    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.customers, args.turns))
+    asyncio.run(main(args.customers, args.turns, args.runs))

@@ -65,9 +65,11 @@ def _serve(host: str, port: int) -> None:
         token = issuer.issue(subject, [scope], timedelta(hours=8), claims).token
         print(f"    {subject:<10} {token}")
     sys.stdout.flush()
+    # Chat frames are a few hundred bytes: compressing them costs more CPU than it saves.
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="info", ws="websockets-sansio"
-    )
+        create_app(settings), host=host, port=port, log_level="info",
+        ws="websockets-sansio", ws_per_message_deflate=False,
+    )  # fmt: skip
     uvicorn.Server(config).run()
 
 

@@ -71,10 +71,13 @@ def _normalised(weights: Vector) -> Vector:
     return {f: w / norm for f, w in weights.items()} if norm else {}
 
 
-def _dot(a: Vector, b: Vector) -> float:
-    if len(a) > len(b):
-        a, b = b, a
-    return sum(w * b.get(f, 0.0) for f, w in a.items())
+def _postings(rows: list[Vector]) -> dict[str, list[tuple[int, float]]]:
+    """An inverted index: each feature's rows and weights."""
+    index: dict[str, list[tuple[int, float]]] = {}
+    for row, vector in enumerate(rows):
+        for feature, weight in vector.items():
+            index.setdefault(feature, []).append((row, weight))
+    return index
 
 
 class TfidfSpace:
@@ -147,10 +150,19 @@ class IntentClassifier:
         self.spaces = (TfidfSpace(word_ngrams, documents), TfidfSpace(char_ngrams, documents))
         self.weights = (calibration.word_weight, 1.0 - calibration.word_weight)
         self.intents: tuple[str, ...] = tuple(sorted(examples))
-        self._examples: dict[str, list[tuple[Vector, ...]]] = {i: [] for i in self.intents}
+        examples_of: dict[str, list[tuple[Vector, ...]]] = {i: [] for i in self.intents}
         for intent, tokens in labelled:
-            self._examples[intent].append(self._vectors(tokens))
-        self._centroids = {i: self._centroid(vs) for i, vs in self._examples.items()}
+            examples_of[intent].append(self._vectors(tokens))
+        # Rows: every example, then every intent's centroid; one inverted index per space.
+        rows = [v for i in self.intents for v in examples_of[i]]
+        self._spans: list[tuple[str, int, int]] = []
+        start = 0
+        for intent in self.intents:
+            self._spans.append((intent, start, start + len(examples_of[intent])))
+            start += len(examples_of[intent])
+        rows += [self._centroid(examples_of[i]) for i in self.intents]
+        self._rows = len(rows)
+        self._postings = tuple(_postings([row[b] for row in rows]) for b in range(len(self.spaces)))
 
     def _vectors(self, tokens: list[str]) -> tuple[Vector, ...]:
         return tuple(space.vector(tokens) for space in self.spaces)
@@ -164,17 +176,23 @@ class IntentClassifier:
             out.append(_normalised(dict(total)))
         return tuple(out)
 
-    def _similarity(self, a: tuple[Vector, ...], b: tuple[Vector, ...]) -> float:
-        return sum(w * _dot(x, y) for w, x, y in zip(self.weights, a, b, strict=True))
+    def _similarities(self, vectors: tuple[Vector, ...]) -> list[float]:
+        """Cosine similarity of ``vectors`` to every row, weighted across the spaces."""
+        sims = [0.0] * self._rows
+        for weight, query, postings in zip(self.weights, vectors, self._postings, strict=True):
+            for feature, w in query.items():
+                for row, v in postings.get(feature, ()):
+                    sims[row] += weight * w * v
+        return sims
 
     def scores(self, text: str) -> dict[str, float]:
         """Each intent's score for ``text``: similarity to its nearest example and centroid."""
-        vectors = self._vectors(tokenize(text))
+        sims = self._similarities(self._vectors(tokenize(text)))
         nearest = self.calibration.nearest_weight
+        centroid = self._rows - len(self.intents)
         return {
-            intent: nearest * max(self._similarity(vectors, e) for e in self._examples[intent])
-            + (1 - nearest) * self._similarity(vectors, self._centroids[intent])
-            for intent in self.intents
+            intent: nearest * max(sims[start:end]) + (1 - nearest) * sims[centroid + n]
+            for n, (intent, start, end) in enumerate(self._spans)
         }
 
     def classify(self, text: str) -> Prediction:

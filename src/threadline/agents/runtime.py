@@ -61,7 +61,7 @@ class BotRuntime:
     async def handle(self, record: EventRecord) -> None:
         if record.type not in CUSTOMER_TURNS or record.actor_kind != "customer":
             return
-        state = await self.conversations.rehydrate(record.conversation_id)
+        state = await self.conversations.current(record.conversation_id, record.seq)
         if f"{BOT_ID}/{record.event_id}/0" in state.recent_keys:
             return  # answered already (a redelivery)
         event = self.conversations.codec.decode(record)

@@ -10,14 +10,14 @@ snapshot stores, tagged with :data:`STATE_SCHEMA_VERSION`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import orjson
 
 from threadline.core.errors import DomainError, IllegalTransition
-from threadline.core.events import Event
+from threadline.core.events import Event, with_seq
 
 #: Bump when the shape of ConversationState changes; older snapshots are then ignored.
 STATE_SCHEMA_VERSION: Final = 1
@@ -99,34 +99,76 @@ class ConversationState:
         return cls(**raw)
 
 
-class _Draft:
-    """Mutable working copy used inside one fold call only."""
+_FIELDS: Final = tuple(f.name for f in fields(ConversationState))
+#: Fields holding mappings or sequences: a draft copies them only when it touches them.
+_COLLECTIONS: Final = frozenset(
+    f.name for f in fields(ConversationState) if "Mapping" in str(f.type) or "tuple" in str(f.type)
+)
+_SCALARS: Final = tuple(name for name in _FIELDS if name not in _COLLECTIONS)
 
-    __slots__ = tuple(f.name for f in fields(ConversationState))
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+class _Draft:
+    """Mutable working copy used inside one fold call only.
+
+    Scalars are copied up front; a collection is copied the first time an
+    apply function touches it, and an untouched one is shared with the state
+    it came from (states are never mutated, so sharing is safe).
+    """
+
+    __slots__ = (*_FIELDS, "_source")
 
     def __init__(self, state: ConversationState) -> None:
-        for f in fields(ConversationState):
-            value = getattr(state, f.name)
-            if isinstance(value, Mapping):
-                value = {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
-            elif isinstance(value, tuple):
-                value = list(value)
-            setattr(self, f.name, value)
+        self._source = state
+        for name in _SCALARS:
+            setattr(self, name, getattr(state, name))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for a collection not touched yet in this fold.
+        if name not in _COLLECTIONS:
+            raise AttributeError(name)
+        value = _thawed(getattr(self._source, name))
+        setattr(self, name, value)
+        return value
 
     def freeze(self) -> ConversationState:
-        values: dict[str, Any] = {}
-        for f in fields(ConversationState):
-            value = getattr(self, f.name)
-            if isinstance(value, list):
-                value = tuple(value)
-            values[f.name] = value
-        return ConversationState(**values)
+        values: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS}
+        source = self._source
+        for name in _COLLECTIONS:
+            try:
+                value = _SLOT[name].__get__(self)
+            except AttributeError:
+                value = getattr(source, name)
+            else:
+                if isinstance(value, list):
+                    value = tuple(value)
+            values[name] = value
+        return _build_state(values)
 
     def note(self, line: str) -> None:
-        summary: list[str] = self.summary  # type: ignore[attr-defined]
+        summary: list[str] = self.summary
         summary.append(line)
         if len(summary) > SUMMARY_LINES:
             del summary[0 : len(summary) - SUMMARY_LINES]
+
+
+_SLOT: Final[dict[str, Any]] = {name: getattr(_Draft, name) for name in _COLLECTIONS}
+_STATE_SETTERS: Final = tuple((name, getattr(ConversationState, name).__set__) for name in _FIELDS)
+
+
+def _build_state(values: dict[str, Any]) -> ConversationState:
+    """A state from a draft's values, skipping the frozen ``__init__`` (folds build many)."""
+    state = object.__new__(ConversationState)
+    for name, set_ in _STATE_SETTERS:
+        set_(state, values[name])
+    return state
 
 
 Apply = Callable[[Any, Event], None]
@@ -455,7 +497,7 @@ def decide(
     """Check each event against the state it would follow; the state after all of them."""
     for event in events:
         check(state, event, policy)
-        state = fold(state, [replace(event, seq=state.seq + 1)])
+        state = fold(state, [with_seq(event, state.seq + 1)])
     return state
 
 

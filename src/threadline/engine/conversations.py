@@ -61,6 +61,18 @@ class Conversations:
         decode = self.codec.decode
         return fold(state, [decode(r) for r in tail])
 
+    async def current(self, conversation_id: str, at_least_seq: int = 0) -> ConversationState:
+        """The state as this process last wrote it, if that covers ``at_least_seq``.
+
+        Cheaper than :meth:`rehydrate` for a consumer reacting to an event it
+        was just handed: a state kept hot since this process wrote that event
+        is used without reading the store.
+        """
+        hot = self._hot.get(conversation_id)
+        if hot is not None and at_least_seq and hot.seq >= at_least_seq:
+            return hot
+        return await self._current(conversation_id)
+
     async def _current(self, conversation_id: str) -> ConversationState:
         hot = self._hot.get(conversation_id)
         if hot is None:
@@ -95,7 +107,10 @@ class Conversations:
         # kept in memory and in snapshots equal the fold of the log.
         normalised = [self.codec.decode(r) for r in records]
         for attempt in range(CONFLICT_RETRIES):
-            state = await self._current(conversation_id)
+            # First trust the state this process last wrote: the append's expected
+            # seq catches a write from elsewhere, and the retry then reads the tail.
+            hot = self._hot.get(conversation_id) if attempt == 0 else None
+            state = hot if hot is not None else await self._current(conversation_id)
             if records[0].idempotency_key in state.recent_keys:
                 # A repeated command: the store answers with the first result.
                 return await self.store.append(conversation_id, records, state.seq)
@@ -104,6 +119,8 @@ class Conversations:
                     raise ConflictError(conversation_id, expected_seq, state.seq)
                 after = decide(state, normalised, self.policy)
             except (ConflictError, IllegalTransition):
+                if hot is not None:
+                    continue  # decided on a state not read from the store: read, decide again
                 # A repeat older than the keys the state remembers still gets its first result.
                 if not await self._was_recorded(conversation_id, records[0].idempotency_key):
                     raise
