@@ -186,7 +186,7 @@ async def incoming_call(request: Request) -> Response:
     gateway = _gateway(request)
     call_id = _required(params, "CallSid")
     caller, callee = params.get("From", ""), params.get("To", "")
-    leg = await gateway.calls.answer(call_id, caller, callee)
+    leg = await gateway.calls.answer(call_id, caller)
     base = gateway.public_url or str(request.base_url).rstrip("/")
     gateway.calls.base_urls[call_id] = base
     context = {

@@ -87,13 +87,11 @@ class VoiceCalls:
             lineage=LINEAGE,
         )
 
-    async def answer(self, call_id: str, caller: str, callee: str = "") -> CallLeg:
+    async def answer(self, call_id: str, caller: str) -> CallLeg:
         """Record the call's leg on the caller's conversation (new or continued)."""
+        # One answer at a time per call, so a retried webhook waits for the first.
         async with self._locks[call_id]:
-            try:
-                return await self._answer(call_id, caller)
-            finally:
-                self._locks.pop(call_id, None)
+            return await self._answer(call_id, caller)
 
     async def _answer(self, call_id: str, caller: str) -> CallLeg:
         phone = e164(caller) if caller else None
@@ -169,6 +167,7 @@ class VoiceCalls:
             return False  # ended meanwhile by the stream or a status callback
         self.handed_over.discard(call_id)
         self.base_urls.pop(call_id, None)
+        self._locks.pop(call_id, None)
         return not result.duplicate
 
     async def keyed_in(
