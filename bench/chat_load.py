@@ -4,8 +4,9 @@
 the service on the embedded default in a child process, connects N customers
 through the chat protocol (not timed), then lets every customer talk to the
 bot at once, each sending its next message as soon as the bot has answered
-the last. Latency is from sending a message to the bot's reply arriving;
-throughput is bot turns per second of the talking phase. As a floor for the
+the last (flat out), or paced so that all of them together offer a fixed
+rate of turns per second. Latency is from sending a message to the bot's
+reply arriving; throughput is bot turns per second of the talking phase. As a floor for the
 transport, the same client also drives a bare uvicorn WebSocket echo server
 with the same frames in the same run.
 """
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import statistics
@@ -86,16 +88,28 @@ async def service(*args: str, env: dict[str, str] | None = None) -> AsyncIterato
         await child.wait()
 
 
-async def _talk(chat: ChatClient, turns: int, start: asyncio.Event, out: list[float]) -> None:
+async def _talk(
+    chat: ChatClient, turns: int, start: asyncio.Event, out: list[float], interval: float
+) -> None:
+    """Send, await the bot's reply, then the next message ``interval`` after the last one."""
     await start.wait()
+    # Spread the customers over the first interval, so the offered rate is even.
+    due = time.perf_counter() + random.random() * interval
     for i in range(turns):
+        if interval:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            due += interval
         began = time.perf_counter()
         await chat.send({"type": "message", "client_id": f"m{i}-{began}", "text": QUESTIONS[i % 5]})
         await chat.wait_for(lambda e: e["event"] == "message.sent", timeout=60)
         out.append(time.perf_counter() - began)
 
 
-async def threadline_round(address: str, customers: int, turns: int) -> Round:
+async def threadline_round(
+    address: str, customers: int, turns: int, rate: float | None = None
+) -> Round:
+    """One round: as fast as the bot answers, or at ``rate`` turns/s across all customers."""
+    interval = customers / rate if rate else 0.0
     async with httpx.AsyncClient() as http:
         tokens = [(await http.post(f"http://{address}/chat/session")).json()["token"]
                   for _ in range(customers)]  # fmt: skip
@@ -108,7 +122,7 @@ async def threadline_round(address: str, customers: int, turns: int) -> Round:
         ]
         latencies: list[float] = []
         start = asyncio.Event()
-        tasks = [asyncio.create_task(_talk(c, turns, start, latencies)) for c in chats]
+        tasks = [asyncio.create_task(_talk(c, turns, start, latencies, interval)) for c in chats]
         await asyncio.sleep(0.2)
         began = time.perf_counter()
         start.set()
@@ -148,20 +162,25 @@ def summary(rounds: list[Round]) -> dict[str, str]:
             "p99 ms": spread(p99s, ".1f")}  # fmt: skip
 
 
-async def main(customers: int, turns: int, runs: int) -> None:
+async def main(customers: int, turns: int, runs: int, rates: list[float]) -> None:
     folder = tempfile.mkdtemp(prefix="tl-chat-load-")
     print(f"{customers} customers x {turns} turns, {runs} runs, on {os.cpu_count()} cores "
           "(client and server on one machine); median (min–max)")  # fmt: skip
-    results: dict[str, list[Round]] = {"threadline": [], "echo": []}
+    results: dict[str, list[Round]] = {}
     for run in range(runs):
         env = {"THREADLINE_STORE": f"sqlite:///{folder}/load-{run}.db"}
         async with service("-m", "threadline.cli", "serve", env=env) as address:
-            results["threadline"].append(await threadline_round(address, customers, turns))
+            for rate in rates:
+                round_ = await threadline_round(address, customers, turns, rate)
+                results.setdefault(f"Threadline at {rate:,.0f} turns/s offered", []).append(round_)
+            round_ = await threadline_round(address, customers, turns)
+            results.setdefault("Threadline, flat out", []).append(round_)
         async with service("-m", "bench.echo_server") as address:
-            results["echo"].append(await echo_round(address, customers, turns))
-    for name, label in (("threadline", "Threadline bot turn"), ("echo", "bare WebSocket echo")):
-        row = summary(results[name])
-        print(f"  {label:<22} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+            round_ = await echo_round(address, customers, turns)
+            results.setdefault("bare WebSocket echo, flat out", []).append(round_)
+    for label, rounds in results.items():
+        row = summary(rounds)
+        print(f"  {label:<40} " + "  ".join(f"{k} {v}" for k, v in row.items()))
 
 
 if __name__ == "__main__":
@@ -169,5 +188,8 @@ if __name__ == "__main__":
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rates", default="250,500,1000",
+                        help="offered turns/s across all customers, comma-separated")  # fmt: skip
     args = parser.parse_args()
-    asyncio.run(main(args.customers, args.turns, args.runs))
+    offered = [float(r) for r in args.rates.split(",") if r]
+    asyncio.run(main(args.customers, args.turns, args.runs, offered))

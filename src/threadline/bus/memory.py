@@ -124,6 +124,9 @@ class MemoryBus(Bus):
                 group.wake.clear()
                 await group.wake.wait()
                 continue
+            if group.concurrency == 1:
+                await self._walk(group, index)
+                continue
             for record in self._records[index:]:
                 lane = group.lanes.get(record.conversation_id)
                 if lane is None:
@@ -138,6 +141,20 @@ class MemoryBus(Bus):
                 group.in_flight.append(record.position)
                 group.dispatched = record.position
 
+    async def _walk(self, group: _Group, index: int) -> None:
+        """One conversation at a time: handle in position order, without lanes."""
+        for record in self._records[index:]:
+            group.in_flight.append(record.position)
+            group.dispatched = record.position
+            await self._handle(group, record)
+            self._finished(group, record.position)
+
+    def _finished(self, group: _Group, position: int) -> None:
+        if group.finish(position):
+            self._progress.set()
+            group.dirty.set()
+            self._trim()
+
     async def _run_lane(
         self, group: _Group, conversation_id: str, lane: deque[EventRecord]
     ) -> None:
@@ -146,10 +163,7 @@ class MemoryBus(Bus):
                 record = lane[0]
                 await self._handle(group, record)
                 lane.popleft()
-                if group.finish(record.position):
-                    self._progress.set()
-                    group.dirty.set()
-                    self._trim()
+                self._finished(group, record.position)
         finally:
             if group.lanes.get(conversation_id) is lane:
                 del group.lanes[conversation_id]
