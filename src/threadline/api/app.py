@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from threadline import __version__
 from threadline.agents.bot import NorthwindBot
 from threadline.agents.runtime import BotRuntime
-from threadline.api import chat, conversations, desk, pages, problems, streams, voice
+from threadline.api import chat, conversations, desk, directory, pages, problems, streams, voice
 from threadline.api.limits import BodyLimit
 from threadline.bus.memory import MemoryBus
 from threadline.business import northwind
@@ -20,6 +20,7 @@ from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
 from threadline.engine.outbox import Relay
+from threadline.engine.projections import ConversationIndex
 from threadline.routing.demo import routing_config
 from threadline.routing.router import Router
 from threadline.security import PROBLEMS, RevocationList, TokenIssuer, TokenVerifier
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         hub = LiveHub(backend)
         await hub.attach(bus)
         app.state.hub = hub
+        app.state.index = await ConversationIndex.build(backend)
+        hub.listen(app.state.index.observe)
         app.state.chat = ChatAdapter(app.state.conversations)
         revocations = await RevocationList.load(backend)
         app.state.revocations = revocations
@@ -84,6 +87,7 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     app.include_router(chat.router)
     app.include_router(desk.router)
     app.include_router(voice.router)
+    app.include_router(directory.router)  # after desk: its /agents/me wins over /agents/{id}
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")
     return app

@@ -3,7 +3,8 @@
 Every route needs a bearer token (401 with a ``WWW-Authenticate`` challenge
 without one). Reads are checked with :func:`can_read_conversation` on the
 rehydrated state; appends with :func:`can_append` for each event against the
-state it would follow, before anything is written.
+state it would follow, before anything is written. The listing applies the
+same read rule to each conversation's state in the :class:`ConversationIndex`.
 
 A conversation that does not exist yet is 404 only for callers whose rules let
 them read it whatever it holds (supervisors and admins). Everyone else is
@@ -22,12 +23,21 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from threadline.api.auth import Caller
+from threadline.api.documented import problem_responses
+from threadline.api.listing import (
+    ConversationPage,
+    ListQuery,
+    decode_cursor,
+    encode_cursor,
+    item_of,
+)
 from threadline.api.problems import Problem
 from threadline.core.conversation import ConversationState, check, fold
 from threadline.core.errors import ConflictError, DomainError
 from threadline.core.events import Actor, Event, Lineage, new_id, utcnow
 from threadline.engine.conversations import Conversations
-from threadline.security import Principal, can_append, can_read_conversation
+from threadline.engine.projections import ConversationIndex
+from threadline.security import Forbidden, Principal, allows, can_append, can_read_conversation
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
@@ -222,6 +232,44 @@ async def append_events(
         seqs=list(result.seqs),
         positions=list(result.positions),
         duplicate=result.duplicate,
+    )
+
+
+@router.get("", response_model=ConversationPage, responses=problem_responses(400, 401, 403, 422))
+async def list_conversations(
+    request: Request, caller: Caller, query: Annotated[ListQuery, Query()]
+) -> ConversationPage:
+    """The conversations the caller may read, newest activity first, a page at a time.
+
+    Who sees what is :func:`can_read_conversation`: agents their queues' and their
+    own, customers their own, supervisors and admins all; channel adapters may
+    not list. Paging is by activity: a conversation that moves while a client
+    pages moves to the top, so it is never repeated, and shows in a fresh listing.
+    """
+    if caller.kind == "adapter":
+        raise Forbidden(f"{caller.kind} {caller.subject}: channel adapters may not list")
+    if query.queue is not None and request.app.state.router.config.queue(query.queue) is None:
+        reason = f"unknown queue {query.queue!r}"
+        raise Problem(422, "validation", "The request does not fit its schema",
+                      f"query.queue: {reason}", errors=[{"field": "query.queue",
+                                                          "reason": reason}])  # fmt: skip
+    after = decode_cursor(query.cursor) if query.cursor is not None else None
+    where = query.where()
+    if caller.kind == "customer":
+        if where.customer_id not in (None, caller.customer_id):
+            return ConversationPage(items=[], next_cursor=None)
+        where = replace(where, customer_id=caller.customer_id)
+    index: ConversationIndex = request.app.state.index
+    await index.catch_up()
+    page, next_key = index.select(
+        where,
+        lambda state: allows(can_read_conversation, caller, state),
+        after=after,
+        limit=query.limit,
+    )
+    return ConversationPage(
+        items=[item_of(entry) for entry in page],
+        next_cursor=encode_cursor(next_key) if next_key is not None else None,
     )
 
 
