@@ -22,7 +22,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from itertools import pairwise
 from typing import Final
 
@@ -60,10 +60,15 @@ def char_ngrams(tokens: list[str], sizes: tuple[int, ...] = (3, 4, 5)) -> Counte
     """Character n-grams within each space-padded word."""
     grams: Counter[str] = Counter()
     for token in tokens:
-        padded = f" {token} "
-        for n in sizes:
-            grams.update(padded[i : i + n] for i in range(len(padded) - n + 1))
+        grams.update(_word_grams(token, sizes))
     return grams
+
+
+@lru_cache(maxsize=8192)
+def _word_grams(token: str, sizes: tuple[int, ...]) -> tuple[str, ...]:
+    # Words recur across turns; their n-grams are worth remembering.
+    padded = f" {token} "
+    return tuple(padded[i : i + n] for n in sizes for i in range(len(padded) - n + 1))
 
 
 def _normalised(weights: Vector) -> Vector:

@@ -152,6 +152,11 @@ class _Draft:
             values[name] = value
         return _build_state(values)
 
+    @property
+    def live_legs(self) -> dict[str, Mapping[str, Any]]:
+        legs: dict[str, Mapping[str, Any]] = self.legs
+        return {leg_id: leg for leg_id, leg in legs.items() if leg.get("ended_at") is None}
+
     def note(self, line: str) -> None:
         summary: list[str] = self.summary
         summary.append(line)
@@ -363,6 +368,30 @@ def _identity(d: Any, e: Event) -> None:
     d.identities[kind] = bool(e.payload["verified"]) or bool(d.identities.get(kind))
 
 
+def _apply(draft: Any, event: Event) -> None:
+    apply = _APPLY.get(event.type)
+    if apply is None:
+        raise DomainError(f"{event.type} is not an event of a conversation")
+    apply(draft, event)
+    draft.seq = event.seq or draft.seq + 1
+    if not draft.conversation_id:
+        draft.conversation_id = event.conversation_id
+    if draft.customer_id is None and event.customer_id:
+        draft.customer_id = event.customer_id
+    if draft.correlation_id is None:
+        draft.correlation_id = event.correlation_id
+    keys = draft.recent_keys
+    keys.append(event.idempotency_key)
+    if len(keys) > RECENT_KEYS:
+        del keys[0]
+
+
+def _frozen(draft: Any, last: Event) -> ConversationState:
+    draft.updated_at = _ts(last)
+    after: ConversationState = draft.freeze()
+    return after
+
+
 def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState:
     """The state after ``events``; a pure function of its arguments."""
     draft: Any = None
@@ -370,27 +399,11 @@ def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState
     for event in events:
         if draft is None:
             draft = _Draft(state)
-        apply = _APPLY.get(event.type)
-        if apply is None:
-            raise DomainError(f"{event.type} is not an event of a conversation")
-        apply(draft, event)
-        draft.seq = event.seq or draft.seq + 1
+        _apply(draft, event)
         last = event
-        if not draft.conversation_id:
-            draft.conversation_id = event.conversation_id
-        if draft.customer_id is None and event.customer_id:
-            draft.customer_id = event.customer_id
-        if draft.correlation_id is None:
-            draft.correlation_id = event.correlation_id
-        keys = draft.recent_keys
-        keys.append(event.idempotency_key)
-        if len(keys) > RECENT_KEYS:
-            del keys[0]
     if draft is None or last is None:
         return state
-    draft.updated_at = _ts(last)
-    after: ConversationState = draft.freeze()
-    return after
+    return _frozen(draft, last)
 
 
 # -- guards ----------------------------------------------------------------------
@@ -495,10 +508,18 @@ def decide(
     state: ConversationState, events: Iterable[Event], policy: Policy = DEFAULT_POLICY
 ) -> ConversationState:
     """Check each event against the state it would follow; the state after all of them."""
+    draft: Any = None
+    last: Event | None = None
     for event in events:
-        check(state, event, policy)
-        state = fold(state, [with_seq(event, state.seq + 1)])
-    return state
+        # A draft reads like the state it will become, so later events are checked on it.
+        check(state if draft is None else draft, event, policy)
+        if draft is None:
+            draft = _Draft(state)
+        last = with_seq(event, draft.seq + 1)
+        _apply(draft, last)
+    if draft is None or last is None:
+        return state
+    return _frozen(draft, last)
 
 
 def initial(conversation_id: str) -> ConversationState:
