@@ -198,3 +198,10 @@ async def test_live_events_fold_once_and_catch_up_fills_gaps(any_store) -> None:
     assert gap.get("c-1").state.seq == 1  # type: ignore[union-attr]
     await gap.catch_up()
     assert {e.conversation_id: e for e in gap} == once
+
+
+async def test_a_live_event_the_index_cannot_fold_never_reaches_the_hub(any_store) -> None:
+    record = CODEC.encode(started("c-1")[0])._replace(seq=1, position=1, payload=b"{not json")
+    index = ConversationIndex(any_store)
+    index.observe(record)  # logged, not raised: the live feeds go on
+    assert len(index) == 0

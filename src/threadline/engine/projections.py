@@ -25,10 +25,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
+import structlog
+
 from threadline.core.conversation import ConversationState, fold, initial
 from threadline.core.errors import DomainError
 from threadline.core.events import Event, EventCodec, EventRecord
 from threadline.core.ports import EventStore
+
+log = structlog.get_logger("threadline.projections")
 
 PAGE: Final = 1000
 PREVIEW_CHARS: Final = 140
@@ -250,8 +254,16 @@ class ConversationIndex:
                     break
 
     def observe(self, record: EventRecord) -> None:
-        """Fold one live event (the LiveHub listener); a repeat or a gap changes nothing."""
-        self._fold(self._entries, self._by_customer, record)
+        """Fold one live event (the LiveHub listener); a repeat or a gap changes nothing.
+
+        A failure stays here, so live feeds never suffer for the index; the next
+        :meth:`catch_up` meets the event again and raises where it can be seen.
+        """
+        try:
+            self._fold(self._entries, self._by_customer, record)
+        except Exception as exc:
+            log.warning("index could not fold a live event", error=repr(exc),
+                        conversation_id=record.conversation_id, seq=record.seq)  # fmt: skip
 
     def _fold_page(
         self,
