@@ -142,3 +142,16 @@ def bearer(app, subject: str, scope: str, **claims: object) -> dict[str, str]:
 
     issued = app.state.tokens.issue(subject, [scope], timedelta(hours=1), claims)
     return {"Authorization": f"Bearer {issued.token}"}
+
+
+@pytest.fixture
+def espeak() -> None:
+    """espeak-ng (Debian's package) for tests that speak; skipped locally, failed in CI."""
+    from threadline.testing.voice import espeak_missing
+
+    reason = espeak_missing()
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true requires it)")
+    pytest.skip(reason)

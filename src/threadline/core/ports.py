@@ -7,9 +7,9 @@ suite in :mod:`threadline.testing` that every backend passes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from threadline.core.events import EventRecord
 
@@ -149,3 +149,128 @@ class Bus(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Stop delivery after the events in hand are settled."""
+
+
+# --- Speech -----------------------------------------------------------------------------------
+# Audio crosses these ports as bytes: PCM is 16-bit signed little-endian mono, μ-law is
+# G.711 one byte per sample. Codecs and resampling live in threadline.channels.voice.codec.
+
+#: The rate of the PCM that :meth:`SpeechToText.transcribe` takes.
+STT_SAMPLE_RATE: Final = 16000
+#: The telephony rate that :class:`TextToSpeech` produces.
+TTS_SAMPLE_RATE: Final = 8000
+
+AudioEncoding = Literal["mulaw", "pcm16"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechHints:
+    """What the caller is likely to say, so a recogniser can favour it.
+
+    ``prompt`` is text in the domain's words (engines that take a prompt, like
+    Whisper, read it as what came before); ``phrases`` are key words and
+    values (order numbers, store names) for engines that boost phrases.
+    """
+
+    prompt: str = ""
+    phrases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WordTiming:
+    """One recognised word, with seconds from the start of the audio."""
+
+    word: str
+    start: float
+    end: float
+    confidence: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """What was said in one utterance.
+
+    ``confidence`` is in [0, 1]; ``words`` is empty when the engine gives no
+    timings; ``engine`` names the engine and model (for the event's lineage).
+    """
+
+    text: str
+    confidence: float
+    engine: str
+    duration: float = 0.0
+    words: tuple[WordTiming, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptUpdate:
+    """One result while an utterance is recognised: partial text, or the final transcript."""
+
+    text: str
+    final: bool
+    transcript: Transcript | None = None
+
+
+class SpeechToText(ABC):
+    """Turns an utterance of 16 kHz PCM into text.
+
+    :meth:`transcribe` takes a whole utterance. :meth:`stream` takes its audio
+    as it arrives and yields partial results, then exactly one final result;
+    an engine that cannot stream keeps the default, which transcribes at the
+    end. Implementations never block the event loop.
+    """
+
+    engine_id: str = "unknown"
+
+    @abstractmethod
+    async def transcribe(
+        self, pcm: bytes, hints: SpeechHints | None = None, language: str = "en"
+    ) -> Transcript:
+        """The transcript of ``pcm`` (16-bit little-endian mono at 16 kHz)."""
+
+    async def stream(
+        self, audio: AsyncIterable[bytes], hints: SpeechHints | None = None, language: str = "en"
+    ) -> AsyncIterator[TranscriptUpdate]:
+        """Partial results while ``audio`` arrives, then one final result."""
+        chunks = [chunk async for chunk in audio]
+        transcript = await self.transcribe(b"".join(chunks), hints, language)
+        yield TranscriptUpdate(transcript.text, True, transcript)
+
+    async def close(self) -> None:
+        """Release models, pools and connections."""
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechChunk:
+    """A piece of synthesised speech.
+
+    ``audio`` is in the encoding that was asked for, at 8 kHz, a whole number
+    of 20 ms frames. Once it has been played, the listener has heard
+    ``text[:heard_through]`` of the text being spoken, which is how barge-in
+    keeps only what the caller actually heard.
+    """
+
+    audio: bytes
+    heard_through: int
+
+
+class TextToSpeech(ABC):
+    """Turns text into 8 kHz telephony audio, a chunk at a time.
+
+    :meth:`synthesize` returns an async iterator so streaming engines can yield
+    audio before the whole text is spoken. To stop (barge-in), close it
+    (``aclose()``) or cancel the task iterating it: synthesis stops and its
+    resources (processes, connections) are released at once.
+    """
+
+    engine_id: str = "unknown"
+
+    @abstractmethod
+    def synthesize(
+        self, text: str, encoding: AudioEncoding = "mulaw", voice: str | None = None
+    ) -> AsyncIterator[SpeechChunk]:
+        """Speech for ``text`` in ``encoding`` at 8 kHz; ``voice`` overrides the default."""
+
+    async def close(self) -> None:
+        """Release processes, pools and connections."""
+        return None

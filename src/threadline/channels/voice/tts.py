@@ -1,0 +1,271 @@
+"""Text-to-speech engines: embedded espeak-ng (the default) and any OpenAI-compatible endpoint.
+
+Both speak a text one sentence at a time and stream each sentence's audio as
+it is produced, converted to 8 kHz telephony frames (μ-law or PCM, 20 ms each).
+Every chunk says how much of the text has been heard once it has played
+(:attr:`SpeechChunk.heard_through`), at sentence granularity. Closing the
+iterator or cancelling its task stops synthesis at once: the espeak-ng process
+is killed, the HTTP response closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from abc import abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+
+from threadline.channels.voice.codec import (
+    FRAME_SAMPLES,
+    ULAW_SILENCE,
+    Framer,
+    Resampler,
+    pcm_from_bytes,
+    pcm_to_bytes,
+    ulaw_encode,
+)
+from threadline.channels.voice.stt import api_url
+from threadline.core.errors import ThreadlineError
+from threadline.core.ports import TTS_SAMPLE_RATE, AudioEncoding, SpeechChunk, TextToSpeech
+
+#: Read size from a synthesiser; about 0.7 s of 22.05 kHz audio.
+READ_BYTES: Final = 32768
+
+
+class SpeechSynthesisError(ThreadlineError):
+    """A synthesiser failed; ``retryable`` when the engine was busy or unreachable."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+_SENTENCE_END: Final = re.compile(r"[.!?;:]+[\"')\]]*(?=\s|$)|\n+")
+
+
+def sentences(text: str) -> Iterator[tuple[str, int]]:
+    """Each sentence of ``text`` with the offset just past it; blank pieces are skipped."""
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        piece = text[start : match.end()].strip()
+        if piece:
+            yield piece, match.end()
+        start = match.end()
+    tail = text[start:].strip()
+    if tail:
+        yield tail, len(text.rstrip())
+
+
+class TelephonyEncoder:
+    """PCM at a synthesiser's rate in, whole 20 ms frames at 8 kHz out (μ-law or PCM)."""
+
+    def __init__(self, src_rate: int, encoding: AudioEncoding) -> None:
+        if encoding not in ("mulaw", "pcm16"):
+            raise ValueError(f"unknown encoding {encoding!r}")
+        self.encoding = encoding
+        self._resampler = Resampler(src_rate, TTS_SAMPLE_RATE)
+        width = 1 if encoding == "mulaw" else 2
+        self._framer = Framer(FRAME_SAMPLES * width, ULAW_SILENCE if width == 1 else 0)
+        self._odd = b""
+
+    def _encode(self, pcm: bytes) -> bytes:
+        samples = pcm_from_bytes(pcm)
+        return ulaw_encode(samples) if self.encoding == "mulaw" else pcm_to_bytes(samples)
+
+    def push(self, pcm16: bytes) -> bytes:
+        """Frames completed by the next bytes of 16-bit PCM (any length)."""
+        data = self._odd + pcm16
+        cut = len(data) - len(data) % 2
+        self._odd = data[cut:]
+        out = self._resampler.process(pcm_from_bytes(data[:cut]))
+        return b"".join(self._framer.push(self._encode(pcm_to_bytes(out))))
+
+    def flush(self) -> bytes:
+        """The rest, padded with silence to a whole frame."""
+        out = self._resampler.flush()
+        frames = list(self._framer.push(self._encode(pcm_to_bytes(out))))
+        return b"".join([*frames, *self._framer.flush()])
+
+
+class WavStream:
+    """Parses a WAV file as it arrives (a streamed header may carry bogus sizes)."""
+
+    def __init__(self) -> None:
+        self._head = b""
+        self.sample_rate: int | None = None
+        self._in_data = False
+
+    def push(self, data: bytes) -> bytes:
+        """Sample bytes in ``data``; b"" until the header has been read."""
+        if self._in_data:
+            return data
+        self._head += data
+        head = self._head
+        if len(head) >= 12 and (head[:4] != b"RIFF" or head[8:12] != b"WAVE"):
+            raise SpeechSynthesisError("synthesiser output is not a WAV file")
+        pos = 12
+        while pos + 8 <= len(head):
+            chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+            if chunk == b"data":
+                self._in_data = True
+                self._head = b""
+                if self.sample_rate is None:
+                    raise SpeechSynthesisError("WAV data before its format")
+                return head[pos + 8 :]
+            if pos + 8 + size > len(head):
+                return b""
+            if chunk == b"fmt ":
+                fmt = head[pos + 8 : pos + 8 + size]
+                channels = int.from_bytes(fmt[2:4], "little")
+                bits = int.from_bytes(fmt[14:16], "little")
+                if int.from_bytes(fmt[0:2], "little") != 1 or channels != 1 or bits != 16:
+                    raise SpeechSynthesisError("synthesiser output is not 16-bit mono PCM")
+                self.sample_rate = int.from_bytes(fmt[4:8], "little")
+            pos += 8 + size + size % 2
+        return b""
+
+
+class SentenceSynthesizer(TextToSpeech):
+    """Speaks a text sentence by sentence; subclasses synthesise one sentence."""
+
+    async def synthesize(
+        self, text: str, encoding: AudioEncoding = "mulaw", voice: str | None = None
+    ) -> AsyncIterator[SpeechChunk]:
+        heard = 0
+        for sentence, end in sentences(text):
+            # Hold one chunk back, so the sentence's last chunk can say it finishes the sentence.
+            held: bytes | None = None
+            async with contextlib.aclosing(self._sentence(sentence, encoding, voice)) as audio:
+                async for chunk in audio:
+                    if held is not None:
+                        yield SpeechChunk(held, heard)
+                    held = chunk
+            heard = end
+            if held is not None:
+                yield SpeechChunk(held, heard)
+
+    @abstractmethod
+    def _sentence(
+        self, text: str, encoding: AudioEncoding, voice: str | None
+    ) -> AsyncGenerator[bytes, None]:
+        """Whole frames of one sentence's speech, as they are produced."""
+
+
+@dataclass(frozen=True, slots=True)
+class EspeakConfig:
+    """espeak-ng's voice (``espeak-ng --voices=en`` lists them) and rate in words per minute."""
+
+    voice: str = "en-us"
+    rate: int = 165
+    pitch: int | None = None
+    executable: str = "espeak-ng"
+
+
+class EspeakTTS(SentenceSynthesizer):
+    """The embedded synthesiser: one espeak-ng process per sentence, its WAV read as it comes."""
+
+    def __init__(self, config: EspeakConfig | None = None) -> None:
+        self.config = config or EspeakConfig()
+        self.engine_id = f"espeak-ng:{self.config.voice}"
+
+    def _command(self, voice: str) -> list[str]:
+        cfg = self.config
+        command = [cfg.executable, "--stdout", "--stdin", "-v", voice, "-s", str(cfg.rate)]
+        if cfg.pitch is not None:
+            command += ["-p", str(cfg.pitch)]
+        return command
+
+    async def _sentence(
+        self, text: str, encoding: AudioEncoding, voice: str | None
+    ) -> AsyncGenerator[bytes, None]:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._command(voice or self.config.voice),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise SpeechSynthesisError(f"cannot run {self.config.executable}: {exc}") from exc
+        assert process.stdin and process.stdout and process.stderr
+        try:
+            process.stdin.write(text.encode("utf-8"))
+            await process.stdin.drain()
+            process.stdin.close()
+            wav = WavStream()
+            encoder: TelephonyEncoder | None = None
+            while chunk := await process.stdout.read(READ_BYTES):
+                samples = wav.push(chunk)
+                if encoder is None and wav.sample_rate is not None:
+                    encoder = TelephonyEncoder(wav.sample_rate, encoding)
+                if encoder is not None and samples and (frames := encoder.push(samples)):
+                    yield frames
+            errors = await process.stderr.read()
+            if await process.wait() != 0 or encoder is None:
+                detail = errors.decode("utf-8", "replace").strip() or "no audio"
+                raise SpeechSynthesisError(f"espeak-ng failed: {detail}")
+            if tail := encoder.flush():
+                yield tail
+        finally:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+
+
+class OpenAICompatibleTTS(SentenceSynthesizer):
+    """Speech through ``POST /v1/audio/speech``, raw PCM streamed back, one request a sentence."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "tts-1",
+        voice: str = "alloy",
+        api_key: str | None = None,
+        *,
+        sample_rate: int = 24000,
+        timeout: float = 30.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = api_url(base_url, "audio/speech")
+        self.model, self.voice, self.sample_rate = model, voice, sample_rate
+        self.engine_id = f"openai-compatible:{model}"
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=timeout, headers=headers)
+        if client is not None and headers:
+            self._client.headers.update(headers)
+
+    async def _sentence(
+        self, text: str, encoding: AudioEncoding, voice: str | None
+    ) -> AsyncGenerator[bytes, None]:
+        body = {
+            "model": self.model,
+            "input": text,
+            "voice": voice or self.voice,
+            "response_format": "pcm",
+        }
+        encoder = TelephonyEncoder(self.sample_rate, encoding)
+        try:
+            async with self._client.stream("POST", self.url, json=body) as response:
+                if response.status_code != 200:
+                    code = response.status_code
+                    raise SpeechSynthesisError(
+                        f"speech endpoint answered {code}", code == 429 or code >= 500
+                    )
+                async for chunk in response.aiter_bytes(READ_BYTES):
+                    if frames := encoder.push(chunk):
+                        yield frames
+        except httpx.HTTPError as exc:
+            raise SpeechSynthesisError(f"speech request failed: {exc}", True) from exc
+        if tail := encoder.flush():
+            yield tail
+
+    async def close(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
