@@ -311,7 +311,7 @@ async def test_the_listing_is_the_same_after_a_restart(any_store) -> None:
 async def test_the_index_follows_the_log_live(scene: Service) -> None:
     index = scene.app.state.index
     await scene.record("c-bot", sent("c-bot", "live"), settle=False)
-    async with asyncio.timeout(5):  # delivered by the bus, without any read catching up
+    async with asyncio.timeout(10):  # delivered by the bus, without any read catching up
         while (entry := index.get("c-bot")) is None or entry.last_message is None:
             await asyncio.sleep(0.02)
     assert entry.last_message.text == "live"

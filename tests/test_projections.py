@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
@@ -19,7 +20,7 @@ from tests.timelines import (
     waiting,
 )
 from threadline.core.conversation import fold, initial
-from threadline.core.events import Event, EventCodec
+from threadline.core.events import Event, EventCodec, EventRecord
 from threadline.engine.conversations import Conversations
 from threadline.engine.projections import (
     ConversationEntry,
@@ -159,11 +160,20 @@ def test_updated_after_is_strictly_after() -> None:
 # -- upkeep on a store ---------------------------------------------------------------
 
 
-async def record_some(conversations: Conversations) -> None:
+async def record_some(conversations: Conversations) -> list[EventRecord]:
+    """Seven events on c-1, c-2 and an agent's stream; all of them, once read_all has them.
+
+    On PostgreSQL ``read_all`` holds events back while an older transaction in
+    the cluster is open, so wait until it hands out everything recorded here.
+    """
     await conversations.record("c-1", started("c-1"))
     await conversations.record("c-2", [*started("c-2", "cus-omar"), handoff("c-2", "repairs")])
     await conversations.record("c-1", [sent("c-1", "hi")])
     await AgentPresence(conversations.store).set_presence("agent-ana", "away")
+    async with asyncio.timeout(10):
+        while len(records := await conversations.store.read_all(0, 1000)) < 7:
+            await asyncio.sleep(0.01)
+    return records
 
 
 async def test_an_index_built_from_the_log_equals_one_kept_up_to_date(any_store) -> None:
@@ -180,8 +190,7 @@ async def test_an_index_built_from_the_log_equals_one_kept_up_to_date(any_store)
 
 async def test_live_events_fold_once_and_catch_up_fills_gaps(any_store) -> None:
     conversations = Conversations(any_store)
-    await record_some(conversations)
-    records = await any_store.read_all(0, 1000)
+    records = await record_some(conversations)
     index = ConversationIndex(any_store)
     for record in records[1:]:  # missed c-1's start: nothing of c-1 can fold yet
         index.observe(record)
