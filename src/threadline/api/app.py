@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         hub.listen(app.state.index.observe)
         app.state.chat = ChatAdapter(app.state.conversations)
         revocations = await RevocationList.load(backend)
+        hub.listen(revocations.follower(app.state.conversations.codec))  # also from other processes
         app.state.revocations = revocations
         app.state.tokens = TokenIssuer.from_settings(config)
         app.state.verifier = TokenVerifier.from_settings(config, revocations)

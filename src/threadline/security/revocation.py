@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from threadline.core.errors import ValidationError
-from threadline.core.events import Actor, Event, EventCodec, Lineage, utcnow
+from threadline.core.events import Actor, Event, EventCodec, EventRecord, Lineage, utcnow
 from threadline.core.ports import ANY, AppendResult, EventStore
 from threadline.security.principal import BadClaims, identifier
 from threadline.security.tokens import LEEWAY
@@ -140,6 +140,15 @@ class RevocationList:
             return
         token_id = event.payload["jti"]
         self._until[token_id] = max(until, self._until.get(token_id, until))
+
+    def follower(self, codec: EventCodec) -> Callable[[EventRecord], None]:
+        """A listener for every appended event that keeps this list current."""
+
+        def follow(record: EventRecord) -> None:
+            if record.conversation_id == REVOCATIONS and record.type == REVOKED:
+                self.note(codec.decode(record))
+
+        return follow
 
     def is_revoked(self, token_id: str) -> bool:
         """Whether ``token_id`` is revoked (and could still be presented)."""
