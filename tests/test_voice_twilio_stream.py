@@ -302,9 +302,8 @@ async def test_a_second_call_from_the_same_number_streams_on_the_same_conversati
     assert legs == {first.parameters["callSid"], second.parameters["callSid"]}
 
 
-async def test_a_plugged_in_handler_gets_the_call_and_plays_audio_back(sqlite_server) -> None:
+async def test_a_plugged_in_handler_gets_the_call_and_plays_audio_back(sqlite_store) -> None:
     """The seam the speech pipeline uses: a handler factory with a sink."""
-    server = sqlite_server
     seen: list[tuple[str, object]] = []
 
     class Echo:
@@ -328,7 +327,15 @@ async def test_a_plugged_in_handler_gets_the_call_and_plays_audio_back(sqlite_se
         async def on_stop(self) -> None:
             seen.append(("stop", None))
 
-    server.app.state.voice.handlers = Echo
+    app = create_app(voice_settings(), store=sqlite_store)
+    builders = []
+    app.state.voice_handlers = lambda calls: builders.append(calls) or Echo
+    async with LiveServer(app) as server:
+        await talk_to_echo(server, seen)
+    assert builders == [app.state.voice.calls]
+
+
+async def talk_to_echo(server, seen) -> None:
     answer = await place_call(server)
     caller = await open_stream(server, answer)
     await caller.media(b"\x7f" * 160, timestamp=40)

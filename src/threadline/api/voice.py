@@ -11,10 +11,10 @@ against ``THREADLINE_PUBLIC_URL`` plus the path when set, else the request URL.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import structlog
@@ -110,13 +110,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         greeting=settings.voice_greeting,
         business=state.business,
         control=control,
-        handlers=keypad(calls),
+        handlers=_handlers(state, calls),
     )
     try:
         yield
     finally:
         if provider is not None:
             await provider.close()
+
+
+def _handlers(state: Any, calls: VoiceCalls) -> HandlerFactory:
+    """The call handlers: ``app.state.voice_handlers(calls)`` when the app sets that
+    builder before start-up (the speech pipeline), else the keypad-only default."""
+    build: Callable[[VoiceCalls], HandlerFactory] | None = getattr(state, "voice_handlers", None)
+    return build(calls) if build is not None else keypad(calls)
 
 
 router = APIRouter(tags=["voice"], lifespan=lifespan)
