@@ -524,6 +524,24 @@ def test_a_verified_identity_stays_verified_when_linked_again_unverified() -> No
     assert state.identities == {"phone": True, "email": False}
 
 
+def test_a_new_callers_id_claim_does_not_inherit_earlier_verification() -> None:
+    phone = {"kind": "phone", "value": "+14155550123"}
+    state = after(
+        started("voice"),
+        ev("identity.linked", {**phone, "method": "caller_id"}),
+        ev("identity.linked", {**phone, "verified": True, "method": "postcode"}),
+        ev("identity.linked", {"kind": "email", "value": "m@example.com", "verified": True}),
+    )
+    assert state.identities == {"phone": True, "email": True}
+    # A second call from the same number: whoever is on the line has proved nothing yet.
+    state = decide(state, [ev("identity.linked", {**phone, "method": "caller_id"})])
+    assert state.identities == {"phone": False, "email": False}
+    state = decide(
+        state, [ev("identity.linked", {**phone, "verified": True, "method": "postcode"})]
+    )
+    assert state.identities == {"phone": True, "email": False}
+
+
 def test_the_customer_and_correlation_come_from_the_first_event_that_has_them() -> None:
     state = after(started(), received())
     assert state.customer_id == "cus-maya"

@@ -271,6 +271,12 @@ def _message_sent(d: Any, e: Event) -> None:
     d.messages_out += 1
 
 
+@_applies("message.heard")
+def _message_heard(d: Any, e: Event) -> None:
+    if not e.payload["complete"]:
+        d.note(f"caller spoke over the reply after: {e.payload['heard_text']!r}")
+
+
 @_applies("intent.detected")
 def _intent(d: Any, e: Event) -> None:
     p = e.payload
@@ -362,9 +368,20 @@ def _consent_revoked(d: Any, e: Event) -> None:
     d.consent[e.payload["purpose"]] = False
 
 
+#: Claims that come with a new contact (a call's caller id): until that contact proves who
+#: they are, what earlier contacts proved does not vouch for them.
+CONTACT_CLAIMS: Final = frozenset({"caller_id"})
+
+
 @_applies("identity.linked")
 def _identity(d: Any, e: Event) -> None:
     kind = e.payload["kind"]
+    if not e.payload["verified"] and e.payload.get("method") in CONTACT_CLAIMS:
+        for known in d.identities:
+            d.identities[known] = False
+        d.identities[kind] = False
+        d.note(f"{kind} claimed by a new contact, not verified")
+        return
     d.identities[kind] = bool(e.payload["verified"]) or bool(d.identities.get(kind))
 
 
@@ -419,6 +436,7 @@ _ALLOWED_IN: dict[str, frozenset[str | None]] = {
     "leg.ended": OPEN_STATES | CLOSED_STATES,
     "message.received": OPEN_STATES,
     "message.sent": OPEN_STATES,
+    "message.heard": OPEN_STATES | CLOSED_STATES,
     "utterance.transcribed": OPEN_STATES,
     "intent.detected": OPEN_STATES,
     "slot.filled": OPEN_STATES,

@@ -110,6 +110,21 @@ def _message_sent_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {"text": payload["text"], "heard_text": payload["text"], "in_reply_to": None}
 
 
+@register("message.heard", 1)
+class MessageHeard(Payload):
+    """How much of a spoken ``message.sent`` the caller heard.
+
+    ``complete`` is false when the caller spoke over it (barge-in) and the rest
+    was never played: ``heard_text`` is what reached their ear, by playback
+    marks, and is what the transcript keeps.
+    """
+
+    message_id: Name
+    heard_text: Annotated[str, Pii]
+    complete: bool
+    played_ms: int = Field(ge=0)
+
+
 @register("utterance.transcribed", 1)
 class UtteranceTranscribed(Payload):
     """Speech turned into text on a voice leg."""
