@@ -144,7 +144,7 @@ def bearer(app, subject: str, scope: str, **claims: object) -> dict[str, str]:
     return {"Authorization": f"Bearer {issued.token}"}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def espeak() -> None:
     """espeak-ng (Debian's package) for tests that speak; skipped locally, failed in CI."""
     from threadline.testing.voice import espeak_missing

@@ -257,10 +257,11 @@ class SpeechChunk:
 class TextToSpeech(ABC):
     """Turns text into 8 kHz telephony audio, a chunk at a time.
 
-    :meth:`synthesize` returns an async iterator so streaming engines can yield
-    audio before the whole text is spoken. To stop (barge-in), close it
-    (``aclose()``) or cancel the task iterating it: synthesis stops and its
-    resources (processes, connections) are released at once.
+    :meth:`synthesize` returns an async generator so streaming engines can
+    yield audio before the whole text is spoken. To stop (barge-in), close it
+    (``aclose()``): synthesis stops and its resources (processes, connections)
+    are released at once. Iterate it inside ``contextlib.aclosing`` so that
+    cancelling the playing task closes it as well.
     """
 
     engine_id: str = "unknown"

@@ -44,6 +44,12 @@ def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
     return previous[-1]
 
 
+def heard_keyword(keyword: str, normalised: str) -> bool:
+    """Whether normalised words carry ``keyword``: digits exactly, words also inflected."""
+    pattern = rf"\b{re.escape(keyword)}\b" if keyword.isdigit() else rf"\b{re.escape(keyword)}"
+    return re.search(pattern, normalised) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class UtteranceResult:
     """One utterance in one voice: what was heard and how it scored."""
@@ -175,7 +181,7 @@ async def measure(
                     errors=word_errors(reference, hypothesis),
                     reference_words=len(reference),
                     missing_keywords=tuple(
-                        k for k in utterance.keywords if not re.search(rf"\b{k}\b", normalised)
+                        k for k in utterance.keywords if not heard_keyword(k, normalised)
                     ),
                     seconds=seconds,
                 )

@@ -2,9 +2,11 @@
 
 Each is something a Northwind caller says, with the intent the bot should
 find and the key words the transcript must carry (order numbers and postcodes
-as digits, store names). Written for speech; most are not the classifier's own
-examples. Utterances whose intent is ``None`` are slot turns (a postcode or a
-time on its own), checked for their key words only.
+as digits, store names). Written for speech, as callers say things: postcodes
+digit by digit, order numbers as digits or in pairs ("ten fifty seven"); most
+are not the classifier's own examples. Utterances whose intent is ``None``
+are slot turns (a postcode or an order number on its own), checked for their
+key words only.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ UTTERANCES: Final = (
     _u("When will my delivery get here?", "order_status"),
     _u("I'm waiting for a parcel, where is it?", "order_status"),
     _u("Any news on my shipment?", "order_status"),
-    _u("The order number is 1057 and it never showed up.", "order_status", "1057"),
+    _u("The order number is ten fifty seven and it never showed up.", "order_status", "1057"),
     # book_appointment
     _u("I want to book a repair.", "book_appointment", "repair"),
     _u("Can I come in tomorrow to get my phone fixed?", "book_appointment"),
@@ -88,14 +90,14 @@ UTTERANCES: Final = (
     _u("Connect me with an agent.", "human", "agent"),
     _u("Can I talk to someone?", "human"),
     # payment_dispute
-    _u("I was charged twice for my order.", "payment_dispute", "charged"),
+    _u("I was charged twice for my order.", "payment_dispute", "charge"),
     _u("There is a charge on my card I don't recognise.", "payment_dispute", "charge"),
     # greeting and thanks
     _u("Hello, I need some help.", "greeting"),
     _u("Thank you, that's all.", "thanks"),
     # slot turns
-    _u("My postcode is 94103.", None, "94103"),
-    _u("The postcode is 94612.", None, "94612"),
-    _u("It's 94301.", None, "94301"),
-    _u("The order number is 1043.", None, "1043"),
+    _u("My postcode is 9 4 1 0 3.", None, "94103"),
+    _u("The postcode is 9 4 6 1 2.", None, "94612"),
+    _u("My zip code is 9 4 3 0 1.", None, "94301"),
+    _u("The order number is ten forty three.", None, "1043"),
 )

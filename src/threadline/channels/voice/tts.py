@@ -4,8 +4,13 @@ Both speak a text one sentence at a time and stream each sentence's audio as
 it is produced, converted to 8 kHz telephony frames (μ-law or PCM, 20 ms each).
 Every chunk says how much of the text has been heard once it has played
 (:attr:`SpeechChunk.heard_through`), at sentence granularity. Closing the
-iterator or cancelling its task stops synthesis at once: the espeak-ng process
-is killed, the HTTP response closed.
+iterator stops synthesis at once: the espeak-ng process is killed, the HTTP
+response closed. Iterate inside ``contextlib.aclosing(...)`` so that cancelling
+the playing task (barge-in) closes it too::
+
+    async with contextlib.aclosing(tts.synthesize(reply)) as speech:
+        async for chunk in speech:
+            ...
 """
 
 from __future__ import annotations
@@ -258,7 +263,7 @@ class OpenAICompatibleTTS(SentenceSynthesizer):
                     raise SpeechSynthesisError(
                         f"speech endpoint answered {code}", code == 429 or code >= 500
                     )
-                async for chunk in response.aiter_bytes(READ_BYTES):
+                async for chunk in response.aiter_bytes():  # as it arrives
                     if frames := encoder.push(chunk):
                         yield frames
         except httpx.HTTPError as exc:
