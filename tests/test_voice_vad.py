@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from threadline.channels.voice.codec import frames, pcm_to_bytes, pcm_to_telephony, ulaw_decode
 from threadline.channels.voice.vad import (
@@ -73,6 +77,32 @@ def test_an_utterance_is_cut_at_the_maximum_length():
         (200, 400, "max_length"),
         (400, 500, "flush"),
     ]
+
+
+@given(st.text(alphabet="v.", max_size=400), st.integers(1, 4), st.integers(1, 15))
+def test_endpointing_invariants_hold_for_any_pattern(pattern, start_frames, silence_frames):
+    config = EndpointerConfig(
+        start_frames=start_frames, end_silence_ms=20 * silence_frames, max_utterance_ms=2000
+    )
+    events = run(Endpointer(config, classifier=marked), pattern)
+    # Starts and ends alternate, each end closing the utterance its start opened.
+    assert [type(e) for e in events] == [SpeechStarted, UtteranceEnded] * (len(events) // 2)
+    for started, ended in zip(events[::2], events[1::2], strict=True):
+        assert started.start_ms == ended.start_ms < ended.end_ms <= ended.at_ms
+        assert ended.duration_ms <= config.max_utterance_ms
+        assert pattern[started.start_ms // 20 : started.start_ms // 20 + start_frames] == (
+            "v" * start_frames
+        )
+        assert pattern[ended.end_ms // 20 - 1] == "v"
+        first = ended.audio_start_ms // 20
+        assert ended.audio == b"".join(
+            VOICED if c == "v" else QUIET
+            for c in pattern[first : first + len(ended.audio) // FRAME]
+        )
+    # Every run of enough voiced frames is (at least partly) inside some utterance.
+    spans = [(e.start_ms // 20, e.end_ms // 20) for e in events if isinstance(e, UtteranceEnded)]
+    for match in re.finditer("v" * start_frames + "+", pattern):
+        assert any(a < match.end() and match.start() < b for a, b in spans)
 
 
 def test_flush_without_speech_says_nothing():

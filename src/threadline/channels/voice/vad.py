@@ -131,9 +131,8 @@ class SpeechDetector:
         cfg = self.config
         level = max(_SILENT_DBFS, rms_dbfs(pcm_from_bytes(frame)))
         self._levels.append(level)
-        if level < cfg.min_level_dbfs or level < self.noise_floor_dbfs + cfg.min_snr_db:
-            return False
-        return bool(self._vad.is_speech(frame, cfg.sample_rate))
+        voiced = bool(self._vad.is_speech(frame, cfg.sample_rate))  # it adapts on every frame
+        return voiced and level >= max(cfg.min_level_dbfs, self.noise_floor_dbfs + cfg.min_snr_db)
 
 
 class Endpointer:
