@@ -91,6 +91,20 @@ class Settings(BaseSettings):
         ' "+14155550150", "agent-ben": "sip:ben@pbx.example.com"}',
     )
 
+    stt: str = Field(
+        "whisper",
+        pattern=r"^(whisper|off|openai:https?://\S+)$",
+        description="speech-to-text on calls: whisper (embedded), openai:<base URL>, or off",
+    )
+    tts: str = Field(
+        "espeak",
+        pattern=r"^(espeak|openai:https?://\S+)$",
+        description="text-to-speech on calls: espeak (embedded) or openai:<base URL>",
+    )
+    speech_api_key: SecretStr | None = Field(
+        None, min_length=1, description="bearer key for OpenAI-compatible speech endpoints"
+    )
+
     @field_validator("voice_agent_targets", mode="before")
     @classmethod
     def _json_mapping(cls, value: Any) -> Any:

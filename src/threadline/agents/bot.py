@@ -114,6 +114,37 @@ class NorthwindBot:
         turn = self.take_turn(state, text, channel, now, leg_id=leg_id, in_reply_to=in_reply_to)
         return list(turn.events)
 
+    def welcome_back(
+        self, state: ConversationState, channel: str, now: datetime, *, leg_id: str, anchor: str
+    ) -> Turn:
+        """Greet a customer who returns on a new leg with what the conversation is about.
+
+        ``anchor`` is the id of the leg's ``leg.started``. No events come back
+        when the bot does not hold the conversation, this is its first leg, or
+        there is nothing open to pick up.
+        """
+        earlier = [leg for lid, leg in state.legs.items() if lid != leg_id]
+        if state.status not in ANSWERS_IN or not earlier:
+            return Turn((), self.business)
+        context = ConversationContext.of(state, self.policy)
+        latest = max(earlier, key=lambda leg: str(leg.get("started_at")))
+        text = replies.welcome_back(
+            context.topic,
+            context.slots.get(ORDER_NUMBER),
+            str(latest.get("channel")),
+            context.identity_verified,
+            short=channel == "voice",
+        )
+        if text is None:
+            return Turn((), self.business)
+        writer = TurnWriter(
+            conversation_id=state.conversation_id, channel=channel, now=now, actor=BOT_ACTOR,
+            lineage=self.lineage, anchor=anchor, leg_id=leg_id, customer_id=state.customer_id,
+            correlation_id=state.correlation_id or "", in_reply_to=anchor,
+        )  # fmt: skip
+        writer.emit("message.sent", {"text": text, "in_reply_to": None})
+        return Turn(tuple(writer.events), self.business, None, text)
+
     def take_turn(
         self,
         state: ConversationState,

@@ -159,6 +159,37 @@ def greeting(first_name: str | None, short: bool) -> str:
     return f"{hello} How can I help?" if short else f"{hello} {HELP} What can I do for you?"
 
 
+#: How the welcome back names what the conversation was about.
+_TOPICS: Final = {
+    "order_status": "an order",
+    "book_appointment": "booking a repair",
+    "store_hours": "our store hours",
+}
+
+
+def welcome_back(
+    topic: str | None, order_number: str | None, earlier_on: str, verified: bool, short: bool
+) -> str | None:
+    """Greeting a returning customer with what is open, without revealing anything sensitive.
+
+    None when there is nothing to pick up. An order number the customer gave
+    is theirs to hear; the order's details wait until the contact is verified.
+    """
+    if order_number:
+        about = f"order {order_number}"
+    elif topic in _TOPICS:
+        about = _TOPICS[topic]
+    else:
+        return None
+    where = {"chat": "our chat", "voice": "your call", "in_person": "your visit"}.get(
+        earlier_on, "earlier"
+    )
+    question = f"Welcome back. Are you calling about {about} from {where} earlier?"
+    if order_number and not verified:
+        question += " To pick it up, what's the postcode on the account?"
+    return question if short else question.replace("calling", "here")
+
+
 def thanks(short: bool) -> str:
     return "You're welcome!" if short else "You're welcome! Is there anything else I can help with?"
 

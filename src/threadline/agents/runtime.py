@@ -32,6 +32,8 @@ log = structlog.get_logger("threadline.agents")
 
 CUSTOMER_TURNS: Final = frozenset({"message.received", "utterance.transcribed"})
 GROUP: Final = "bot"
+#: Channels on which a returning customer is greeted with what is open (chat shows history).
+GREETED_ON: Final = frozenset({"voice"})
 #: Conversations answered at once; each still strictly in order.
 CONCURRENCY: Final = 256
 
@@ -59,20 +61,27 @@ class BotRuntime:
         await bus.subscribe(GROUP, self.handle, concurrency=CONCURRENCY)
 
     async def handle(self, record: EventRecord) -> None:
-        if record.type not in CUSTOMER_TURNS or record.actor_kind != "customer":
+        returning = record.type == "leg.started" and record.channel in GREETED_ON
+        if not returning and (record.type not in CUSTOMER_TURNS or record.actor_kind != "customer"):
             return
         state = await self.conversations.current(record.conversation_id, record.seq)
         if f"{BOT_ID}/{record.event_id}/0" in state.recent_keys:
             return  # answered already (a redelivery)
-        event = self.conversations.codec.decode(record)
-        turn = self.bot.take_turn(
-            state,
-            str(event.payload["text"]),
-            record.channel,
-            self.clock(),
-            leg_id=record.leg_id,
-            in_reply_to=record.event_id,
-        )
+        if returning:
+            turn = self.bot.welcome_back(
+                state, record.channel, self.clock(), leg_id=str(record.leg_id),
+                anchor=record.event_id,
+            )  # fmt: skip
+        else:
+            event = self.conversations.codec.decode(record)
+            turn = self.bot.take_turn(
+                state,
+                str(event.payload["text"]),
+                record.channel,
+                self.clock(),
+                leg_id=record.leg_id,
+                in_reply_to=record.event_id,
+            )
         if not turn.events:
             return
         booked = _new_bookings(self.bot.business, turn.business)

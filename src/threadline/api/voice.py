@@ -10,6 +10,7 @@ against ``THREADLINE_PUBLIC_URL`` plus the path when set, else the request URL.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -23,7 +24,10 @@ from starlette.websockets import WebSocketState
 
 from threadline.api.problems import Problem
 from threadline.business import Business
+from threadline.channels.voice.engines import SpeechEngines, speech_engines
+from threadline.channels.voice.hints import domain_hints
 from threadline.channels.voice.media import HandlerFactory
+from threadline.channels.voice.pipeline import speech_pipeline
 from threadline.channels.voice.telephony import stream
 from threadline.channels.voice.telephony.calls import VoiceCalls
 from threadline.channels.voice.telephony.control import CallControl, whisper_text
@@ -81,6 +85,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     directory = CallerDirectory()
     await directory.load(state.store, attach=lambda: state.hub.listen(directory.note))
     calls = VoiceCalls(state.conversations, directory, state.business, settings.voice_greeting)
+    engines = speech_engines(settings)
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     provider = None
     control = None
@@ -110,20 +115,33 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         greeting=settings.voice_greeting,
         business=state.business,
         control=control,
-        handlers=_handlers(state, calls),
+        handlers=_handlers(state, calls, engines),
     )
+    warming = None
+    if token and engines.stt is not None and hasattr(engines.stt, "load"):
+        warming = asyncio.create_task(engines.stt.load())  # the first caller should not wait
     try:
         yield
     finally:
+        if warming is not None:
+            warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await warming
+        await engines.close()
         if provider is not None:
             await provider.close()
 
 
-def _handlers(state: Any, calls: VoiceCalls) -> HandlerFactory:
+def _handlers(state: Any, calls: VoiceCalls, engines: SpeechEngines) -> HandlerFactory:
     """The call handlers: ``app.state.voice_handlers(calls)`` when the app sets that
-    builder before start-up (the speech pipeline), else the keypad-only default."""
+    builder before start-up, else the speech pipeline (keypad only with STT off)."""
     build: Callable[[VoiceCalls], HandlerFactory] | None = getattr(state, "voice_handlers", None)
-    return build(calls) if build is not None else keypad(calls)
+    if build is not None:
+        return build(calls)
+    if engines.stt is None:
+        return keypad(calls)
+    hints = domain_hints(state.business)
+    return speech_pipeline(calls, state.hub, engines.stt, engines.tts, hints)
 
 
 router = APIRouter(tags=["voice"], lifespan=lifespan)

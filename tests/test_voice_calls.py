@@ -1,0 +1,131 @@
+"""Phone calls end to end with real audio: espeak-ng speech in, the embedded STT, the bot,
+espeak-ng replies out, over the Media Streams protocol on a real WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import LiveServer
+from tests.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, voice_settings, wait_for
+from threadline.api.app import create_app
+from threadline.testing.caller import PhoneCaller, speech_ratio
+from threadline.testing.voice import judge_speech
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("espeak")]
+
+MAYA = "+14155550123"
+STRANGER = "+12025550199"
+
+
+@pytest.fixture
+async def phone(tmp_path):
+    app = create_app(voice_settings(store=f"sqlite:///{tmp_path / 'voice.db'}"))
+    async with LiveServer(app) as server:
+        yield server
+
+
+def caller(server) -> PhoneCaller:
+    return PhoneCaller(server.http, AUTH_TOKEN, ACCOUNT_SID)
+
+
+async def events(server, conversation_id: str, type_: str) -> list[dict]:
+    """The payloads of ``type_`` on the conversation, each with its ``event_id``."""
+    records = await server.app.state.store.read(conversation_id)
+    codec = server.app.state.conversations.codec
+    return [{**codec.decode(r).payload, "event_id": r.event_id}
+            for r in records if r.type == type_]  # fmt: skip
+
+
+async def transcribed(server, call: PhoneCaller, count: int, timeout: float = 20.0) -> list[dict]:
+    await wait_for(server.app.state.store, call.conversation_id,
+                   lambda rs: sum(r.type == "utterance.transcribed" for r in rs) >= count,
+                   timeout)  # fmt: skip
+    return await events(server, call.conversation_id, "utterance.transcribed")
+
+
+async def test_a_caller_is_heard_understood_and_answered_in_speech(phone) -> None:
+    call = caller(phone)
+    greeting = await call.dial(STRANGER)
+    assert "automated assistant" in greeting and "recorded" in greeting
+    await call.say("When are you open on Sunday in Oakland?")
+    (utterance,) = await transcribed(phone, call, 1)
+    assert "sunday" in utterance["text"].lower() and "oakland" in utterance["text"].lower()
+    assert 0 < utterance["start_ms"] < utterance["end_ms"]
+    reply = await call.next_reply(0)
+    sent = await events(phone, call.conversation_id, "message.sent")
+    spoken = [m for m in sent if "Broadway" in m["text"] or "closed" in m["text"]]
+    assert spoken, sent
+    judged = judge_speech(reply.played_audio)
+    assert judged.plausible_for(spoken[-1]["text"]), judged
+    await wait_for(phone.app.state.store, call.conversation_id,
+                   lambda rs: any(r.type == "message.heard" for r in rs))  # fmt: skip
+    (heard,) = await events(phone, call.conversation_id, "message.heard")
+    assert heard["complete"] and heard["heard_text"] == spoken[-1]["text"]
+    await call.hang_up()
+    await wait_for(phone.app.state.store, call.conversation_id,
+                   lambda rs: any(r.type == "leg.ended" for r in rs))  # fmt: skip
+
+
+async def test_speaking_over_a_reply_clears_it_and_keeps_only_what_was_heard(phone) -> None:
+    call = caller(phone)
+    await call.dial(STRANGER)
+    # Store hours for both stores make a long reply; interrupt it a second in.
+    await call.say("What are your opening hours?")
+    await transcribed(phone, call, 1)
+    async with asyncio.timeout(20):
+        while not call.replies or call.replies[0].played < 50:
+            await asyncio.sleep(0.02)
+    await call.say("Actually, track order 1057 please.")
+    await wait_for(phone.app.state.store, call.conversation_id,
+                   lambda rs: any(r.type == "message.heard" for r in rs))  # fmt: skip
+    assert call.clears >= 1
+    first = call.replies[0]
+    assert first.cleared > 0 and first.played < len(first.frames)
+    (heard,) = await events(phone, call.conversation_id, "message.heard")
+    sent = await events(phone, call.conversation_id, "message.sent")
+    full = next(m["text"] for m in sent if m["event_id"] == heard["message_id"])
+    assert not heard["complete"] and full.startswith(heard["heard_text"])
+    assert 0 < len(heard["heard_text"]) < len(full)
+    assert heard["played_ms"] <= first.played * 20 + 200
+    utterances = await transcribed(phone, call, 2)
+    assert "1057" in utterances[-1]["text"]
+    await call.hang_up()
+
+
+async def test_keyed_in_digits_are_a_turn_too(phone) -> None:
+    call = caller(phone)
+    await call.dial(STRANGER)
+    await call.press("1043#")
+    records = await wait_for(phone.app.state.store, call.conversation_id,
+                             lambda rs: any(r.type == "slot.filled" for r in rs), 10)  # fmt: skip
+    slots = [r for r in records if r.type == "slot.filled"]
+    assert slots
+    reply = await call.next_reply(0)
+    assert speech_ratio(reply.audio) > 0.3
+    await call.hang_up()
+
+
+async def test_a_second_call_from_the_same_number_continues_and_is_not_trusted(phone) -> None:
+    first = caller(phone)
+    await first.dial(MAYA)
+    await first.say("Where is my order 1042?")
+    await transcribed(phone, first, 1)
+    await first.next_reply(0)
+    await first.say("My postcode is 94103.")
+    await transcribed(phone, first, 2)
+    state = await phone.app.state.conversations.rehydrate(first.conversation_id)
+    assert state.identities.get("phone") is True
+    await first.hang_up()
+
+    second = caller(phone)
+    await second.dial(MAYA)
+    assert second.conversation_id == first.conversation_id
+    welcome = await second.next_reply(0)
+    sent = await events(phone, second.conversation_id, "message.sent")
+    assert "order 1042" in sent[-1]["text"] and "postcode" in sent[-1]["text"]
+    assert judge_speech(welcome.played_audio).plausible_for(sent[-1]["text"])
+    state = await phone.app.state.conversations.rehydrate(second.conversation_id)
+    assert not any(state.identities.values())  # caller id alone proves nothing
+    await second.hang_up()
