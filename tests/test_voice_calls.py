@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
-from tests.conftest import LiveServer
-from tests.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, voice_settings, wait_for
+from tests.conftest import LiveServer, bearer
+from tests.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, voice_settings, wait_for
 from threadline.api.app import create_app
 from threadline.testing.caller import PhoneCaller, speech_ratio
 from threadline.testing.voice import judge_speech
@@ -129,3 +130,56 @@ async def test_a_second_call_from_the_same_number_continues_and_is_not_trusted(p
     state = await phone.app.state.conversations.rehydrate(second.conversation_id)
     assert not any(state.identities.values())  # caller id alone proves nothing
     await second.hang_up()
+
+
+@pytest.fixture
+async def twilio_rest():
+    fake = FakeTwilio()
+    async with LiveServer(fake.app()) as live:
+        fake.base = live.http
+        yield fake
+
+
+async def test_asking_for_a_person_holds_the_caller_and_warm_transfers_to_the_agent(
+    tmp_path, twilio_rest
+) -> None:
+    settings = voice_settings(
+        store=f"sqlite:///{tmp_path / 'v.db'}", twilio_api_base=twilio_rest.base
+    )
+    app = create_app(settings)
+    async with LiveServer(app) as server:
+        ana = bearer(app, "agent-ana", "agent", queues=["orders", "billing"])
+        async with httpx.AsyncClient(base_url=server.http, headers=ana) as desk:
+            presence = await desk.put("/agents/me/presence", json={"presence": "available"})
+            assert presence.status_code == 200
+            call = caller(server)
+            await call.dial(MAYA)
+            await call.say("Where is my order 1042?")
+            await call.next_reply(0)
+            await call.say("My postcode is 94103.")
+            await call.next_reply(1)
+            await call.say("I want to talk to a person please.")
+            hold = await call.next_reply(2)
+            sent = await events(server, call.conversation_id, "message.sent")
+            assert "connecting you" in sent[-1]["text"] and "stay on the line" in sent[-1]["text"]
+            assert judge_speech(hold.played_audio).plausible_for(sent[-1]["text"])
+            records = await wait_for(app.state.store, call.conversation_id,
+                                     lambda rs: any(r.type == "handoff.offered" for r in rs),
+                                     10)  # fmt: skip
+            offer = app.state.conversations.codec.decode(
+                next(r for r in records if r.type == "handoff.offered")
+            ).payload
+            assert offer["agent_id"] == "agent-ana"
+            packet = (await desk.get(f"/conversations/{call.conversation_id}/packet")).json()
+            assert packet["verification"] == "verified"  # by the postcode, on this call
+            assert {"name": "order_number", "value": "1042"}.items() <= next(
+                s for s in packet["slots"] if s["name"] == "order_number"
+            ).items()
+            accepted = await desk.post(f"/conversations/{call.conversation_id}/accept",
+                                       json={"offer_id": offer["offer_id"]})  # fmt: skip
+            assert accepted.status_code == 200, accepted.text
+            await wait_for(app.state.store, call.conversation_id,
+                           lambda rs: any(r.type == "note.added" for r in rs), 10)  # fmt: skip
+            (update,) = twilio_rest.requests
+            assert call.sid in update.path and "<Dial" in update.form["Twiml"]
+            await call.hang_up()

@@ -209,7 +209,7 @@ def needs_person(short: bool) -> str:
 def handoff(decision: Handoff, short: bool) -> str:
     team = f"our {decision.queue} team"
     if short:
-        return f"I'm connecting you to {team} now."
+        return f"I'm connecting you to {team} now. Please stay on the line."
     opening = {
         "customer_request": "Of course.",
         "sensitive_intent": "A colleague will take care of that.",

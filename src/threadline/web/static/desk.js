@@ -277,7 +277,9 @@
     kind.textContent = e.type + " · " + e.actor.id;
     var text = document.createElement("p");
     var p = e.payload;
-    text.textContent = p.text || (p.name ? p.name + " = " + p.value : "") || p.intent ||
+    var heard = e.type === "message.heard" && !p.complete ?
+      "caller heard only: " + (p.heard_text || "(nothing)") : "";
+    text.textContent = p.text || heard || (p.name ? p.name + " = " + p.value : "") || p.intent ||
       p.outcome || p.reason_code || p.tool || "";
     li.appendChild(badge);
     li.appendChild(kind);
