@@ -371,3 +371,25 @@ async def test_a_bot_turn_records_through_the_engine_and_a_replay_is_a_duplicate
     assert after.messages_out == 1 and not after.pending_actions
     timeline = await conversations.timeline("conv-1")
     assert [e.event_id for e in timeline[3:]] == [e.event_id for e in turn.events]
+
+
+def phone_call() -> Conversation:
+    call = Conversation(NorthwindBot(northwind(NOW)), leg="CA-1", channel="voice")
+    call.system("conversation.started", {"origin": "voice"}, MAYA)
+    call.system("leg.started", {"leg_id": "CA-1", "channel": "voice"}, MAYA)
+    return call
+
+
+def test_keys_pressed_on_the_phone_menu_pick_the_topic() -> None:
+    assert payload(phone_call().says("3"), "intent.detected")["intent"] == "store_hours"
+    assert "order number" in payload(phone_call().says("1"), "message.sent")["text"].lower()
+    zero = phone_call().says("0")
+    assert payload(zero, "handoff.requested")["reason_code"] == "customer_request"
+
+
+def test_a_key_pressed_to_answer_a_question_is_an_answer_not_a_menu_choice() -> None:
+    call = phone_call()
+    call.says("can I book a repair in Oakland tomorrow?")
+    answered = call.says("2")  # "what time?" -> 2 o'clock, not the repairs menu
+    assert payload(answered, "intent.detected")["intent"] == "book_appointment"
+    assert "slot.filled" in types(answered)

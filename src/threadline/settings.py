@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     )
     voice_greeting: str = Field(
         "Thanks for calling Northwind Devices. You are speaking with an automated assistant,"
-        " and this call is recorded and transcribed so we can help you.",
+        " and this call is recorded and transcribed so we can help you. Tell me what you need,"
+        " or press 1 for orders, 2 for repairs, 3 for store hours, or 0 for a person.",
         min_length=1,
         max_length=1000,
         description="said at the start of every call: the AI and recording disclosure",

@@ -56,6 +56,13 @@ TOPIC_SLOTS: Final[Mapping[str, frozenset[str]]] = {
 #: A slot that, given on its own with no topic yet, says what the customer wants.
 SLOT_IMPLIES: Final = ((ORDER_NUMBER, "order_status"), (TIME, "book_appointment"))
 SLOT_ORDER: Final = (ORDER_NUMBER, STORE, DATE, TIME, POSTCODE)
+#: The phone menu: a single key pressed when no question is open picks the topic.
+KEYPAD_MENU: Final = {
+    "0": "human",
+    "1": "order_status",
+    "2": "book_appointment",
+    "3": "store_hours",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +200,13 @@ class NorthwindBot:
         if state.status == AWAITING_HUMAN:
             self._fill_slots(step)
             return self._finish(step, replies.waiting(state.queue, step.short), None)
-        understanding = self._understand(self.classifier.classify(extraction.text), step)
+        choice = KEYPAD_MENU.get(text.strip()) if step.short and not expecting(context) else None
+        if choice is not None:  # a key pressed on the phone's menu
+            understanding = Understanding(choice, 1.0, {})
+            step.new_slots.clear()
+            step.slots = dict(context.slots)
+        else:
+            understanding = self._understand(self.classifier.classify(extraction.text), step)
         writer.emit(
             "intent.detected",
             {
