@@ -38,6 +38,12 @@ PAGE: Final = 1000
 PREVIEW_CHARS: Final = 140
 STARTED: Final = "conversation.started"
 MESSAGE_TYPES: Final = frozenset({"message.received", "message.sent", "utterance.transcribed"})
+#: Events that change nothing an entry shows (status, queue, assignee, customer, legs, offer)
+#: beyond its seq and activity time.
+QUIET: Final = frozenset({
+    "intent.detected", "slot.filled", "action.requested", "action.completed", "action.failed",
+    "message.sent", "message.heard", "note.added", "consent.granted", "consent.revoked",
+})  # fmt: skip
 #: State the index never shows; emptied after each fold so entries stay small.
 _UNUSED: Final[dict[str, Any]] = {
     "summary": (),
@@ -131,6 +137,12 @@ def advance(entry: ConversationEntry | None, event: Event) -> ConversationEntry 
         return entry
     else:
         state, last = entry.state, entry.last_message
+    if event.type in QUIET:
+        # Nothing the index shows moves: skip the fold (the hot path of every bot turn).
+        after = replace(state, seq=event.seq, updated_at=event.occurred_at.isoformat())
+        if event.type in MESSAGE_TYPES:
+            last = _last_message(event)
+        return ConversationEntry(after, event.position, last)
     try:
         after = fold(state, [event])
     except DomainError:
