@@ -11,7 +11,6 @@ import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ValidationError
 
-from threadline.api.conversations import event_out
 from threadline.channels.chat.adapter import ChatAdapter, ChatLeg
 from threadline.channels.chat.protocol import FRAME, VISIBLE, Attachment, Hello, Message, visible
 from threadline.core.errors import ThreadlineError
@@ -154,5 +153,4 @@ async def _pump(websocket: WebSocket, hub: LiveHub, leg: ChatLeg, after_seq: int
         async for record in hub.follow(watcher):
             if record.type not in VISIBLE:
                 continue
-            event = event_out(conversations.codec.decode(record)).model_dump(mode="json")
-            await _send(websocket, visible(event))
+            await _send(websocket, visible(conversations.codec.decode(record)))

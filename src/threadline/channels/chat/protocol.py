@@ -18,6 +18,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from threadline.core.events import Event
+
 MAX_TEXT: Final = 4000
 
 #: Event types a customer sees on their chat (others stay internal).
@@ -51,23 +53,23 @@ Frame = Annotated[Hello | Message | Attachment, Field(discriminator="type")]
 FRAME: Final = TypeAdapter(Frame)
 
 
-def visible(event: dict[str, Any]) -> dict[str, Any]:
+def visible(event: Event) -> dict[str, Any]:
     """The customer's view of a canonical event (no internal notes, no lineage)."""
-    payload = event["payload"]
+    payload = event.payload
     view: dict[str, Any] = {
         "type": "event",
-        "seq": event["seq"],
-        "event": event["type"],
-        "channel": event["channel"],
-        "actor": event["actor"]["kind"],
-        "at": event["occurred_at"],
+        "seq": event.seq,
+        "event": event.type,
+        "channel": event.channel,
+        "actor": event.actor.kind,
+        "at": event.occurred_at.isoformat().replace("+00:00", "Z"),
     }
     if "text" in payload:
         view["text"] = payload["text"]
-    if event["type"] == "message.sent" and payload.get("in_reply_to"):
+    if event.type == "message.sent" and payload.get("in_reply_to"):
         view["in_reply_to"] = payload["in_reply_to"]
-    if event["type"] == "handoff.accepted":
+    if event.type == "handoff.accepted":
         view["agent"] = payload["agent_id"]
-    if event["type"] == "conversation.resolved":
+    if event.type == "conversation.resolved":
         view["outcome"] = payload["outcome"]
     return view
