@@ -1,0 +1,219 @@
+"""The identity directory in the SQLite store's own file.
+
+Writes run as work on the store's writer thread (one transaction with the
+store's group commit: load, fold, write rows and checkpoint); reads run on the
+store's reader threads. Nothing blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any, Final
+
+import orjson
+
+from threadline.core.events import Event, EventCodec, EventRecord
+from threadline.identity.directory import MAX_HOPS, IdentityDirectory, decode_relevant
+from threadline.identity.fold import Conflict, Link, Merge, Working, fold, needs
+from threadline.identity.identifiers import Identifier
+from threadline.store.sqlite import SQLiteStore
+
+NAME: Final = "identity"
+_LINK: Final = "identifier, kind, value, customer_id, verified, method, linked_by, position"
+_CONFLICT: Final = (
+    "conflict_id, identifier, claimed_for, held_by, verified, method, linked_by, reason,"
+    " status, position, resolved_by"
+)
+_CHAIN: Final = (
+    "WITH RECURSIVE chain(c, hops) AS (SELECT ?, 0 UNION SELECT m.into_customer, hops + 1"
+    f" FROM identity_merges m JOIN chain ON m.customer_id = chain.c WHERE hops < {MAX_HOPS})"
+    " SELECT c FROM chain ORDER BY hops DESC LIMIT 1"
+)
+_CLOSURE: Final = (
+    "WITH RECURSIVE chain(c) AS (SELECT value FROM json_each(?) UNION"
+    " SELECT m.into_customer FROM identity_merges m JOIN chain ON m.customer_id = chain.c)"
+    " SELECT m.customer_id, m.into_customer, m.merge_id FROM identity_merges m"
+    " JOIN chain ON m.customer_id = chain.c"
+)
+
+
+def _link(row: Sequence[Any]) -> Link:
+    key, kind, value, customer, verified, method, by, position = row
+    return Link(key, kind, value, customer, bool(verified), method, by, position)
+
+
+def _conflict(row: Sequence[Any]) -> Conflict:
+    cid, key, claimed, held, verified, method, by, reason, status, position, resolved = row
+    return Conflict(cid, key, claimed, held, bool(verified), method, by, reason, status,
+                    position, resolved)  # fmt: skip
+
+
+def _json(items: Iterable[str]) -> str:
+    return orjson.dumps(sorted(items)).decode()
+
+
+def _load(conn: sqlite3.Connection, events: list[Event]) -> Working:
+    need = needs(events)
+    w = Working()
+    for row in conn.execute(
+        f"SELECT {_CONFLICT} FROM identity_conflicts WHERE conflict_id IN"
+        " (SELECT value FROM json_each(?))",
+        (_json(need.conflicts),),
+    ):
+        w.conflicts[row[0]] = _conflict(row)
+    keys = set(need.keys) | {c.key for c in w.conflicts.values() if c is not None}
+    for key in keys:
+        w.links[key] = None
+    for row in conn.execute(
+        f"SELECT {_LINK} FROM identity_links WHERE identifier IN (SELECT value FROM json_each(?))",
+        (_json(keys),),
+    ):
+        w.links[row[0]] = _link(row)
+    customers = set(need.customers)
+    customers.update(link.customer_id for link in w.links.values() if link is not None)
+    for c in w.conflicts.values():
+        if c is not None:
+            customers.update((c.claimed_for, c.held_by))
+    for absorbed, into, merge_id in conn.execute(_CLOSURE, (_json(customers),)):
+        w.merges[absorbed] = Merge(absorbed, into, merge_id)
+    return w
+
+
+def _save(conn: sqlite3.Connection, w: Working, position: int) -> None:
+    for key in w.changed_links:
+        link = w.links[key]
+        if link is None:
+            conn.execute("DELETE FROM identity_links WHERE identifier = ?", (key,))
+        else:
+            conn.execute(
+                f"INSERT OR REPLACE INTO identity_links ({_LINK}) VALUES (?,?,?,?,?,?,?,?)",
+                (key, link.kind, link.value, link.customer_id, int(link.verified), link.method,
+                 link.linked_by, link.position),
+            )  # fmt: skip
+    for customer in w.changed_merges:
+        merge = w.merges[customer]
+        if merge is None:
+            conn.execute("DELETE FROM identity_merges WHERE customer_id = ?", (customer,))
+        else:
+            conn.execute(
+                "INSERT OR REPLACE INTO identity_merges VALUES (?, ?, ?)",
+                (customer, merge.into_customer, merge.merge_id),
+            )
+    for conflict_id in w.changed_conflicts:
+        c = w.conflicts[conflict_id]
+        assert c is not None
+        conn.execute(
+            f"INSERT OR REPLACE INTO identity_conflicts ({_CONFLICT})"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (c.conflict_id, c.key, c.claimed_for, c.held_by, int(c.verified), c.method,
+             c.linked_by, c.reason, c.status, c.position, c.resolved_by),
+        )  # fmt: skip
+    conn.execute(
+        "INSERT INTO identity_checkpoint VALUES (?, ?) ON CONFLICT (name)"
+        " DO UPDATE SET position = excluded.position WHERE excluded.position > position",
+        (NAME, position),
+    )
+
+
+class SQLiteIdentityDirectory(IdentityDirectory):
+    """Identity tables beside the log in one SQLite file (migration 0002)."""
+
+    def __init__(self, store: SQLiteStore, codec: EventCodec | None = None) -> None:
+        self._store = store
+        self._codec = codec or EventCodec()
+
+    async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        # The store's reader threads, so look-ups share its connections and never block.
+        return await self._store._read(sql, params)
+
+    async def lookup(self, identifier: Identifier) -> Link | None:
+        rows = await self._rows(
+            f"SELECT {_LINK}, m.into_customer FROM identity_links"
+            " LEFT JOIN identity_merges m USING (customer_id) WHERE identifier = ?",
+            (identifier.key,),
+        )
+        if not rows:
+            return None
+        link = _link(rows[0][:8])
+        if rows[0][8] is None:
+            return link
+        return replace(link, customer_id=await self.survivor(link.customer_id))
+
+    async def identifiers(self, customer_id: str) -> list[Link]:
+        rows = await self._rows(
+            f"SELECT {_LINK} FROM identity_links WHERE customer_id = ? ORDER BY identifier",
+            (customer_id,),
+        )
+        return [_link(row) for row in rows]
+
+    async def survivor(self, customer_id: str) -> str:
+        rows = await self._rows(_CHAIN, (customer_id,))
+        return str(rows[0][0])
+
+    async def merge_of(self, customer_id: str) -> Merge | None:
+        rows = await self._rows(
+            "SELECT into_customer, merge_id FROM identity_merges WHERE customer_id = ?",
+            (customer_id,),
+        )
+        return Merge(customer_id, rows[0][0], rows[0][1]) if rows else None
+
+    async def conflicts(self, status: str | None = "open") -> list[Conflict]:
+        if status is None:
+            rows = await self._rows(f"SELECT {_CONFLICT} FROM identity_conflicts"
+                                    " ORDER BY position", ())  # fmt: skip
+        else:
+            rows = await self._rows(
+                f"SELECT {_CONFLICT} FROM identity_conflicts WHERE status = ? ORDER BY position",
+                (status,),
+            )
+        return [_conflict(row) for row in rows]
+
+    async def conflict(self, conflict_id: str) -> Conflict | None:
+        rows = await self._rows(
+            f"SELECT {_CONFLICT} FROM identity_conflicts WHERE conflict_id = ?", (conflict_id,)
+        )
+        return _conflict(rows[0]) if rows else None
+
+    async def checkpoint(self) -> int:
+        rows = await self._rows("SELECT position FROM identity_checkpoint WHERE name = ?", (NAME,))
+        return int(rows[0][0]) if rows else 0
+
+    async def apply(self, records: Sequence[EventRecord]) -> int:
+        if not records:
+            return await self.checkpoint()
+        last = records[-1].position
+        # Decoded on the loop (cheap); folded inside the writer's transaction.
+        candidates = decode_relevant(self._codec, records, 0)
+
+        def work(conn: sqlite3.Connection, now: str) -> Any:
+            row = conn.execute(
+                "SELECT position FROM identity_checkpoint WHERE name = ?", (NAME,)
+            ).fetchone()
+            after = int(row[0]) if row else 0
+            if last <= after:
+                return after
+            events = [e for e in candidates if e.position > after]
+            try:
+                working = _load(conn, events)
+                fold(working, events)
+            except sqlite3.Error:
+                raise
+            except Exception as exc:  # a bug in the fold must not kill the writer thread
+                return exc
+            _save(conn, working, last)
+            return last
+
+        outcome = await self._store._write(work)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return int(outcome)
+
+    async def clear(self) -> None:
+        def work(conn: sqlite3.Connection, now: str) -> None:
+            for table in ("identity_links", "identity_merges", "identity_conflicts",
+                          "identity_checkpoint"):  # fmt: skip
+                conn.execute(f"DELETE FROM {table}")
+
+        await self._store._write(work)
