@@ -10,7 +10,18 @@ from fastapi import FastAPI
 from threadline import __version__
 from threadline.agents.bot import NorthwindBot
 from threadline.agents.runtime import BotRuntime
-from threadline.api import chat, conversations, desk, directory, pages, problems, streams, voice
+from threadline.api import (
+    chat,
+    conversations,
+    desk,
+    directory,
+    inperson,
+    pages,
+    problems,
+    streams,
+    voice,
+)  # fmt: skip
+from threadline.api import identity as identity_api
 from threadline.api.limits import BodyLimit
 from threadline.bus.memory import MemoryBus
 from threadline.business import northwind
@@ -58,6 +69,7 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         app.state.verifier = TokenVerifier.from_settings(config, revocations)
         business = northwind(utcnow())
         app.state.business = business
+        await identity_api.start(app, backend, config, business)
         bot = BotRuntime(app.state.conversations, NorthwindBot(business))
         await bot.start(bus)
         router = Router(app.state.conversations, routing_config(business))
@@ -88,6 +100,8 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     app.include_router(chat.router)
     app.include_router(desk.router)
     app.include_router(voice.router)
+    app.include_router(identity_api.router)
+    app.include_router(inperson.router)
     app.include_router(directory.router)  # after desk: its /agents/me wins over /agents/{id}
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")

@@ -239,6 +239,9 @@ def _waiting(d: Any, e: Event) -> None:
 def _leg_started(d: Any, e: Event) -> None:
     p = e.payload
     d.legs[p["leg_id"]] = {"channel": p["channel"], "started_at": _ts(e), "ended_at": None}
+    if p.get("location"):
+        # Where a visit happens decides which store's associates may work it.
+        d.legs[p["leg_id"]]["location"] = p["location"]
     d.note(f"{p['channel']} leg started")
 
 

@@ -483,8 +483,7 @@ class VerificationFailed(Payload):
     value: Annotated[Name, Pii]
 
 
-# -- in person (codes on ``system:checkin``, queues on ``store:<id>``, look-ups on
-# ``access:<customer_id>``) -----------------------------------------------------------
+# -- in person (codes on ``system:checkin``, queues on ``store:<id>``) ---------------------
 
 
 @register("checkin.code_issued", 1)

@@ -12,6 +12,10 @@ is denied unless a rule below allows it:
 * **agent** reads and works conversations in their queues, assigned to them or
   offered to them, acting only as themselves.
 * **supervisor** reads every conversation and intervenes as themselves in any.
+* **associate** reads conversations with an in-person leg at their store and,
+  while a visit there is live, records the visit's events as themselves; the
+  in-person API opens a visit only for a check-in code or a recorded look-up.
+* **kiosk** reads and writes no conversation; it only checks customers in.
 * **admin** may do everything, including managing tokens and system streams.
 """
 
@@ -46,6 +50,11 @@ SUPERVISOR_EVENTS: Final = AGENT_EVENTS | {
     "conversation.reopened",
     "conversation.abandoned",
 }
+#: What a store associate may write while a visit at their store is live.
+ASSOCIATE_EVENTS: Final = frozenset({
+    "leg.started", "leg.ended", "note.added", "action.requested", "action.completed",
+    "message.sent", "conversation.waiting", "conversation.resolved",
+})  # fmt: skip
 #: Payload fields that name the agent acting, for events an agent does as themselves.
 _AGENT_FIELDS: Final = {
     "handoff.accepted": "agent_id",
@@ -248,3 +257,44 @@ def _supervisor_appends(principal: Principal, state: ConversationState, event: E
         raise _deny(principal, f"supervisors may not write {event.type}")
     # Supervisors may accept or return on an agent's behalf; notes are still their own.
     _as_themselves(principal, event, {"note.added": "author_id"})
+
+
+# -- store associates --------------------------------------------------------------
+
+
+def _visits_here(principal: Principal, state: ConversationState, *, live: bool) -> list[str]:
+    """The in-person legs of the conversation at the associate's store (live ones only)."""
+    return [
+        leg_id
+        for leg_id, leg in state.legs.items()
+        if leg.get("channel") == "in_person"
+        and leg.get("location") == principal.store_id
+        and (not live or leg.get("ended_at") is None)
+    ]
+
+
+@_rule(_READ, "associate")
+def _associate_reads(principal: Principal, state: ConversationState) -> None:
+    if not _visits_here(principal, state, live=False):
+        raise _deny(principal, f"conversation {state.conversation_id} has no visit "
+                               f"at {principal.store_id}")  # fmt: skip
+
+
+@_rule(_APPEND, "associate")
+def _associate_appends(principal: Principal, state: ConversationState, event: Event) -> None:
+    if event.type not in ASSOCIATE_EVENTS:
+        raise _deny(principal, f"associates may not write {event.type}")
+    _as_themselves(principal, event, _AGENT_FIELDS)
+    if event.type == "leg.started":
+        payload = event.payload
+        if payload.get("channel") != "in_person" or payload.get("location") != principal.store_id:
+            raise _deny(principal, f"may open only in-person visits at {principal.store_id}")
+        return
+    live = _visits_here(principal, state, live=True)
+    if not live:
+        raise _deny(principal, f"no live visit at {principal.store_id} on conversation "
+                               f"{state.conversation_id}")  # fmt: skip
+    if event.type == "leg.ended" and event.payload.get("leg_id") not in live:
+        raise _deny(principal, "may end only a visit at their own store")
+    if event.channel not in {"in_person", "chat", "system"}:
+        raise _deny(principal, f"associates may not write on {event.channel}")

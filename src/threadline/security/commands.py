@@ -32,6 +32,8 @@ DEFAULT_TTL: Final = {
     "agent": timedelta(hours=8),
     "supervisor": timedelta(hours=8),
     "admin": timedelta(hours=1),
+    "associate": timedelta(hours=8),
+    "kiosk": timedelta(hours=24),
 }
 _DURATION: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
@@ -75,6 +77,7 @@ def add_token_parser(commands: Any) -> None:
     create.add_argument("--customer", help="customer id (customer tokens)")
     create.add_argument("--conversation", help="bind a customer token to one conversation")
     create.add_argument("--queue", action="append", help="an agent's queue (repeatable)")
+    create.add_argument("--store", help="the store of an associate or kiosk token")
     create.add_argument("--channel", action="append", choices=ADAPTER_CHANNELS,
                         help="an adapter's channel (repeatable)")  # fmt: skip
     create.add_argument("--ttl", type=parse_duration, help="lifetime, e.g. 30m, 8h, 7d")
@@ -134,6 +137,8 @@ def create_token(settings: Settings, args: argparse.Namespace) -> IssuedToken:
         claims["conversation"] = args.conversation
     if args.queue is not None or kind == "agent":
         claims["queues"] = args.queue or []
+    if getattr(args, "store", None) is not None:
+        claims["store"] = args.store
     subject = args.subject or _default_subject(kind, scopes, args.customer)
     ttl = args.ttl if args.ttl is not None else min(DEFAULT_TTL[kind], settings.token_max_ttl)
     return TokenIssuer.from_settings(settings).issue(subject, scopes, ttl, claims)
@@ -184,6 +189,7 @@ async def _verify(settings: Settings, token: str) -> str:
         "customer_id": principal.customer_id,
         "conversation_id": principal.conversation_id,
         "queues": sorted(principal.queues),
+        "store_id": principal.store_id,
     }
     return orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
 

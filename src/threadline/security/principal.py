@@ -13,6 +13,8 @@ scope                     kind                             binding claims
 ``agent``                 a human agent                    ``queues`` (list, may be empty)
 ``supervisor``            a supervisor of every queue      none
 ``admin``                 an administrator                 none
+``associate``             a store associate                ``store`` (required)
+``kiosk``                 a store's check-in kiosk         ``store`` (required)
 ========================  ===============================  =======================
 """
 
@@ -24,17 +26,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-Kind = Literal["customer", "adapter", "agent", "supervisor", "admin"]
+Kind = Literal["customer", "adapter", "agent", "supervisor", "admin", "associate", "kiosk"]
 
 CUSTOMER: Final = "customer"
 AGENT: Final = "agent"
 SUPERVISOR: Final = "supervisor"
 ADMIN: Final = "admin"
+ASSOCIATE: Final = "associate"
+KIOSK: Final = "kiosk"
 ADAPTER_CHANNELS: Final = ("chat", "voice", "in_person")
 #: adapter scope → the channel it may write
 ADAPTER_SCOPES: Final = {f"adapter:{channel}": channel for channel in ADAPTER_CHANNELS}
-SCOPES: Final = frozenset({CUSTOMER, AGENT, SUPERVISOR, ADMIN, *ADAPTER_SCOPES})
-KINDS: Final[tuple[Kind, ...]] = ("customer", "adapter", "agent", "supervisor", "admin")
+SCOPES: Final = frozenset({CUSTOMER, AGENT, SUPERVISOR, ADMIN, ASSOCIATE, KIOSK, *ADAPTER_SCOPES})
+KINDS: Final[tuple[Kind, ...]] = (
+    "customer", "adapter", "agent", "supervisor", "admin", "associate", "kiosk",
+)  # fmt: skip
 
 #: binding claim → whether each kind requires it (True), allows it (False), or neither (absent)
 _BINDINGS: Final[dict[Kind, dict[str, bool]]] = {
@@ -43,8 +49,10 @@ _BINDINGS: Final[dict[Kind, dict[str, bool]]] = {
     "agent": {"queues": True},
     "supervisor": {},
     "admin": {},
+    "associate": {"store": True},
+    "kiosk": {"store": True},
 }
-BINDING_CLAIMS: Final = frozenset({"customer", "conversation", "queues"})
+BINDING_CLAIMS: Final = frozenset({"customer", "conversation", "queues", "store"})
 MAX_QUEUES: Final = 100
 _IDENTIFIER: Final = re.compile(r"[^\s\x00-\x1f\x7f]{1,200}")
 
@@ -125,6 +133,7 @@ class Principal:
     customer_id: str | None = None
     conversation_id: str | None = None
     queues: frozenset[str] = frozenset()
+    store_id: str | None = None
 
     @property
     def channels(self) -> frozenset[str]:

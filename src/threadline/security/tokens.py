@@ -165,6 +165,7 @@ class TokenIssuer:
             customer_id=bound.get("customer"),
             conversation_id=bound.get("conversation"),
             queues=frozenset(bound.get("queues", ())),
+            store_id=bound.get("store"),
         )
         return IssuedToken(token, principal)
 
@@ -308,6 +309,7 @@ class TokenVerifier:
             customer_id=bound.get("customer"),
             conversation_id=bound.get("conversation"),
             queues=frozenset(bound.get("queues", ())),
+            store_id=bound.get("store"),
         )
 
 
