@@ -106,6 +106,16 @@ class Settings(BaseSettings):
         None, min_length=1, description="bearer key for OpenAI-compatible speech endpoints"
     )
 
+    oidc_issuer: str | None = Field(
+        None, min_length=1, description="iss of the trusted identity provider's ID tokens"
+    )
+    oidc_audience: str | None = Field(
+        None, min_length=1, description="aud the identity provider's ID tokens must carry"
+    )
+    oidc_jwks_url: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="where the identity provider's JWKS is"
+    )
+
     @field_validator("voice_agent_targets", mode="before")
     @classmethod
     def _json_mapping(cls, value: Any) -> Any:

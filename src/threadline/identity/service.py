@@ -95,7 +95,7 @@ class Identity:
 
     # -- writes -----------------------------------------------------------------------
 
-    async def _append(
+    async def record(
         self, customer_id: str, type_: str, payload: Mapping[str, Any], actor: Actor, key: str = ""
     ) -> int:
         stream = customer_stream(customer_id)
@@ -153,12 +153,12 @@ class Identity:
             conflict_id = new_id()
             payload = {**common, "conflict_id": conflict_id, "claimed_for": owner,
                        "held_by": link.customer_id, "verified": verified}  # fmt: skip
-            await self._append(owner, "identity.conflict_raised", payload, actor, key)
+            await self.record(owner, "identity.conflict_raised", payload, actor, key)
             return LinkOutcome("conflict", owner, identifier, conflict_id, link.customer_id)
         if link is not None and (link.verified or not verified):
             return LinkOutcome("unchanged", owner, identifier)
         type_ = "identity.verified" if verified else "identity.claimed"
-        await self._append(owner, type_, {**common, "conversation_id": conversation_id}, actor, key)
+        await self.record(owner, type_, {**common, "conversation_id": conversation_id}, actor, key)
         return LinkOutcome("verified" if link is not None else "linked", owner, identifier)
 
     async def unlink(
@@ -172,7 +172,7 @@ class Identity:
             raise NotFound(f"{owner} holds no {identifier.kind} {identifier.value}")
         payload = {"kind": identifier.kind, "value": identifier.value, "unlinked_by": by,
                    "reason": reason}  # fmt: skip
-        await self._append(owner, "identity.unlinked", payload, actor)
+        await self.record(owner, "identity.unlinked", payload, actor)
 
     async def merge(
         self, from_customer: str, into_customer: str, *, reason: str, by: str, actor: Actor
@@ -195,7 +195,7 @@ class Identity:
         payload = {"merge_id": merge_id, "from_customer": from_customer,
                    "into_customer": into_customer, "reason": reason, "merged_by": by,
                    "identifiers": _listed(moved)}  # fmt: skip
-        await self._append(from_customer, "customer.merged", payload, actor)
+        await self.record(from_customer, "customer.merged", payload, actor)
         return merge_id
 
     async def unmerge(self, from_customer: str, *, reason: str, by: str, actor: Actor) -> str:
@@ -213,7 +213,7 @@ class Identity:
         payload = {"merge_id": merge.merge_id, "from_customer": from_customer,
                    "into_customer": merge.into_customer, "reason": reason, "unmerged_by": by,
                    "identifiers": _listed(held)}  # fmt: skip
-        await self._append(from_customer, "customer.unmerged", payload, actor)
+        await self.record(from_customer, "customer.unmerged", payload, actor)
         return merge.merge_id
 
     async def resolve_conflict(
@@ -228,7 +228,7 @@ class Identity:
             raise DomainError(f"conflict {conflict_id} is already resolved ({conflict.status})")
         payload = {"conflict_id": conflict_id, "resolution": resolution, "resolved_by": by,
                    "note": note}  # fmt: skip
-        await self._append(conflict.claimed_for, "identity.conflict_resolved", payload, actor)
+        await self.record(conflict.claimed_for, "identity.conflict_resolved", payload, actor)
         settled = await self.directory.conflict(conflict_id)
         assert settled is not None
         return settled
@@ -242,7 +242,7 @@ class Identity:
                 "a look-up needs a reason", [{"field": "reason", "reason": "empty"}]
             )
         payload = {"looked_up_by": by, "reason": reason.strip(), "kind": kind}
-        await self._append(customer_id, "customer.looked_up", payload, actor)
+        await self.record(customer_id, "customer.looked_up", payload, actor)
 
     async def seed(self, profiles: Iterable[tuple[str, Iterable[Identifier]]]) -> int:
         """Link demo identifiers as verified ``seed`` links; repeats change nothing."""

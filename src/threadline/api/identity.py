@@ -1,0 +1,356 @@
+"""Identity over HTTP: resolve, link, verify a chat customer, merge, un-merge, conflicts.
+
+* ``GET /identity/resolve?kind=&value=&reason=``: staff; ``reason`` is required
+  (422 without) and the look-up is recorded as ``customer.looked_up``.
+* ``GET|POST /customers/{id}/identifiers``: staff; a ``postcode`` verifies the
+  link by knowledge, otherwise it is a claim. A conflict answers 409.
+* ``GET /chat/verify/nonce`` and ``POST /chat/verify``: a customer session
+  proves itself with an ID token of the trusted issuer; the visitor id and the
+  IdP subject are linked, verified, to the real customer.
+* ``POST /customers/{id}/merge`` and ``/unmerge``, ``GET /identity/conflicts``,
+  ``POST /identity/conflicts/{id}/resolve``: supervisors and admins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from threadline.api import problems
+from threadline.api.auth import Caller
+from threadline.api.directory import mask_email, mask_phone
+from threadline.api.documented import problem_responses
+from threadline.api.problems import Problem
+from threadline.core.errors import ConfigurationError
+from threadline.core.events import Actor, new_id
+from threadline.core.ports import EventStore
+from threadline.identity.challenges import OutboxCourier, Verifications
+from threadline.identity.directory import open_directory
+from threadline.identity.fold import Conflict, Link
+from threadline.identity.identifiers import Identifier, email, idp, parse
+from threadline.identity.oidc import PROBLEMS, OidcVerifier
+from threadline.identity.service import Identity, LinkOutcome, demo_profiles
+from threadline.security import Forbidden, Principal
+from threadline.settings import Settings
+
+router = APIRouter(tags=["identity"])
+for _cls, _status, _slug, _title in PROBLEMS:
+    problems.register_error(_cls, _status, _slug, _title)
+
+STAFF: Final = frozenset({"agent", "supervisor", "admin"})
+OVERSEERS: Final = frozenset({"supervisor", "admin"})
+SESSION_TTL: Final = timedelta(days=1)
+KindName = Literal["phone", "email", "device", "member", "idp"]
+Reason = Annotated[str, Field(min_length=3, max_length=200)]
+
+
+async def start(app: FastAPI, store: EventStore, settings: Settings, business: Any) -> Identity:
+    """Open the directory, seed the demo customers (idempotent) and put the service on ``app``."""
+    identity = Identity(store, await open_directory(store))
+    await identity.projection.catch_up()
+    await identity.seed(demo_profiles(business.customers))
+    app.state.identity = identity
+
+    def postcode(customer_id: str) -> str | None:
+        customer = business.customer(customer_id)
+        return customer.postcode if customer is not None else None
+
+    app.state.courier = OutboxCourier()
+    app.state.verifications = Verifications(identity, app.state.courier, postcode)
+    oidc = (settings.oidc_issuer, settings.oidc_audience, settings.oidc_jwks_url)
+    if any(oidc) and not all(oidc):
+        raise ConfigurationError(
+            "set all of THREADLINE_OIDC_ISSUER, THREADLINE_OIDC_AUDIENCE, THREADLINE_OIDC_JWKS_URL"
+        )
+    app.state.oidc = OidcVerifier(*oidc) if all(oidc) else None  # type: ignore[arg-type]
+    return identity
+
+
+def _identity(request: Request) -> Identity:
+    identity: Identity = request.app.state.identity
+    return identity
+
+
+def _staff(caller: Principal) -> Actor:
+    if caller.kind not in STAFF:
+        raise Forbidden(f"{caller.kind} {caller.subject}: identity is for staff")
+    return Actor("human", caller.subject)
+
+
+def _overseer(caller: Principal) -> Actor:
+    if caller.kind not in OVERSEERS:
+        raise Forbidden(f"{caller.kind} {caller.subject}: only supervisors and admins may")
+    return Actor("human", caller.subject)
+
+
+def _mask(kind: str, value: str, caller: Principal) -> str:
+    if caller.kind in OVERSEERS:
+        return value
+    if kind == "phone":
+        return mask_phone(value)
+    if kind == "email":
+        return mask_email(value)
+    return value[:4] + "***" if kind in {"device", "idp"} else value
+
+
+class ResolutionOut(BaseModel):
+    customer_id: str
+    verified: bool
+    method: str
+    kind: str
+
+
+class IdentifierOut(BaseModel):
+    kind: str
+    value: str = Field(description="Masked for agents; in full for supervisors and admins.")
+    verified: bool
+    method: str
+    linked_by: str
+
+
+def _out(link: Link, caller: Principal) -> IdentifierOut:
+    return IdentifierOut(kind=link.kind, value=_mask(link.kind, link.value, caller),
+                         verified=link.verified, method=link.method,
+                         linked_by=link.linked_by)  # fmt: skip
+
+
+@router.get("/identity/resolve", response_model=ResolutionOut,
+            responses=problem_responses(401, 403, 404, 422))  # fmt: skip
+async def resolve(
+    request: Request,
+    caller: Caller,
+    kind: Annotated[KindName, Query()],
+    value: Annotated[str, Query(min_length=1, max_length=300)],
+    reason: Annotated[str, Query(min_length=3, max_length=200, description="Why you look")],
+) -> ResolutionOut:
+    """The customer an identifier belongs to; the look-up and its reason are recorded."""
+    actor = _staff(caller)
+    identity = _identity(request)
+    found = await identity.resolve(kind, value)
+    if found is None:
+        raise Problem(404, "not-found", "No such customer", f"no customer has this {kind}")
+    await identity.record_look_up(found.customer_id, kind, by=caller.subject, reason=reason,
+                                  actor=actor)  # fmt: skip
+    return ResolutionOut(customer_id=found.customer_id, verified=found.verified,
+                         method=found.method, kind=kind)  # fmt: skip
+
+
+@router.get("/customers/{customer_id}/identifiers", response_model=list[IdentifierOut],
+            responses=problem_responses(401, 403))  # fmt: skip
+async def identifiers(customer_id: str, request: Request, caller: Caller) -> list[IdentifierOut]:
+    """The customer's identifiers with their verification level."""
+    _staff(caller)
+    return [_out(x, caller) for x in await _identity(request).identifiers(customer_id)]
+
+
+class LinkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["phone", "email", "member"]
+    value: str = Field(min_length=1, max_length=300)
+    reason: Reason
+    postcode: str | None = Field(
+        None, min_length=3, max_length=12, description="The customer's postcode: verifies it"
+    )
+
+
+class LinkOut(BaseModel):
+    status: str
+    customer_id: str
+    verified: bool
+
+
+def _conflict(outcome: LinkOutcome) -> Problem:
+    return Problem(409, "identity-conflict", "The identifier belongs to another customer",
+                   f"{outcome.identifier.kind} is held by another customer; a supervisor decides",
+                   conflict_id=outcome.conflict_id)  # fmt: skip
+
+
+@router.post("/customers/{customer_id}/identifiers", status_code=201, response_model=LinkOut,
+             responses=problem_responses(401, 403, 409, 422))  # fmt: skip
+async def link(customer_id: str, body: LinkIn, request: Request, caller: Caller) -> LinkOut:
+    """Link an identifier: a claim, or verified when the postcode matches."""
+    actor = _staff(caller)
+    identifier = parse(body.kind, body.value)
+    identity = _identity(request)
+    if body.postcode is not None:
+        verifications: Verifications = request.app.state.verifications
+        outcome = await verifications.check_knowledge(customer_id, identifier, body.postcode,
+                                                      actor=actor)  # fmt: skip
+        if outcome is None:
+            raise Problem(422, "verification-failed", "Verification failed",
+                          "the postcode does not match")  # fmt: skip
+    else:
+        outcome = await identity.link(customer_id, identifier, verified=False, method="typed",
+                                      linked_by=caller.subject, reason=body.reason,
+                                      actor=actor)  # fmt: skip
+    if outcome.status == "conflict":
+        raise _conflict(outcome)
+    found = await identity.resolve(identifier.kind, identifier.value)
+    return LinkOut(status=outcome.status, customer_id=outcome.customer_id,
+                   verified=found is not None and found.verified)  # fmt: skip
+
+
+# -- chat customers ----------------------------------------------------------------------
+
+
+def nonce_of(session: Principal) -> str:
+    """The nonce an ID token must carry for this customer session (bound to its token id)."""
+    return hashlib.sha256(f"threadline-oidc-nonce:{session.token_id}".encode()).hexdigest()
+
+
+def _session(caller: Principal) -> str:
+    if caller.kind != "customer" or caller.customer_id is None:
+        raise Forbidden("this needs a customer session token")
+    return caller.customer_id
+
+
+class NonceOut(BaseModel):
+    nonce: str
+
+
+@router.get("/chat/verify/nonce", response_model=NonceOut, responses=problem_responses(401, 403))
+async def chat_nonce(caller: Caller) -> NonceOut:
+    """The nonce to send to the identity provider for this chat session."""
+    _session(caller)
+    return NonceOut(nonce=nonce_of(caller))
+
+
+class VerifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id_token: str = Field(min_length=10, max_length=16000)
+
+
+class VerifyOut(BaseModel):
+    customer_id: str
+    visitor_id: str
+    verified: bool
+    token: str = Field(description="A customer session token for the verified customer.")
+
+
+@router.post("/chat/verify", response_model=VerifyOut,
+             responses=problem_responses(401, 403, 409, 422))  # fmt: skip
+async def chat_verify(body: VerifyIn, request: Request, caller: Caller) -> VerifyOut:
+    """Verify a chat visitor with an ID token; links the visitor to the real customer."""
+    visitor = _session(caller)
+    oidc: OidcVerifier | None = request.app.state.oidc
+    if oidc is None:
+        raise Problem(404, "not-found", "No identity provider",
+                      "this deployment trusts no identity provider")  # fmt: skip
+    claims = await oidc.verify(body.id_token, nonce_of(caller))
+    identity = _identity(request)
+    subject = idp(oidc.issuer, claims["sub"])
+    found = await identity.resolve("idp", subject.value)
+    customer_id = found.customer_id if found is not None else None
+    if customer_id is None and claims.get("email_verified") is True and claims.get("email"):
+        by_email = await identity.resolve("email", email(str(claims["email"])).value)
+        customer_id = by_email.customer_id if by_email is not None else None
+    customer_id = customer_id or "cus-" + new_id()
+    actor = Actor("customer", customer_id)
+    device = Identifier("device", visitor)
+    for identifier in (subject, device):
+        outcome = await identity.link(customer_id, identifier, verified=True, method="oidc",
+                                      linked_by=oidc.issuer, reason="ID token",
+                                      actor=actor)  # fmt: skip
+        if outcome.status == "conflict":
+            raise _conflict(outcome)
+    issued = request.app.state.tokens.issue(customer_id, ["customer"], SESSION_TTL,
+                                            {"customer": customer_id})  # fmt: skip
+    return VerifyOut(customer_id=customer_id, visitor_id=visitor, verified=True,
+                     token=issued.token)  # fmt: skip
+
+
+# -- supervisors: merges and conflicts ---------------------------------------------------
+
+
+class MergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    into: str = Field(min_length=1, max_length=200)
+    reason: Reason
+
+
+class UnmergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Reason
+
+
+class MergeOut(BaseModel):
+    merge_id: str
+    customer_id: str
+
+
+@router.post("/customers/{customer_id}/merge", response_model=MergeOut,
+             responses=problem_responses(401, 403, 404, 409, 422))  # fmt: skip
+async def merge(customer_id: str, body: MergeIn, request: Request, caller: Caller) -> MergeOut:
+    """Merge this customer into ``into``: its identifiers move, its history stays."""
+    actor = _overseer(caller)
+    merge_id = await _identity(request).merge(customer_id, body.into, reason=body.reason,
+                                              by=caller.subject, actor=actor)  # fmt: skip
+    return MergeOut(merge_id=merge_id, customer_id=body.into)
+
+
+@router.post("/customers/{customer_id}/unmerge", response_model=MergeOut,
+             responses=problem_responses(401, 403, 409, 422))  # fmt: skip
+async def unmerge(customer_id: str, body: UnmergeIn, request: Request, caller: Caller) -> MergeOut:
+    """Undo the merge that absorbed this customer."""
+    actor = _overseer(caller)
+    merge_id = await _identity(request).unmerge(customer_id, reason=body.reason,
+                                                by=caller.subject, actor=actor)  # fmt: skip
+    return MergeOut(merge_id=merge_id, customer_id=customer_id)
+
+
+class ConflictOut(BaseModel):
+    conflict_id: str
+    kind: str
+    value: str
+    claimed_for: str
+    held_by: str
+    verified: bool
+    method: str
+    linked_by: str
+    reason: str
+    status: str
+    resolved_by: str | None
+
+
+def _conflict_out(c: Conflict) -> ConflictOut:
+    kind, _, value = c.key.partition(":")
+    return ConflictOut(conflict_id=c.conflict_id, kind=kind, value=value,
+                       claimed_for=c.claimed_for, held_by=c.held_by, verified=c.verified,
+                       method=c.method, linked_by=c.linked_by, reason=c.reason, status=c.status,
+                       resolved_by=c.resolved_by)  # fmt: skip
+
+
+@router.get("/identity/conflicts", response_model=list[ConflictOut],
+            responses=problem_responses(401, 403, 422))  # fmt: skip
+async def conflicts(
+    request: Request,
+    caller: Caller,
+    status: Annotated[Literal["open", "keep", "move", "all"], Query()] = "open",
+) -> list[ConflictOut]:
+    """Identifiers claimed for two customers, oldest first."""
+    _overseer(caller)
+    found = await _identity(request).conflicts(None if status == "all" else status)
+    return [_conflict_out(c) for c in found]
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    resolution: Literal["keep", "move"]
+    note: str = Field("", max_length=2000)
+
+
+@router.post("/identity/conflicts/{conflict_id}/resolve", response_model=ConflictOut,
+             responses=problem_responses(401, 403, 404, 409, 422))  # fmt: skip
+async def resolve_conflict(
+    conflict_id: str, body: ResolveIn, request: Request, caller: Caller
+) -> ConflictOut:
+    """Keep the identifier with its holder, or move it to the claimant."""
+    actor = _overseer(caller)
+    c = await _identity(request).resolve_conflict(conflict_id, body.resolution,
+                                                  by=caller.subject, note=body.note,
+                                                  actor=actor)  # fmt: skip
+    return _conflict_out(c)

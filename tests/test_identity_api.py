@@ -1,0 +1,233 @@
+"""The identity API on both stores: resolve with a reason, links, conflicts, merges, chat
+verification with an ID token, and step-up by postcode and one-time code."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import bearer
+from tests.test_identity_oidc import AUDIENCE, ISSUER, IdentityProvider
+from threadline.api.app import create_app
+from threadline.core.errors import DomainError
+from threadline.core.events import Actor
+from threadline.identity.identifiers import email, phone
+from threadline.settings import Settings
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[IdentityProvider]:
+    idp = IdentityProvider()
+    yield idp
+    idp.close()
+
+
+@asynccontextmanager
+async def running(store: Any, provider: IdentityProvider) -> AsyncIterator[Any]:
+    settings = Settings(token_secret="x" * 32, oidc_issuer=ISSUER, oidc_audience=AUDIENCE,
+                        oidc_jwks_url=provider.url)  # fmt: skip
+    app = create_app(settings, store=store)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            app.state.client = client
+            yield app
+
+
+@pytest.fixture
+async def app(any_store, provider) -> AsyncIterator[Any]:
+    async with running(any_store, provider) as started:
+        yield started
+
+
+def staff(app: Any, who: str = "agent-ana") -> dict[str, str]:
+    if who.startswith("sup-"):
+        return bearer(app, who, "supervisor")
+    return bearer(app, who, "agent", queues=["orders"])
+
+
+async def looked_up(app: Any, customer: str) -> list[dict[str, Any]]:
+    events = await app.state.identity.history(customer)
+    fields = ("looked_up_by", "reason", "kind")
+    return [{k: e.payload[k] for k in fields} for e in events if e.type == "customer.looked_up"]
+
+
+async def test_seeded_customers_resolve_and_each_look_up_is_recorded(app) -> None:
+    client = app.state.client
+    params = {"kind": "phone", "value": "(415) 555-0123", "reason": "customer at the counter"}
+    response = await client.get("/identity/resolve", headers=staff(app), params=params)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"customer_id": "cus-maya", "verified": True, "method": "seed",
+                               "kind": "phone"}  # fmt: skip
+    assert await looked_up(app, "cus-maya") == [
+        {"looked_up_by": "agent-ana", "reason": "customer at the counter", "kind": "phone"}
+    ]
+    for kind, value, who in (("member", "nw-100871", "cus-omar"),
+                             ("email", " Lena.Park@Example.org ", "cus-lena")):  # fmt: skip
+        found = await app.state.identity.resolve(kind, value)
+        assert found is not None and found.customer_id == who and found.verified
+
+
+async def test_a_look_up_without_a_reason_is_refused_and_records_nothing(app) -> None:
+    client = app.state.client
+    response = await client.get("/identity/resolve", headers=staff(app),
+                                params={"kind": "phone", "value": "+14155550123"})  # fmt: skip
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
+    assert await looked_up(app, "cus-maya") == []
+
+
+async def test_customers_may_not_resolve_and_bad_identifiers_are_422(app) -> None:
+    client = app.state.client
+    customer = bearer(app, "cus-maya", "customer", customer="cus-maya")
+    params = {"kind": "phone", "value": "+14155550123", "reason": "curious"}
+    assert (
+        await client.get("/identity/resolve", headers=customer, params=params)
+    ).status_code == 403
+    params["value"] = "12"
+    response = await client.get("/identity/resolve", headers=staff(app), params=params)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "phone"
+
+
+async def test_a_conflicting_claim_is_409_and_a_supervisor_resolves_it(app) -> None:
+    client = app.state.client
+    body = {"kind": "phone", "value": "+1 415 555 0123", "reason": "Omar says it is his"}
+    response = await client.post("/customers/cus-omar/identifiers", headers=staff(app), json=body)
+    assert response.status_code == 409 and response.headers["content-type"] == PROBLEM
+    conflict_id = response.json()["conflict_id"]
+    found = await app.state.identity.resolve("phone", "+14155550123")
+    assert found.customer_id == "cus-maya"  # never merged silently
+    assert (await client.get("/identity/conflicts", headers=staff(app))).status_code == 403
+    listed = (await client.get("/identity/conflicts", headers=staff(app, "sup-sam"))).json()
+    assert [(c["conflict_id"], c["claimed_for"], c["held_by"]) for c in listed] == [
+        (conflict_id, "cus-omar", "cus-maya")
+    ]
+    response = await client.post(f"/identity/conflicts/{conflict_id}/resolve",
+                                 headers=staff(app, "sup-sam"),
+                                 json={"resolution": "keep", "note": "Maya's number"})  # fmt: skip
+    assert response.status_code == 200 and response.json()["status"] == "keep"
+    assert (await client.get("/identity/conflicts", headers=staff(app, "sup-sam"))).json() == []
+
+
+async def test_a_typed_email_is_a_claim_until_the_postcode_verifies_it(app) -> None:
+    client = app.state.client
+    path = "/customers/cus-maya/identifiers"
+    body = {"kind": "email", "value": "Maya@Work.example", "reason": "given on the phone"}
+    response = await client.post(path, headers=staff(app), json=body)
+    assert response.status_code == 201 and response.json()["verified"] is False
+    response = await client.post(path, headers=staff(app), json={**body, "postcode": "10001"})
+    assert response.status_code == 422
+    response = await client.post(path, headers=staff(app), json={**body, "postcode": "94103"})
+    assert response.status_code == 201 and response.json() == {
+        "status": "verified", "customer_id": "cus-maya", "verified": True}  # fmt: skip
+    listed = (await client.get(path, headers=staff(app))).json()
+    assert {"kind": "email", "value": "m***@work.example", "verified": True,
+            "method": "knowledge", "linked_by": "agent-ana"} in listed  # fmt: skip
+
+
+async def test_supervisors_merge_and_unmerge(app) -> None:
+    client = app.state.client
+    identity = app.state.identity
+    await identity.link("cus-dup", email("maya.c@example.org"), verified=False, method="typed",
+                        linked_by="test", reason="test", actor=Actor("system", "t"))  # fmt: skip
+    body = {"into": "cus-maya", "reason": "same person"}
+    assert (await client.post("/customers/cus-dup/merge", headers=staff(app), json=body)
+            ).status_code == 403  # fmt: skip
+    response = await client.post("/customers/cus-dup/merge", headers=staff(app, "sup-sam"),
+                                 json=body)  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert (await identity.resolve("email", "maya.c@example.org")).customer_id == "cus-maya"
+    response = await client.post("/customers/cus-dup/unmerge", headers=staff(app, "sup-sam"),
+                                 json={"reason": "two people"})  # fmt: skip
+    assert response.status_code == 200
+    assert (await identity.resolve("email", "maya.c@example.org")).customer_id == "cus-dup"
+    again = await client.post("/customers/cus-dup/unmerge", headers=staff(app, "sup-sam"),
+                              json={"reason": "two people"})  # fmt: skip
+    assert again.status_code == 409
+
+
+async def _session(app: Any) -> tuple[dict[str, str], str, str]:
+    client = app.state.client
+    session = (await client.post("/chat/session")).json()
+    headers = {"Authorization": f"Bearer {session['token']}"}
+    nonce = (await client.get("/chat/verify/nonce", headers=headers)).json()["nonce"]
+    return headers, session["customer_id"], nonce
+
+
+async def test_an_id_token_links_the_chat_visitor_to_the_real_customer(app, provider) -> None:
+    client = app.state.client
+    headers, visitor, nonce = await _session(app)
+    token = provider.token(nonce=nonce, sub="maya-at-idp")
+    response = await client.post("/chat/verify", headers=headers, json={"id_token": token})
+    assert response.status_code == 200, response.text
+    assert response.json()["customer_id"] == "cus-maya"
+    found = await app.state.identity.resolve("device", visitor)
+    assert found.customer_id == "cus-maya" and found.verified and found.method == "oidc"
+    found = await app.state.identity.resolve("idp", f"{ISSUER}#maya-at-idp")
+    assert found.customer_id == "cus-maya"
+
+
+@pytest.mark.parametrize(
+    ("claims", "slug"),
+    [
+        ({"iss": "https://evil.example"}, "id-token-issuer"),
+        ({"aud": "another-app"}, "id-token-audience"),
+        ({"nonce": "someone-elses"}, "id-token-nonce"),
+    ],
+)
+async def test_a_refused_id_token_is_401_and_links_nothing(app, provider, claims, slug) -> None:
+    client = app.state.client
+    headers, visitor, nonce = await _session(app)
+    token = provider.token(**{"nonce": nonce, **claims})
+    response = await client.post("/chat/verify", headers=headers, json={"id_token": token})
+    assert response.status_code == 401 and response.headers["content-type"] == PROBLEM
+    assert response.json()["type"] == f"urn:threadline:problem:{slug}"
+    assert await app.state.identity.resolve("device", visitor) is None
+
+
+async def test_seeding_again_after_a_restart_changes_nothing(any_store, provider) -> None:
+    async with running(any_store, provider) as first:
+        before = len(await first.state.identity.history("cus-maya"))
+    async with running(any_store, provider) as second:
+        assert len(await second.state.identity.history("cus-maya")) == before == 3
+        assert (await second.state.identity.resolve("phone", "+14155550123")).verified
+
+
+async def test_a_one_time_code_goes_to_a_verified_channel_and_verifies(app) -> None:
+    verifications = app.state.verifications
+    target = phone("+1 415 555 0199")
+    ana = Actor("human", "agent-ana")
+    await app.state.identity.link("cus-maya", target, verified=False, method="caller_id",
+                                  linked_by="voice", reason="caller id", actor=ana)  # fmt: skip
+    challenge = await verifications.send_code("cus-maya", target, actor=ana)
+    ((_, to, text),) = app.state.courier.sent
+    assert to.kind in {"phone", "email"} and to.value != target.value
+    code = text.rsplit(" ", 1)[-1]
+    sent = [e for e in await app.state.identity.history("cus-maya")
+            if e.type == "verification.code_sent"]  # fmt: skip
+    assert code not in str(sent[0].payload)  # only a hash is kept
+    wrong = "000000" if code != "000000" else "111111"
+    assert await verifications.check_code("cus-maya", challenge, wrong, actor=ana) is None
+    outcome = await verifications.check_code("cus-maya", challenge, code, actor=ana)
+    assert outcome.status == "verified"
+    assert (await app.state.identity.resolve("phone", target.value)).method == "otp"
+    with pytest.raises(DomainError):
+        await verifications.check_code("cus-maya", challenge, code, actor=ana)
+
+
+async def test_a_code_allows_only_so_many_wrong_attempts(app) -> None:
+    verifications = app.state.verifications
+    ana = Actor("human", "agent-ana")
+    target = email("maya@new.example")
+    challenge = await verifications.send_code("cus-maya", target, actor=ana)
+    code = app.state.courier.sent[-1][2].rsplit(" ", 1)[-1]
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(verifications.max_attempts):
+        assert await verifications.check_code("cus-maya", challenge, wrong, actor=ana) is None
+    with pytest.raises(DomainError):
+        await verifications.check_code("cus-maya", challenge, code, actor=ana)
