@@ -151,6 +151,34 @@ class PhoneCaller:
             )
             return reply
 
+    async def reply_latency(
+        self, text: str, voice: str = "en-us", *, timeout: float = 20.0
+    ) -> float:
+        """Say ``text``; seconds from its last voiced frame sent to the first frame of the reply.
+
+        The reply is the first one that begins after that frame (the turn latency
+        as Twilio's side of the call sees it). Returns once that reply has begun;
+        :meth:`until_quiet` waits for it to finish playing.
+        """
+        await self.say(text, voice)
+        spoke_at = self.last_voiced_sent_at
+        if spoke_at is None:
+            raise AssertionError(f"no frame of {text!r} was loud enough to count as voiced")
+        async with asyncio.timeout(timeout):
+            await self._until(
+                lambda: bool(self.replies) and self.replies[-1].first_frame_at > spoke_at
+            )
+        return (
+            next(r.first_frame_at for r in self.replies if r.first_frame_at > spoke_at) - spoke_at
+        )
+
+    async def until_quiet(self, timeout: float = 30.0) -> None:
+        """Until everything received has played and the line has been quiet for a moment."""
+        async with asyncio.timeout(timeout):
+            await self._until(
+                lambda: not self._playout and time.monotonic() - self._last_media_at >= REPLY_GAP_S
+            )
+
     async def _until(self, condition: Callable[[], bool]) -> None:
         while not condition():
             self._activity.clear()
