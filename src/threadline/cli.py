@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -50,6 +51,8 @@ def _serve(host: str, port: int) -> None:
     from threadline.security import TokenIssuer
 
     settings = load_settings()
+    if "THREADLINE_BOT_PROCESS" not in os.environ:  # the service's default: a core for the bot
+        settings = settings.model_copy(update={"bot_process": True})
     issuer = TokenIssuer.from_settings(settings)
     base = f"http://{host}:{port}"
     print(f"Threadline on {base}  (store: {settings.store})")

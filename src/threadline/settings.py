@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     bus: str = Field("memory", description="memory or nats://host:4222")
     cache: str = Field("memory", description="memory or redis://host:6379/0")
     snapshot_every: int = Field(100, ge=1, description="events between state snapshots")
+    bot_process: bool = Field(
+        False,
+        description="run the bot in a worker process beside the service (threadline serve"
+        " turns it on unless set)",
+    )
     token_issuer: str = Field(
         "threadline", min_length=1, description="iss of the tokens issued and accepted here"
     )

@@ -61,6 +61,7 @@ class BotRuntime:
         await bus.subscribe(GROUP, self.handle, concurrency=CONCURRENCY)
 
     async def handle(self, record: EventRecord) -> None:
+        self.conversations.observe(record)  # written by another process, perhaps
         returning = record.type == "leg.started" and record.channel in GREETED_ON
         if not returning and (record.type not in CUSTOMER_TURNS or record.actor_kind != "customer"):
             return

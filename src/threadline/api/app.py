@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from threadline import __version__
 from threadline.agents.bot import NorthwindBot
 from threadline.agents.runtime import BotRuntime
+from threadline.agents.worker import BotWorker
 from threadline.api import (
     chat,
     conversations,
@@ -53,14 +54,23 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         app.state.store = backend
         app.state.bus = bus
         app.state.relay = relay
+        worker = BotWorker(config) if config.bot_process else None
+        app.state.bot_worker = worker
+
+        def appended() -> None:
+            relay.poke()
+            if worker is not None:
+                worker.poke()
+
         app.state.conversations = Conversations(
-            backend, snapshot_every=config.snapshot_every, on_append=relay.poke
+            backend, snapshot_every=config.snapshot_every, on_append=appended
         )
         hub = LiveHub(backend)
         await hub.attach(bus)
         app.state.hub = hub
         app.state.index = await ConversationIndex.build(backend)
         hub.listen(app.state.index.observe)
+        hub.listen(app.state.conversations.observe)  # the bot worker's turns, for one
         app.state.chat = ChatAdapter(app.state.conversations)
         revocations = await RevocationList.load(backend)
         hub.listen(revocations.follower(app.state.conversations.codec))  # also from other processes
@@ -70,8 +80,11 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         business = northwind(utcnow())
         app.state.business = business
         await identity_api.start(app, backend, config, business)
-        bot = BotRuntime(app.state.conversations, NorthwindBot(business))
-        await bot.start(bus)
+        if worker is not None:
+            await worker.start(relay.poke)
+        else:
+            bot = BotRuntime(app.state.conversations, NorthwindBot(business))
+            await bot.start(bus)
         router = Router(app.state.conversations, routing_config(business))
         await router.start(bus)
         app.state.router = router
@@ -79,6 +92,8 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             await router.stop()
             await relay.stop()
             await bus.close()

@@ -22,8 +22,8 @@ from threadline.core.conversation import (
     fold,
     initial,
 )
-from threadline.core.errors import ConflictError, IllegalTransition, ValidationError
-from threadline.core.events import Event, EventCodec
+from threadline.core.errors import ConflictError, DomainError, IllegalTransition, ValidationError
+from threadline.core.events import Event, EventCodec, EventRecord
 from threadline.core.ports import AppendResult, Snapshot, Storage
 
 SNAPSHOT_EVERY: Final = 100
@@ -72,6 +72,20 @@ class Conversations:
         if hot is not None and at_least_seq and hot.seq >= at_least_seq:
             return hot
         return await self._current(conversation_id)
+
+    def observe(self, record: EventRecord) -> None:
+        """Fold an event appended elsewhere (another process) into the state kept hot.
+
+        Only the next event of a state kept hot is folded; anything else is
+        left for the next read, so a missed event costs a read, never a wrong state.
+        """
+        hot = self._hot.get(record.conversation_id)
+        if hot is None or record.seq != hot.seq + 1:
+            return
+        try:
+            self._hot[record.conversation_id] = fold(hot, [self.codec.decode(record)])
+        except DomainError:
+            del self._hot[record.conversation_id]
 
     async def _current(self, conversation_id: str) -> ConversationState:
         hot = self._hot.get(conversation_id)

@@ -64,6 +64,8 @@ class Relay:
     async def _run(self) -> None:
         delay = self._poll
         while True:
+            # Clear before reading: a poke that lands during the read must wake the next wait.
+            self._wake.clear()
             try:
                 page = await self._store.read_all(self.cursor, PAGE)
                 if page:
@@ -77,7 +79,6 @@ class Relay:
             except ThreadlineError as exc:
                 log.warning("relay failed; retrying", error=str(exc), cursor=self.cursor)
                 delay = min(delay * 2, 5.0)
-            self._wake.clear()
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
             # cancellation that races with the wake-up, and stop() would hang.
             with contextlib.suppress(TimeoutError):
