@@ -58,15 +58,20 @@ def _serve(host: str, port: int) -> None:
     print(f"Threadline on {base}  (store: {settings.store})")
     print(f"  customer chat   {base}/chat")
     print(f"  agent desk      {base}/desk?token=<a token below>")
+    print(f"  associate app   {base}/associate?token=<an assoc- token below>")
+    print(f"  store kiosk     {base}/kiosk?token=<the kiosk token below>")
     print(f"  API document    {base}/openapi.json")
     print("  sign-in tokens (8 hours):")
     for subject, scope, claims in (
         ("agent-ana", "agent", {"queues": ["orders", "billing"]}),
         ("agent-ben", "agent", {"queues": ["repairs", "billing"]}),
         ("sup-sam", "supervisor", {}),
+        ("assoc-priya", "associate", {"store": "sf-market"}),
+        ("assoc-diego", "associate", {"store": "oak-broadway"}),
+        ("kiosk-sf-market", "kiosk", {"store": "sf-market"}),
     ):
         token = issuer.issue(subject, [scope], timedelta(hours=8), claims).token
-        print(f"    {subject:<10} {token}")
+        print(f"    {subject:<15} {token}")
     sys.stdout.flush()
     # Chat frames are a few hundred bytes: compressing them costs more CPU than it saves.
     config = uvicorn.Config(

@@ -26,3 +26,15 @@ async def chat_page() -> str:
 async def desk_page() -> str:
     """The human agents' desk (sign in with an agent token)."""
     return (WEB / "templates" / "desk.html").read_text(encoding="utf-8")
+
+
+@router.get("/associate", response_class=HTMLResponse)
+async def associate_page() -> str:
+    """The store associates' tablet app (sign in with an associate token)."""
+    return (WEB / "templates" / "associate.html").read_text(encoding="utf-8")
+
+
+@router.get("/kiosk", response_class=HTMLResponse)
+async def kiosk_page() -> str:
+    """The store's check-in kiosk (opened with a kiosk token)."""
+    return (WEB / "templates" / "kiosk.html").read_text(encoding="utf-8")
