@@ -231,8 +231,13 @@ class NorthwindAnswers(FrameProcessor):
         await self.push_frame(frame, direction)
 
 
-def create_peer(stop_secs: float = THREADLINE_END_SILENCE_S) -> FastAPI:
-    """The peer's web app: the incoming-call webhook and the media WebSocket."""
+def create_peer(stop_secs: float = THREADLINE_END_SILENCE_S, trace: bool = False) -> FastAPI:
+    """The peer's web app: the incoming-call webhook and the media WebSocket.
+
+    With ``trace``, every call's stage times are noted (see ``bench/pipecat_trace.py``)
+    and ``GET /bench/timings`` hands them out.
+    """
+    timings: dict[str, list[tuple[str, float]]] = {}
     business = northwind(datetime.now(UTC))
     prompt = domain_hints(business).prompt
 
@@ -284,12 +289,19 @@ def create_peer(stop_secs: float = THREADLINE_END_SILENCE_S) -> FastAPI:
             EspeakTTS(),
             transport.output(),
         ])  # fmt: skip
+        traced: dict[str, Any] = {}
+        if trace:
+            from bench.pipecat_trace import MonotonicClock, StageClock
+
+            notes = timings.setdefault(start["callSid"], [])
+            traced = {"clock": MonotonicClock(), "observers": [StageClock(notes)]}
         worker = PipelineWorker(
             pipeline,
             params=PipelineParams(audio_in_sample_rate=AUDIO_IN_RATE,
                                   audio_out_sample_rate=AUDIO_OUT_RATE),
             enable_rtvi=False,
             idle_timeout_secs=None,
+            **traced,
         )  # fmt: skip
 
         @transport.event_handler("on_client_disconnected")
@@ -300,6 +312,12 @@ def create_peer(stop_secs: float = THREADLINE_END_SILENCE_S) -> FastAPI:
         await runner.add_workers(worker)
         await runner.run()
 
+    if trace:
+
+        @app.get("/bench/timings", include_in_schema=False)
+        async def handed_out() -> dict[str, list[tuple[str, float]]]:
+            return timings
+
     return app
 
 
@@ -309,12 +327,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--stop-secs", type=float, default=THREADLINE_END_SILENCE_S,
                         help="trailing silence that ends a turn: VADParams.stop_secs")  # fmt: skip
+    parser.add_argument("--trace", action="store_true", help="note stage times per call")
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     # The same server settings as `threadline serve`.
+    app = create_peer(args.stop_secs, args.trace)
     config = uvicorn.Config(
-        create_peer(args.stop_secs), host=args.host, port=args.port, log_level="warning",
+        app, host=args.host, port=args.port, log_level="warning",
         ws="websockets-sansio", ws_per_message_deflate=False,
     )  # fmt: skip
     uvicorn.Server(config).run()

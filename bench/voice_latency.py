@@ -12,8 +12,9 @@ order with its postcode, a repair booking), waiting for each reply to finish
 playing and pausing about a second before the next turn, as a person would.
 Calls start at random moments over the first two seconds and use three
 voices, so their turns do not all end at once. One untimed call warms each
-server first. ``--profile N`` also serves Threadline with timed engines
-(``bench/voice_probe.py``) for N calls and splits its turns into stages.
+server first. ``--profile N`` then serves Threadline with timed engines
+(``bench/voice_probe.py``) and Pipecat with a stage observer (``--trace``)
+for N calls each and splits their turns into stages.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from pathlib import Path
 import httpx
 
 from bench.chat_load import percentile, service
-from bench.voice_breakdown import Breakdown, stages_of
+from bench.voice_breakdown import PIPECAT_STAGES, THREADLINE_STAGES, Breakdown, Stages, stages_of
+from threadline.channels.voice.stt import WhisperConfig
 from threadline.channels.voice.vad import EndpointerConfig
 from threadline.testing.caller import PhoneCaller
 from threadline.testing.voice_corpus import VOICES
@@ -166,7 +168,7 @@ def render(
     turns: int,
     runs: int,
     machine: str,
-    breakdown: Breakdown | None,
+    breakdowns: Sequence[Breakdown],
 ) -> str:
     header = ("| calls | turns per run | Threadline p50 | Threadline p95 | Pipecat p50 "
               "| Pipecat p95 | ratio p50 | ratio p95 |")  # fmt: skip
@@ -174,7 +176,7 @@ def render(
              f"Milliseconds; each cell is the median of {runs} runs' percentile, with the min–max"
              " of the runs beside it; ratio = Threadline / Pipecat of those medians.", "",
              header, "|---" * 8 + "|"]  # fmt: skip
-    for n in levels:
+    for n in levels if runs else ():
         ours, theirs = results[(THREADLINE, n)], results[(PIPECAT, n)]
         row = [str(n), str(n * turns),
                spread([r.p50 for r in ours]), spread([r.p95 for r in ours]),
@@ -189,8 +191,14 @@ def render(
         if sum(r.unanswered + r.extra_replies for r in rs)
     ]
     lines += ["", *(f"- {p}" for p in problems)] if problems else []
-    if breakdown is not None:
-        lines += ["", breakdown.table()]
+    if breakdowns:
+        lines += [
+            "",
+            "Where the time goes (`--profile`: Threadline's service with timed engines, "
+            "`bench/voice_probe.py`; Pipecat with an observer, `--trace`):",
+        ]
+        for breakdown in breakdowns:
+            lines += ["", breakdown.table()]
     lines += ["", "Machine (client and servers share it):", "", "```", machine, "```"]
     return "\n".join(lines) + "\n"
 
@@ -211,13 +219,24 @@ async def warm(address: str) -> None:
     await measure(address, 1, 1, seed=999)
 
 
-async def profile(folder: str, calls: int, turns: int) -> Breakdown:
-    async with service("-m", "bench.voice_probe", env=server_env(folder, "probe")) as address:
+async def profile(
+    system: str,
+    server: Sequence[str],
+    stages: Stages,
+    note: str,
+    folder: str,
+    calls: int,
+    turns: int,
+) -> Breakdown:
+    """One round of ``calls`` calls on a traced server; each turn's time split into ``stages``."""
+    async with service(*server, env=server_env(folder, f"{system}-traced")) as address:
         await warm(address)
         round_ = await measure(address, calls, turns, seed=4242)
         async with httpx.AsyncClient() as http:
             timings = (await http.get(f"http://{address}/bench/timings")).json()
-    return Breakdown(calls, [stages_of(timings.get(sid, []), v, f) for sid, v, f in round_.turns])
+    turns_ = [stages_of(timings.get(sid, []), v, f, stages) for sid, v, f in round_.turns]
+    print(f"traced {system} {calls} calls: p50 {round_.p50:,.0f} ms, p95 {round_.p95:,.0f} ms")
+    return Breakdown(system, calls, stages, turns_, note)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -243,8 +262,20 @@ async def main(args: argparse.Namespace) -> None:
                           f"p95 {round_.p95:,.0f} ms, {len(round_.latencies)} turns, "
                           f"{round_.unanswered} unanswered, {round_.extra_replies} extra",
                           flush=True)  # fmt: skip
-    breakdown = await profile(folder, args.profile, args.turns) if args.profile else None
-    section = render(results, levels, args.turns, args.runs, machine, breakdown)
+    breakdowns = []
+    if args.profile:
+        probe = ("-m", "bench.voice_probe", "--end-silence-ms", str(args.end_silence_ms),
+                 "--beam", str(args.beam))  # fmt: skip
+        traced_peer = (*servers[PIPECAT], "--trace")
+        ours = f"end_silence_ms {args.end_silence_ms}, beam {args.beam}"
+        theirs = f"stop_secs {args.peer_stop_secs}, beam {WhisperConfig().beam_size}"
+        breakdowns = [
+            await profile(THREADLINE, probe, THREADLINE_STAGES, ours, folder, args.profile,
+                          args.turns),
+            await profile(PIPECAT, traced_peer, PIPECAT_STAGES, theirs, folder, args.profile,
+                          args.turns),
+        ]  # fmt: skip
+    section = render(results, levels, args.turns, args.runs, machine, breakdowns)
     print()
     print(section)
     if args.write:
@@ -261,6 +292,10 @@ if __name__ == "__main__":
                         help="also split Threadline's turns into stages at N calls")  # fmt: skip
     parser.add_argument("--peer-stop-secs", type=float, default=THREADLINE_END_SILENCE_S,
                         help="Pipecat's VADParams.stop_secs (default: as Threadline)")  # fmt: skip
+    parser.add_argument("--end-silence-ms", type=int, default=EndpointerConfig().end_silence_ms,
+                        help="the profiled Threadline's endpointing silence")  # fmt: skip
+    parser.add_argument("--beam", type=int, default=WhisperConfig().beam_size,
+                        help="the profiled Threadline's Whisper beam size")  # fmt: skip
     parser.add_argument("--write", type=Path, help="put the section into this Markdown file")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main(parser.parse_args()))

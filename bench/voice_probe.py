@@ -26,10 +26,11 @@ from fastapi import FastAPI
 from threadline.api.app import create_app
 from threadline.channels.voice.hints import domain_hints
 from threadline.channels.voice.media import CallHandler, CallSink, HandlerFactory
-from threadline.channels.voice.pipeline import SpeechCall
-from threadline.channels.voice.stt import WhisperSTT
+from threadline.channels.voice.pipeline import SpeechCall, SpeechConfig
+from threadline.channels.voice.stt import WhisperConfig, WhisperSTT
 from threadline.channels.voice.telephony.calls import VoiceCalls
 from threadline.channels.voice.tts import EspeakTTS
+from threadline.channels.voice.vad import EndpointerConfig
 from threadline.core.events import EventRecord
 from threadline.core.ports import (
     AudioEncoding,
@@ -48,8 +49,8 @@ Timings = defaultdict[str, list[tuple[str, float]]]
 class TimedWhisper(WhisperSTT):
     """The embedded recogniser, noting when each decode starts and ends in its pool."""
 
-    def __init__(self, hints: SpeechHints) -> None:
-        super().__init__(hints=hints)
+    def __init__(self, hints: SpeechHints, config: WhisperConfig | None = None) -> None:
+        super().__init__(config, hints=hints)
         #: (began, ended) of every decode; one pool thread, so they never overlap
         self.decodes: list[tuple[float, float]] = []
 
@@ -108,8 +109,14 @@ class CallTTS(TextToSpeech):
                 yield chunk
 
 
-def probe_app() -> tuple[FastAPI, Timings]:
-    """``create_app`` on the settings from the environment, with timed speech engines."""
+def probe_app(
+    endpointer: EndpointerConfig | None = None, whisper: WhisperConfig | None = None
+) -> tuple[FastAPI, Timings]:
+    """``create_app`` on the settings from the environment, with timed speech engines.
+
+    ``endpointer`` and ``whisper`` try other knobs than the pipeline's defaults.
+    """
+    speech = SpeechConfig(endpointer=endpointer or EndpointerConfig())
     app = create_app(load_settings())
     timings: Timings = defaultdict(list)
 
@@ -122,7 +129,7 @@ def probe_app() -> tuple[FastAPI, Timings]:
     def handlers(calls: VoiceCalls) -> HandlerFactory:
         state: Any = app.state
         hints = domain_hints(state.business)
-        stt = TimedWhisper(hints)
+        stt = TimedWhisper(hints, whisper)
         tts = EspeakTTS()
         state.hub.listen(hub_arrivals)
 
@@ -134,7 +141,7 @@ def probe_app() -> tuple[FastAPI, Timings]:
                     timings[handler.call.call_id].append((stage, at))
 
             handler = SpeechCall(sink, calls, state.hub, CallSTT(stt, note), CallTTS(tts, note),
-                                 hints)  # fmt: skip
+                                 hints, speech)  # fmt: skip
             return handler
 
         return make
@@ -152,8 +159,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8082)
+    parser.add_argument("--end-silence-ms", type=int, default=EndpointerConfig().end_silence_ms)
+    parser.add_argument("--beam", type=int, default=WhisperConfig().beam_size)
     args = parser.parse_args()
-    app, _ = probe_app()
+    app, _ = probe_app(
+        EndpointerConfig(end_silence_ms=args.end_silence_ms), WhisperConfig(beam_size=args.beam)
+    )
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level="warning",
         ws="websockets-sansio", ws_per_message_deflate=False,

@@ -1,0 +1,60 @@
+"""What the voice pipeline's latency knobs cost in accuracy, on the fixed demo utterance set.
+
+``python -m bench.voice_tuning [--configs 600:5,400:5,300:5,600:1] [--voices ...]``
+runs the accuracy measurement of ``bench.voice_accuracy`` (every demo
+utterance in three espeak-ng voices through μ-law, the endpointer, Whisper
+tiny.en with the domain prompt and the intent classifier) once per
+``end_silence_ms:beam_size`` pair and prints one row each: intent accuracy
+(the 90% bar), key-word recall, word error rate, how many phrases the
+endpointer split in two, and the recogniser's mean seconds per utterance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import UTC, datetime
+
+from threadline.business.northwind import northwind
+from threadline.channels.voice.hints import domain_hints
+from threadline.channels.voice.stt import WhisperConfig, WhisperSTT
+from threadline.channels.voice.vad import EndpointerConfig
+from threadline.testing.voice_accuracy import measure
+from threadline.testing.voice_corpus import VOICES
+
+
+async def one(end_silence_ms: int, beam: int, voices: list[str]) -> str:
+    hints = domain_hints(northwind(datetime.now(UTC)))
+    stt = WhisperSTT(WhisperConfig(beam_size=beam), hints=hints)
+    try:
+        await stt.load()
+        started = time.perf_counter()
+        report = await measure(stt, voices=voices, endpointer=EndpointerConfig(
+            end_silence_ms=end_silence_ms))  # fmt: skip
+        elapsed = time.perf_counter() - started
+    finally:
+        await stt.close()
+    split = sum(r.segments != 1 for r in report.results)
+    return (f"| {end_silence_ms} | {beam} | {report.intent_accuracy():.1%} | "
+            f"{report.keyword_recall():.1%} | {report.word_error_rate():.1%} | "
+            f"{split} of {len(report.results)} | {report.seconds_per_utterance():.3f} | "
+            f"{elapsed:.0f} |")  # fmt: skip
+
+
+async def main(configs: list[tuple[int, int]], voices: list[str]) -> None:
+    print("| end silence ms | beam | intent accuracy | key words | WER | split "
+          "| STT s/utterance | run s |")  # fmt: skip
+    print("|---" * 8 + "|", flush=True)
+    for end_silence_ms, beam in configs:
+        print(await one(end_silence_ms, beam, voices), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default="600:5,400:5,300:5,600:1",
+                        help="end_silence_ms:beam_size pairs, comma-separated")  # fmt: skip
+    parser.add_argument("--voices", default=",".join(VOICES))
+    args = parser.parse_args()
+    pairs = [tuple(int(x) for x in c.split(":")) for c in args.configs.split(",") if c]
+    asyncio.run(main([(a, b) for a, b in pairs], args.voices.split(",")))
