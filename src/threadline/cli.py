@@ -48,6 +48,7 @@ def _serve(host: str, port: int) -> None:
     import uvicorn
 
     from threadline.api.app import create_app
+    from threadline.runtime_tuning import tune_collector
     from threadline.security import TokenIssuer
 
     settings = load_settings()
@@ -78,6 +79,7 @@ def _serve(host: str, port: int) -> None:
         create_app(settings), host=host, port=port, log_level="info",
         ws="websockets-sansio", ws_per_message_deflate=False,
     )  # fmt: skip
+    tune_collector()
     uvicorn.Server(config).run()
 
 

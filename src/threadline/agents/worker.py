@@ -29,6 +29,7 @@ from threadline.core.errors import ConfigurationError
 from threadline.core.events import utcnow
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import Relay
+from threadline.runtime_tuning import tune_collector
 from threadline.settings import Settings, load_settings
 from threadline.store import open_store
 
@@ -132,6 +133,7 @@ async def serve_bot(settings: Settings) -> None:
 
 def main() -> None:
     settings = load_settings()
+    tune_collector()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_bot(settings))
 
