@@ -187,7 +187,10 @@ def test_streaming_in_chunks_equals_one_shot(rates, length, cuts):
     pieces.append(resampler.flush())
     streamed = np.concatenate(pieces)
     assert len(streamed) == -(-length * dst // src)
-    assert np.array_equal(streamed, resample(pcm, src, dst))
+    # The same filter on the same samples; only float32 summation order differs between
+    # batch shapes, which can move a sample that rounds at .5 by one step.
+    difference = np.abs(streamed.astype(np.int32) - resample(pcm, src, dst).astype(np.int32))
+    assert difference.max(initial=0) <= 1
 
 
 def test_resampling_keeps_time_alignment():
