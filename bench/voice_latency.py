@@ -89,6 +89,10 @@ def server_env(folder: str, tag: str) -> dict[str, str]:
         "THREADLINE_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "THREADLINE_STT": "whisper",
         "THREADLINE_TTS": "espeak",
+        # Under uvloop (uvicorn's default loop) a fork for espeak-ng while Whisper's feature
+        # extraction is inside a threaded OpenBLAS call deadlocks the whole server in
+        # OpenBLAS's fork handler (bench/uvloop_fork_repro.py); one BLAS thread avoids it.
+        "OPENBLAS_NUM_THREADS": "1",
     }
 
 
