@@ -210,7 +210,7 @@ def render(
 def write_section(path: Path, section: str) -> None:
     """Replace this benchmark's section of ``path`` (or append it), leaving the rest alone."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(SECTION)}[^\n]*\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
     else:
