@@ -32,6 +32,7 @@ from threadline.identity.challenges import OutboxCourier, Verifications
 from threadline.identity.directory import open_directory
 from threadline.identity.fold import Conflict, Link
 from threadline.identity.identifiers import Identifier, email, idp, parse
+from threadline.identity.links import ConversationLinks
 from threadline.identity.oidc import PROBLEMS, OidcVerifier
 from threadline.identity.service import Identity, LinkOutcome, demo_profiles
 from threadline.security import Forbidden, Principal
@@ -49,11 +50,14 @@ Reason = Annotated[str, Field(min_length=3, max_length=200)]
 
 
 async def start(app: FastAPI, store: EventStore, settings: Settings, business: Any) -> Identity:
-    """Open the directory, seed the demo customers (idempotent) and put the service on ``app``."""
+    """Open the directory, seed the demo customers (idempotent), follow the links that
+    conversations make (from ``app.state.bus``) and put the service on ``app``."""
     identity = Identity(store, await open_directory(store))
     await identity.projection.catch_up()
     await identity.seed(demo_profiles(business.customers))
     app.state.identity = identity
+    # What conversations prove (a caller's postcode) reaches the directory too.
+    await ConversationLinks(identity, app.state.conversations.codec).start(app.state.bus)
 
     def postcode(customer_id: str) -> str | None:
         customer = business.customer(customer_id)

@@ -1,0 +1,87 @@
+"""Identity links made in conversations, carried over to the customer's own stream.
+
+A bot that checks a caller's postcode, or an agent who confirms an email,
+records ``identity.linked`` on the *conversation*. :class:`ConversationLinks`
+is the bus consumer that makes each such link good on ``customer:<id>`` through
+:meth:`Identity.link`, so the directory knows what the conversation proved.
+
+Delivery is at least once. The customer-stream event is keyed on the
+conversation event (``conversation:<event_id>``), and :meth:`Identity.link`
+changes nothing for a link the directory already has, so a redelivery, or
+a replay after a restart, records nothing twice.
+
+Only links of real customers travel: a caller nobody recognised and an
+anonymous chat visitor have placeholder ids that belong to no one. A claim
+made on a new contact (caller id) proves nothing and is not copied either.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import structlog
+
+from threadline.core.errors import ValidationError
+from threadline.core.events import Actor, EventCodec, EventRecord
+from threadline.core.ports import Bus
+from threadline.identity.fold import CUSTOMER_PREFIX
+from threadline.identity.identifiers import parse
+from threadline.identity.service import Identity
+
+log = structlog.get_logger("threadline.identity")
+
+GROUP: Final = "identity-links"
+#: How a conversation's verification method reads on the customer's stream.
+VERIFIED_BY: Final = {
+    "postcode": "knowledge",
+    "knowledge": "knowledge",
+    "otp": "otp",
+    "oidc": "oidc",
+}
+#: Claims a conversation may carry over (caller id is left out: see the module docstring).
+CLAIMED_BY: Final = {"typed": "typed"}
+#: Customer ids that stand for nobody yet: unrecognised callers, anonymous chat visitors.
+PLACEHOLDERS: Final = ("caller-", "visitor-")
+
+
+def link_key(record: EventRecord) -> str:
+    """The idempotency key of the customer-stream event made from ``record``."""
+    return f"conversation:{record.event_id}"
+
+
+class ConversationLinks:
+    """Copies verified (and typed) conversation links into the identity directory."""
+
+    def __init__(self, identity: Identity, codec: EventCodec | None = None) -> None:
+        self.identity = identity
+        self.codec = codec or EventCodec()
+
+    async def start(self, bus: Bus) -> None:
+        await bus.subscribe(GROUP, self.handle, concurrency=16)
+
+    async def handle(self, record: EventRecord) -> None:
+        if record.type != "identity.linked" or record.conversation_id.startswith(CUSTOMER_PREFIX):
+            return
+        customer_id = record.customer_id
+        if not customer_id or customer_id.startswith(PLACEHOLDERS):
+            return
+        payload = self.codec.decode(record).payload
+        verified = bool(payload["verified"])
+        method = (VERIFIED_BY if verified else CLAIMED_BY).get(str(payload.get("method")))
+        if method is None:
+            return
+        try:
+            outcome = await self.identity.link(
+                customer_id, parse(str(payload["kind"]), str(payload["value"])),
+                verified=verified, method=method, linked_by=record.actor_id,
+                reason=f"{payload.get('method')} on a {record.channel} contact",
+                actor=Actor(record.actor_kind, record.actor_id),
+                conversation_id=record.conversation_id, key=link_key(record),
+            )  # fmt: skip
+        except ValidationError as exc:  # it will never fit: retrying would hold the lane
+            log.warning("conversation link not carried over", event_id=record.event_id,
+                        reason=str(exc))  # fmt: skip
+            return
+        if outcome.status == "conflict":
+            log.warning("conversation link conflicts", conversation_id=record.conversation_id,
+                        conflict_id=outcome.conflict_id)  # fmt: skip

@@ -1,0 +1,95 @@
+"""Links proved in conversations reach the identity directory, once, on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from threadline.api.app import create_app
+from threadline.core.events import Actor, Event
+from threadline.identity.identifiers import phone
+from threadline.identity.links import ConversationLinks, link_key
+from threadline.settings import Settings
+
+BOT = Actor("bot", "northwind-bot")
+SECOND_PHONE = "+14155550177"
+
+
+@pytest.fixture
+async def app(any_store) -> AsyncIterator[Any]:
+    app = create_app(Settings(token_secret="x" * 32), store=any_store)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def claim(value: str, verified: bool, method: str) -> dict[str, Any]:
+    return {"kind": "phone", "value": value, "verified": verified, "method": method}
+
+
+async def linked(app: Any, cid: str, customer_id: str, payload: dict[str, Any],
+                 actor: Actor = BOT, channel: str = "voice") -> Event:  # fmt: skip
+    """A conversation on which ``identity.linked`` is recorded; the event as stored."""
+    events = [
+        Event(cid, "conversation.started", {"origin": channel}, channel=channel,
+              actor=Actor("customer", customer_id), customer_id=customer_id,
+              idempotency_key=f"{cid}-start"),
+        Event(cid, "identity.linked", payload, channel=channel, actor=actor,
+              customer_id=customer_id, idempotency_key=f"{cid}-link"),
+    ]  # fmt: skip
+    await app.state.conversations.record(cid, events)
+    return (await app.state.conversations.timeline(cid))[-1]
+
+
+async def settled(app: Any, value: str, verified: bool, timeout: float = 10.0) -> Any:
+    async with asyncio.timeout(timeout):
+        while True:
+            found = await app.state.identity.resolve("phone", value)
+            if found is not None and found.verified == verified:
+                return found
+            await asyncio.sleep(0.05)
+
+
+async def test_a_postcode_check_on_a_call_verifies_the_number_in_the_directory(app) -> None:
+    identity = app.state.identity
+    await identity.link("cus-maya", phone(SECOND_PHONE), verified=False, method="typed",
+                        linked_by="agent-ana", reason="second number",
+                        actor=Actor("human", "agent-ana"))  # fmt: skip
+    event = await linked(app, "conv-call", "cus-maya", claim(SECOND_PHONE, True, "postcode"))
+    found = await settled(app, SECOND_PHONE, verified=True)
+    assert (found.customer_id, found.method, found.linked_by) == (
+        "cus-maya", "knowledge", "northwind-bot")  # fmt: skip
+    (verified,) = [e for e in await identity.history("cus-maya") if e.type == "identity.verified"
+                   and e.payload["value"] == SECOND_PHONE]  # fmt: skip
+    assert verified.payload["conversation_id"] == "conv-call"
+    assert verified.idempotency_key == f"conversation:{event.event_id}"
+
+
+async def test_a_redelivered_link_records_nothing_twice(app) -> None:
+    await linked(app, "conv-call", "cus-lena", claim(SECOND_PHONE, True, "postcode"))
+    await settled(app, SECOND_PHONE, verified=True)
+    record = next(r for r in await app.state.store.read("conv-call")
+                  if r.type == "identity.linked")  # fmt: skip
+    again = ConversationLinks(app.state.identity)
+    await asyncio.gather(again.handle(record), again.handle(record))
+    history = await app.state.identity.history("cus-lena")
+    copies = [e for e in history if e.idempotency_key == link_key(record)]
+    assert [e.type for e in copies] == ["identity.verified"]
+
+
+async def test_caller_id_claims_and_placeholder_customers_stay_out(app) -> None:
+    await linked(app, "conv-claim", "cus-omar", claim(SECOND_PHONE, False, "caller_id"))
+    await linked(app, "conv-stranger", "caller-0190", claim("+12025550199", True, "postcode"))
+    # A link that does travel, recorded after both: once it is in, the others were seen.
+    await linked(app, "conv-typed", "cus-omar", claim("+15105550111", False, "typed"),
+                 actor=Actor("human", "agent-ana"))  # fmt: skip
+    typed = await settled(app, "+15105550111", verified=False)
+    assert (typed.customer_id, typed.method) == ("cus-omar", "typed")
+    links = ConversationLinks(app.state.identity)
+    for cid in ("conv-claim", "conv-stranger"):  # handled again, in hand: still nothing
+        for record in await app.state.store.read(cid):
+            await links.handle(record)
+    assert await app.state.identity.resolve("phone", SECOND_PHONE) is None
+    assert await app.state.identity.resolve("phone", "+12025550199") is None
