@@ -102,7 +102,7 @@ def test_an_unknown_version_is_refused() -> None:
 
 
 def test_a_stored_event_of_an_unknown_version_is_refused_on_read() -> None:
-    stored = CODEC.encode(Event("conv-1", "message.sent", {"text": "hi"}))._replace(version=3)
+    stored = CODEC.encode(Event("conv-1", "message.sent", {"text": "hi"}))._replace(version=9)
     with pytest.raises(UnknownEventType):
         CODEC.decode(stored)
 
@@ -115,7 +115,7 @@ def test_a_stored_event_of_an_unknown_type_is_refused_on_read() -> None:
 
 def test_an_event_without_a_version_is_written_in_the_current_version() -> None:
     record = CODEC.encode(Event("conv-1", "message.sent", {"text": "hi"}))
-    assert record.version == CATALOGUE.current_version("message.sent") == 2
+    assert record.version == CATALOGUE.current_version("message.sent") == 3
 
 
 # -- JSON Schema export ----------------------------------------------------------------
@@ -195,6 +195,7 @@ def test_x_pii_fields_lists_exactly_the_properties_marked_pii(spec: EventSpec) -
     [
         ("message.received", 1, ["text"]),
         ("message.sent", 2, ["heard_text", "text"]),
+        ("message.sent", 3, ["heard_text", "text"]),
         ("utterance.transcribed", 1, ["text"]),
         ("slot.filled", 1, ["value"]),
         ("identity.linked", 1, ["value"]),
@@ -222,15 +223,16 @@ def test_the_catalogue_holds_every_canonical_event_type() -> None:
 # -- upcasting -------------------------------------------------------------------------
 
 
-def test_message_sent_written_as_v1_reads_back_as_v2_heard_in_full() -> None:
+def test_message_sent_written_as_v1_reads_back_as_v3_heard_in_full() -> None:
     record = CODEC.encode(sent_v1("Your parcel ships tomorrow."))
     assert record.version == 1
     event = CODEC.decode(record)
-    assert event.version == 2
+    assert event.version == 3
     assert event.payload == {
         "text": "Your parcel ships tomorrow.",
         "heard_text": "Your parcel ships tomorrow.",
         "in_reply_to": None,
+        "checkin": None,
     }
 
 
@@ -279,8 +281,8 @@ def test_a_current_version_event_passes_through_untouched() -> None:
 
 
 def test_the_upcaster_chain_leaves_a_current_payload_alone() -> None:
-    payload = {"text": "hi", "heard_text": "h", "in_reply_to": "evt-9"}
-    assert CATALOGUE.upcast("message.sent", 2, payload) == (payload, 2)
+    payload = {"text": "hi", "heard_text": "h", "in_reply_to": "evt-9", "checkin": None}
+    assert CATALOGUE.upcast("message.sent", 3, payload) == (payload, 3)
 
 
 def test_upcasting_is_deterministic() -> None:
@@ -300,7 +302,7 @@ def test_upcasting_an_unknown_version_is_refused() -> None:
         CATALOGUE.upcast("message.sent", 0, {"text": "hi"})
 
 
-async def test_v1_events_stored_in_sqlite_read_back_in_the_v2_shape(tmp_path) -> None:
+async def test_v1_events_stored_in_sqlite_read_back_in_the_current_shape(tmp_path) -> None:
     store = await open_sqlite(tmp_path / "threadline.db")
     try:
         old = [
@@ -313,7 +315,7 @@ async def test_v1_events_stored_in_sqlite_read_back_in_the_v2_shape(tmp_path) ->
         await store.close()
     assert [r.version for r in stored] == [1, 1]
     sent, handoff = (CODEC.decode(r) for r in stored)
-    assert (sent.version, handoff.version) == (2, 2)
+    assert (sent.version, handoff.version) == (3, 2)
     assert sent.payload["heard_text"] == "Your parcel ships tomorrow."
     assert handoff.payload["reason_code"] == "other"
     assert handoff.payload["reason_detail"] == "wants a human, now"

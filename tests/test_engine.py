@@ -123,7 +123,7 @@ async def test_events_written_in_an_old_version_read_back_in_the_current_one(
 ) -> None:
     await conversations.record(CID, story()[:7])
     sent, handoff = (await conversations.timeline(CID))[5:7]
-    assert (sent.version, handoff.version) == (2, 2)
+    assert (sent.version, handoff.version) == (3, 2)
     assert sent.payload["heard_text"] == "Let me get a colleague."
     assert handoff.payload["reason_detail"] == "wants a person"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from playwright.async_api import expect
@@ -35,4 +36,22 @@ async def test_a_customer_chats_with_the_bot_and_a_refresh_resumes(live_server, 
     await chat.get_by_role("button", name="Send").click()
     await expect(chat.get_by_text("Connecting you with a person…")).to_be_visible()
     await expect(chat.locator(".tl-chat__msg--customer")).to_have_count(2)
+    await context.close()
+
+
+async def test_a_check_in_code_shows_as_a_qr_image_and_six_digits(live_server, browser) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto(f"{live_server.http}/chat")
+    chat = page.get_by_role("region", name="Chat with Northwind Devices")
+    await expect(chat.get_by_role("status")).to_have_text("Online")
+    await chat.get_by_label("Message").fill("Can I come to the Market Street store?")
+    await chat.get_by_label("Message").press("Enter")
+    qr = chat.get_by_role("img", name=re.compile(r"^QR code of check-in code \d{3} \d{3}$"))
+    await expect(qr).to_be_visible()
+    digits = (await qr.get_attribute("alt") or "").rsplit(" ", 2)[-2:]
+    card = chat.locator(".tl-chat__checkin")
+    await expect(card.locator(".tl-chat__code")).to_have_text(" ".join(digits))
+    await expect(card).to_contain_text("Show this at the counter of Northwind Market Street")
+    assert await qr.evaluate("img => img.complete && img.naturalWidth > 100")
     await context.close()

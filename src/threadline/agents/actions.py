@@ -18,6 +18,7 @@ from threadline.agents.slots import DATE, ORDER_NUMBER, POSTCODE, STORE, TIME, E
 from threadline.agents.tools import (
     BOOK_APPOINTMENT,
     LOOKUP_ORDER,
+    SEND_CHECKIN_CODE,
     STORE_HOURS,
     BusinessTools,
     StoreHours,
@@ -25,6 +26,7 @@ from threadline.agents.tools import (
 )
 from threadline.agents.turns import TurnWriter
 from threadline.business import Business
+from threadline.business.values import Store
 from threadline.core.conversation import ConversationState
 
 
@@ -162,6 +164,37 @@ def _hours_of(store_id: str, day: date) -> Callable[[BusinessTools], StoreHours]
     return lambda tools: tools.store_hours(store_id, day)
 
 
+def store_visit(step: Step) -> str:
+    """A customer who wants to come in: on chat, a check-in code for the store is sent.
+
+    The store is the one named, else the pickup store of the customer's order
+    (once they have proven it is theirs), else the customer is asked.
+    """
+    business = step.business
+    store = business.store(step.slots.get(STORE, "")) or _pickup_store(step)
+    if store is None:
+        return replies.ask_visit_store(business, step.short)
+    if step.short:  # a phone cannot show a QR code; the kiosk knows the number
+        return replies.visit_by_phone(store)
+    writer = step.writer
+    request = {"action_id": writer.next_action_id(), "tool": SEND_CHECKIN_CODE,
+               "arguments": {"store": store.id}}  # fmt: skip
+    writer.emit("action.requested", request)
+    return replies.checkin_code_coming(store)
+
+
+def _pickup_store(step: Step) -> Store | None:
+    number = step.slots.get(ORDER_NUMBER)
+    order = step.business.order(number) if number else None
+    if order is None or not BusinessTools(step.business).verified_owner(
+        order.number, customer_id=step.context.customer_id,
+        identity_verified=step.identity_verified, postcode=step.slots.get(POSTCODE),
+    ):  # fmt: skip
+        return None
+    pickup = next((o for o in order.options if o.kind == "pickup" and o.store_id), None)
+    return step.business.store(pickup.store_id or "") if pickup else None
+
+
 def greeting(step: Step) -> str:
     customer_id = step.context.customer_id
     customer = step.business.customer(customer_id) if customer_id else None
@@ -191,6 +224,7 @@ ACTIONS: Final[Mapping[str, Action]] = {
     "order_status": order_status,
     "book_appointment": book_appointment,
     "store_hours": store_hours,
+    "store_visit": store_visit,
     "greeting": greeting,
     "thanks": thanks,
     # Reached only when a policy lets these stay with the bot.

@@ -98,6 +98,24 @@ def ask_store(business: Business, short: bool) -> str:
     return f"Which store would suit you: {names}?"
 
 
+def ask_visit_store(business: Business, short: bool) -> str:
+    if short:
+        return "Which store: Market Street in San Francisco, or Broadway in Oakland?"
+    names = " or ".join(f"{s.name} ({s.city})" for s in business.stores)
+    example = "“I'll come to the Market Street store”"
+    return f"Which store will you come to: {names}? Say, for example, {example}."
+
+
+def visit_by_phone(store: Store) -> str:
+    return (f"When you get to {store.name}, check in at the kiosk with the number you are "
+            "calling from, and we'll have everything ready.")  # fmt: skip
+
+
+def checkin_code_coming(store: Store) -> str:
+    return (f"Of course: come to {store.name}, {store.address}. I'm sending you a check-in "
+            "code now; show it at the counter and we'll take it from there.")  # fmt: skip
+
+
 def ask_day(store: Store, short: bool) -> str:
     return "Which day?" if short else f"Which day would you like to come in to {store.name}?"
 

@@ -28,6 +28,9 @@ LOOKUP_ORDER: Final = "lookup_order"
 BOOK_APPOINTMENT: Final = "book_appointment"
 STORE_HOURS: Final = "store_hours"
 TOOLS: Final = frozenset({LOOKUP_ORDER, BOOK_APPOINTMENT, STORE_HOURS})
+#: Requested by the bot, run by the service after the turn: it signs and records a
+#: check-in code and sends it to the customer's chat (see threadline.channels.inperson).
+SEND_CHECKIN_CODE: Final = "send_checkin_code"
 
 #: How many alternative slots a refused booking suggests.
 SUGGESTIONS: Final = 3

@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         router = Router(app.state.conversations, routing_config(business))
         await router.start(bus)
         app.state.router = router
+        await inperson.start(app)
         await relay.start()
         try:
             yield

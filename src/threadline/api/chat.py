@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ValidationError
 
+from threadline.api.inperson import checkin_view
 from threadline.channels.chat.adapter import ChatAdapter, ChatLeg
 from threadline.channels.chat.protocol import FRAME, VISIBLE, Attachment, Hello, Message, visible
 from threadline.core.errors import ThreadlineError
@@ -153,4 +154,10 @@ async def _pump(websocket: WebSocket, hub: LiveHub, leg: ChatLeg, after_seq: int
         async for record in hub.follow(watcher):
             if record.type not in VISIBLE:
                 continue
-            await _send(websocket, visible(conversations.codec.decode(record)))
+            event = conversations.codec.decode(record)
+            frame = visible(event)
+            card = event.payload.get("checkin") if event.type == "message.sent" else None
+            if card:
+                frame["checkin"] = await checkin_view(websocket.app.state, card,
+                                                      event.conversation_id)  # fmt: skip
+            await _send(websocket, frame)

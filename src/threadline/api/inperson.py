@@ -23,6 +23,7 @@ from threadline.api.auth import Caller
 from threadline.api.problems import Problem
 from threadline.api.streams import _refuse, _still_valid, _token
 from threadline.business.business import Business
+from threadline.channels.inperson.cards import CheckinCards
 from threadline.channels.inperson.codes import (
     CheckinCodes,
     CheckinGrant,
@@ -31,6 +32,7 @@ from threadline.channels.inperson.codes import (
     UsedCode,
     qr_data_url,
 )
+from threadline.channels.inperson.courier import CheckinCourier
 from threadline.channels.inperson.lookup import (
     display_name,
     find_customer,
@@ -117,6 +119,29 @@ class KioskIn(BaseModel):
 # -- collaborators ---------------------------------------------------------------------
 
 
+async def start(app: Any) -> None:
+    """Send the check-in codes the bot or an agent asks for (from ``app.state.bus``)."""
+    state = app.state
+    courier = CheckinCourier(state.conversations, _codes(state), _cards(state), state.business)
+    await courier.start(state.bus)
+
+
+def _cards(app_state: Any) -> CheckinCards:
+    cards: CheckinCards | None = getattr(app_state, "checkin_cards", None)
+    if cards is None:
+        cards = app_state.checkin_cards = CheckinCards(app_state.tokens.key)
+    return cards
+
+
+async def checkin_view(
+    app_state: Any, card: dict[str, Any], conversation_id: str
+) -> dict[str, Any]:
+    """A message's check-in card as its customer sees it (the code while it is valid)."""
+    return await _cards(app_state).view(card, conversation_id, app_state.business,
+                                        used=app_state.revocations.is_revoked,
+                                        now=utcnow())  # fmt: skip
+
+
 def _codes(app_state: Any) -> CheckinCodes:
     codes: CheckinCodes | None = getattr(app_state, "checkin_codes", None)
     if codes is None:
@@ -194,12 +219,10 @@ async def checkin_code(body: CodeIn, request: Request, caller: Caller) -> dict[s
                                                    body.store_id)  # fmt: skip
     qr = await asyncio.to_thread(qr_data_url, issued.token)
     if state.status not in CLOSED_STATES:
-        local = _business(request).local(issued.expires_at)
-        text = (f"Here is your check-in code: show it at the counter. It works once, "
-                f"until {local:%H:%M}.")  # fmt: skip
+        message = _cards(request.app.state).message(issued, _business(request))
         chat = next((i for i, leg in state.live_legs.items() if leg.get("channel") == "chat"),
                     None)  # fmt: skip
-        event = Event(conversation_id=conversation_id, type="message.sent", payload={"text": text},
+        event = Event(conversation_id=conversation_id, type="message.sent", payload=message,
                       channel="chat", leg_id=chat, actor=Actor("system", "checkin"),
                       customer_id=state.customer_id,
                       idempotency_key=f"checkin-code:{issued.token_id}")  # fmt: skip

@@ -110,6 +110,35 @@ def _message_sent_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {"text": payload["text"], "heard_text": payload["text"], "in_reply_to": None}
 
 
+class CheckinCard(Payload):
+    """A check-in code that goes with a message, sealed so only the service can open it.
+
+    ``sealed`` holds the code's QR token and digits, encrypted and bound to the
+    conversation; the log and everyone reading it see only when it expires.
+    """
+
+    token_id: Name
+    store_id: Name | None = None
+    expires_at: AwareDatetime
+    sealed: Annotated[str, Field(min_length=16, max_length=4000)]
+
+
+@register("message.sent", 3)
+class MessageSentV3(Payload):
+    """A message to the customer; on voice, ``heard_text`` is what was played before
+    barge-in; on chat, ``checkin`` is a check-in code shown with it."""
+
+    text: Annotated[Text, Pii]
+    heard_text: Annotated[str | None, Pii] = None
+    in_reply_to: str | None = None
+    checkin: CheckinCard | None = None
+
+
+@CATALOGUE.upcaster("message.sent", 2)
+def _message_sent_v2_to_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "checkin": None}
+
+
 @register("message.heard", 1)
 class MessageHeard(Payload):
     """How much of a spoken ``message.sent`` the caller heard.

@@ -109,6 +109,11 @@ class CheckinGrant:
 
 def pepper(key: TokenKey) -> bytes:
     """A secret for hashing the digits, derived from the token key (never stored)."""
+    return hashlib.sha256(b"threadline:checkin-digits:" + key_material(key)).digest()
+
+
+def key_material(key: TokenKey) -> bytes:
+    """The token key's secret bytes, for deriving the check-in secrets from."""
     if key.algorithm == "HS256":
         material = bytes(key.verifying)
     elif key.signing is not None:
@@ -121,7 +126,7 @@ def pepper(key: TokenKey) -> bytes:
         )
     else:
         raise ConfigurationError("check-in codes need a token key that can sign")
-    return hashlib.sha256(b"threadline:checkin-digits:" + material).digest()
+    return material
 
 
 class Attempts:

@@ -55,12 +55,45 @@
       shown[id] = item;
     }
     item.querySelector(".tl-chat__who").textContent =
-      who === "customer" ? "You" : who === "bot" ? "Assistant" : who === "human" ? "Agent" : "";
+      who === "customer" ? "You" : who === "bot" ? "Assistant" : who === "human" ? "Agent" :
+      who === "system" ? "Northwind Devices" : "";
     item.querySelector("p").textContent = text;
     item.querySelector("small").textContent = note || "";
     item.dataset.who = who;
     log.scrollTop = log.scrollHeight;
     return item;
+  }
+
+  // A check-in code: its QR image and six digits while valid, else what became of it.
+  function checkin(item, c) {
+    var box = item.querySelector(".tl-chat__checkin");
+    if (!box) {
+      box = document.createElement("figure");
+      box.className = "tl-chat__checkin";
+      item.appendChild(box);
+    }
+    box.textContent = "";
+    var caption = document.createElement("figcaption");
+    var store = c.store ? c.store.name : "the store";
+    if (c.status === "valid") {
+      var img = document.createElement("img");
+      img.alt = c.alt;
+      img.addEventListener("load", function () { log.scrollTop = log.scrollHeight; });
+      img.src = c.qr;
+      box.appendChild(img);
+      var code = document.createElement("strong");
+      code.className = "tl-chat__code";
+      code.textContent = c.code.slice(0, 3) + " " + c.code.slice(3);
+      caption.append("Check-in code ", code, document.createElement("br"),
+        "Show this at the counter of " + store + ". It works once.");
+    } else {
+      caption.textContent = c.status === "used" ? "This check-in code has been used." :
+        c.status === "expired" ? "This check-in code has expired; ask for a new one." :
+        "This check-in code cannot be shown.";
+    }
+    box.dataset.status = c.status;
+    box.appendChild(caption);
+    log.scrollTop = log.scrollHeight;
   }
 
   function notice(id, text) {
@@ -79,7 +112,8 @@
     if (e.event === "message.received") {
       bubble(id, "customer", e.text, "Delivered");
     } else if (e.event === "message.sent") {
-      bubble(id, e.actor, e.text, "");
+      var item = bubble(id, e.actor, e.text, "");
+      if (e.checkin) checkin(item, e.checkin);
     } else if (e.event === "handoff.requested") {
       notice(id, "Connecting you with a person…");
     } else if (e.event === "handoff.accepted") {

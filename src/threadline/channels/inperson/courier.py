@@ -1,0 +1,112 @@
+"""Sends the check-in codes that the bot (or an agent) asked for to the customer's chat.
+
+A bus consumer. For each ``action.requested`` of :data:`SEND_CHECKIN_CODE` it
+issues a code for the conversation and records ``action.completed`` with a
+``message.sent`` that carries the code sealed (:mod:`.cards`), on the chat.
+The events are keyed on the request, and a request that is no longer pending
+is skipped, so a redelivery sends nothing twice. A conversation that closed
+in between gets ``action.failed`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import structlog
+
+from threadline.agents.tools import SEND_CHECKIN_CODE
+from threadline.business import Business
+from threadline.channels.inperson.cards import CheckinCards
+from threadline.channels.inperson.codes import LINEAGE, CheckinCodes
+from threadline.core.conversation import CLOSED_STATES, ConversationState
+from threadline.core.errors import IllegalTransition
+from threadline.core.events import Actor, Event, EventRecord
+from threadline.core.ports import Bus
+from threadline.engine.conversations import Conversations
+
+log = structlog.get_logger("threadline.inperson")
+
+GROUP: Final = "checkin-courier"
+COURIER: Final = Actor("system", "checkin")
+
+
+class CheckinCourier:
+    """Fulfils ``send_checkin_code`` requests on the conversations they were made on."""
+
+    def __init__(
+        self,
+        conversations: Conversations,
+        codes: CheckinCodes,
+        cards: CheckinCards,
+        business: Business,
+    ) -> None:
+        self.conversations = conversations
+        self.codes = codes
+        self.cards = cards
+        self.business = business
+
+    async def start(self, bus: Bus) -> None:
+        await bus.subscribe(GROUP, self.handle, concurrency=64)
+
+    async def handle(self, record: EventRecord) -> None:
+        if record.type != "action.requested":
+            return
+        request = self.conversations.codec.decode(record)
+        if request.payload["tool"] != SEND_CHECKIN_CODE:
+            return
+        action_id = str(request.payload["action_id"])
+        state = await self.conversations.current(record.conversation_id, record.seq)
+        if action_id not in state.pending_actions:
+            return  # sent already (a redelivery)
+        store_id = request.payload["arguments"].get("store")
+        if state.status in CLOSED_STATES or state.customer_id is None:
+            await self._failed(state, request, action_id, "conversation_closed")
+            return
+        issued = await self.codes.issue(state.conversation_id, state.customer_id, store_id)
+        chat = next((leg_id for leg_id, leg in state.live_legs.items()
+                     if leg.get("channel") == "chat"), None)  # fmt: skip
+        result = {"token_id": issued.token_id, "store": issued.store_id,
+                  "expires_at": issued.expires_at.isoformat()}  # fmt: skip
+        events = [
+            self._event(state, request, "action.completed",
+                        {"action_id": action_id, "result": result}, "done"),
+            self._event(state, request, "message.sent",
+                        self.cards.message(issued, self.business), "message", leg_id=chat),
+        ]  # fmt: skip
+        try:
+            await self.conversations.record(state.conversation_id, events)
+        except IllegalTransition as exc:  # it closed just now: the code stays unused
+            log.info("check-in code not sent", conversation_id=state.conversation_id,
+                     reason=str(exc))  # fmt: skip
+            await self._failed(state, request, action_id, "conversation_closed")
+
+    async def _failed(
+        self, state: ConversationState, request: Event, action_id: str, error: str
+    ) -> None:
+        payload = {"action_id": action_id, "error": error, "retryable": False}
+        event = self._event(state, request, "action.failed", payload, "failed")
+        await self.conversations.record(state.conversation_id, [event])
+
+    def _event(
+        self,
+        state: ConversationState,
+        request: Event,
+        type_: str,
+        payload: dict[str, object],
+        suffix: str,
+        *,
+        leg_id: str | None = None,
+    ) -> Event:
+        return Event(
+            conversation_id=state.conversation_id,
+            type=type_,
+            payload=payload,
+            channel="chat",
+            leg_id=leg_id,
+            actor=COURIER,
+            customer_id=state.customer_id,
+            correlation_id=request.correlation_id,
+            causation_id=request.event_id,
+            idempotency_key=f"{request.event_id}:{suffix}",
+            lineage=LINEAGE,
+        )
