@@ -4,7 +4,8 @@
 runs the accuracy measurement of ``bench.voice_accuracy`` (every demo
 utterance in three espeak-ng voices through μ-law, the endpointer, Whisper
 tiny.en with the domain prompt and the intent classifier) once per
-``end_silence_ms:beam_size`` pair and prints one row each: intent accuracy
+``end_silence_ms:beam_size[:window_s]`` triple (``full`` for Whisper's
+padded 30 s window; the default is the recogniser's own) and prints one row each: intent accuracy
 (the 90% bar), key-word recall, word error rate, how many phrases the
 endpointer split in two, and the recogniser's mean seconds per utterance.
 """
@@ -23,10 +24,12 @@ from threadline.channels.voice.vad import EndpointerConfig
 from threadline.testing.voice_accuracy import measure
 from threadline.testing.voice_corpus import VOICES
 
+Config = tuple[int, int, float | None]
 
-async def one(end_silence_ms: int, beam: int, voices: list[str]) -> str:
+
+async def one(end_silence_ms: int, beam: int, window: float | None, voices: list[str]) -> str:
     hints = domain_hints(northwind(datetime.now(UTC)))
-    stt = WhisperSTT(WhisperConfig(beam_size=beam), hints=hints)
+    stt = WhisperSTT(WhisperConfig(beam_size=beam, window_s=window), hints=hints)
     try:
         await stt.load()
         started = time.perf_counter()
@@ -36,25 +39,34 @@ async def one(end_silence_ms: int, beam: int, voices: list[str]) -> str:
     finally:
         await stt.close()
     split = sum(r.segments != 1 for r in report.results)
-    return (f"| {end_silence_ms} | {beam} | {report.intent_accuracy():.1%} | "
+    shown = "30 s" if window is None else f"{window:g} s"
+    return (f"| {end_silence_ms} | {beam} | {shown} | {report.intent_accuracy():.1%} | "
             f"{report.keyword_recall():.1%} | {report.word_error_rate():.1%} | "
             f"{split} of {len(report.results)} | {report.seconds_per_utterance():.3f} | "
             f"{elapsed:.0f} |")  # fmt: skip
 
 
-async def main(configs: list[tuple[int, int]], voices: list[str]) -> None:
-    print("| end silence ms | beam | intent accuracy | key words | WER | split "
+async def main(configs: list[Config], voices: list[str]) -> None:
+    print("| end silence ms | beam | window | intent accuracy | key words | WER | split "
           "| STT s/utterance | run s |")  # fmt: skip
-    print("|---" * 8 + "|", flush=True)
-    for end_silence_ms, beam in configs:
-        print(await one(end_silence_ms, beam, voices), flush=True)
+    print("|---" * 9 + "|", flush=True)
+    for end_silence_ms, beam, pad in configs:
+        print(await one(end_silence_ms, beam, pad, voices), flush=True)
+
+
+def parse(spec: str) -> Config:
+    """``600:5`` or ``600:5:1.0`` or ``600:5:full``."""
+    parts = spec.split(":")
+    pad: float | None = WhisperConfig().window_s
+    if len(parts) == 3:
+        pad = None if parts[2] == "full" else float(parts[2])
+    return int(parts[0]), int(parts[1]), pad
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="600:5,400:5,300:5,600:1",
-                        help="end_silence_ms:beam_size pairs, comma-separated")  # fmt: skip
+                        help="end:beam[:window_s or full], comma-separated")  # fmt: skip
     parser.add_argument("--voices", default=",".join(VOICES))
     args = parser.parse_args()
-    pairs = [tuple(int(x) for x in c.split(":")) for c in args.configs.split(",") if c]
-    asyncio.run(main([(a, b) for a, b in pairs], args.voices.split(",")))
+    asyncio.run(main([parse(c) for c in args.configs.split(",") if c], args.voices.split(",")))

@@ -25,6 +25,7 @@ from threadline.channels.voice.stt import (
     tidy_numbers,
     wav_bytes,
 )
+from threadline.channels.voice.whisper_window import WindowDecoder, drop_repeats
 from threadline.core.ports import SpeechHints, SpeechToText, Transcript, TranscriptUpdate
 from threadline.testing import speech_server
 from threadline.testing.voice import speak, telephony_audio
@@ -300,7 +301,7 @@ async def test_no_more_utterances_are_decoded_at_once_than_configured():
             segment = SimpleNamespace(text=" ok", tokens=[1, 2], avg_logprob=-0.1, words=None)
             return iter([segment]), None
 
-    engine = WhisperSTT(WhisperConfig(concurrency=2))
+    engine = WhisperSTT(WhisperConfig(concurrency=2, window_s=None))
     engine._model = SlowModel()
     try:
         results = await asyncio.gather(*(engine.transcribe(tone_pcm(0.1)) for _ in range(6)))
@@ -309,3 +310,68 @@ async def test_no_more_utterances_are_decoded_at_once_than_configured():
     assert peak == 2
     assert [r.text for r in results] == ["ok"] * 6
     assert results[0].confidence == pytest.approx(np.exp(-0.1), abs=1e-4)
+
+
+# --- the fitted window ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Where is my order 1042? Where is my order 1042?", "Where is my order 1042?"),
+        ("Can I talk to a firm one? Can I talk to firm one?", "Can I talk to a firm one?"),
+        ("Where is my order? It is order 1042.", "Where is my order? It is order 1042."),
+        ("It costs 10.50 dollars. Yes. Yes.", "It costs 10.50 dollars. Yes."),
+        ("Book a repair. Cancel it. Book a repair.", "Book a repair. Cancel it. Book a repair."),
+        ("", ""),
+    ],
+)
+def test_a_sentence_said_twice_in_a_row_is_kept_once(text, kept):
+    assert drop_repeats(text) == kept
+
+
+def test_short_utterances_get_a_short_window_and_long_ones_the_full_one():
+    assert WindowDecoder.window_frames(16_000 * 2, 10.0) == 1000
+    assert WindowDecoder.window_frames(16_000 * 12, 10.0) == 1300  # and a second of silence
+    assert WindowDecoder.window_frames(16_000 * 2, 4.0) == 800  # never below the minimum
+    assert WindowDecoder.window_frames(16_000 * 29, 10.0) >= 3000
+    with pytest.raises(ValueError):
+        WhisperConfig(window_s=5.0)
+
+
+@pytest.mark.usefixtures("espeak")
+async def test_the_fitted_window_hears_what_the_full_window_hears(whisper):
+    full = WhisperSTT(WhisperConfig(window_s=None), hints=HINTS)
+    try:
+        for text, keys in [
+            ("I want to cancel order 1057.", ("cancel", "1057")),
+            ("When are you open on Saturday?", ("open", "saturday")),
+            ("Can I get a refund?", ("refund",)),
+        ]:
+            audio = spoken(text, "en-gb")
+            fitted, padded = await whisper.transcribe(audio), await full.transcribe(audio)
+            for key in keys:
+                assert key in fitted.text.lower() and key in padded.text.lower()
+            assert len(fitted.text.split()) <= len(text.split()) + 2  # no sentence said twice
+    finally:
+        await full.close()
+
+
+@pytest.mark.usefixtures("espeak")
+async def test_a_long_utterance_gets_a_window_of_its_own_length(whisper, monkeypatch):
+    calls: list[int] = []
+    decode = WindowDecoder.decode
+
+    def counted(self, audio, **kwargs):
+        calls.append(len(audio))
+        return decode(self, audio, **kwargs)
+
+    monkeypatch.setattr(WindowDecoder, "decode", counted)
+    short = spoken("Where is my order?")
+    long = spoken(" ".join(["I bought a laptop and it stopped working after a week."] * 5))
+    assert len(long) / 32_000 > 10
+    assert "order" in (await whisper.transcribe(short)).text.lower()
+    heard = (await whisper.transcribe(long)).text.lower()
+    assert "laptop" in heard and "week" in heard
+    assert calls == [len(short) // 2, len(long) // 2]
+    assert WindowDecoder.window_frames(len(long) // 2, 10.0) > 1000

@@ -28,6 +28,7 @@ from typing import Any, Final
 import httpx
 import numpy as np
 
+from threadline.channels.voice.whisper_window import MIN_WINDOW_S, WindowDecoder
 from threadline.core.errors import ConfigurationError, ThreadlineError
 from threadline.core.ports import (
     STT_SAMPLE_RATE,
@@ -85,6 +86,13 @@ class WhisperConfig:
     #: Also pass ``SpeechHints.phrases`` as Whisper hotwords (measured worse than the prompt alone).
     hotwords: bool = False
     word_timestamps: bool = False
+    #: Encode a short utterance on a window of this many seconds rather than Whisper's padded
+    #: 30 s (see ``whisper_window``); None for 30 s.
+    window_s: float | None = 10.0
+
+    def __post_init__(self) -> None:
+        if self.window_s is not None and not MIN_WINDOW_S <= self.window_s < 30.0:
+            raise ValueError(f"window_s is at least {MIN_WINDOW_S:g} and under 30 seconds")
 
 
 _models: dict[tuple[str, str, int, int], Any] = {}
@@ -135,6 +143,7 @@ class WhisperSTT(SpeechToText):
                 raise ConfigurationError(f"no Whisper model at {self._path}")
         self._pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="whisper")
         self._model: Any = None
+        self._window: WindowDecoder | None = None
 
     def _model_now(self) -> Any:
         if self._model is None:
@@ -143,6 +152,11 @@ class WhisperSTT(SpeechToText):
                 self._path, cfg.compute_type, cfg.cpu_threads, cfg.concurrency
             )
         return self._model
+
+    def _window_now(self) -> WindowDecoder:
+        if self._window is None:
+            self._window = WindowDecoder(self._model_now())
+        return self._window
 
     async def load(self) -> None:
         """Load the model now rather than on the first utterance."""
@@ -162,12 +176,22 @@ class WhisperSTT(SpeechToText):
         if len(audio) == 0:
             return Transcript("", 0.0, self.engine_id, 0.0)
         cfg = self.config
+        prompt = (hints.prompt or None) if hints else None
+        window = cfg.window_s
+        fitted = window is not None and not cfg.hotwords and not cfg.word_timestamps
+        if fitted and window is not None and self._window_now().fits(len(audio), window):
+            result = self._window_now().decode(
+                audio, window_s=window, beam_size=cfg.beam_size, initial_prompt=prompt
+            )
+            text = tidy_numbers(result.text)
+            confidence = math.exp(result.avg_logprob) if text else 0.0
+            return Transcript(text, round(min(1.0, confidence), 4), self.engine_id, duration)
         segments, _ = self._model_now().transcribe(
             audio,
             language=language,
             beam_size=cfg.beam_size,
             temperature=0.0,
-            initial_prompt=(hints.prompt or None) if hints else None,
+            initial_prompt=prompt,
             hotwords=" ".join(hints.phrases) if hints and cfg.hotwords else None,
             condition_on_previous_text=False,
             without_timestamps=not cfg.word_timestamps,
