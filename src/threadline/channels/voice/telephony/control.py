@@ -149,6 +149,7 @@ class CallControl:
             channel="voice",
             leg_id=call_id,
             actor=GATEWAY,
+            customer_id=cause.customer_id if cause is not None else None,
             causation_id=cause.event_id if cause is not None else None,
             idempotency_key=f"{call_id}:transfer:{anchor}",
             lineage=LINEAGE,
