@@ -4,6 +4,7 @@ espeak-ng replies out, over the Media Streams protocol on a real WebSocket."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from tests.conftest import LiveServer, bearer
 from tests.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, voice_settings, wait_for
 from threadline.api.app import create_app
+from threadline.channels.voice.stt import WhisperSTT
+from threadline.channels.voice.vad import EndpointerConfig
 from threadline.testing.caller import PhoneCaller, speech_ratio
 from threadline.testing.voice import judge_speech
 
@@ -67,6 +70,34 @@ async def test_a_caller_is_heard_understood_and_answered_in_speech(phone) -> Non
     await call.hang_up()
     await wait_for(phone.app.state.store, call.conversation_id,
                    lambda rs: any(r.type == "leg.ended" for r in rs))  # fmt: skip
+
+
+async def test_transcription_starts_at_the_pause_and_a_resumed_sentence_supersedes_it(
+    phone, monkeypatch
+) -> None:
+    decodes: list[tuple[float, int]] = []  # when each decode was asked for, bytes of audio
+    transcribe = WhisperSTT.transcribe
+
+    async def counted(self, pcm, hints=None, language="en"):
+        decodes.append((time.monotonic(), len(pcm)))
+        return await transcribe(self, pcm, hints, language)
+
+    monkeypatch.setattr(WhisperSTT, "transcribe", counted)
+    call = caller(phone)
+    await call.dial(STRANGER)
+    # Two sentences, with a pause between them (espeak-ng's own 300 ms and 100 more) shorter
+    # than the end of a turn.
+    await call.say(["Where is my order?", "It is order 1042."], pause_ms=100)
+    spoke_at = call.last_voiced_sent_at
+    assert spoke_at is not None
+    (utterance,) = await transcribed(phone, call, 1)
+    assert "where" in utterance["text"].lower() and "1042" in utterance["text"]
+    # A draft of the first sentence, dropped when the caller went on; then one of the whole.
+    assert len(decodes) >= 2 and decodes[-1][1] > decodes[0][1]
+    assert sum(size == decodes[-1][1] for _, size in decodes) == 1  # never decoded twice
+    end_silence = EndpointerConfig().end_silence_ms / 1000
+    assert decodes[-1][0] - spoke_at < end_silence - 0.2  # before the turn had ended
+    await call.hang_up()
 
 
 async def test_speaking_over_a_reply_clears_it_and_keeps_only_what_was_heard(phone) -> None:

@@ -14,6 +14,7 @@ from threadline.channels.voice.vad import (
     Endpointer,
     EndpointerConfig,
     SpeechDetector,
+    SpeechPaused,
     SpeechStarted,
     UtteranceEnded,
     voiced_ratio,
@@ -84,7 +85,8 @@ def test_endpointing_invariants_hold_for_any_pattern(pattern, start_frames, sile
     config = EndpointerConfig(
         start_frames=start_frames, end_silence_ms=20 * silence_frames, max_utterance_ms=2000
     )
-    events = run(Endpointer(config, classifier=marked), pattern)
+    everything = run(Endpointer(config, classifier=marked), pattern)
+    events = [e for e in everything if not isinstance(e, SpeechPaused)]
     # Starts and ends alternate, each end closing the utterance its start opened.
     assert [type(e) for e in events] == [SpeechStarted, UtteranceEnded] * (len(events) // 2)
     for started, ended in zip(events[::2], events[1::2], strict=True):
@@ -103,6 +105,35 @@ def test_endpointing_invariants_hold_for_any_pattern(pattern, start_frames, sile
     spans = [(e.start_ms // 20, e.end_ms // 20) for e in events if isinstance(e, UtteranceEnded)]
     for match in re.finditer("v" * start_frames + "+", pattern):
         assert any(a < match.end() and match.start() < b for a, b in spans)
+    # A pause offers the utterance so far; when it ends there, it is the same audio.
+    ends = {e.end_ms: e for e in events if isinstance(e, UtteranceEnded)}
+    for pause in (e for e in everything if isinstance(e, SpeechPaused)):
+        assert config.early and pattern[pause.end_ms // 20 - 1] == "v"
+        assert pause.at_ms - pause.end_ms == config.early_silence_ms + 20
+        final = ends.get(pause.end_ms)
+        if final is not None and final.reason == "silence":
+            assert (final.audio, final.audio_start_ms) == (pause.audio, pause.audio_start_ms)
+
+
+def test_a_pause_offers_the_utterance_so_far_and_resumed_speech_supersedes_it():
+    config = EndpointerConfig(early_silence_ms=60, end_silence_ms=200, post_roll_ms=40,
+                              pre_roll_ms=0)  # fmt: skip
+    endpointer = Endpointer(config, classifier=marked)
+    events = run(endpointer, "vvvv" + "...." + "vv" + "." * 12)
+    paused = [e for e in events if isinstance(e, SpeechPaused)]
+    ended = [e for e in events if isinstance(e, UtteranceEnded)]
+    assert [p.end_ms for p in paused] == [80, 200]  # after each run of speech
+    assert len(ended) == 1 and ended[0].end_ms == 200
+    assert paused[0].audio == VOICED * 4 + QUIET * 2  # speech and post-roll, as an end would
+    assert paused[1].audio == ended[0].audio
+    assert paused[1].at_ms < ended[0].at_ms
+
+
+def test_pauses_are_off_unless_shorter_than_the_end_silence():
+    for early in (0, 200, 300):
+        config = EndpointerConfig(early_silence_ms=early, end_silence_ms=200)
+        events = run(Endpointer(config, classifier=marked), "vvvv" + "." * 20)
+        assert not any(isinstance(e, SpeechPaused) for e in events)
 
 
 def test_flush_without_speech_says_nothing():
@@ -120,7 +151,8 @@ def test_frames_of_the_wrong_size_are_refused():
 @pytest.mark.parametrize(
     "bad",
     [dict(sample_rate=11025), dict(aggressiveness=4), dict(start_frames=0),
-     dict(end_silence_ms=550), dict(max_utterance_ms=20)],
+     dict(end_silence_ms=550), dict(max_utterance_ms=20), dict(early_silence_ms=50),
+     dict(early_silence_ms=60, post_roll_ms=100)],
 )  # fmt: skip
 def test_bad_configurations_are_refused(bad):
     with pytest.raises(ValueError):
@@ -155,9 +187,14 @@ def test_one_spoken_phrase_is_one_utterance_with_its_timings(noise, early_ms):
     pcm, rate = speak(PHRASE, "en-us")
     ulaw = telephony_audio(pcm, rate, lead_ms=700, tail_ms=1500, noise_dbfs=noise)
     start, end = speech_span_ms(pcm, rate, 700)
-    events = endpoint(ulaw, EndpointerConfig(end_silence_ms=600))
+    everything = endpoint(ulaw, EndpointerConfig(end_silence_ms=600))
+    events = [e for e in everything if not isinstance(e, SpeechPaused)]
     assert [type(e) for e in events] == [SpeechStarted, UtteranceEnded]
     started, ended = events
+    # The last pause offered exactly the final audio, 400 ms before the end.
+    last_pause = [e for e in everything if isinstance(e, SpeechPaused)][-1]
+    assert (last_pause.end_ms, last_pause.audio) == (ended.end_ms, ended.audio)
+    assert ended.at_ms - last_pause.at_ms == 400
     assert abs(started.start_ms - start) <= 80
     assert started.at_ms - started.start_ms == 60  # three voiced frames
     # Loud noise masks the fading last syllable, so the end may come a little early.

@@ -20,7 +20,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -124,9 +124,24 @@ class PhoneCaller:
 
     # -- the caller's side ------------------------------------------------------------------
 
-    async def say(self, text: str, voice: str = "en-us", *, wait: bool = True) -> None:
-        """Speak ``text`` on the line (then silence); with ``wait``, until it has been sent."""
-        frames = await acaller_frames(text, voice, lead_ms=0, tail_ms=0)
+    async def say(
+        self,
+        text: str | Sequence[str],
+        voice: str = "en-us",
+        *,
+        wait: bool = True,
+        pause_ms: int = 300,
+    ) -> None:
+        """Speak ``text`` on the line (then silence); with ``wait``, until it has been sent.
+
+        Several phrases are spoken one after the other with ``pause_ms`` of
+        silence between them, as a caller who pauses mid-turn.
+        """
+        frames: list[bytes] = []
+        for index, part in enumerate([text] if isinstance(text, str) else text):
+            if index:
+                frames += [SILENCE] * (pause_ms // 20)
+            frames += await acaller_frames(part, voice, lead_ms=0, tail_ms=0)
         self._spoken.clear()
         self._speech.extend(frames)
         if wait:

@@ -5,7 +5,10 @@ Each call gets its own :class:`SpeechCall` (a
 a buffer or a turn. Inbound μ-law frames are decoded and endpointed on the
 event loop (microseconds a frame); each finished utterance is transcribed by
 the speech-to-text port, which runs its model off the loop, and recorded as
-``utterance.transcribed``; the bot answers it like any chat message.
+``utterance.transcribed``; the bot answers it like any chat message. The
+transcription starts early, when the caller pauses (``SpeechPaused``), so it
+overlaps the rest of the end-of-turn silence; if the caller speaks again the
+draft is dropped, and only a draft of exactly the final audio is used.
 
 Replies come back through the log: every ``message.sent`` on this call's leg
 (the bot's, or a person's from the desk) is synthesised and played, with a
@@ -35,11 +38,16 @@ from threadline.channels.voice.codec import (
 from threadline.channels.voice.media import Call, CallHandler, CallSink, HandlerFactory
 from threadline.channels.voice.telephony.calls import GATEWAY, LINEAGE, VoiceCalls
 from threadline.channels.voice.telephony.keypad import Keypad
-from threadline.channels.voice.vad import Endpointer, EndpointerConfig, SpeechStarted
+from threadline.channels.voice.vad import (
+    Endpointer,
+    EndpointerConfig,
+    SpeechPaused,
+    SpeechStarted,
+)
 from threadline.channels.voice.vad import UtteranceEnded as Utterance
 from threadline.core.errors import ThreadlineError
 from threadline.core.events import Actor, Event, EventRecord, Lineage
-from threadline.core.ports import SpeechHints, SpeechToText, TextToSpeech
+from threadline.core.ports import SpeechHints, SpeechToText, TextToSpeech, Transcript
 from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
 
@@ -114,6 +122,23 @@ class Playback:
         return self.text[: self.heard_through].rstrip()
 
 
+@dataclass(slots=True)
+class Draft:
+    """A transcription started when the caller paused, for the audio up to ``end_ms``."""
+
+    end_ms: int
+    audio_bytes: int
+    task: asyncio.Task[Transcript]
+
+    def matches(self, utterance: Utterance) -> bool:
+        return self.end_ms == utterance.end_ms and self.audio_bytes == len(utterance.audio)
+
+    def drop(self) -> None:
+        self.task.cancel()  # a decode still queued never runs; a running one is ignored
+        if self.task.done() and not self.task.cancelled():
+            self.task.exception()  # a failed draft nobody needs is not worth a warning
+
+
 def _word_ends(text: str, start: int, end: int) -> list[int]:
     return [start + m.end() for m in _WORD_END.finditer(text[start:end])]
 
@@ -146,7 +171,8 @@ class SpeechCall(CallHandler):
         self.utterances = 0
         self._replies: asyncio.Queue[EventRecord] = asyncio.Queue()
         self._heard: set[str] = set()
-        self._utterances: asyncio.Queue[Utterance] = asyncio.Queue()
+        self._utterances: asyncio.Queue[tuple[Utterance, Draft | None]] = asyncio.Queue()
+        self._draft: Draft | None = None
         self._speaking: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -167,8 +193,14 @@ class SpeechCall(CallHandler):
         for event in self.endpointer.feed(pcm_to_bytes(ulaw_decode(frame))):
             if isinstance(event, SpeechStarted):
                 await self._barge_in()
-            elif event.end_ms - event.start_ms >= self.config.min_utterance_ms:
-                self._utterances.put_nowait(event)
+            elif isinstance(event, SpeechPaused):
+                self._start_draft(event)
+            else:
+                self._finish(event)
+        draft = self._draft
+        if draft is not None and self.endpointer.last_voiced_ms > draft.end_ms:
+            self._draft = None  # the caller went on speaking
+            draft.drop()
 
     async def on_dtmf(self, digit: str) -> None:
         await self._barge_in()
@@ -182,8 +214,10 @@ class SpeechCall(CallHandler):
     async def on_stop(self) -> None:
         for event in self.endpointer.flush():
             if isinstance(event, Utterance):
-                self._utterances.put_nowait(event)
+                self._finish(event)
         await self.keypad.on_stop()
+        if self._draft is not None:
+            self._draft.drop()
         tasks = [*self._tasks, *([self._speaking] if self._speaking else [])]
         for task in tasks:
             task.cancel()
@@ -193,18 +227,43 @@ class SpeechCall(CallHandler):
 
     # -- listening --------------------------------------------------------------------------
 
+    def _start_draft(self, pause: SpeechPaused) -> None:
+        if self._draft is not None:
+            self._draft.drop()
+        self._draft = None
+        if pause.end_ms - pause.start_ms < self.config.min_utterance_ms:
+            return
+        task = asyncio.create_task(self._decode(pause.audio))
+        self._draft = Draft(pause.end_ms, len(pause.audio), task)
+
+    def _finish(self, utterance: Utterance) -> None:
+        draft, self._draft = self._draft, None
+        if draft is not None and not draft.matches(utterance):
+            draft.drop()
+            draft = None
+        if utterance.end_ms - utterance.start_ms >= self.config.min_utterance_ms:
+            self._utterances.put_nowait((utterance, draft))
+        elif draft is not None:
+            draft.drop()
+
+    async def _decode(self, pcm: bytes) -> Transcript:
+        rate = self.config.endpointer.sample_rate
+        audio = await asyncio.to_thread(pcm_for_stt, pcm, rate)
+        return await self.stt.transcribe(audio, self.hints)
+
     async def _transcribe(self, call: Call) -> None:
         while True:
-            utterance = await self._utterances.get()
+            utterance, draft = await self._utterances.get()
             try:
-                await self._recognise(call, utterance)
+                await self._recognise(call, utterance, draft)
             except ThreadlineError as exc:
                 log.warning("utterance not transcribed", call_id=call.call_id, reason=str(exc))
 
-    async def _recognise(self, call: Call, utterance: Utterance) -> None:
-        rate = self.config.endpointer.sample_rate
-        audio = await asyncio.to_thread(pcm_for_stt, utterance.audio, rate)
-        transcript = await self.stt.transcribe(audio, self.hints)
+    async def _recognise(self, call: Call, utterance: Utterance, draft: Draft | None) -> None:
+        if draft is not None:
+            transcript = await draft.task
+        else:
+            transcript = await self._decode(utterance.audio)
         text = transcript.text.strip()
         if not text:
             return

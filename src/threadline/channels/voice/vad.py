@@ -48,6 +48,10 @@ class EndpointerConfig:
     start_frames: int = 3
     #: Trailing silence that ends an utterance.
     end_silence_ms: int = 600
+    #: Trailing silence after which the utterance so far is offered for early transcription
+    #: (:class:`SpeechPaused`), so decoding overlaps the wait for the end; off when 0 or
+    #: not shorter than ``end_silence_ms``.
+    early_silence_ms: int = 200
     #: An utterance is cut here even if the caller keeps talking.
     max_utterance_ms: int = 15_000
     #: Audio kept from before the start, since the detector hears onsets late.
@@ -62,13 +66,20 @@ class EndpointerConfig:
             raise ValueError("aggressiveness is 0 to 3")
         if self.start_frames < 1:
             raise ValueError("start_frames must be at least 1")
-        names = ("end_silence_ms", "max_utterance_ms", "pre_roll_ms", "post_roll_ms")
-        for name in (*names, "noise_window_ms"):
+        names = ("end_silence_ms", "early_silence_ms", "max_utterance_ms", "pre_roll_ms")
+        for name in (*names, "post_roll_ms", "noise_window_ms"):
             value = getattr(self, name)
             if value < 0 or value % FRAME_MS:
                 raise ValueError(f"{name} must be a non-negative multiple of {FRAME_MS} ms")
+        if self.early and self.early_silence_ms < self.post_roll_ms:
+            raise ValueError("early_silence_ms is shorter than post_roll_ms")
         if self.max_utterance_ms < self.start_frames * FRAME_MS:
             raise ValueError("max_utterance_ms is shorter than the start of an utterance")
+
+    @property
+    def early(self) -> bool:
+        """Whether pauses are offered for early transcription."""
+        return 0 < self.early_silence_ms < self.end_silence_ms
 
     @property
     def frame_bytes(self) -> int:
@@ -103,7 +114,23 @@ class UtteranceEnded:
         return self.end_ms - self.start_ms
 
 
-EndpointEvent = SpeechStarted | UtteranceEnded
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """The caller paused: the utterance so far, which ends here unless speech resumes.
+
+    Its ``audio`` is exactly what :class:`UtteranceEnded` will carry if the
+    utterance ends with the same last voiced frame (``end_ms``), so a
+    transcript of it can stand for the final one.
+    """
+
+    start_ms: int
+    end_ms: int
+    at_ms: int
+    audio: bytes
+    audio_start_ms: int
+
+
+EndpointEvent = SpeechStarted | SpeechPaused | UtteranceEnded
 
 
 class SpeechDetector:
@@ -160,6 +187,11 @@ class Endpointer:
         return self._start >= 0
 
     @property
+    def last_voiced_ms(self) -> int:
+        """The end of the last voiced frame of the utterance in progress (0 while idle)."""
+        return (self._last_voiced + 1) * FRAME_MS if self.in_speech else 0
+
+    @property
     def position_ms(self) -> int:
         """Milliseconds of audio fed so far."""
         return self._frames_fed * FRAME_MS
@@ -180,8 +212,13 @@ class Endpointer:
         length = (index + 1 - self._start) * FRAME_MS
         if length >= cfg.max_utterance_ms:
             return [self._end("max_length", index if voiced else self._last_voiced)]
-        if (index - self._last_voiced) * FRAME_MS >= cfg.end_silence_ms:
+        silence = (index - self._last_voiced) * FRAME_MS
+        if silence >= cfg.end_silence_ms:
             return [self._end("silence", self._last_voiced)]
+        if cfg.early and silence == cfg.early_silence_ms:
+            audio, end_ms = self._audio(self._last_voiced)
+            return [SpeechPaused(self._start * FRAME_MS, end_ms, self.position_ms, audio,
+                                 self._audio_start * FRAME_MS)]  # fmt: skip
         return []
 
     def flush(self) -> list[EndpointEvent]:
@@ -203,16 +240,20 @@ class Endpointer:
         self._run = 0
         return [SpeechStarted(start_ms=self._start * FRAME_MS, at_ms=(index + 1) * FRAME_MS)]
 
-    def _end(self, reason: EndReason, last_voiced: int) -> UtteranceEnded:
-        cfg = self.config
+    def _audio(self, last_voiced: int) -> tuple[bytes, int]:
+        """The utterance's audio through ``last_voiced`` and its post-roll; where speech ended."""
         keep_until = min(
             self._audio_start + len(self._utterance),
-            last_voiced + 1 + cfg.post_roll_ms // FRAME_MS,
+            last_voiced + 1 + self.config.post_roll_ms // FRAME_MS,
         )
         audio = b"".join(self._utterance[: keep_until - self._audio_start])
+        return audio, (last_voiced + 1) * FRAME_MS
+
+    def _end(self, reason: EndReason, last_voiced: int) -> UtteranceEnded:
+        audio, end_ms = self._audio(last_voiced)
         event = UtteranceEnded(
             start_ms=self._start * FRAME_MS,
-            end_ms=(last_voiced + 1) * FRAME_MS,
+            end_ms=end_ms,
             at_ms=self._frames_fed * FRAME_MS,
             reason=reason,
             audio=audio,
