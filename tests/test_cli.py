@@ -78,3 +78,18 @@ def test_a_bad_number_setting_names_the_variable(monkeypatch, capsys) -> None:
     assert capsys.readouterr().err.startswith(
         "threadline: error: bad setting THREADLINE_SNAPSHOT_EVERY"
     )
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("4", "4")])
+def test_the_command_runs_openblas_on_one_thread_unless_told_otherwise(given, expected) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    code = "import threadline.cli, os, sys; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    code += "; print('numpy' in sys.modules)"  # set before numpy could have read it
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == [expected, "False"]

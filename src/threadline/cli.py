@@ -20,6 +20,12 @@ from threadline.security.commands import add_token_parser, run_token_command
 from threadline.settings import load_settings
 from threadline.store import open_store
 
+# One OpenBLAS thread, set before numpy loads (the speech pipeline loads it later): under
+# uvloop every espeak-ng sentence is a fork, and a fork while Whisper's feature extraction is
+# inside a multi-threaded OpenBLAS call hangs in OpenBLAS's fork handler, and with it the whole
+# service (bench/uvloop_fork_repro.py). An explicit setting is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
