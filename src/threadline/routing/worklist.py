@@ -298,6 +298,7 @@ def packet_brief(packet: HandoffPacket) -> dict[str, Any]:
     return {
         "customer_id": packet.customer_id,
         "verification": packet.verification,
+        "verified_by": packet.verified_by if packet.verification == "verified" else None,
         "reason_code": packet.reason_code,
         "reason_detail": packet.reason_detail,
         "slots": [{"name": s.name, "value": s.value, "channel": s.channel} for s in packet.slots],

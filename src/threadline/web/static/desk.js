@@ -178,6 +178,12 @@
     $("no-offers").hidden = items.length > 0;
   }
 
+  // How sure we are who the customer is: anonymous, unverified, or verified (and how).
+  function verification(packet) {
+    var level = packet.verification || "unverified";
+    return level === "verified" && packet.verified_by ? "verified by " + words(packet.verified_by) : level;
+  }
+
   function offerItem(offer) {
     var li = document.createElement("li");
     li.className = "offer";
@@ -189,7 +195,7 @@
     var detail = document.createElement("p");
     detail.className = "offer-detail";
     var slots = (packet.slots || []).map(function (s) { return words(s.name) + " " + s.value; });
-    detail.textContent = [who + " (" + (packet.verification || "unverified") + ")"]
+    detail.textContent = [who + " (" + verification(packet) + ")"]
       .concat(slots, packet.channels && packet.channels.length ? ["on " + packet.channels.map(words).join(", ")] : [])
       .join(" · ");
     var until = document.createElement("p");
@@ -338,7 +344,7 @@
         var dd = document.createElement("dd"); dd.textContent = value;
         dl.appendChild(dt); dl.appendChild(dd);
       }
-      row("Customer", (packet.customer_id || "unknown") + " (" + packet.verification + ")");
+      row("Customer", (packet.customer_id || "unknown") + " (" + verification(packet) + ")");
       row("Reason", (packet.reason_code || "-") + (packet.reason_detail ? ": " + packet.reason_detail : ""));
       row("Queue", packet.queue || "-");
       row("Status", packet.status || "-");
