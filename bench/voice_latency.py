@@ -253,6 +253,7 @@ async def main(args: argparse.Namespace) -> None:
         THREADLINE: ("-m", "threadline.cli", "serve"),
         PIPECAT: ("-m", "bench.pipecat_peer", "--stop-secs", str(args.peer_stop_secs)),
     }
+    servers = {name: servers[name] for name in args.systems.split(",")}
     results: dict[tuple[str, int], list[Round]] = {}
     for run in range(args.runs):
         order = list(servers) if run % 2 == 0 else list(reversed(servers))
@@ -266,6 +267,8 @@ async def main(args: argparse.Namespace) -> None:
                           f"p95 {round_.p95:,.0f} ms, {len(round_.latencies)} turns, "
                           f"{round_.unanswered} unanswered, {round_.extra_replies} extra",
                           flush=True)  # fmt: skip
+    if len(servers) < 2:
+        return  # the rounds above are the quick look; the section compares both
     breakdowns = []
     if args.profile:
         probe = ("-m", "bench.voice_probe", "--end-silence-ms", str(args.end_silence_ms),
@@ -300,6 +303,8 @@ if __name__ == "__main__":
                         help="the profiled Threadline's endpointing silence")  # fmt: skip
     parser.add_argument("--beam", type=int, default=WhisperConfig().beam_size,
                         help="the profiled Threadline's Whisper beam size")  # fmt: skip
+    parser.add_argument("--systems", default=f"{THREADLINE},{PIPECAT}",
+                        help="servers, comma-separated (one for a quick look)")  # fmt: skip
     parser.add_argument("--write", type=Path, help="put the section into this Markdown file")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main(parser.parse_args()))

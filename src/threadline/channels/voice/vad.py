@@ -47,7 +47,7 @@ class EndpointerConfig:
     #: Consecutive voiced frames that start an utterance.
     start_frames: int = 3
     #: Trailing silence that ends an utterance.
-    end_silence_ms: int = 600
+    end_silence_ms: int = 500
     #: Trailing silence after which the utterance so far is offered for early transcription
     #: (:class:`SpeechPaused`), so decoding overlaps the wait for the end; off when 0 or
     #: not shorter than ``end_silence_ms``.
