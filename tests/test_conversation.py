@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from threadline.core.conversation import (
     ConversationState,
     Policy,
     decide,
+    evolve,
     initial,
 )
 from threadline.core.errors import DomainError, IllegalTransition
@@ -582,3 +584,14 @@ def test_the_summary_keeps_only_the_latest_lines() -> None:
     state = after(started(), *(slot(f"s{i}", str(i)) for i in range(SUMMARY_LINES + 10)))
     assert len(state.summary) == SUMMARY_LINES
     assert state.summary[-1] == f"s{SUMMARY_LINES + 9} = {SUMMARY_LINES + 9} (chat)"
+
+
+def test_evolve_is_replace_without_the_checks() -> None:
+    state = initial(CID)
+    changed = evolve(state, seq=7, updated_at="2025-03-04T09:00:00+00:00", summary=("a",))
+    assert changed == dataclasses.replace(
+        state, seq=7, updated_at="2025-03-04T09:00:00+00:00", summary=("a",)
+    )
+    assert state == initial(CID)  # the source is untouched
+    with pytest.raises(TypeError):
+        evolve(state, sequence=7)

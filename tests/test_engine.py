@@ -331,3 +331,57 @@ async def test_an_unknown_event_type_writes_nothing(
 async def test_recording_no_events_is_refused(conversations: Conversations) -> None:
     with pytest.raises(ValidationError):
         await conversations.record(CID, [])
+
+
+# -- following events appended elsewhere ---------------------------------------------------
+
+
+class CountingReads:
+    """Counts the store reads a Conversations makes (the proxy forwards everything else)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def read(self, *args: Any, **kw: Any) -> Any:
+        self.reads += 1
+        return await self._store.read(*args, **kw)
+
+
+async def test_a_hot_state_follows_events_appended_elsewhere_without_reading_them(
+    store: SQLiteStore,
+) -> None:
+    counted = CountingReads(store)
+    here = Conversations(counted)  # type: ignore[arg-type]
+    elsewhere = Conversations(store)
+    await here.record(CID, [started(), received(minute=1)])
+    turn = [
+        ev("intent.detected", {"intent": "order_status", "confidence": 0.9}, 1),
+        ev("slot.filled", {"name": "order_number", "value": "1042"}, 1),
+        ev("message.sent", {"text": "It ships tomorrow."}, 1),
+    ]
+    await elsewhere.record(CID, turn)
+    for record in await store.read(CID, from_seq=3):
+        here.observe(record)
+    counted.reads = 0
+    state = await here.current(CID, at_least_seq=5)
+    assert state == await elsewhere.rehydrate(CID)
+    await here.record(CID, [received("thanks", minute=2)])
+    assert counted.reads == 0
+    assert await here.current(CID, at_least_seq=6) == await elsewhere.rehydrate(CID)
+
+
+async def test_an_event_observed_after_a_gap_is_left_for_the_next_read(
+    store: SQLiteStore,
+) -> None:
+    here, elsewhere = Conversations(store), Conversations(store)
+    await here.record(CID, [started()])
+    await elsewhere.record(CID, [received(minute=1)])
+    await elsewhere.record(CID, [received("still there?", minute=2)])
+    here.observe((await store.read(CID, from_seq=3))[0])  # seq 2 never arrived here
+    state = await here.current(CID, at_least_seq=3)
+    assert state.seq == 3
+    assert state == await elsewhere.rehydrate(CID)

@@ -100,11 +100,18 @@ class ConversationState:
 
 
 _FIELDS: Final = tuple(f.name for f in fields(ConversationState))
-#: Fields holding mappings or sequences: a draft copies them only when it touches them.
+#: Fields holding mappings or sequences that folds change in place: a draft copies them
+#: only when it touches them. An optional one (``offer``) is only ever replaced whole, so a
+#: draft carries it like a scalar.
 _COLLECTIONS: Final = frozenset(
-    f.name for f in fields(ConversationState) if "Mapping" in str(f.type) or "tuple" in str(f.type)
+    f.name
+    for f in fields(ConversationState)
+    if ("Mapping" in str(f.type) or "tuple" in str(f.type)) and "None" not in str(f.type)
 )
 _SCALARS: Final = tuple(name for name in _FIELDS if name not in _COLLECTIONS)
+_COLLECTION_ORDER: Final = tuple(name for name in _FIELDS if name in _COLLECTIONS)
+_TYPES: Final = {f.name: str(f.type) for f in fields(ConversationState)}
+_FIELD_SET: Final = frozenset(_FIELDS)
 
 
 def _thawed(value: Any) -> Any:
@@ -115,6 +122,63 @@ def _thawed(value: Any) -> Any:
     return value
 
 
+def _compiled(name: str, source: str) -> Callable[..., Any]:
+    """A function from generated ``source``: folds copy every field, and a loop over
+    field names costs several times what one straight line per field does."""
+    namespace: dict[str, Any] = {
+        "new": object.__new__,
+        "State": ConversationState,
+        **{f"set_{f}": getattr(ConversationState, f).__set__ for f in _FIELDS},
+    }
+    exec(source, namespace)
+    compiled: Callable[..., Any] = namespace[name]
+    return compiled
+
+
+#: Copies a state's scalars onto a draft.
+_copy_scalars: Final = _compiled(
+    "copy", "def copy(draft, state):\n" + "".join(f"    draft.{n} = state.{n}\n" for n in _SCALARS)
+)
+#: A state from a draft: its scalars, and each collection from the draft once touched
+#: (lists frozen back into tuples), else shared with the state the draft came from.
+_freeze: Final = _compiled(
+    "freeze",
+    "def freeze(draft, source, touched):\n    state = new(State)\n"
+    + "".join(f"    set_{n}(state, draft.{n})\n" for n in _SCALARS)
+    + "".join(
+        f"    set_{n}(state, draft.{n} if {n!r} in touched else source.{n})\n"
+        if "tuple" not in _TYPES[n]
+        else f"    set_{n}(state, tuple(draft.{n}) if {n!r} in touched else source.{n})\n"
+        for n in _COLLECTION_ORDER
+    )
+    + "    return state\n",
+)
+#: One compiled copy-with-changes per set of changed fields (a handful recur).
+_EVOLVERS: Final[dict[tuple[str, ...], Callable[..., ConversationState]]] = {}
+
+
+def _evolver(names: tuple[str, ...]) -> Callable[..., ConversationState]:
+    unknown = set(names) - _FIELD_SET
+    if unknown:
+        raise TypeError(f"ConversationState has no fields {sorted(unknown)}")
+    params = "".join(f", new_{n}" for n in names)
+    body = "".join(
+        f"    set_{n}(state, {'new_' + n if n in names else 'source.' + n})\n" for n in _FIELDS
+    )
+    compiled = _compiled(
+        "evolve", f"def evolve(source{params}):\n    state = new(State)\n{body}    return state\n"
+    )
+    _EVOLVERS[names] = compiled
+    return compiled
+
+
+def evolve(state: ConversationState, **changes: Any) -> ConversationState:
+    """``dataclasses.replace`` for states on a hot path: no checks, no ``__init__``."""
+    names = tuple(changes)
+    build = _EVOLVERS.get(names) or _evolver(names)
+    return build(state, *changes.values())
+
+
 class _Draft:
     """Mutable working copy used inside one fold call only.
 
@@ -123,12 +187,12 @@ class _Draft:
     it came from (states are never mutated, so sharing is safe).
     """
 
-    __slots__ = (*_FIELDS, "_source")
+    __slots__ = (*_FIELDS, "_source", "_touched")
 
     def __init__(self, state: ConversationState) -> None:
         self._source = state
-        for name in _SCALARS:
-            setattr(self, name, getattr(state, name))
+        self._touched: set[str] = set()
+        _copy_scalars(self, state)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for a collection not touched yet in this fold.
@@ -136,21 +200,12 @@ class _Draft:
             raise AttributeError(name)
         value = _thawed(getattr(self._source, name))
         setattr(self, name, value)
+        self._touched.add(name)
         return value
 
     def freeze(self) -> ConversationState:
-        values: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS}
-        source = self._source
-        for name in _COLLECTIONS:
-            try:
-                value = _SLOT[name].__get__(self)
-            except AttributeError:
-                value = getattr(source, name)
-            else:
-                if isinstance(value, list):
-                    value = tuple(value)
-            values[name] = value
-        return _build_state(values)
+        state: ConversationState = _freeze(self, self._source, self._touched)
+        return state
 
     @property
     def live_legs(self) -> dict[str, Mapping[str, Any]]:
@@ -162,18 +217,6 @@ class _Draft:
         summary.append(line)
         if len(summary) > SUMMARY_LINES:
             del summary[0 : len(summary) - SUMMARY_LINES]
-
-
-_SLOT: Final[dict[str, Any]] = {name: getattr(_Draft, name) for name in _COLLECTIONS}
-_STATE_SETTERS: Final = tuple((name, getattr(ConversationState, name).__set__) for name in _FIELDS)
-
-
-def _build_state(values: dict[str, Any]) -> ConversationState:
-    """A state from a draft's values, skipping the frozen ``__init__`` (folds build many)."""
-    state = object.__new__(ConversationState)
-    for name, set_ in _STATE_SETTERS:
-        set_(state, values[name])
-    return state
 
 
 Apply = Callable[[Any, Event], None]

@@ -29,6 +29,8 @@ from threadline.core.ports import AppendResult, Snapshot, Storage
 SNAPSHOT_EVERY: Final = 100
 CONFLICT_RETRIES: Final = 5
 HOT_STATES: Final = 10_000
+#: Events appended elsewhere that wait to be folded into a hot state, at most.
+PENDING_EVENTS: Final = 64
 
 
 class Conversations:
@@ -49,6 +51,9 @@ class Conversations:
         self._on_append = on_append
         # Recently written states, so a busy conversation reads only its new tail.
         self._hot: OrderedDict[str, ConversationState] = OrderedDict()
+        # Events appended elsewhere that follow a hot state, folded when the state is read:
+        # one fold for a bot turn's several events rather than one fold each.
+        self._pending: dict[str, list[EventRecord]] = {}
 
     async def rehydrate(self, conversation_id: str, *, snapshots: bool = True) -> ConversationState:
         """Current state: the latest snapshot plus the events after it."""
@@ -68,37 +73,60 @@ class Conversations:
         was just handed: a state kept hot since this process wrote that event
         is used without reading the store.
         """
-        hot = self._hot.get(conversation_id)
+        hot = self._hot_state(conversation_id)
         if hot is not None and at_least_seq and hot.seq >= at_least_seq:
             return hot
         return await self._current(conversation_id)
 
     def observe(self, record: EventRecord) -> None:
-        """Fold an event appended elsewhere (another process) into the state kept hot.
+        """Follow an event appended elsewhere (another process) with the state kept hot.
 
-        Only the next event of a state kept hot is folded; anything else is
-        left for the next read, so a missed event costs a read, never a wrong state.
+        Only the next event of a state kept hot is taken (and folded when the
+        state is next read); anything else is left for the next read, so a
+        missed event costs a read, never a wrong state.
         """
-        hot = self._hot.get(record.conversation_id)
-        if hot is None or record.seq != hot.seq + 1:
+        conversation_id = record.conversation_id
+        hot = self._hot.get(conversation_id)
+        if hot is None:
             return
+        pending = self._pending.get(conversation_id)
+        if pending is None:
+            if record.seq == hot.seq + 1:
+                self._pending[conversation_id] = [record]
+        elif record.seq == pending[-1].seq + 1:
+            pending.append(record)
+            if len(pending) >= PENDING_EVENTS:
+                self._hot_state(conversation_id)
+
+    def _hot_state(self, conversation_id: str) -> ConversationState | None:
+        """The state kept hot, with the events observed since folded in; None if none."""
+        hot = self._hot.get(conversation_id)
+        pending = self._pending.pop(conversation_id, None)
+        if hot is None or pending is None:
+            return hot
         try:
-            self._hot[record.conversation_id] = fold(hot, [self.codec.decode(record)])
+            hot = fold(hot, [self.codec.decode(r) for r in pending])
         except DomainError:
-            del self._hot[record.conversation_id]
+            del self._hot[conversation_id]
+            return None
+        self._hot[conversation_id] = hot
+        return hot
 
     async def _current(self, conversation_id: str) -> ConversationState:
-        hot = self._hot.get(conversation_id)
+        hot = self._hot_state(conversation_id)
         if hot is None:
             return await self.rehydrate(conversation_id)
         tail = await self.store.read(conversation_id, from_seq=hot.seq + 1)
         return fold(hot, [self.codec.decode(r) for r in tail])
 
     def _remember(self, state: ConversationState) -> None:
-        self._hot[state.conversation_id] = state
-        self._hot.move_to_end(state.conversation_id)
+        conversation_id = state.conversation_id
+        self._hot[conversation_id] = state
+        self._pending.pop(conversation_id, None)
+        self._hot.move_to_end(conversation_id)
         if len(self._hot) > HOT_STATES:
-            self._hot.popitem(last=False)
+            evicted, _ = self._hot.popitem(last=False)
+            self._pending.pop(evicted, None)
 
     async def timeline(self, conversation_id: str) -> list[Event]:
         """Every event of the conversation in its current shape."""
@@ -123,7 +151,7 @@ class Conversations:
         for attempt in range(CONFLICT_RETRIES):
             # First trust the state this process last wrote: the append's expected
             # seq catches a write from elsewhere, and the retry then reads the tail.
-            hot = self._hot.get(conversation_id) if attempt == 0 else None
+            hot = self._hot_state(conversation_id) if attempt == 0 else None
             state = hot if hot is not None else await self._current(conversation_id)
             if records[0].idempotency_key in state.recent_keys:
                 # A repeated command: the store answers with the first result.

@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 import structlog
 
-from threadline.core.conversation import ConversationState, fold, initial
+from threadline.core.conversation import ConversationState, evolve, fold, initial
 from threadline.core.errors import DomainError
 from threadline.core.events import Event, EventCodec, EventRecord
 from threadline.core.ports import EventStore
@@ -139,7 +139,7 @@ def advance(entry: ConversationEntry | None, event: Event) -> ConversationEntry 
         state, last = entry.state, entry.last_message
     if event.type in QUIET:
         # Nothing the index shows moves: skip the fold (the hot path of every bot turn).
-        after = replace(state, seq=event.seq, updated_at=event.occurred_at.isoformat())
+        after = evolve(state, seq=event.seq, updated_at=event.occurred_at.isoformat())
         if event.type in MESSAGE_TYPES:
             last = _last_message(event)
         return ConversationEntry(after, event.position, last)
@@ -147,10 +147,10 @@ def advance(entry: ConversationEntry | None, event: Event) -> ConversationEntry 
         after = fold(state, [event])
     except DomainError:
         # Not an event of a conversation (never recorded through the engine): skip it.
-        after = replace(state, seq=event.seq)
+        after = evolve(state, seq=event.seq)
     if event.type in MESSAGE_TYPES:
         last = _last_message(event)
-    return ConversationEntry(replace(after, **_UNUSED), event.position, last)
+    return ConversationEntry(evolve(after, **_UNUSED), event.position, last)
 
 
 # -- queries -------------------------------------------------------------------------
@@ -298,6 +298,13 @@ class ConversationIndex:
             if record.seq != 1 or record.type != STARTED:
                 return
         elif record.seq != entry.state.seq + 1:
+            return
+        elif record.type in QUIET and record.type not in MESSAGE_TYPES:
+            # What advance() does for it, from the envelope alone: no payload to decode.
+            state = evolve(entry.state, seq=record.seq, updated_at=record.occurred_at.isoformat())
+            entries[record.conversation_id] = ConversationEntry(
+                state, record.position, entry.last_message
+            )
             return
         after = advance(entry, self._codec.decode(record))
         if after is None:
