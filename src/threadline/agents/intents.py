@@ -26,6 +26,9 @@ from functools import cache, lru_cache
 from itertools import pairwise
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
+
 from threadline.agents.examples import EXAMPLES
 
 MODEL_ID: Final = "tfidf-intents-v1"
@@ -76,13 +79,50 @@ def _normalised(weights: Vector) -> Vector:
     return {f: w / norm for f, w in weights.items()} if norm else {}
 
 
-def _postings(rows: list[Vector]) -> dict[str, list[tuple[int, float]]]:
-    """An inverted index: each feature's rows and weights."""
-    index: dict[str, list[tuple[int, float]]] = {}
-    for row, vector in enumerate(rows):
-        for feature, weight in vector.items():
-            index.setdefault(feature, []).append((row, weight))
-    return index
+class _Postings:
+    """An inverted index of every row's features, compact enough to stay in cache.
+
+    Each feature of each space is a line; a line's postings are the rows that have
+    the feature and its weight there (compressed sparse rows: ``starts`` into
+    ``rows`` and ``values``). A query gathers its features' postings and sums
+    them per row in one ``bincount``.
+    """
+
+    def __init__(self, rows: list[tuple[Vector, ...]], spaces: int) -> None:
+        #: Per space: each feature's line.
+        self.lines: tuple[dict[str, int], ...]
+        postings: list[list[tuple[int, float]]] = []
+        lines: list[dict[str, int]] = []
+        for block in range(spaces):
+            index: dict[str, int] = {}
+            for row, vectors in enumerate(rows):
+                for feature, value in vectors[block].items():
+                    line = index.get(feature)
+                    if line is None:
+                        line = index[feature] = len(postings)
+                        postings.append([])
+                    postings[line].append((row, value))
+            lines.append(index)
+        self.lines = tuple(lines)
+        self.width = len(rows)
+        sizes = [len(p) for p in postings]
+        self.starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.intp)
+        self.rows = np.array([row for p in postings for row, _ in p], dtype=np.intp)
+        self.values = np.array([value for p in postings for _, value in p], dtype=np.float64)
+
+    def similarities(self, lines: list[int], weights: list[float]) -> npt.NDArray[np.float64]:
+        """Per row, the sum over ``lines`` of the line's weight there times the query's."""
+        if not lines:
+            return np.zeros(self.width)
+        picked = np.array(lines, dtype=np.intp)
+        first = self.starts[picked]
+        counts = self.starts[picked + 1] - first
+        # The positions of every picked line's postings, in one array.
+        shift = np.repeat(first - (np.cumsum(counts) - counts), counts)
+        at = shift + np.arange(shift.size)
+        values = self.values[at] * np.repeat(np.array(weights), counts)
+        sims = np.bincount(self.rows[at], weights=values, minlength=self.width)
+        return sims.astype(np.float64, copy=False)
 
 
 class TfidfSpace:
@@ -105,6 +145,33 @@ class TfidfSpace:
         return _normalised(
             {f: (1 + math.log(c)) * idf.get(f, unseen) for f, c in self.analyzer(tokens).items()}
         )
+
+    def query(
+        self, tokens: list[str], known: Mapping[str, tuple[int, float]], scale: float,
+        lines: list[int], weights: list[float],
+    ) -> None:  # fmt: skip
+        """Append the lines and weights of ``tokens``' known features to ``lines`` and
+        ``weights``: :meth:`vector`'s weights times ``scale``, without building it.
+
+        ``known`` maps a feature to its postings line and idf; features it lacks
+        still count in the norm, as in :meth:`vector`.
+        """
+        unseen = self.unseen_idf
+        start = len(weights)
+        norm = 0.0
+        for feature, count in self.analyzer(tokens).items():
+            hit = known.get(feature)
+            if hit is None:
+                weight = (1 + math.log(count)) * unseen
+            else:
+                weight = (1 + math.log(count)) * hit[1]
+                lines.append(hit[0])
+                weights.append(weight)
+            norm += weight * weight
+        if norm:
+            factor = scale / math.sqrt(norm)
+            for i in range(start, len(weights)):
+                weights[i] *= factor
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +234,13 @@ class IntentClassifier:
             start += len(examples_of[intent])
         rows += [self._centroid(examples_of[i]) for i in self.intents]
         self._rows = len(rows)
-        self._postings = tuple(_postings([row[b] for row in rows]) for b in range(len(self.spaces)))
+        self._postings = _Postings(rows, len(self.spaces))
+        # Per space: each feature's postings line and idf, one look-up per query feature.
+        self._known = tuple(
+            {f: (line, space.idf[f]) for f, line in lines.items()}
+            for space, lines in zip(self.spaces, self._postings.lines, strict=True)
+        )
+        self._starts = np.array([start for _, start, _ in self._spans], dtype=np.intp)
 
     def _vectors(self, tokens: list[str]) -> tuple[Vector, ...]:
         return tuple(space.vector(tokens) for space in self.spaces)
@@ -181,24 +254,22 @@ class IntentClassifier:
             out.append(_normalised(dict(total)))
         return tuple(out)
 
-    def _similarities(self, vectors: tuple[Vector, ...]) -> list[float]:
-        """Cosine similarity of ``vectors`` to every row, weighted across the spaces."""
-        sims = [0.0] * self._rows
-        for weight, query, postings in zip(self.weights, vectors, self._postings, strict=True):
-            for feature, w in query.items():
-                for row, v in postings.get(feature, ()):
-                    sims[row] += weight * w * v
-        return sims
+    def _similarities(self, tokens: list[str]) -> npt.NDArray[np.float64]:
+        """Cosine similarity of ``tokens`` to every row, weighted across the spaces."""
+        lines: list[int] = []
+        weights: list[float] = []
+        for space, known, weight in zip(self.spaces, self._known, self.weights, strict=True):
+            space.query(tokens, known, weight, lines, weights)
+        return self._postings.similarities(lines, weights)
 
     def scores(self, text: str) -> dict[str, float]:
         """Each intent's score for ``text``: similarity to its nearest example and centroid."""
-        sims = self._similarities(self._vectors(tokenize(text)))
+        sims = self._similarities(tokenize(text))
         nearest = self.calibration.nearest_weight
         centroid = self._rows - len(self.intents)
-        return {
-            intent: nearest * max(sims[start:end]) + (1 - nearest) * sims[centroid + n]
-            for n, (intent, start, end) in enumerate(self._spans)
-        }
+        best = np.maximum.reduceat(sims[:centroid], self._starts)
+        scores = nearest * best + (1 - nearest) * sims[centroid:]
+        return dict(zip(self.intents, scores.tolist(), strict=True))
 
     def classify(self, text: str) -> Prediction:
         """The best intent for ``text`` with a confidence and alternatives."""

@@ -211,6 +211,18 @@ def normalise(text: str) -> str:
 Resolver = Callable[[re.Match[str], date], "str | None"]
 
 
+class _Table:
+    """Patterns with the resolvers of their matches, and one pattern matching where any does.
+
+    Most texts hold no date or time at all: one search of the union says so,
+    instead of one search per pattern.
+    """
+
+    def __init__(self, entries: list[tuple[str, Resolver]]) -> None:
+        self.entries = [(re.compile(pattern), resolver) for pattern, resolver in entries]
+        self.any = re.compile("|".join(f"(?:{pattern})" for pattern, _ in entries))
+
+
 class _Scanner:
     """Finds matches in a text, never two overlapping: what one slot takes, no other sees."""
 
@@ -222,22 +234,24 @@ class _Scanner:
         start, end = match.span()
         return all(end <= a or start >= b for a, b in self.taken)
 
-    def take(self, pattern: str | re.Pattern[str]) -> re.Match[str] | None:
+    def take(self, pattern: re.Pattern[str]) -> re.Match[str] | None:
         """The first free match of ``pattern``, now taken."""
-        match = next((m for m in re.finditer(pattern, self.text) if self._free(m)), None)
+        match = next((m for m in pattern.finditer(self.text) if self._free(m)), None)
         if match is not None:
             self.taken.append(match.span())
         return match
 
-    def resolve(self, table: list[tuple[str, Resolver]], today: date) -> str | None:
+    def resolve(self, table: _Table, today: date) -> str | None:
         """The value of the earliest free match of any pattern in ``table``, now taken."""
+        if table.any.search(self.text) is None:
+            return None
         found: list[tuple[int, int, re.Match[str]]] = []
-        for index, (pattern, _) in enumerate(table):
-            match = next((m for m in re.finditer(pattern, self.text) if self._free(m)), None)
+        for index, (pattern, _) in enumerate(table.entries):
+            match = next((m for m in pattern.finditer(self.text) if self._free(m)), None)
             if match is not None:
                 found.append((match.start(), index, match))
         for _, index, match in sorted(found, key=lambda f: (f[0], f[1])):
-            value = table[index][1](match, today)
+            value = table.entries[index][1](match, today)
             if value is not None:
                 self.taken.append(match.span())
                 return value
@@ -271,7 +285,7 @@ def _past_or_to(m: re.Match[str], _: date) -> str | None:
     return _clock(hour, minute, None)
 
 
-_TIMES: Final[list[tuple[str, Resolver]]] = [
+_TIMES: Final = _Table([
     (r"\b(?:noon|midday)\b", lambda m, _: "12:00"),
     (rf"\b(\d{{1,2}})[:.](\d{{2}})(?!\d)(?:\s*{_MERIDIEM})?",
      lambda m, _: _clock(int(m[1]), int(m[2]), m[3])),
@@ -280,12 +294,12 @@ _TIMES: Final[list[tuple[str, Resolver]]] = [
     (r"\b(?:at|around|about|by|from|until|till)\s+(\d{1,2})\b(?![:.]\d)",
      lambda m, _: _clock(int(m[1]), 0, None)),
     (r"\b(half|quarter)\s+(past|to)\s+(\d{1,2})\b", _past_or_to),
-]  # fmt: skip
+])  # fmt: skip
 
 
-_BARE_HOUR: Final[list[tuple[str, Resolver]]] = [
+_BARE_HOUR: Final = _Table([
     (r"(?<![\d:.\-/#])\b(\d{1,2})\b(?![:.\-/]\d)", lambda m, _: _clock(int(m[1]), 0, None)),
-]
+])  # fmt: skip
 
 
 def _month_day(month: str, day: str, today: date) -> str | None:
@@ -318,7 +332,7 @@ def _guarded(resolver: Resolver) -> Resolver:
 
 
 _WEEKDAY_NAMES: Final = "|".join(sorted(_WEEKDAYS, key=len, reverse=True))
-_DATES: Final[list[tuple[str, Resolver]]] = [
+_DATES: Final = _Table([
     (r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b",
      _guarded(lambda m, _: date(int(m[1]), int(m[2]), int(m[3])).isoformat())),
     (r"\bday after tomorrow\b", _days_on(2)),
@@ -329,7 +343,18 @@ _DATES: Final[list[tuple[str, Resolver]]] = [
     (rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\b",
      _guarded(lambda m, today: _month_day(m[2], m[1], today))),
     (rf"(?<!')\b(next\s+|this\s+|on\s+)?({_WEEKDAY_NAMES})s?\b", _weekday),
-]  # fmt: skip
+])  # fmt: skip
+
+
+_POSTCODE_SAID: Final = re.compile(
+    r"\b(?:post\s?code|postal\s+code|zip(?:\s?code)?)\s*(?:is\s+|:\s*)?(\d{5})\b"
+)
+_ORDER_SAID: Final = re.compile(
+    r"(?:\border(?:\s+(?:number|no\.?|num))?|#|\bnumber|\bno\.)\s*(?:is\s+|was\s+|:\s*)?#?\s*"
+    r"(\d{3,8})\b"
+)
+_FIVE_DIGITS: Final = re.compile(r"(?<![\d:.\-/])\b(\d{5})\b(?![:.\-/]\d)")
+_FOUR_DIGITS: Final = re.compile(r"(?<![\d:.\-/])\b(\d{4})\b(?![:.\-/]\d)")
 
 
 def _store(scan: _Scanner) -> str | None:
@@ -360,15 +385,10 @@ def extract(
     found_time = scan.resolve(_TIMES, today)
     if found_time is None and expecting == TIME:
         found_time = scan.resolve(_BARE_HOUR, today)
-    postcode = scan.take(
-        r"\b(?:post\s?code|postal\s+code|zip(?:\s?code)?)\s*(?:is\s+|:\s*)?(\d{5})\b"
-    )
-    order = scan.take(
-        r"(?:\border(?:\s+(?:number|no\.?|num))?|#|\bnumber|\bno\.)\s*(?:is\s+|was\s+|:\s*)?#?\s*"
-        r"(\d{3,8})\b"
-    )
-    postcode = postcode or scan.take(r"(?<![\d:.\-/])\b(\d{5})\b(?![:.\-/]\d)")
-    order = order or scan.take(r"(?<![\d:.\-/])\b(\d{4})\b(?![:.\-/]\d)")
+    postcode = scan.take(_POSTCODE_SAID)
+    order = scan.take(_ORDER_SAID)
+    postcode = postcode or scan.take(_FIVE_DIGITS)
+    order = order or scan.take(_FOUR_DIGITS)
     store = _store(scan)
     for name, value in [
         (ORDER_NUMBER, order.group(1) if order else None),
