@@ -1,4 +1,5 @@
-"""SQLite specifics: group commit, a responsive event loop, and a clean refusal of bad files."""
+"""SQLite specifics: group commit, a responsive event loop, writers of one file taking
+turns, and a clean refusal of bad files."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from threadline.core.errors import PersistenceError
 from threadline.store.sqlite import open_sqlite
+from threadline.store.sqlite_writer import TurnLock
 from threadline.testing.factories import record
 
 
@@ -51,6 +53,43 @@ async def test_the_event_loop_keeps_ticking_while_appends_commit(sqlite_store) -
     await tick
     assert len(gaps) > 10
     assert max(gaps) < 0.1, f"the loop stalled for {max(gaps) * 1000:.0f} ms"
+
+
+async def test_a_writer_waits_for_its_turn_and_writes_as_soon_as_the_other_is_done(
+    tmp_path,
+) -> None:
+    path = tmp_path / "shared.db"
+    store = await open_sqlite(path)
+    other = TurnLock(str(path))  # the writer of another process, in the middle of a commit
+    try:
+        with other:
+            pending = asyncio.create_task(store.append("c", [record("c")]))
+            await asyncio.sleep(0.2)
+            assert not pending.done()
+        start = time.perf_counter()
+        result = await asyncio.wait_for(pending, 5)
+        assert result.seqs == (1,)
+        assert time.perf_counter() - start < 0.5
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_two_stores_on_one_file_interleave_appends_without_gaps(tmp_path) -> None:
+    path = tmp_path / "shared.db"
+    first, second = await open_sqlite(path), await open_sqlite(path)
+    try:
+        stores = (first, second)
+        await asyncio.gather(
+            *(stores[n % 2].append(f"c{n % 3}", [record(f"c{n % 3}", f"m{n}")]) for n in range(90))
+        )
+        for c in ("c0", "c1", "c2"):
+            assert [r.seq for r in await first.read(c)] == list(range(1, 31))
+        positions = [r.position for r in await second.read_all(limit=200)]
+        assert positions == sorted(positions) and len(set(positions)) == 90
+    finally:
+        await first.close()
+        await second.close()
 
 
 async def test_a_file_that_is_not_a_database_is_refused_cleanly(tmp_path) -> None:
