@@ -3,11 +3,14 @@
 One Python process runs one core's worth of Python, and the bot's turns are
 the heaviest work the service does. With ``THREADLINE_BOT_PROCESS`` (the
 default of ``threadline serve``) the service starts ``python -m
-threadline.agents.worker``: it follows the log with its own relay and bus,
-answers turns and appends them, exactly as the in-process runtime would. The
-two processes poke each other through the worker's stdin and stdout, a byte
-per append, so neither waits for a poll; the worker ends when its stdin
-closes, i.e. when the service stops or dies.
+threadline.agents.worker``: it follows the log with its own relay and bus and
+answers turns exactly as the in-process runtime would. The two processes speak
+in frames (:mod:`threadline.store.forwarding`) over the worker's stdin and
+stdout: the service pokes the worker on every append, so it never waits for a
+poll, and on SQLite, which takes one writer at a time, the worker reads the
+file itself but sends its writes to the service, whose writer commits them with
+its own. The worker ends when its stdin closes, i.e. when the service stops or
+dies.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
@@ -27,106 +30,161 @@ from threadline.bus.memory import MemoryBus
 from threadline.business import northwind
 from threadline.core.errors import ConfigurationError
 from threadline.core.events import utcnow
+from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import Relay
 from threadline.runtime_tuning import tune_collector
 from threadline.settings import Settings, load_settings
 from threadline.store import open_store
+from threadline.store.forwarding import (
+    POKE,
+    READY,
+    ForwardingStore,
+    Message,
+    answer,
+    read_frame,
+    writes,
+)
+from threadline.store.sqlite import SQLiteStore
 
 log = structlog.get_logger("threadline.agents.worker")
 
-READY: Final = b"ready\n"
-POKE: Final = b"."
 START_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 10.0
+#: Frames read from the pipe at most (a large append fits many times over).
+PIPE_LIMIT: Final = 16 * 1024 * 1024
 
 
 class BotWorker:
-    """The service's handle on its bot process: start, poke on every append, stop."""
+    """The service's handle on its bot process: start, poke on every append, write, stop."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.process: asyncio.subprocess.Process | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+        self._poke_due = False
+        self._stopping = False
 
-    async def start(self, poke: Callable[[], None]) -> None:
-        """Start the worker; ``poke()`` runs whenever the worker has appended something."""
+    async def start(self, store: Storage, appended: Callable[[], None]) -> None:
+        """Start the worker; its writes go to ``store``, and ``appended()`` runs after each
+        append the worker made."""
         env = {**os.environ, "THREADLINE_STORE": self.settings.store,
                "THREADLINE_SNAPSHOT_EVERY": str(self.settings.snapshot_every)}  # fmt: skip
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "threadline.agents.worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+            limit=PIPE_LIMIT,
         )  # fmt: skip
         assert self.process.stdout is not None
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                line = await self.process.stdout.readline()
+                first = await read_frame(self.process.stdout)
         except TimeoutError:
-            line = b""
-        if line != READY:
+            first = None
+        if first != ("ready",):
             await self.stop()
             raise ConfigurationError("the bot worker process did not start")
-        self._listener = asyncio.create_task(self._listen(poke), name="bot-worker:listen")
+        self._listener = asyncio.create_task(self._listen(store, appended), name="bot-worker")
 
-    async def _listen(self, poke: Callable[[], None]) -> None:
+    async def _listen(self, store: Storage, appended: Callable[[], None]) -> None:
         assert self.process is not None and self.process.stdout is not None
-        while await self.process.stdout.read(4096):
-            poke()
-        log.warning("the bot worker process ended", returncode=self.process.returncode)
+        ops = writes(store)
+        while (message := await read_frame(self.process.stdout)) is not None:
+            if message[0] == "call":
+                # One task per write, so writes from many conversations share a commit.
+                task = asyncio.create_task(self._answer(ops, message, appended))
+                self._calls.add(task)
+                task.add_done_callback(self._calls.discard)
+        if not self._stopping:
+            log.warning("the bot worker process ended", returncode=self.process.returncode)
 
-    def poke(self) -> None:
-        """Something was appended here: tell the worker to look now."""
+    async def _answer(
+        self, ops: dict[str, Any], message: Message, appended: Callable[[], None]
+    ) -> None:
+        reply, wrote = await answer(ops, message)
+        self._write(reply)
+        if wrote:
+            appended()
+
+    def _write(self, data: bytes) -> None:
         process = self.process
         if process is not None and process.stdin is not None and not process.stdin.is_closing():
-            process.stdin.write(POKE)
+            process.stdin.write(data)
+
+    def poke(self) -> None:
+        """Something was appended: tell the worker to look (once per turn of the loop)."""
+        if not self._poke_due:
+            self._poke_due = True
+            asyncio.get_running_loop().call_soon(self._send_poke)
+
+    def _send_poke(self) -> None:
+        self._poke_due = False
+        self._write(POKE)
 
     async def stop(self) -> None:
         process = self.process
         if process is None:
             return
+        self._stopping = True
         if process.stdin is not None:
             process.stdin.close()
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
                 await process.wait()
+                # The worker's last writes (its checkpoint) are still in the pipe: do them.
+                if self._listener is not None:
+                    await self._listener
+                if self._calls:
+                    await asyncio.gather(*self._calls)
         except TimeoutError:
-            process.kill()
-            await process.wait()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        for task in (self._listener, *self._calls):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def serve_bot(settings: Settings) -> None:
     """Run the bot on ``settings.store`` until stdin closes."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=PIPE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     # The pipe to the service is ours alone: logs and prints go to stderr instead.
     pipe = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
-    store = await open_store(settings.store)
+
+    def send(data: bytes) -> None:
+        if not transport.is_closing():
+            transport.write(data)
+
+    opened = await open_store(settings.store)
+    # SQLite takes one writer per file: the service's. Other stores take writes from anyone.
+    forwarding = ForwardingStore(opened, send) if isinstance(opened, SQLiteStore) else None
+    store: Storage = forwarding or opened
     bus = MemoryBus(store)
     relay = Relay(store, bus, store)
-
-    def appended() -> None:
-        relay.poke()
-        if not transport.is_closing():
-            transport.write(POKE)
-
-    conversations = Conversations(store, snapshot_every=settings.snapshot_every, on_append=appended)
+    conversations = Conversations(store, snapshot_every=settings.snapshot_every,
+                                  on_append=relay.poke)  # fmt: skip
     runtime = BotRuntime(conversations, NorthwindBot(northwind(utcnow())))
     await runtime.start(bus)
     await relay.start()
-    transport.write(READY)
+    send(READY)
     try:
-        while await reader.read(4096):
-            relay.poke()
+        while (message := await read_frame(reader)) is not None:
+            if message[0] == "result" and forwarding is not None:
+                forwarding.settle(message)
+            elif message[0] == "poke":
+                relay.poke()
     finally:
+        if forwarding is not None:
+            forwarding.detach()  # the service closed our stdin: its answers cannot arrive
         await relay.stop()
-        await bus.close()
+        await bus.close()  # its last checkpoint still reaches the service, unanswered
         await store.close()
         transport.close()
 

@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         app.state.business = business
         await identity_api.start(app, backend, config, business)
         if worker is not None:
-            await worker.start(relay.poke)
+            await worker.start(backend, relay.poke)
         else:
             bot = BotRuntime(app.state.conversations, NorthwindBot(business))
             await bot.start(bus)
