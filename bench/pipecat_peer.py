@@ -8,7 +8,9 @@ media WebSocket: ``FastAPIWebsocketTransport`` with ``TwilioFrameSerializer``
 its ONNX model ships in the wheel) → :class:`BundledWhisperSTT` → :class:`NorthwindAnswers`
 → :class:`EspeakTTS` → the transport's output. The engines are the ones
 Threadline runs: faster-whisper with the bundled tiny.en, decoded with
-Threadline's settings and domain prompt; one espeak-ng process per sentence;
+Threadline's settings and domain prompt on faster-whisper's usual 30 s window
+(Threadline's fitted window and early decoding are its own); one espeak-ng
+process per sentence;
 the NorthwindBot answering in process (its state folded from the turn's
 events in memory, no event log), so the comparison isolates the voice stack.
 """
@@ -120,7 +122,7 @@ class BundledWhisperSTT(SegmentedSTTService):
 
     Pipecat's own ``WhisperSTTService`` takes a model path too, but loads a model
     per call and decodes with faster-whisper's defaults; this subclass decodes
-    each segment exactly as Threadline does, on one shared model.
+    each segment with Threadline's settings, on one shared model.
     """
 
     def __init__(self, prompt: str, **kwargs: Any) -> None:

@@ -19,12 +19,11 @@ from typing import Final
 Stages = tuple[tuple[str, str, str], ...]
 
 THREADLINE_STAGES: Final[Stages] = (
-    ("endpointing", "trailing silence until webrtcvad's endpointer ends the utterance, "
-     "resampling", "stt_called"),
-    ("STT queue", "waiting for the recogniser's one pool thread", "decode_began"),
-    ("STT decode", "Whisper tiny.en with the domain prompt", "decode_ended"),
-    ("utterance to log", "back on the loop, `utterance.transcribed` appended, relayed, on the hub",
-     "hub_utterance"),
+    ("endpointing", "trailing silence until webrtcvad's endpointer ends the utterance "
+     "(the transcription started at the 200 ms pause and runs meanwhile)", "utterance_ended"),
+    ("STT left after the end", "what the transcription (pool queue, resampling, Whisper tiny.en "
+     "on the fitted window) still takes after the end, `utterance.transcribed` appended, "
+     "relayed, on the hub", "hub_utterance"),
     ("bot turn via log", "bus to the bot, rehydrate, turn, reply appended, relayed, on the hub",
      "hub_reply"),
     ("reply to TTS", "the call's follower queues the reply, playback starts", "tts_called"),

@@ -89,9 +89,8 @@ def server_env(folder: str, tag: str) -> dict[str, str]:
         "THREADLINE_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "THREADLINE_STT": "whisper",
         "THREADLINE_TTS": "espeak",
-        # Under uvloop (uvicorn's default loop) a fork for espeak-ng while Whisper's feature
-        # extraction is inside a threaded OpenBLAS call deadlocks the whole server in
-        # OpenBLAS's fork handler (bench/uvloop_fork_repro.py); one BLAS thread avoids it.
+        # `threadline serve` sets this itself (a fork for espeak-ng under uvloop during a
+        # threaded OpenBLAS call hangs, bench/uvloop_fork_repro.py); the peer needs it too.
         "OPENBLAS_NUM_THREADS": "1",
     }
 
@@ -267,21 +266,30 @@ async def main(args: argparse.Namespace) -> None:
                           f"p95 {round_.p95:,.0f} ms, {len(round_.latencies)} turns, "
                           f"{round_.unanswered} unanswered, {round_.extra_replies} extra",
                           flush=True)  # fmt: skip
-    if len(servers) < 2:
-        return  # the rounds above are the quick look; the section compares both
     breakdowns = []
     if args.profile:
         probe = ("-m", "bench.voice_probe", "--end-silence-ms", str(args.end_silence_ms),
                  "--beam", str(args.beam))  # fmt: skip
-        traced_peer = (*servers[PIPECAT], "--trace")
-        ours = f"end_silence_ms {args.end_silence_ms}, beam {args.beam}"
-        theirs = f"stop_secs {args.peer_stop_secs}, beam {WhisperConfig().beam_size}"
-        breakdowns = [
-            await profile(THREADLINE, probe, THREADLINE_STAGES, ours, folder, args.profile,
-                          args.turns),
-            await profile(PIPECAT, traced_peer, PIPECAT_STAGES, theirs, folder, args.profile,
-                          args.turns),
-        ]  # fmt: skip
+        traced = {
+            THREADLINE: (
+                probe,
+                THREADLINE_STAGES,
+                f"end_silence_ms {args.end_silence_ms}, beam {args.beam}",
+            ),
+            PIPECAT: (
+                (*servers.get(PIPECAT, ()), "--trace"),
+                PIPECAT_STAGES,
+                f"stop_secs {args.peer_stop_secs}, beam {WhisperConfig().beam_size}",
+            ),
+        }
+        for name in servers:
+            command, stages, note = traced[name]
+            breakdowns.append(await profile(name, command, stages, note, folder, args.profile,
+                                            args.turns))  # fmt: skip
+    if len(servers) < 2:  # a quick look at one server: its rounds above, its stages here
+        for breakdown in breakdowns:
+            print(breakdown.table())
+        return
     section = render(results, levels, args.turns, args.runs, machine, breakdowns)
     print()
     print(section)

@@ -30,7 +30,7 @@ from threadline.channels.voice.pipeline import SpeechCall, SpeechConfig
 from threadline.channels.voice.stt import WhisperConfig, WhisperSTT
 from threadline.channels.voice.telephony.calls import VoiceCalls
 from threadline.channels.voice.tts import EspeakTTS
-from threadline.channels.voice.vad import EndpointerConfig
+from threadline.channels.voice.vad import EndpointerConfig, UtteranceEnded
 from threadline.core.events import EventRecord
 from threadline.core.ports import (
     AudioEncoding,
@@ -78,7 +78,7 @@ class CallSTT(SpeechToText):
         self, pcm: bytes, hints: SpeechHints | None = None, language: str = "en"
     ) -> Transcript:
         called = time.monotonic()
-        self.note("stt_called", called)
+        self.note("stt_called", called)  # at the pause: a draft, kept or dropped
         transcript = await self.shared.transcribe(pcm, hints, language)
         returned = time.monotonic()
         decode = self.shared.decode_of(called, returned)
@@ -107,6 +107,18 @@ class CallTTS(TextToSpeech):
                     self.note("tts_first_chunk", time.monotonic())
                     first = False
                 yield chunk
+
+
+class TimedSpeechCall(SpeechCall):
+    """The pipeline as it is, noting when the endpointer ends each utterance."""
+
+    def __init__(self, *args: Any, note: Callable[[str, float], None]) -> None:
+        super().__init__(*args)
+        self.note = note
+
+    def _finish(self, utterance: UtteranceEnded) -> None:
+        self.note("utterance_ended", time.monotonic())
+        super()._finish(utterance)
 
 
 def probe_app(
@@ -140,8 +152,8 @@ def probe_app(
                 if handler is not None and handler.call is not None:
                     timings[handler.call.call_id].append((stage, at))
 
-            handler = SpeechCall(sink, calls, state.hub, CallSTT(stt, note), CallTTS(tts, note),
-                                 hints, speech)  # fmt: skip
+            handler = TimedSpeechCall(sink, calls, state.hub, CallSTT(stt, note),
+                                      CallTTS(tts, note), hints, speech, note=note)  # fmt: skip
             return handler
 
         return make
