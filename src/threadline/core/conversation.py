@@ -17,7 +17,7 @@ from typing import Any, Final
 import orjson
 
 from threadline.core.errors import DomainError, IllegalTransition
-from threadline.core.events import Event, with_seq
+from threadline.core.events import Event
 
 #: Bump when the shape of ConversationState changes; older snapshots are then ignored.
 STATE_SCHEMA_VERSION: Final = 1
@@ -326,7 +326,7 @@ def _message_heard(d: Any, e: Event) -> None:
 @_applies("intent.detected")
 def _intent(d: Any, e: Event) -> None:
     p = e.payload
-    d.intents.append({"intent": p["intent"], "confidence": p["confidence"], "seq": e.seq})
+    d.intents.append({"intent": p["intent"], "confidence": p["confidence"], "seq": d.seq})
     if len(d.intents) > RECENT_INTENTS:
         del d.intents[0]
     d.note(f"intent {p['intent']} ({p['confidence']:.2f}) on {e.channel}")
@@ -335,14 +335,14 @@ def _intent(d: Any, e: Event) -> None:
 @_applies("slot.filled")
 def _slot(d: Any, e: Event) -> None:
     p = e.payload
-    d.slots[p["name"]] = {"value": p["value"], "source": p["source"], "seq": e.seq}
+    d.slots[p["name"]] = {"value": p["value"], "source": p["source"], "seq": d.seq}
     d.note(f"{p['name']} = {p['value']} ({e.channel})")
 
 
 @_applies("action.requested")
 def _action_requested(d: Any, e: Event) -> None:
     p = e.payload
-    d.pending_actions[p["action_id"]] = {"tool": p["tool"], "seq": e.seq}
+    d.pending_actions[p["action_id"]] = {"tool": p["tool"], "seq": d.seq}
 
 
 @_applies("action.completed")
@@ -431,12 +431,14 @@ def _identity(d: Any, e: Event) -> None:
     d.identities[kind] = bool(e.payload["verified"]) or bool(d.identities.get(kind))
 
 
-def _apply(draft: Any, event: Event) -> None:
+def _apply(draft: Any, event: Event, seq: int) -> None:
+    """Apply ``event`` as the conversation's event ``seq`` (apply functions read it as
+    ``d.seq``: an event being decided has no seq of its own yet)."""
     apply = _APPLY.get(event.type)
     if apply is None:
         raise DomainError(f"{event.type} is not an event of a conversation")
+    draft.seq = seq
     apply(draft, event)
-    draft.seq = event.seq or draft.seq + 1
     if not draft.conversation_id:
         draft.conversation_id = event.conversation_id
     if draft.customer_id is None and event.customer_id:
@@ -462,7 +464,7 @@ def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState
     for event in events:
         if draft is None:
             draft = _Draft(state)
-        _apply(draft, event)
+        _apply(draft, event, event.seq or draft.seq + 1)
         last = event
     if draft is None or last is None:
         return state
@@ -579,8 +581,8 @@ def decide(
         check(state if draft is None else draft, event, policy)
         if draft is None:
             draft = _Draft(state)
-        last = with_seq(event, draft.seq + 1)
-        _apply(draft, last)
+        _apply(draft, event, draft.seq + 1)
+        last = event
     if draft is None or last is None:
         return state
     return _frozen(draft, last)

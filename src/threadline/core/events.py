@@ -156,16 +156,6 @@ def _event_builder() -> Callable[..., Event]:
 _build_event: Final = _event_builder()
 
 
-def with_seq(event: Event, seq: int) -> Event:
-    """``event`` numbered ``seq``: ``dataclasses.replace`` without its checks, on a hot path."""
-    values = [getattr(event, name) for name in _EVENT_FIELDS]
-    values[_SEQ_INDEX] = seq
-    return _build_event(*values)
-
-
-_SEQ_INDEX: Final = _EVENT_FIELDS.index("seq")
-
-
 class EventCodec:
     """Validates events on the way in, upcasts them on the way out.
 
