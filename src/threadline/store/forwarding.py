@@ -102,8 +102,16 @@ def error_from(value: tuple[str, tuple[Any, ...]]) -> ThreadlineError:
 
 def writes(store: Storage) -> dict[str, Callable[..., Awaitable[Any]]]:
     """The writes a :class:`ForwardingStore` may ask ``store`` for, by name."""
+
+    async def append(
+        conversation_id: str, rows: Sequence[tuple[Any, ...]], expected_seq: int
+    ) -> tuple[Any, ...]:
+        # Records and results cross as plain tuples: named tuples pickle at twice the cost.
+        records = [EventRecord._make(row) for row in rows]
+        return tuple(await store.append(conversation_id, records, expected_seq))
+
     return {
-        "append": store.append,
+        "append": append,
         "snapshot": store.save_snapshot,
         "checkpoint": store.save_checkpoint,
         "handled": store.mark_handled,
@@ -119,7 +127,7 @@ async def answer(
         value = await ops[op](*args)
     except Exception as exc:  # every failure goes back: the caller is waiting for it
         return frame(("result", call_id, False, error_value(exc))), False
-    appended = op == "append" and not value.duplicate
+    appended = op == "append" and not AppendResult._make(value).duplicate
     return frame(("result", call_id, True, value)), appended
 
 
@@ -182,10 +190,8 @@ class ForwardingStore(Storage):
     async def append(
         self, conversation_id: str, records: Sequence[EventRecord], expected_seq: int = ANY
     ) -> AppendResult:
-        result: AppendResult = await self._call(
-            "append", conversation_id, tuple(records), expected_seq
-        )
-        return result
+        rows = tuple(tuple(r) for r in records)
+        return AppendResult._make(await self._call("append", conversation_id, rows, expected_seq))
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         await self._call("snapshot", snapshot)
