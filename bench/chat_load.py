@@ -9,6 +9,12 @@ rate of turns per second. Latency is from sending a message to the bot's
 reply arriving; throughput is bot turns per second of the talking phase. As a floor for the
 transport, the same client also drives a bare uvicorn WebSocket echo server
 with the same frames in the same run.
+
+The load generator shares the cores with what it measures, so it is kept lean:
+it runs on uvloop and speaks through :mod:`bench.ws_client`, a minimal
+WebSocket client (handshake, masked text frames, JSON parsed per frame), with
+the customers' chat protocol written out here (hello, welcome, message, the
+bot's ``message.sent``).
 """
 
 from __future__ import annotations
@@ -26,12 +32,12 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
-import orjson
-import websockets
+import uvloop
 
-from threadline.channels.chat.client import ChatClient
+from bench.ws_client import Socket
 
 QUESTIONS = (
     "where is my order 1042?",
@@ -88,8 +94,52 @@ async def service(*args: str, env: dict[str, str] | None = None) -> AsyncIterato
         await child.wait()
 
 
+class Customer:
+    """One chat customer: says hello, then waits for the bot's reply to each message."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.welcome: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self.reply: asyncio.Future[dict[str, Any]] | None = None
+        self.socket: Socket | None = None
+
+    @classmethod
+    async def connect(cls, address: str, token: str) -> Customer:
+        customer = cls()
+        url = f"ws://{address}/chat/ws"
+        customer.socket = await Socket.connect(
+            url, customer.on_frame, {"Authorization": f"Bearer {token}"}
+        )
+        customer.socket.send({"type": "hello", "after_seq": 0})
+        await asyncio.wait_for(customer.welcome, 60)
+        return customer
+
+    def on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "welcome":
+            self.welcome.set_result(frame)
+        elif kind == "event" and frame["event"] == "message.sent":
+            if self.reply is not None and not self.reply.done():
+                self.reply.set_result(frame)
+        elif kind in ("error", "closed"):
+            for waiting in (self.welcome, self.reply):
+                if waiting is not None and not waiting.done():
+                    waiting.set_exception(ConnectionError(f"{kind}: {frame}"))
+
+    async def say(self, text: str, client_id: str) -> None:
+        """Send a message and wait for the bot's reply."""
+        assert self.socket is not None
+        self.reply = asyncio.get_running_loop().create_future()
+        self.socket.send({"type": "message", "client_id": client_id, "text": text})
+        await asyncio.wait_for(self.reply, 60)
+
+    async def close(self) -> None:
+        if self.socket is not None:
+            await self.socket.close()
+
+
 async def _talk(
-    chat: ChatClient, turns: int, start: asyncio.Event, out: list[float], interval: float
+    chat: Customer, turns: int, start: asyncio.Event, out: list[float], interval: float
 ) -> None:
     """Send, await the bot's reply, then the next message ``interval`` after the last one."""
     await start.wait()
@@ -100,8 +150,7 @@ async def _talk(
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             due += interval
         began = time.perf_counter()
-        await chat.send({"type": "message", "client_id": f"m{i}-{began}", "text": QUESTIONS[i % 5]})
-        await chat.wait_for(lambda e: e["event"] == "message.sent", timeout=60)
+        await chat.say(QUESTIONS[i % 5], f"m{i}-{began}")
         out.append(time.perf_counter() - began)
 
 
@@ -113,13 +162,8 @@ async def threadline_round(
     async with httpx.AsyncClient() as http:
         tokens = [(await http.post(f"http://{address}/chat/session")).json()["token"]
                   for _ in range(customers)]  # fmt: skip
-    async with contextlib.AsyncExitStack() as stack:
-        chats = [
-            await stack.enter_async_context(
-                ChatClient.connect(f"ws://{address}/chat/ws", token=t, timeout=60)
-            )
-            for t in tokens
-        ]
+    chats = [await Customer.connect(address, t) for t in tokens]
+    try:
         latencies: list[float] = []
         start = asyncio.Event()
         tasks = [asyncio.create_task(_talk(c, turns, start, latencies, interval)) for c in chats]
@@ -128,17 +172,23 @@ async def threadline_round(
         start.set()
         await asyncio.gather(*tasks)
         return Round(len(latencies), time.perf_counter() - began, latencies)
+    finally:
+        await asyncio.gather(*(c.close() for c in chats))
 
 
 async def echo_round(address: str, customers: int, turns: int) -> Round:
     async def one(start: asyncio.Event, out: list[float]) -> None:
-        async with websockets.connect(f"ws://{address}/echo") as ws:
+        replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        ws = await Socket.connect(f"ws://{address}/echo", replies.put_nowait)
+        try:
             await start.wait()
             for i in range(turns):
                 began = time.perf_counter()
-                await ws.send(orjson.dumps({"type": "message", "text": QUESTIONS[i % 5]}).decode())
-                orjson.loads(await ws.recv())
+                ws.send({"type": "message", "text": QUESTIONS[i % 5]})
+                await replies.get()
                 out.append(time.perf_counter() - began)
+        finally:
+            await ws.close()
 
     latencies: list[float] = []
     start = asyncio.Event()
@@ -192,4 +242,4 @@ if __name__ == "__main__":
                         help="offered turns/s across all customers, comma-separated")  # fmt: skip
     args = parser.parse_args()
     offered = [float(r) for r in args.rates.split(",") if r]
-    asyncio.run(main(args.customers, args.turns, args.runs, offered))
+    uvloop.run(main(args.customers, args.turns, args.runs, offered))
