@@ -544,6 +544,23 @@ def test_a_new_callers_id_claim_does_not_inherit_earlier_verification() -> None:
     assert state.identities == {"phone": True, "email": False}
 
 
+def test_a_callers_id_claim_marks_where_the_new_contact_begins() -> None:
+    phone = {"kind": "phone", "value": "+14155550123"}
+    postcode = {"name": "postcode", "value": "94103", "source": "customer"}
+    state = after(started(), ev("slot.filled", postcode))
+    assert state.contact_seq == 0
+    state = decide(state, [ev("identity.linked", {**phone, "method": "caller_id"})])
+    assert state.contact_seq == state.seq > state.slots["postcode"]["seq"]
+    # Proofs and claims that come with no new contact leave it where it was.
+    claim_seq = state.seq
+    state = decide(state, [ev("identity.linked", {**phone, "verified": True, "method": "postcode"}),
+                           ev("identity.linked", {"kind": "email", "value": "m@example.com",
+                                                  "method": "typed"})])  # fmt: skip
+    assert state.contact_seq == claim_seq
+    restored = ConversationState.from_bytes(state.to_bytes())
+    assert restored.contact_seq == claim_seq
+
+
 def test_the_customer_and_correlation_come_from_the_first_event_that_has_them() -> None:
     state = after(started(), received())
     assert state.customer_id == "cus-maya"

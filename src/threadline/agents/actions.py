@@ -39,7 +39,11 @@ R = TypeVar("R", bound=_Result)
 
 @dataclass(slots=True)
 class Step:
-    """The working state of one bot turn, shared by the actions it takes."""
+    """The working state of one bot turn, shared by the actions it takes.
+
+    ``answers`` are the knowledge answers (the postcode) this contact has given, this
+    turn included; only they prove an order is theirs, never ``slots`` from earlier contacts.
+    """
 
     state: ConversationState
     writer: TurnWriter
@@ -51,6 +55,7 @@ class Step:
     short: bool
     slots: dict[str, str] = field(default_factory=dict)
     new_slots: dict[str, str] = field(default_factory=dict)
+    answers: dict[str, str] = field(default_factory=dict)
     identity_verified: bool = False
     outcomes: list[tuple[str, bool]] = field(default_factory=list)
 
@@ -90,7 +95,7 @@ def order_status(step: Step) -> str:
     number = step.slots.get(ORDER_NUMBER)
     if number is None:
         return replies.ask_order_number(step.short)
-    postcode = step.slots.get(POSTCODE)
+    postcode = step.answers.get(POSTCODE)
     verified = BusinessTools(step.business).verified_owner(
         number,
         customer_id=step.context.customer_id,
@@ -188,7 +193,7 @@ def _pickup_store(step: Step) -> Store | None:
     order = step.business.order(number) if number else None
     if order is None or not BusinessTools(step.business).verified_owner(
         order.number, customer_id=step.context.customer_id,
-        identity_verified=step.identity_verified, postcode=step.slots.get(POSTCODE),
+        identity_verified=step.identity_verified, postcode=step.answers.get(POSTCODE),
     ):  # fmt: skip
         return None
     pickup = next((o for o in order.options if o.kind == "pickup" and o.store_id), None)

@@ -6,8 +6,11 @@ understands the text, decides whether a person should take over, calls tools,
 and returns the canonical events to record — nothing is written or sent here.
 
 A slot already in the state is never asked for again: an order number given on
-chat answers the question on the phone. A text that only fills slots the
-current topic needs ("Oakland", "tomorrow at 11", "1042") continues that topic.
+chat answers the question on the phone. A knowledge answer (the postcode) is
+the exception: it proves who is asking only for the contact that gave it, so a
+call that claims to be the customer by caller id is asked for it again. A text
+that only fills slots the current topic needs ("Oakland", "tomorrow at 11",
+"1042") continues that topic.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Final
 
 from threadline.agents import replies
 from threadline.agents.actions import ACTIONS, Step, expecting, not_understood
-from threadline.agents.context import ConversationContext
+from threadline.agents.context import KNOWLEDGE, ConversationContext
 from threadline.agents.escalation import (
     ESCALATION_V1,
     EscalationPolicy,
@@ -184,6 +187,8 @@ class NorthwindBot:
         )
         context = ConversationContext.of(state, self.policy)
         extraction = extract(text, now, self.business.timezone, expecting=expecting(context))
+        said = extraction.values
+        answered = {k: v for k, v in said.items() if k in KNOWLEDGE}
         step = Step(
             state=state,
             writer=writer,
@@ -193,8 +198,14 @@ class NorthwindBot:
             now=now,
             today=self.business.today(now),
             short=channel == "voice",
-            slots={**context.slots, **extraction.values},
-            new_slots={k: v for k, v in extraction.values.items() if context.slots.get(k) != v},
+            slots={**context.slots, **said},
+            # A knowledge answer an earlier contact gave is recorded again for this one.
+            new_slots={
+                k: v
+                for k, v in said.items()
+                if context.slots.get(k) != v or (k in KNOWLEDGE and context.answers.get(k) != v)
+            },
+            answers={**context.answers, **answered},
             identity_verified=context.identity_verified,
         )
         if state.status == AWAITING_HUMAN:
@@ -205,6 +216,7 @@ class NorthwindBot:
             understanding = Understanding(choice, 1.0, {})
             step.new_slots.clear()
             step.slots = dict(context.slots)
+            step.answers = dict(context.answers)
         else:
             understanding = self._understand(self.classifier.classify(extraction.text), step)
         writer.emit(
@@ -274,8 +286,9 @@ class NorthwindBot:
                 )
 
     def _verify_by_postcode(self, step: Step) -> None:
-        """A new postcode that matches the known customer verifies their claimed identifiers."""
-        postcode = step.new_slots.get(POSTCODE)
+        """A postcode said this turn that matches the known customer verifies their claimed
+        identifiers, the same postcode again too once a new contact claim has reset them."""
+        postcode = step.extraction.values.get(POSTCODE)
         customer_id = step.context.customer_id
         customer = step.business.customer(customer_id) if customer_id else None
         if postcode is None or customer is None or customer.postcode != postcode:

@@ -8,18 +8,27 @@ from dataclasses import dataclass
 from typing import Final
 
 from threadline.agents.escalation import EscalationPolicy
+from threadline.agents.slots import POSTCODE
 from threadline.agents.tools import TOOLS
 from threadline.core.conversation import ConversationState
 
 # The fold notes each finished tool call as "<tool> done" or "<tool> failed: <error>".
 _ACTION_NOTE: Final = re.compile(r"^(\w+) (done|failed: )")
+#: Slots that answer a knowledge check. Each proves who is asking only for the contact that
+#: gave it: after a new contact claim (a call's caller id) it is asked for again.
+KNOWLEDGE: Final = frozenset({POSTCODE})
 
 
 @dataclass(frozen=True, slots=True)
 class ConversationContext:
-    """The slots, topic and streaks of a conversation, as the bot needs them."""
+    """The slots, topic and streaks of a conversation, as the bot needs them.
+
+    ``slots`` is everything the conversation was told; ``answers`` the knowledge
+    answers among them that the current contact gave.
+    """
 
     slots: Mapping[str, str]
+    answers: Mapping[str, str]
     topic: str | None
     low_confidence_streak: int
     tool_failure_streak: int
@@ -30,12 +39,22 @@ class ConversationContext:
     def of(cls, state: ConversationState, policy: EscalationPolicy) -> ConversationContext:
         return cls(
             slots={name: str(slot["value"]) for name, slot in state.slots.items()},
+            answers=answers_of(state),
             topic=topic_of(state, policy),
             low_confidence_streak=low_confidence_streak(state, policy),
             tool_failure_streak=tool_failure_streak(state),
             identity_verified=any(state.identities.values()),
             customer_id=state.customer_id,
         )
+
+
+def answers_of(state: ConversationState) -> dict[str, str]:
+    """The knowledge answers given since the latest contact claim."""
+    return {
+        name: str(slot["value"])
+        for name, slot in state.slots.items()
+        if name in KNOWLEDGE and slot["seq"] > state.contact_seq
+    }
 
 
 def topic_of(state: ConversationState, policy: EscalationPolicy) -> str | None:

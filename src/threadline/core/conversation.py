@@ -20,7 +20,7 @@ from threadline.core.errors import DomainError, IllegalTransition
 from threadline.core.events import Event
 
 #: Bump when the shape of ConversationState changes; older snapshots are then ignored.
-STATE_SCHEMA_VERSION: Final = 1
+STATE_SCHEMA_VERSION: Final = 2
 
 BOT_ACTIVE: Final = "bot_active"
 AWAITING_HUMAN: Final = "awaiting_human"
@@ -73,6 +73,9 @@ class ConversationState:
     assignee: str | None = None
     consent: Mapping[str, bool] = field(default_factory=dict)
     identities: Mapping[str, bool] = field(default_factory=dict)
+    #: The seq of the latest contact claim (a call's caller id): slots filled before it
+    #: are what an earlier contact said, and answer no knowledge check for this one.
+    contact_seq: int = 0
     summary: tuple[str, ...] = ()
     messages_in: int = 0
     messages_out: int = 0
@@ -426,6 +429,7 @@ def _identity(d: Any, e: Event) -> None:
         for known in d.identities:
             d.identities[known] = False
         d.identities[kind] = False
+        d.contact_seq = d.seq
         d.note(f"{kind} claimed by a new contact, not verified")
         return
     d.identities[kind] = bool(e.payload["verified"]) or bool(d.identities.get(kind))
