@@ -81,20 +81,20 @@ _model_lock = threading.Lock()
 
 
 def whisper_model() -> Any:
-    """The process's one faster-whisper model, loaded as Threadline's WhisperSTT loads it."""
+    """The process's one faster-whisper model: the bundled tiny.en, never downloaded."""
     global _model
     with _model_lock:
         if _model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from faster_whisper import WhisperModel
 
-            cfg = WhisperConfig()
+            # Threads and workers as Pipecat's own WhisperSTTService leaves them (CTranslate2
+            # picks the threads, one worker): on the padded 30 s window that beats Threadline's
+            # one thread per decode, which suits its short fitted windows.
             _model = WhisperModel(
                 str(bundled_model_path()),
                 device="cpu",
-                compute_type=cfg.compute_type,
-                cpu_threads=cfg.cpu_threads,
-                num_workers=cfg.concurrency,
+                compute_type=WhisperConfig().compute_type,
                 local_files_only=True,
             )
         return _model
