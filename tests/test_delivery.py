@@ -197,3 +197,52 @@ async def test_concurrency_below_one_is_refused(any_store) -> None:
     with pytest.raises(ValueError, match="concurrency"):
         await bus.subscribe("bot", handle, concurrency=0)
     await bus.close()
+
+
+class CountingReads:
+    """A store whose read_all calls are counted."""
+
+    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+        self._store = store
+        self.reads = 0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._store, name)
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[EventRecord]:
+        self.reads += 1
+        return await self._store.read_all(after_position, limit)
+
+
+async def test_fed_pages_that_follow_the_cursor_are_published_without_a_read(tmp_path) -> None:
+    from threadline.store.sqlite import open_sqlite
+
+    store = await open_sqlite(tmp_path / "fed.db")
+    counted = CountingReads(store)
+    bus = MemoryBus(store)
+    got: list[EventRecord] = []
+
+    async def handle(r: EventRecord) -> None:
+        got.append(r)
+
+    await bus.subscribe("projector", handle)
+    relay = Relay(counted, bus, store, poll_interval=60)  # no polls during the test
+    pages: list[tuple[int, list[EventRecord]]] = []
+    relay.forward(lambda after, page: pages.append((after, list(page))))
+    try:
+        await relay.start()
+        assert relay.fed  # the store feeds it its commits
+        await asyncio.wait_for(_until(lambda: counted.reads >= 1), 5)  # the first read
+        reads = counted.reads
+        await _append_turns(store, 4, 5)
+        await asyncio.wait_for(_until(lambda: len(got) == 20), 5)
+        assert counted.reads == reads
+        assert [r.position for r in got] == sorted(r.position for r in got)
+        assert [r for _, page in pages for r in page] == got  # passed on as fed
+        relay.feed(10_000, [record("gap")])  # a page after a gap: read from the cursor instead
+        await asyncio.wait_for(_until(lambda: counted.reads > reads), 5)
+        assert len(got) == 20
+    finally:
+        await relay.stop()
+        await bus.close()
+        await store.close()

@@ -4,13 +4,14 @@ turns, and a clean refusal of bad files."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
 
 from threadline.core.errors import PersistenceError
 from threadline.store.sqlite import open_sqlite
-from threadline.store.sqlite_writer import TurnLock
+from threadline.store.sqlite_lock import TurnLock
 from threadline.testing.factories import record
 
 
@@ -97,3 +98,25 @@ async def test_a_file_that_is_not_a_database_is_refused_cleanly(tmp_path) -> Non
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(PersistenceError):
         await open_sqlite(path)
+
+
+async def test_a_follower_gets_every_commit_in_order_as_a_read_returns_it(tmp_path) -> None:
+    path = tmp_path / "fed.db"
+    store, other = await open_sqlite(path), await open_sqlite(path)
+    pages: list[tuple[int, list]] = []
+    try:
+        await store.append("before", [record("before")])  # before following: not fed
+        await store.follow(lambda after, page: pages.append((after, list(page))))
+        await asyncio.gather(*(store.append(f"c{n}", [record(f"c{n}")]) for n in range(20)))
+        await other.append("elsewhere", [record("elsewhere")])  # another writer, in between
+        await store.append("c0", [record("c0", "again", key="again")])
+        await store.save_checkpoint("group", 1)  # no events: nothing fed
+        fed = [r for _, page in pages for r in page]
+        assert fed == (await store.read_all(0, 100))[1:]  # same records, field for field
+        assert pages[0][0] == 1
+        for (_, before), (after, _) in itertools.pairwise(pages):
+            assert after == before[-1].position  # each page starts where the last ended
+        assert "elsewhere" in [r.conversation_id for r in pages[-1][1]]
+    finally:
+        await store.close()
+        await other.close()

@@ -6,11 +6,11 @@ default of ``threadline serve``) the service starts ``python -m
 threadline.agents.worker``: it follows the log with its own relay and bus and
 answers turns exactly as the in-process runtime would. The two processes speak
 in frames (:mod:`threadline.store.forwarding`) over the worker's stdin and
-stdout: the service pokes the worker on every append, so it never waits for a
-poll, and on SQLite, which takes one writer at a time, the worker reads the
-file itself but sends its writes to the service, whose writer commits them with
-its own. The worker ends when its stdin closes, i.e. when the service stops or
-dies.
+stdout: the service hands the worker what each commit appended (or, on a store
+that cannot say, pokes it), so it never waits for a poll; and on SQLite, which
+takes one writer at a time, the worker reads the file itself but sends its
+writes to the service, whose writer commits them with its own. The worker ends
+when its stdin closes, i.e. when the service stops or dies.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import structlog
@@ -29,7 +29,7 @@ from threadline.agents.runtime import BotRuntime
 from threadline.bus.memory import MemoryBus
 from threadline.business import northwind
 from threadline.core.errors import ConfigurationError
-from threadline.core.events import utcnow
+from threadline.core.events import EventRecord, utcnow
 from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import Relay
@@ -42,6 +42,7 @@ from threadline.store.forwarding import (
     ForwardingStore,
     Message,
     answer,
+    frame,
     read_frame,
     writes,
 )
@@ -96,6 +97,8 @@ class BotWorker:
                 task = asyncio.create_task(self._answer(ops, message, appended))
                 self._calls.add(task)
                 task.add_done_callback(self._calls.discard)
+            elif message[0] == "poke":  # the worker appended to a store it writes itself
+                appended()
         if not self._stopping:
             log.warning("the bot worker process ended", returncode=self.process.returncode)
 
@@ -111,6 +114,11 @@ class BotWorker:
         process = self.process
         if process is not None and process.stdin is not None and not process.stdin.is_closing():
             process.stdin.write(data)
+
+    def feed(self, after: int, page: Sequence[EventRecord]) -> None:
+        """Hand the worker what the store just committed (all events after ``after``), so
+        it publishes them without reading them back; it reads itself if they leave a gap."""
+        self._write(frame(("page", after, tuple(tuple(r) for r in page))))
 
     def poke(self) -> None:
         """Something was appended: tell the worker to look (once per turn of the loop)."""
@@ -168,8 +176,12 @@ async def serve_bot(settings: Settings) -> None:
     store: Storage = forwarding or opened
     bus = MemoryBus(store)
     relay = Relay(store, bus, store)
+    # The worker's own appends wake no relay here: its hot states hold them already and the
+    # bot has nothing to answer in them, so they are read with the next customer message.
+    # The service must hear of them, though: it wrote them itself, or it is poked.
+    on_append = None if forwarding is not None else lambda: send(POKE)
     conversations = Conversations(store, snapshot_every=settings.snapshot_every,
-                                  on_append=relay.poke)  # fmt: skip
+                                  on_append=on_append)  # fmt: skip
     runtime = BotRuntime(conversations, NorthwindBot(northwind(utcnow())))
     await runtime.start(bus)
     await relay.start()
@@ -178,6 +190,9 @@ async def serve_bot(settings: Settings) -> None:
         while (message := await read_frame(reader)) is not None:
             if message[0] == "result" and forwarding is not None:
                 forwarding.settle(message)
+            elif message[0] == "page":
+                _, after, rows = message
+                relay.feed(after, [EventRecord._make(row) for row in rows])
             elif message[0] == "poke":
                 relay.poke()
     finally:

@@ -58,8 +58,8 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         app.state.bot_worker = worker
 
         def appended() -> None:
-            relay.poke()
-            if worker is not None:
+            relay.appended()
+            if worker is not None and not relay.fed:  # a fed relay passes its pages on
                 worker.poke()
 
         app.state.conversations = Conversations(
@@ -81,7 +81,8 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         app.state.business = business
         await identity_api.start(app, backend, config, business)
         if worker is not None:
-            await worker.start(backend, relay.poke)
+            await worker.start(backend, relay.appended)
+            relay.forward(worker.feed)
         else:
             bot = BotRuntime(app.state.conversations, NorthwindBot(business))
             await bot.start(bus)

@@ -15,6 +15,8 @@ the service and the worker it started, on a pipe nobody else holds.
     worker → service: run write ``op`` (see :data:`WRITES`) with ``args``.
 ``("result", id, ok, value)``
     service → worker: its return value, or an error from :func:`error_value`.
+``("page", after, rows)``
+    service → worker: every event committed after position ``after``.
 ``("poke",)`` and ``("ready",)``
     something was appended; the worker is up.
 """

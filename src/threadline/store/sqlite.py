@@ -4,8 +4,8 @@ One writer thread owns the write connection and commits in groups: every
 append, snapshot or checkpoint that arrives while a commit is in flight joins
 the next transaction, so concurrent appends share one fsync and each
 acknowledgement still means durable (WAL, ``synchronous=FULL``). Reads run on
-a small pool of reader threads with their own connections; WAL lets them
-proceed while the writer commits. Nothing here blocks the event loop.
+a few reader threads with their own connections; WAL lets them proceed while
+the writer commits. Nothing here blocks the event loop.
 
 Positions are the table's AUTOINCREMENT key. SQLite admits one writer at a
 time, so positions are assigned in commit order and ``read_all`` can never
@@ -15,11 +15,12 @@ skip an event that commits later.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import queue
 import sqlite3
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -28,7 +29,15 @@ from threadline.core.errors import IdempotencyError, ProgrammingError, Validatio
 from threadline.core.events import EventRecord
 from threadline.core.ports import ANY, AppendResult, Snapshot, Storage
 from threadline.store.migrations import migrations
-from threadline.store.sqlite_writer import AppendCommand, Job, Work, Writer, moment, translate
+from threadline.store.sqlite_writer import (
+    AppendCommand,
+    Feed,
+    Job,
+    Work,
+    Writer,
+    moment,
+    translate,
+)
 
 _COLUMNS: Final = (
     "event_id, conversation_id, type, version, occurred_at, channel, leg_id, actor_kind,"
@@ -111,6 +120,110 @@ def _validate_append(records: Sequence[EventRecord], conversation_id: str) -> No
             )
 
 
+#: Events one commit feed call carries at most.
+FEED_PAGE: Final = 500
+
+
+def _feed_page(conn: sqlite3.Connection, after: int) -> list[EventRecord]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+        (after, FEED_PAGE),
+    ).fetchall()
+    return [_record(row) for row in rows]
+
+
+# -- reader threads -----------------------------------------------------------------------
+
+Query = Callable[[sqlite3.Connection], Any]
+_ReadJob = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Query]
+#: Queries a reader answers in one go when they queue up.
+READ_BATCH: Final = 64
+
+
+def _settle_reads(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in outcomes:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class _Readers:
+    """Reader threads, each with its own connection, taking queries from one queue.
+
+    Lighter than an executor: a query is one queue put, and a reader hands back
+    every answer it has at once with one ``call_soon_threadsafe`` per loop.
+    """
+
+    def __init__(self, path: str, count: int) -> None:
+        self._path = path
+        self._queue: queue.SimpleQueue[_ReadJob | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"threadline-sqlite-read-{n}", daemon=True)
+            for n in range(count)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: _ReadJob) -> None:
+        self._queue.put(job)
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        failure: BaseException | None = None
+        try:
+            conn = _connect(self._path)
+        except sqlite3.Error as exc:
+            failure = translate(exc)
+        try:
+            stopping = False
+            while not stopping:
+                job = self._queue.get()
+                if job is None:
+                    return
+                batch = [job]
+                while len(batch) < READ_BATCH:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stopping = True
+                        break
+                    batch.append(more)
+                by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+                for loop, future, query in batch:
+                    outcome: tuple[asyncio.Future[Any], bool, Any]
+                    if conn is None:
+                        outcome = (future, False, failure)
+                    else:
+                        try:
+                            outcome = (future, True, query(conn))
+                        except sqlite3.Error as exc:
+                            outcome = (future, False, translate(exc))
+                        except Exception as exc:
+                            outcome = (future, False, exc)
+                    by_loop.setdefault(loop, []).append(outcome)
+                for loop, outcomes in by_loop.items():
+                    # A closed loop means nobody is waiting for these any more.
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(_settle_reads, outcomes)
+        finally:
+            if conn is not None:
+                conn.close()
+
+
 # -- the store --------------------------------------------------------------------------
 
 
@@ -120,10 +233,7 @@ class SQLiteStore(Storage):
     def __init__(self, path: str, readers: int = 2) -> None:
         self.path = path
         self._writer = Writer(path, _connect, _migrate)
-        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="threadline-sqlite-read")
-        self._local = threading.local()
-        self._reader_conns: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._readers = _Readers(path, readers)
         self._closed = False
 
     @property
@@ -132,7 +242,8 @@ class SQLiteStore(Storage):
         return self._writer.commits
 
     async def _start(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._readers, self._writer.start)
+        await asyncio.to_thread(self._writer.start)  # migrations first, then the readers
+        self._readers.start()
 
     # writes
 
@@ -175,6 +286,13 @@ class SQLiteStore(Storage):
 
         await self._write(work)
 
+    async def follow(self, feed: Feed) -> None:
+        """After each commit that appended, call ``feed(after, records)`` on this loop with
+        every event committed after position ``after`` (a page at most, in position
+        order, with no gaps from one call to the next): what a relay would read next."""
+        loop = asyncio.get_running_loop()
+        await self._write(self._writer.follow(loop, feed, _feed_page))
+
     async def mark_handled(self, group: str, key: str) -> bool:
         def work(conn: sqlite3.Connection, now: str) -> bool:
             cursor = conn.execute(
@@ -187,26 +305,13 @@ class SQLiteStore(Storage):
 
     # reads
 
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self.path)
-            self._local.conn = conn
-            with self._lock:
-                self._reader_conns.append(conn)
-        return conn
-
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         if self._closed:
             raise ProgrammingError("the store is closed")
-
-        def work() -> list[tuple[Any, ...]]:
-            try:
-                return self._reader().execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise translate(exc) from exc
-
-        return await asyncio.get_running_loop().run_in_executor(self._readers, work)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[tuple[Any, ...]]] = loop.create_future()
+        self._readers.submit((loop, future, lambda conn: conn.execute(sql, params).fetchall()))
+        return await future
 
     async def read(
         self, conversation_id: str, from_seq: int = 1, limit: int | None = None
@@ -259,17 +364,8 @@ class SQLiteStore(Storage):
         if self._closed:
             return
         self._closed = True
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._writer.stop)
-
-        def close_readers() -> None:
-            with self._lock:
-                for conn in self._reader_conns:
-                    conn.close()
-                self._reader_conns.clear()
-
-        await loop.run_in_executor(None, close_readers)
-        self._readers.shutdown(wait=False)
+        await asyncio.to_thread(self._writer.stop)
+        await asyncio.to_thread(self._readers.stop)
 
 
 async def open_sqlite(path: str | os.PathLike[str], *, readers: int = 2) -> SQLiteStore:

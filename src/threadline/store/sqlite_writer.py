@@ -9,18 +9,17 @@ database refuses anything in that fast path, the group is rolled back and
 written again one unit at a time, each in its own savepoint, so one bad
 append never fails its neighbours and nothing is left half-written.
 
-Writers in other processes on the same file (the bot worker beside the
-service) take turns through :class:`TurnLock`, an OS file lock held from
-``BEGIN IMMEDIATE`` to ``COMMIT``: SQLite would make a writer that finds the
-database locked sleep and retry (1, 2, 5 … 100 ms), far longer than the other
-writer's commit takes.
+Writers in other processes on the same file take turns through
+:class:`~threadline.store.sqlite_lock.TurnLock`. A follower (the relay) can be
+handed what each commit appended, read in the same turn on the file so the
+pages have no gaps: the rows just inserted when nothing else was committed
+since the last page, else a read of everything after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import queue
 import sqlite3
 import threading
@@ -28,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
+
+import structlog
 
 from threadline.core.errors import (
     ConflictError,
@@ -40,11 +41,9 @@ from threadline.core.errors import (
 )
 from threadline.core.events import EventRecord
 from threadline.core.ports import ANY, AppendResult
+from threadline.store.sqlite_lock import TurnLock
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on Windows: SQLite's own retries only
-    fcntl = None  # type: ignore[assignment]
+log = structlog.get_logger("threadline.store")
 
 MAX_BATCH: Final = 256
 INSERT: Final = (
@@ -54,6 +53,9 @@ INSERT: Final = (
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 Work = Callable[[sqlite3.Connection, str], Any]
+#: ``feed(after, records)``: every event committed after position ``after``, up to a page.
+Feed = Callable[[int, list[EventRecord]], None]
+PageReader = Callable[[sqlite3.Connection, int], list[EventRecord]]
 
 
 def stamp(moment: datetime) -> str:
@@ -94,7 +96,13 @@ class Job:
     outcome: tuple[bool, Any] = field(default=(False, None))
 
 
-def _settle(jobs: list[Job]) -> None:
+def _settle(jobs: list[Job], fed: tuple[Feed, int, list[EventRecord]] | None = None) -> None:
+    if fed is not None:
+        feed, after, records = fed
+        try:
+            feed(after, records)
+        except Exception:  # the follower reads the log itself when it misses a page
+            log.exception("the commit feed failed")
     for job in jobs:
         if job.future.done():
             continue
@@ -110,6 +118,16 @@ def _row(position: int, seq: int, r: EventRecord, now: str) -> tuple[Any, ...]:
         position, r.conversation_id, seq, r.event_id, r.type, r.version, stamp(r.occurred_at),
         now, r.channel, r.leg_id, r.actor_kind, r.actor_id, r.customer_id, r.correlation_id,
         r.causation_id, r.idempotency_key, r.lineage, r.payload,
+    )  # fmt: skip
+
+
+def _stored(row: tuple[Any, ...], recorded: datetime) -> EventRecord:
+    """The record a read returns for ``row`` (as built by :func:`_row`)."""
+    (pos, cid, seq, eid, typ, ver, occ, _, chan, leg, akind, aid, cust, corr, caus, key, lin,
+     pay) = row  # fmt: skip
+    return EventRecord(
+        eid, cid, typ, ver, moment(occ), chan, leg, akind, aid, cust, corr, caus, key, lin, pay,
+        seq, pos, recorded,
     )  # fmt: skip
 
 
@@ -193,33 +211,6 @@ class _Group:
         return AppendResult(cid, tuple(seqs), tuple(p for _, p in found), duplicate=True)
 
 
-class TurnLock:
-    """An exclusive lock on ``<database>-writer`` that the writers of one file take turns on.
-
-    It only decides who writes next, and wakes a waiting writer the moment the
-    holder lets go; SQLite's locking still guards the data, so a writer without
-    it (another tool) is merely slower. The OS drops it when a process dies.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._fd: int | None = None
-        if fcntl is not None and path != ":memory:":
-            self._fd = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
-
-    def __enter__(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
 class Writer:
     """The one thread that writes; it commits whatever has queued up as one transaction."""
 
@@ -235,6 +226,10 @@ class Writer:
         self._startup_error: BaseException | None = None
         self._turns: TurnLock | None = None
         self.commits = 0
+        self._follower: tuple[asyncio.AbstractEventLoop, Feed, PageReader] | None = None
+        self._fed_after = 0
+        # What the last commit inserted: the position before it, and its rows.
+        self._written: tuple[int, list[tuple[Any, ...]]] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -244,6 +239,42 @@ class Writer:
 
     def submit(self, job: Job) -> None:
         self._queue.put(job)
+
+    def follow(self, loop: asyncio.AbstractEventLoop, feed: Feed, page: PageReader) -> Work:
+        """The work that starts feeding ``feed`` on ``loop``: after each commit that
+        appended, ``page`` reads what was committed since the last page, in the same turn
+        on the file, so the feed has no gaps (one follower; a new one replaces it)."""
+
+        def start(conn: sqlite3.Connection, now: str) -> None:
+            row = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
+            self._fed_after = int(row[0])
+            self._follower = (loop, feed, page)
+
+        return start
+
+    def _fed(
+        self, conn: sqlite3.Connection, batch: list[Job], recorded: datetime
+    ) -> tuple[Any, ...] | None:
+        if self._follower is None or not any(
+            job.append is not None and job.outcome[0] and not job.outcome[1].duplicate
+            for job in batch
+        ):
+            return None
+        loop, feed, page = self._follower
+        after = self._fed_after
+        written = self._written
+        if written is not None and written[0] == after:
+            # Nothing was committed between the last page and this commit: the page is
+            # the rows just written, as a read would return them.
+            records = [_stored(row, recorded) for row in written[1]]
+        else:
+            try:
+                records = page(conn, after)
+            except sqlite3.Error:
+                return None  # the follower reads the log itself
+        if records:
+            self._fed_after = records[-1].position
+        return loop, (feed, after, records)
 
     def stop(self) -> None:
         """Write everything already queued, then end the thread."""
@@ -285,7 +316,9 @@ class Writer:
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
-        now = stamp(datetime.now(UTC))
+        recorded = datetime.now(UTC)
+        now = stamp(recorded)
+        self._written = None
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -302,19 +335,23 @@ class Writer:
             error = translate(exc)
             for job in batch:
                 job.outcome = (False, error)
+        fed = self._fed(conn, batch, recorded)
         by_loop: dict[asyncio.AbstractEventLoop, list[Job]] = {}
         for job in batch:
             by_loop.setdefault(job.loop, []).append(job)
+        if fed is not None:
+            by_loop.setdefault(fed[0], [])
         for loop, jobs in by_loop.items():
             # A closed loop means nobody is waiting for these any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, jobs)
+                loop.call_soon_threadsafe(_settle, jobs, fed[1] if fed and fed[0] is loop else None)
 
     def _write_group(self, conn: sqlite3.Connection, batch: list[Job], now: str) -> None:
         appends = [job for job in batch if job.append is not None]
         rows: list[tuple[Any, ...]] = []
         if appends:
             group = _Group(conn, appends)
+            start = group.position
             for job in appends:
                 assert job.append is not None
                 try:
@@ -322,11 +359,13 @@ class Writer:
                 except ThreadlineError as exc:
                     job.outcome = (False, exc)
             conn.executemany(INSERT, rows)
+            self._written = (start, rows)
         for job in batch:
             if job.work is not None:
                 job.outcome = (True, job.work(conn, now))
 
     def _write_each(self, conn: sqlite3.Connection, batch: list[Job], now: str) -> None:
+        self._written = None
         for job in batch:
             conn.execute("SAVEPOINT job")
             try:
