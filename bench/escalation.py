@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import orjson
+import uvloop
 import websockets
 
 from bench.chat_load import percentile, service, threadline_round
@@ -122,4 +123,4 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=250.0)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.handoffs, args.background, args.rate, args.runs))
+    uvloop.run(main(args.handoffs, args.background, args.rate, args.runs))
