@@ -246,3 +246,43 @@ async def test_fed_pages_that_follow_the_cursor_are_published_without_a_read(tmp
         await relay.stop()
         await bus.close()
         await store.close()
+
+
+class CountingCheckpoints:
+    """A store whose checkpoint writes are counted."""
+
+    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+        self._store = store
+        self.saves = 0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._store, name)
+
+    async def save_checkpoint(self, group: str, position: int) -> None:
+        self.saves += 1
+        await self._store.save_checkpoint(group, position)
+
+
+async def test_a_group_saves_its_checkpoint_at_most_once_a_pause_however_often_it_moves(
+    any_store,
+) -> None:
+    from threadline.bus.memory import CHECKPOINT_PAUSE
+
+    counted = CountingCheckpoints(any_store)
+    bus = MemoryBus(counted)  # type: ignore[arg-type]
+    got: list[EventRecord] = []
+
+    async def handle(r: EventRecord) -> None:
+        got.append(r)
+
+    await bus.subscribe("projector", handle)
+    started = asyncio.get_running_loop().time()
+    for i in range(30):  # one event at a time, each handled before the next arrives
+        result = await any_store.append("c", [record("c", f"m{i}", key=f"k{i}")])
+        await bus.publish(await any_store.read_all(result.positions[0] - 1, 1))
+        await asyncio.wait_for(_until(lambda i=i: len(got) == i + 1), 5)
+        await asyncio.sleep(0.005)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert counted.saves <= elapsed / CHECKPOINT_PAUSE + 2
+    await bus.close()
+    assert await any_store.load_checkpoint("projector") == got[-1].position

@@ -43,6 +43,7 @@ class _Group:
         self.after = after  # every position up to here is finished
         self.dispatched = after  # every position up to here is in a lane or finished
         self.saved = after
+        self.unsaved = 0  # events finished since the last saved checkpoint
         self.in_flight: deque[int] = deque()  # dispatched, in position order
         self.finished: set[int] = set()  # finished, but behind an unfinished one
         self.lanes: dict[str, deque[EventRecord]] = {}
@@ -60,6 +61,7 @@ class _Group:
         while self.in_flight and self.in_flight[0] in self.finished:
             self.finished.discard(self.in_flight[0])
             self.after = self.in_flight.popleft()
+            self.unsaved += 1
             moved = True
         return moved
 
@@ -170,17 +172,23 @@ class MemoryBus(Bus):
             group.lane_free.set()
 
     async def _checkpoint(self, group: _Group) -> None:
-        """Save the frontier after it moves; under load, one write per pause or per page."""
+        """Save the frontier after it moves: at most one write per pause (or per page of
+        events), however often it moves, since every write is a commit of the store."""
+        loop = asyncio.get_running_loop()
+        last = -CHECKPOINT_PAUSE
         while True:
             await group.dirty.wait()
             group.dirty.clear()
             if group.after <= group.saved:
                 continue
-            if group.in_flight and group.after - group.saved < CHECKPOINT_EVERY:
-                await asyncio.sleep(CHECKPOINT_PAUSE)  # let a burst settle into one write
-            position = group.after
+            pause = last + CHECKPOINT_PAUSE - loop.time()
+            if pause > 0 and group.unsaved < CHECKPOINT_EVERY:
+                await asyncio.sleep(pause)  # let what follows settle into one write
+            position, covered = group.after, group.unsaved
             await self._checkpoints.save_checkpoint(group.name, position)
             group.saved = position
+            group.unsaved -= covered
+            last = loop.time()
 
     async def _handle(self, group: _Group, record: EventRecord) -> None:
         delay = self._retry_delay
