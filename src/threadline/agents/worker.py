@@ -54,6 +54,8 @@ START_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 10.0
 #: Frames read from the pipe at most (a large append fits many times over).
 PIPE_LIMIT: Final = 16 * 1024 * 1024
+#: Bytes waiting for the worker beyond which it is poked rather than handed pages.
+PIPE_BACKLOG: Final = 1024 * 1024
 
 
 class BotWorker:
@@ -117,7 +119,14 @@ class BotWorker:
 
     def feed(self, after: int, page: Sequence[EventRecord]) -> None:
         """Hand the worker what the store just committed (all events after ``after``), so
-        it publishes them without reading them back; it reads itself if they leave a gap."""
+        it publishes them without reading them back; it reads itself if they leave a gap,
+        as when pages pile up unread in the pipe and a poke goes instead."""
+        process = self.process
+        if process is None or process.stdin is None:
+            return
+        if process.stdin.transport.get_write_buffer_size() > PIPE_BACKLOG:
+            self.poke()
+            return
         self._write(frame(("page", after, tuple(tuple(r) for r in page))))
 
     def poke(self) -> None:
