@@ -173,22 +173,62 @@ async def test_unknown_numbers_start_a_new_conversation_each_call(server) -> Non
     assert records[0].customer_id.startswith("caller-")
 
 
-async def test_a_resolved_conversation_is_not_continued_by_a_call(server) -> None:
+async def resolve(server, conversation_id: str, hours_ago: float = 0.0) -> None:
+    from datetime import UTC, datetime, timedelta
+
     from threadline.core.events import Actor, Event
 
+    when = datetime.now(UTC) - timedelta(hours=hours_ago)
+    resolved = Event(conversation_id, "conversation.resolved", {"outcome": "answered"},
+                     channel="voice", actor=Actor("human", "agent-ana"), customer_id="cus-maya",
+                     occurred_at=when)  # fmt: skip
+    await server.app.state.conversations.record(conversation_id, [resolved])
+
+
+async def test_a_call_soon_after_a_resolution_reopens_the_conversation(server) -> None:
     first = await place_call(server)
     conversation_id = first.parameters["conversationId"]
-    resolve = Event(
-        conversation_id,
-        "conversation.resolved",
-        {"outcome": "answered"},
-        channel="voice",
-        actor=Actor("human", "agent-ana"),
-        customer_id="cus-maya",
-    )
-    await server.app.state.conversations.record(conversation_id, [resolve])
+    await resolve(server, conversation_id, hours_ago=1)
+    second = await place_call(server)
+    assert second.parameters["conversationId"] == conversation_id
+    records = await records_of(server, conversation_id)
+    types = [r.type for r in records]
+    assert types.count("conversation.started") == 1
+    reopened = types.index("conversation.reopened")
+    assert types.index("conversation.resolved") < reopened < len(types) - 1
+    assert payload(records[reopened]) == {"reason": "returning_caller"}
+    assert records[reopened + 1].type == "leg.started"
+    state = await server.app.state.conversations.rehydrate(conversation_id)
+    assert state.status not in {"resolved", "abandoned"}
+
+
+async def test_a_call_after_the_reopen_window_starts_a_new_conversation(server) -> None:
+    first = await place_call(server)
+    conversation_id = first.parameters["conversationId"]
+    await resolve(server, conversation_id, hours_ago=73)  # the window is 72 hours
     second = await place_call(server)
     assert second.parameters["conversationId"] != conversation_id
+    records = await records_of(server, second.parameters["conversationId"])
+    assert records[0].type == "conversation.started" and records[0].customer_id == "cus-maya"
+
+
+async def test_with_no_reopen_window_a_resolved_conversation_stays_closed(sqlite_store) -> None:
+    app = create_app(voice_settings(reopen_window_hours=0), store=sqlite_store)
+    async with LiveServer(app) as live:
+        first = await place_call(live)
+        await resolve(live, first.parameters["conversationId"], hours_ago=0.01)
+        second = await place_call(live)
+    assert second.parameters["conversationId"] != first.parameters["conversationId"]
+
+
+async def test_the_reopen_window_survives_a_restart(tmp_path) -> None:
+    settings = voice_settings(store=f"sqlite:///{tmp_path / 'voice.db'}")
+    async with LiveServer(create_app(settings)) as live:
+        first = await place_call(live)
+        await resolve(live, first.parameters["conversationId"], hours_ago=2)
+    async with LiveServer(create_app(settings)) as live:
+        second = await place_call(live)
+    assert second.parameters["conversationId"] == first.parameters["conversationId"]
 
 
 async def test_a_retried_incoming_webhook_records_the_call_once(server) -> None:

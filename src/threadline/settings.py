@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         max_length=1000,
         description="said at the start of every call: the AI and recording disclosure",
     )
+    reopen_window_hours: float = Field(
+        72.0,
+        ge=0,
+        le=24 * 365,
+        description="a known caller whose conversation was resolved this recently reopens it",
+    )
     voice_agent_targets: dict[str, str] = Field(
         default_factory=lambda: {"agent-ana": "+14155550150", "agent-ben": "+15105550160"},
         description='where warm transfers dial each human agent, as JSON: {"agent-ana":'

@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -84,7 +85,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = state.settings
     directory = CallerDirectory()
     await directory.load(state.store, attach=lambda: state.hub.listen(directory.note))
-    calls = VoiceCalls(state.conversations, directory, state.business, settings.voice_greeting)
+    window = timedelta(hours=settings.reopen_window_hours)
+    calls = VoiceCalls(
+        state.conversations, directory, state.business, settings.voice_greeting, window
+    )
     engines = speech_engines(settings)
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     provider = None

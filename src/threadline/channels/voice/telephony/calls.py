@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import structlog
@@ -52,11 +53,14 @@ class VoiceCalls:
         directory: CallerDirectory,
         business: Business,
         greeting: str,
+        reopen_window: timedelta = timedelta(hours=72),
     ) -> None:
         self.conversations = conversations
         self.directory = directory
         self.business = business
         self.greeting = greeting
+        #: A caller whose conversation closed this recently reopens it rather than starting anew.
+        self.reopen_window = reopen_window
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         #: Calls handed to a human: their stream stopping does not end the leg.
         self.handed_over: set[str] = set()
@@ -103,24 +107,40 @@ class VoiceCalls:
         customer = self.business.customer_by_phone(phone) if phone else None
         customer_id = customer.id if customer else UNKNOWN_CALLER + new_id()
         existing = self.directory.open_conversation(customer.id) if customer else None
+        reopen = False
+        if existing is None and customer is not None:
+            now = datetime.now(UTC)
+            existing = self.directory.recently_closed(customer.id, now, self.reopen_window)
+            reopen = existing is not None
         if existing is not None:
             try:
-                return await self._record(call_id, existing, customer_id, phone, new=False)
-            except IllegalTransition as exc:  # it closed just now: start afresh
+                return await self._record(
+                    call_id, existing, customer_id, phone, new=False, reopen=reopen
+                )
+            except IllegalTransition as exc:  # it closed (or opened) just now: start afresh
                 log.info(
-                    "conversation closed before the call joined it",
+                    "conversation changed before the call joined it",
                     conversation_id=existing,
                     reason=str(exc),
                 )
         return await self._record(call_id, new_id(), customer_id, phone, new=True)
 
     async def _record(
-        self, call_id: str, conversation_id: str, customer_id: str, phone: str | None, *, new: bool
+        self,
+        call_id: str,
+        conversation_id: str,
+        customer_id: str,
+        phone: str | None,
+        *,
+        new: bool,
+        reopen: bool = False,
     ) -> CallLeg:
         def event(type_: str, payload: dict[str, object], actor: Actor | None = None) -> Event:
             return self._event(call_id, conversation_id, customer_id, type_, payload, actor)
 
         events = [event("conversation.started", {"origin": "voice"})] if new else []
+        if reopen:
+            events.append(event("conversation.reopened", {"reason": "returning_caller"}))
         leg: dict[str, object] = {"leg_id": call_id, "channel": "voice"}
         if phone:
             leg["address"] = phone

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 import orjson
@@ -30,6 +31,8 @@ class _Entry:
     customer_id: str | None
     open: bool
     position: int
+    #: when it was last resolved or abandoned (None while open)
+    closed_at: datetime | None = None
 
 
 class CallerDirectory:
@@ -79,9 +82,9 @@ class CallerDirectory:
             entry.customer_id = record.customer_id
             self._by_customer.setdefault(record.customer_id, set()).add(record.conversation_id)
         if record.type in OPENS:
-            entry.open = True
+            entry.open, entry.closed_at = True, None
         elif record.type in CLOSES:
-            entry.open = False
+            entry.open, entry.closed_at = False, record.occurred_at
         elif record.type == "leg.started" and record.channel == "voice":
             leg_id = orjson.loads(record.payload).get("leg_id")
             if isinstance(leg_id, str):
@@ -96,7 +99,7 @@ class CallerDirectory:
     def remember(self, conversation_id: str, customer_id: str, call_id: str, position: int) -> None:
         """What the voice adapter just appended: an open conversation with this call on it."""
         entry = self._entries.setdefault(conversation_id, _Entry(customer_id, True, 0))
-        entry.open = True
+        entry.open, entry.closed_at = True, None
         entry.position = max(entry.position, position)
         if entry.customer_id is None:
             entry.customer_id = customer_id
@@ -108,6 +111,16 @@ class CallerDirectory:
         ids = self._by_customer.get(customer_id, ())
         live = [(self._entries[c].position, c) for c in ids if self._entries[c].open]
         return max(live)[1] if live else None
+
+    def recently_closed(self, customer_id: str, now: datetime, window: timedelta) -> str | None:
+        """The customer's conversation closed most recently, if that was within ``window``."""
+        ids = self._by_customer.get(customer_id, ())
+        closed = [
+            (entry.closed_at, c)
+            for c in ids
+            if (entry := self._entries[c]).closed_at is not None and now - entry.closed_at <= window
+        ]
+        return max(closed)[1] if closed else None
 
     def conversation_of(self, call_id: str) -> str | None:
         """The conversation the call ``call_id`` is a leg of."""
