@@ -170,6 +170,7 @@ class EventCodec:
         # Few distinct actors and producers recur across thousands of events.
         self._actors: dict[tuple[str, str], Actor] = {}
         self._lineages: dict[bytes, Lineage] = {}
+        self._lineage_bytes: dict[Lineage, bytes] = {}
 
     def encode(self, event: Event) -> EventRecord:
         version = event.version or self.catalogue.current_version(event.type)
@@ -184,12 +185,18 @@ class EventCodec:
                 "occurred_at must be timezone-aware",
                 [{"field": "occurred_at", "reason": "naive datetime"}],
             )
+        lineage = self._lineage_bytes.get(event.lineage)
+        if lineage is None:
+            lineage = orjson.dumps(event.lineage.to_dict())
+            if len(self._lineage_bytes) < 10_000:
+                self._lineage_bytes[event.lineage] = lineage
+        occurred = event.occurred_at
         return EventRecord(
             event_id=event.event_id,
             conversation_id=event.conversation_id,
             type=event.type,
             version=version,
-            occurred_at=event.occurred_at.astimezone(UTC),
+            occurred_at=occurred if occurred.tzinfo is UTC else occurred.astimezone(UTC),
             channel=event.channel,
             leg_id=event.leg_id,
             actor_kind=event.actor.kind,
@@ -198,7 +205,7 @@ class EventCodec:
             correlation_id=event.correlation_id or event.conversation_id,
             causation_id=event.causation_id,
             idempotency_key=event.idempotency_key or event.event_id,
-            lineage=orjson.dumps(event.lineage.to_dict()),
+            lineage=lineage,
             payload=orjson.dumps(payload),
         )
 
