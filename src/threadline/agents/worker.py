@@ -41,6 +41,7 @@ from threadline.store.forwarding import (
     READY,
     ForwardingStore,
     Message,
+    Outgoing,
     answer,
     frame,
     read_frame,
@@ -68,6 +69,7 @@ class BotWorker:
         self._calls: set[asyncio.Task[None]] = set()
         self._poke_due = False
         self._stopping = False
+        self._out = Outgoing(self._write_now)
 
     async def start(self, store: Storage, appended: Callable[[], None]) -> None:
         """Start the worker; its writes go to ``store``, and ``appended()`` runs after each
@@ -113,6 +115,9 @@ class BotWorker:
             appended()
 
     def _write(self, data: bytes) -> None:
+        self._out.send(data)
+
+    def _write_now(self, data: bytes) -> None:
         process = self.process
         if process is not None and process.stdin is not None and not process.stdin.is_closing():
             process.stdin.write(data)
@@ -175,9 +180,12 @@ async def serve_bot(settings: Settings) -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
 
-    def send(data: bytes) -> None:
+    def write(data: bytes) -> None:
         if not transport.is_closing():
             transport.write(data)
+
+    outgoing = Outgoing(write)
+    send = outgoing.send
 
     opened = await open_store(settings.store)
     # SQLite takes one writer per file: the service's. Other stores take writes from anyone.
@@ -210,6 +218,7 @@ async def serve_bot(settings: Settings) -> None:
         await relay.stop()
         await bus.close()  # its last checkpoint still reaches the service, unanswered
         await store.close()
+        outgoing.flush()
         transport.close()
 
 
