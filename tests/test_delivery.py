@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from threadline.bus.memory import MemoryBus
-from threadline.core.events import EventRecord
+from threadline.core.events import Event, EventRecord
 from threadline.engine.outbox import Relay
 from threadline.testing.effects import EffectsLedger, consumer
-from threadline.testing.factories import record
+from threadline.testing.factories import CODEC, CUSTOMER, record
 
 
 async def _append_turns(store, conversations: int, turns: int) -> None:
@@ -196,6 +196,86 @@ async def test_concurrency_below_one_is_refused(any_store) -> None:
     bus = MemoryBus(any_store)
     with pytest.raises(ValueError, match="concurrency"):
         await bus.subscribe("bot", handle, concurrency=0)
+    await bus.close()
+
+
+def _started_event(conversation_id: str) -> EventRecord:
+    return CODEC.encode(
+        Event(conversation_id=conversation_id, type="conversation.started",
+              payload={"origin": "chat"}, channel="chat", actor=CUSTOMER,
+              idempotency_key=f"{conversation_id}:start")
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_a_group_that_names_its_types_gets_only_those_and_passes_the_rest(
+    any_store, concurrency: int
+) -> None:
+    starts: list[EventRecord] = []
+    everything: list[EventRecord] = []
+
+    async def on_start(r: EventRecord) -> None:
+        starts.append(r)
+
+    async def on_any(r: EventRecord) -> None:
+        everything.append(r)
+
+    bus = MemoryBus(any_store)
+    await bus.subscribe("starts", on_start, concurrency=concurrency,
+                        types={"conversation.started"})  # fmt: skip
+    await bus.subscribe("all", on_any, concurrency=concurrency)
+    for n in range(3):
+        conversation = f"conv-{n}"
+        await any_store.append(conversation, [_started_event(conversation)])
+        await any_store.append(conversation, [record(conversation, f"m{i}") for i in range(4)])
+    relay = await _started(any_store, bus)
+    await asyncio.wait_for(_until(lambda: len(everything) == 15), 10)
+    await asyncio.wait_for(bus.drain(), 10)
+    assert [r.type for r in starts] == ["conversation.started"] * 3
+    assert sorted(r.conversation_id for r in starts) == ["conv-0", "conv-1", "conv-2"]
+    await relay.stop()
+    await bus.close()
+    # The events it passes over count as handled: its checkpoint is the end of the log.
+    last = max(r.position for r in everything)
+    assert await any_store.load_checkpoint("starts") == last
+
+
+async def test_passed_over_events_do_not_move_the_checkpoint_past_one_in_hand(any_store) -> None:
+    release = asyncio.Event()
+    handled: list[int] = []
+
+    async def slow_start(r: EventRecord) -> None:
+        if r.conversation_id == "conv-a":
+            await release.wait()
+        handled.append(r.position)
+
+    bus = MemoryBus(any_store)
+    await bus.subscribe("starts", slow_start, concurrency=4, types=["conversation.started"])
+    await any_store.append("conv-a", [_started_event("conv-a")])
+    await any_store.append("conv-b", [record("conv-b", f"b{i}") for i in range(3)])
+    await any_store.append("conv-c", [_started_event("conv-c")])
+    relay = await _started(any_store, bus)
+    await asyncio.wait_for(_until(lambda: len(handled) == 1), 10)
+    await asyncio.sleep(0.3)  # past the checkpoint pause
+    # conv-b's messages and conv-c's start are done, but conv-a's start is still in hand.
+    held = (await any_store.read("conv-a"))[0].position
+    assert await any_store.load_checkpoint("starts") < held
+    release.set()
+    await asyncio.wait_for(bus.drain(), 10)
+    await relay.stop()
+    await bus.close()
+    last = (await any_store.read("conv-c"))[-1].position
+    assert await any_store.load_checkpoint("starts") == last
+
+
+@pytest.mark.parametrize("types", ["conversation.started", set()])
+async def test_types_must_be_a_collection_of_names(any_store, types) -> None:  # type: ignore[no-untyped-def]
+    async def handle(r: EventRecord) -> None:
+        return None
+
+    bus = MemoryBus(any_store)
+    with pytest.raises(ValueError, match="types"):
+        await bus.subscribe("starts", handle, types=types)
     await bus.close()
 
 

@@ -3,7 +3,7 @@ re-offers, capacity, presence, restart catch-up and redelivery."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -254,7 +254,14 @@ class Unplugged(Bus):
     async def publish(self, records: Sequence[EventRecord]) -> None:
         pass
 
-    async def subscribe(self, group: str, handler: Handler) -> None:
+    async def subscribe(
+        self,
+        group: str,
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        types: Collection[str] | None = None,
+    ) -> None:
         pass
 
     async def close(self) -> None:

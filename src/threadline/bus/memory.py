@@ -3,7 +3,9 @@
 Published events wait in memory, in position order. Each consumer group has
 a dispatcher that walks them in order and hands each one to its
 conversation's lane: one lane per conversation with work in hand, at most
-``concurrency`` lanes at once. A lane handles its events strictly in seq
+``concurrency`` lanes at once. A group that names the event ``types`` it
+handles has the others counted as finished as they pass, without a lane, a
+task or a call. A lane handles its events strictly in seq
 order and retries a failing handler with backoff (at-least-once), so a
 failure holds back only its own conversation. The group's checkpoint is the
 end of the contiguous run of finished positions, so a restart never skips an
@@ -18,7 +20,7 @@ import asyncio
 import bisect
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Final
 
 import structlog
@@ -36,10 +38,18 @@ CHECKPOINT_PAUSE: Final = 0.1
 class _Group:
     """One consumer group: its dispatcher, its lanes and its finished frontier."""
 
-    def __init__(self, name: str, handler: Handler, after: int, concurrency: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        after: int,
+        concurrency: int,
+        types: frozenset[str] | None,
+    ) -> None:
         self.name = name
         self.handler = handler
         self.concurrency = concurrency
+        self.types = types
         self.after = after  # every position up to here is finished
         self.dispatched = after  # every position up to here is in a lane or finished
         self.saved = after
@@ -64,6 +74,16 @@ class _Group:
             self.unsaved += 1
             moved = True
         return moved
+
+    def skip(self, position: int) -> None:
+        """Count an event the group does not handle as finished, in order."""
+        self.dispatched = position
+        if self.in_flight:
+            self.in_flight.append(position)
+            self.finished.add(position)
+        else:
+            self.after = position
+            self.unsaved += 1
 
 
 class MemoryBus(Bus):
@@ -99,13 +119,23 @@ class MemoryBus(Bus):
         for group in self._groups.values():
             group.wake.set()
 
-    async def subscribe(self, group: str, handler: Handler, *, concurrency: int = 1) -> None:
+    async def subscribe(
+        self,
+        group: str,
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        types: Collection[str] | None = None,
+    ) -> None:
         if group in self._groups:
             raise ValueError(f"group {group!r} is already subscribed")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if types is not None and (isinstance(types, str) or not types):
+            raise ValueError("types must be a non-empty collection of event types")
         after = await self._checkpoints.load_checkpoint(group)
-        state = _Group(group, handler, after, concurrency)
+        wanted = frozenset(types) if types is not None else None
+        state = _Group(group, handler, after, concurrency, wanted)
         self._groups[group] = state
         state.tasks = [
             asyncio.create_task(self._dispatch(state), name=f"bus:{group}"),
@@ -129,7 +159,13 @@ class MemoryBus(Bus):
             if group.concurrency == 1:
                 await self._walk(group, index)
                 continue
+            types = group.types
+            skipped = False
             for record in self._records[index:]:
+                if types is not None and record.type not in types:
+                    group.skip(record.position)
+                    skipped = True
+                    continue
                 lane = group.lanes.get(record.conversation_id)
                 if lane is None:
                     while len(group.lanes) >= group.concurrency:
@@ -142,20 +178,34 @@ class MemoryBus(Bus):
                 lane.append(record)
                 group.in_flight.append(record.position)
                 group.dispatched = record.position
+            if skipped:
+                self._settled(group)
 
     async def _walk(self, group: _Group, index: int) -> None:
         """One conversation at a time: handle in position order, without lanes."""
+        types = group.types
+        skipped = False
         for record in self._records[index:]:
+            if types is not None and record.type not in types:
+                group.skip(record.position)
+                skipped = True
+                continue
             group.in_flight.append(record.position)
             group.dispatched = record.position
             await self._handle(group, record)
             self._finished(group, record.position)
+        if skipped:
+            self._settled(group)
 
     def _finished(self, group: _Group, position: int) -> None:
         if group.finish(position):
-            self._progress.set()
-            group.dirty.set()
-            self._trim()
+            self._settled(group)
+
+    def _settled(self, group: _Group) -> None:
+        """The group's frontier may have moved: wake the checkpoint, drains and the trim."""
+        self._progress.set()
+        group.dirty.set()
+        self._trim()
 
     async def _run_lane(
         self, group: _Group, conversation_id: str, lane: deque[EventRecord]

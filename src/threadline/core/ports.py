@@ -7,7 +7,7 @@ suite in :mod:`threadline.testing` that every backend passes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
@@ -138,12 +138,20 @@ class Bus(ABC):
         """Hand events to the bus; when this returns the bus has them durably."""
 
     @abstractmethod
-    async def subscribe(self, group: str, handler: Handler, *, concurrency: int = 1) -> None:
+    async def subscribe(
+        self,
+        group: str,
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        types: Collection[str] | None = None,
+    ) -> None:
         """Start delivering to ``group`` through ``handler`` from its checkpoint.
 
         With ``concurrency`` above 1, up to that many conversations are handled
         at once, each still strictly in seq order; a failing event holds back
-        only its own conversation.
+        only its own conversation. With ``types``, only events of those types
+        reach ``handler``; the others count as handled as they pass.
         """
 
     @abstractmethod

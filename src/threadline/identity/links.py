@@ -57,7 +57,7 @@ class ConversationLinks:
         self.codec = codec or EventCodec()
 
     async def start(self, bus: Bus) -> None:
-        await bus.subscribe(GROUP, self.handle, concurrency=16)
+        await bus.subscribe(GROUP, self.handle, concurrency=16, types={"identity.linked"})
 
     async def handle(self, record: EventRecord) -> None:
         if record.type != "identity.linked" or record.conversation_id.startswith(CUSTOMER_PREFIX):

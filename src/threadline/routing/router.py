@@ -84,7 +84,7 @@ class Router:
             raise RuntimeError("the router is already running")
         await self.rebuild()
         self._running = True
-        await bus.subscribe(self.group, self.handle)
+        await bus.subscribe(self.group, self.handle, types=ROUTING_TYPES)
         async with self._lock:
             await self._act()
         self._timer = asyncio.create_task(self._expire_offers(), name=f"{self.group}:offers")

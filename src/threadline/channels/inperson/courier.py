@@ -46,7 +46,7 @@ class CheckinCourier:
         self.business = business
 
     async def start(self, bus: Bus) -> None:
-        await bus.subscribe(GROUP, self.handle, concurrency=64)
+        await bus.subscribe(GROUP, self.handle, concurrency=64, types={"action.requested"})
 
     async def handle(self, record: EventRecord) -> None:
         if record.type != "action.requested":

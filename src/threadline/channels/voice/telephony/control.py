@@ -87,7 +87,7 @@ class CallControl:
             if record.type == "handoff.accepted":
                 await once(record)
 
-        await bus.subscribe(GROUP, handle)
+        await bus.subscribe(GROUP, handle, types={"handoff.accepted"})
 
     async def _accepted(self, record: EventRecord, key: str) -> None:
         agent_id = str(orjson.loads(record.payload)["agent_id"])
