@@ -11,7 +11,6 @@ import pytest
 
 from threadline.core.errors import PersistenceError
 from threadline.store.sqlite import open_sqlite
-from threadline.store.sqlite_checkpoint import Checkpointer
 from threadline.store.sqlite_lock import TurnLock
 from threadline.testing.factories import record
 
@@ -121,49 +120,3 @@ async def test_a_follower_gets_every_commit_in_order_as_a_read_returns_it(tmp_pa
     finally:
         await store.close()
         await other.close()
-
-
-async def test_the_wal_is_checkpointed_by_its_own_thread_not_by_a_commit(
-    tmp_path, monkeypatch
-) -> None:
-    paused = True
-    real = Checkpointer._checkpoint
-
-    def checkpoint(self: Checkpointer, conn) -> None:  # type: ignore[no-untyped-def]
-        if not paused:
-            real(self, conn)
-
-    monkeypatch.setattr(Checkpointer, "_checkpoint", checkpoint)
-    path = tmp_path / "log.db"
-    wal = tmp_path / "log.db-wal"
-    store = await open_sqlite(path)
-    try:
-        checkpointer = store._writer.checkpointer
-        assert checkpointer is not None
-        body = "x" * 3000  # about a page per event
-        for n in range(1500):
-            await store.append(f"c{n % 50}", [record(f"c{n % 50}", f"{n} {body}")])
-        # No commit checkpointed on its own: the WAL is past SQLite's 1,000-page default.
-        assert wal.stat().st_size > 1000 * 4096
-        assert path.stat().st_size < 200 * 4096
-        paused = False
-        await store.append("c0", [record("c0", "one more")])
-        for _ in range(200):
-            if checkpointer.last is not None and checkpointer.last[1] == checkpointer.last[2]:
-                break
-            await asyncio.sleep(0.02)
-        busy, frames, copied = checkpointer.last or (1, 0, -1)
-        assert busy == 0 and frames == copied > 1000
-        assert path.stat().st_size > 1000 * 4096  # the pages are in the database file now
-        grown = wal.stat().st_size
-        for n in range(200):
-            await store.append("c1", [record("c1", f"after {n} {body}")])
-        await asyncio.sleep(0.3)
-        assert wal.stat().st_size <= grown  # the WAL started over instead of growing
-    finally:
-        await store.close()
-    reopened = await open_sqlite(path)
-    try:
-        assert len(await reopened.read("c1", limit=1000)) == 30 + 200
-    finally:
-        await reopened.close()

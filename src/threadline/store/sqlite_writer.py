@@ -41,7 +41,6 @@ from threadline.core.errors import (
 )
 from threadline.core.events import EventRecord
 from threadline.core.ports import ANY, AppendResult
-from threadline.store.sqlite_checkpoint import WAL_SIZE_LIMIT, Checkpointer
 from threadline.store.sqlite_lock import TurnLock
 
 log = structlog.get_logger("threadline.store")
@@ -226,7 +225,6 @@ class Writer:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._turns: TurnLock | None = None
-        self.checkpointer = Checkpointer(path, connect) if path != ":memory:" else None
         self.commits = 0
         self._follower: tuple[asyncio.AbstractEventLoop, Feed, PageReader] | None = None
         self._fed_after = 0
@@ -282,8 +280,6 @@ class Writer:
         """Write everything already queued, then end the thread."""
         self._queue.put(None)
         self._thread.join()
-        if self.checkpointer is not None:
-            self.checkpointer.stop()
 
     def _run(self) -> None:
         try:
@@ -291,14 +287,7 @@ class Writer:
             turns = self._turns = TurnLock(self._path)
             with turns:
                 self._prepare(conn)
-            checkpointer = self.checkpointer
-            if checkpointer is not None:
-                conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread's job
-                conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-                checkpointer.start()
         except BaseException as exc:
-            if self.checkpointer is not None:
-                self.checkpointer.stop()
             self._startup_error = exc
             self._ready.set()
             return
@@ -322,8 +311,6 @@ class Writer:
                             break
                         batch.append(job)
                     self._commit(conn, batch)
-                if checkpointer is not None:
-                    checkpointer.committed()
         finally:
             turns.close()
             conn.close()
