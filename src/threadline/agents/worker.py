@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Final
 
 import structlog
@@ -32,7 +32,7 @@ from threadline.core.errors import ConfigurationError
 from threadline.core.events import EventRecord, utcnow
 from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
-from threadline.engine.outbox import Relay
+from threadline.engine.outbox import PAGE, Relay
 from threadline.runtime_tuning import tune_collector
 from threadline.settings import Settings, load_settings
 from threadline.store import open_store
@@ -70,6 +70,8 @@ class BotWorker:
         self._poke_due = False
         self._stopping = False
         self._out = Outgoing(self._write_now)
+        #: Event ids of the worker's appends in flight: its pages leave them out.
+        self._own: set[str] = set()
 
     async def start(self, store: Storage, appended: Callable[[], None]) -> None:
         """Start the worker; its writes go to ``store``, and ``appended()`` runs after each
@@ -97,8 +99,10 @@ class BotWorker:
         ops = writes(store)
         while (message := await read_frame(self.process.stdout)) is not None:
             if message[0] == "call":
+                own = _event_ids(message)
+                self._own.update(own)
                 # One task per write, so writes from many conversations share a commit.
-                task = asyncio.create_task(self._answer(ops, message, appended))
+                task = asyncio.create_task(self._answer(ops, message, appended, own))
                 self._calls.add(task)
                 task.add_done_callback(self._calls.discard)
             elif message[0] == "poke":  # the worker appended to a store it writes itself
@@ -107,9 +111,16 @@ class BotWorker:
             log.warning("the bot worker process ended", returncode=self.process.returncode)
 
     async def _answer(
-        self, ops: dict[str, Any], message: Message, appended: Callable[[], None]
+        self,
+        ops: dict[str, Any],
+        message: Message,
+        appended: Callable[[], None],
+        own: Sequence[str],
     ) -> None:
-        reply, wrote = await answer(ops, message)
+        try:
+            reply, wrote = await answer(ops, message)
+        finally:
+            self._own.difference_update(own)  # a repeat appends nothing the page could skip
         self._write(reply)
         if wrote:
             appended()
@@ -132,7 +143,7 @@ class BotWorker:
         if process.stdin.transport.get_write_buffer_size() > PIPE_BACKLOG:
             self.poke()
             return
-        self._write(frame(("page", after, tuple(tuple(r) for r in page))))
+        self._write(page_frame(after, page, self._own))
 
     def poke(self) -> None:
         """Something was appended: tell the worker to look (once per turn of the loop)."""
@@ -168,6 +179,26 @@ class BotWorker:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+def page_frame(after: int, page: Sequence[EventRecord], own: Collection[str]) -> bytes:
+    """The ``page`` frame for what a commit appended after ``after``, less the events in
+    ``own`` (the worker's appends in flight, which it holds already), through the page's
+    last position. A full page goes whole: the worker reads on after it."""
+    through = page[-1].position if page else after
+    if own and len(page) < PAGE:
+        rows = tuple(tuple(r) for r in page if r.event_id not in own)
+    else:
+        rows = tuple(tuple(r) for r in page)
+    return frame(("page", after, rows, through))
+
+
+def _event_ids(message: Message) -> tuple[str, ...]:
+    """The ids of the events a ``call`` message appends (none for other writes)."""
+    _, _, op, args = message
+    if op != "append":
+        return ()
+    return tuple(row[0] for row in args[1])
 
 
 async def serve_bot(settings: Settings) -> None:
@@ -208,8 +239,8 @@ async def serve_bot(settings: Settings) -> None:
             if message[0] == "result" and forwarding is not None:
                 forwarding.settle(message)
             elif message[0] == "page":
-                _, after, rows = message
-                relay.feed(after, [EventRecord._make(row) for row in rows])
+                _, after, rows, through = message
+                relay.feed_through(after, [EventRecord._make(row) for row in rows], through)
             elif message[0] == "poke":
                 relay.poke()
     finally:

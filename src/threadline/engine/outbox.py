@@ -32,6 +32,8 @@ log = structlog.get_logger("threadline.relay")
 
 PAGE: Final = 500
 Feed = Callable[[int, Sequence[EventRecord]], None]
+#: A page that skips what the follower holds already: (after, records, through).
+Page = tuple[int, Sequence[EventRecord], int]
 
 
 @runtime_checkable
@@ -62,7 +64,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._read_due = True
-        self._fed: deque[tuple[int, Sequence[EventRecord]]] = deque()
+        self._fed: deque[Page] = deque()
         self._forward: list[Feed] = []
         #: True when the store hands the relay its commits (then appends need no poke).
         self.fed = False
@@ -95,9 +97,15 @@ class Relay:
 
     def feed(self, after: int, page: Sequence[EventRecord]) -> None:
         """Every event after position ``after`` (a page at most), as the store committed it."""
-        self._fed.append((after, page))
+        self._fed.append((after, page, page[-1].position if page else after))
         for forward in self._forward:
             forward(after, page)
+        self._wake.set()
+
+    def feed_through(self, after: int, page: Sequence[EventRecord], through: int) -> None:
+        """The events after ``after`` up to ``through``, less some this process holds
+        already and does not publish (a bot worker's own appends)."""
+        self._fed.append((after, page, through))
         self._wake.set()
 
     def forward(self, feed: Feed) -> None:
@@ -113,13 +121,15 @@ class Relay:
     async def _publish_fed(self) -> None:
         """Publish the fed pages that follow the cursor; a gap or a full page means a read."""
         while self._fed:
-            after, page = self._fed.popleft()
+            after, page, through = self._fed.popleft()
             if after > self.cursor:
                 self._read_due = True  # behind what the store fed: read from the cursor
                 continue
             fresh = [r for r in page if r.position > self.cursor]
             if fresh:
                 await self._publish(fresh)
+            if through > self.cursor:
+                self.cursor = through
             if len(page) >= PAGE:
                 self._read_due = True
 

@@ -15,8 +15,9 @@ the service and the worker it started, on a pipe nobody else holds.
     worker → service: run write ``op`` (see :data:`WRITES`) with ``args``.
 ``("result", id, ok, value)``
     service → worker: its return value, or an error from :func:`error_value`.
-``("page", after, rows)``
-    service → worker: every event committed after position ``after``.
+``("page", after, rows, through)``
+    service → worker: the events committed after position ``after`` up to ``through``,
+    less those the worker appended itself (it holds them already).
 ``("poke",)`` and ``("ready",)``
     something was appended; the worker is up.
 """
@@ -68,8 +69,13 @@ class Outgoing:
 
     def send(self, data: bytes) -> None:
         if not self._frames:
-            asyncio.get_running_loop().call_soon(self.flush)
+            # Two hops: a commit settles its writes in one callback, and the tasks that
+            # answer them run in the next, so their answers join its page.
+            asyncio.get_running_loop().call_soon(self._soon)
         self._frames.append(data)
+
+    def _soon(self) -> None:
+        asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         """Write what waits now."""
