@@ -150,10 +150,8 @@ async def _receive(websocket: WebSocket, adapter: ChatAdapter, leg: ChatLeg) -> 
 
 async def _pump(websocket: WebSocket, hub: LiveHub, leg: ChatLeg, after_seq: int) -> None:
     conversations = websocket.app.state.conversations
-    async with hub.watch(leg.conversation_id, after_seq) as watcher:
+    async with hub.watch(leg.conversation_id, after_seq, VISIBLE) as watcher:
         async for record in hub.follow(watcher):
-            if record.type not in VISIBLE:
-                continue
             event = conversations.codec.decode(record)
             frame = visible(event)
             card = event.payload.get("checkin") if event.type == "message.sent" else None

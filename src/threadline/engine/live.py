@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -21,16 +21,22 @@ GROUP: Final = "live-hub"
 
 
 class Watcher:
-    """One client's feed: the backlog after ``after_seq``, then every new event."""
+    """One client's feed: the backlog after ``after_seq``, then every new event (of
+    ``types``, when it names them)."""
 
-    def __init__(self, conversation_id: str, after_seq: int) -> None:
+    def __init__(
+        self, conversation_id: str, after_seq: int, types: frozenset[str] | None = None
+    ) -> None:
         self.conversation_id = conversation_id
+        self.types = types
         self.last_seq = after_seq
         self.queue: asyncio.Queue[EventRecord] = asyncio.Queue(QUEUE_LIMIT)
         self.backlog: list[EventRecord] = []
         self.overflowed = False
 
     def offer(self, record: EventRecord) -> None:
+        if self.types is not None and record.type not in self.types:
+            return
         try:
             self.queue.put_nowait(record)
         except asyncio.QueueFull:
@@ -65,8 +71,11 @@ class LiveHub:
             listener(record)
 
     @asynccontextmanager
-    async def watch(self, conversation_id: str, after_seq: int = 0) -> AsyncIterator[Watcher]:
-        watcher = Watcher(conversation_id, after_seq)
+    async def watch(
+        self, conversation_id: str, after_seq: int = 0, types: Collection[str] | None = None
+    ) -> AsyncIterator[Watcher]:
+        """A feed of ``conversation_id`` after ``after_seq``; with ``types``, of those only."""
+        watcher = Watcher(conversation_id, after_seq, frozenset(types) if types else None)
         self._watchers[conversation_id].add(watcher)
         try:
             # Live events that arrive while the backlog is read wait in the queue;
@@ -81,8 +90,9 @@ class LiveHub:
     async def follow(self, watcher: Watcher) -> AsyncIterator[EventRecord]:
         """Every event after the watcher's seq, in order, once each."""
         backlog, watcher.backlog = watcher.backlog, []
+        types = watcher.types
         for record in backlog:
-            if watcher.fresh(record):
+            if (types is None or record.type in types) and watcher.fresh(record):
                 yield record
         while not watcher.overflowed:
             record = await watcher.queue.get()

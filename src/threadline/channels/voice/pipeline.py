@@ -59,6 +59,8 @@ MARK_EVERY: Final = 10
 FRAMES_PER_CHAR: Final = 3.3
 #: Seconds past the end of a reply's audio to wait for its last mark to come back.
 MARK_SLACK: Final = 3.0
+#: What a call follows on its conversation: replies to say, and replies already heard.
+FOLLOWED: Final = frozenset({"message.sent", "message.heard"})
 _WORD_END: Final = re.compile(r"\S+")
 
 
@@ -290,7 +292,7 @@ class SpeechCall(CallHandler):
 
     async def _follow(self, call: Call) -> None:
         """Queue every reply on this leg that the caller has not heard yet."""
-        async with self.hub.watch(call.conversation_id) as watcher:
+        async with self.hub.watch(call.conversation_id, types=FOLLOWED) as watcher:
             async for record in self.hub.follow(watcher):
                 if record.type == "message.heard":
                     payload = self.conversations.codec.decode(record).payload
