@@ -67,7 +67,7 @@ async def test_the_relay_moves_past_what_a_page_leaves_out(tmp_path) -> None:
     published: list[EventRecord] = []
 
     class Collecting(MemoryBus):
-        def publish_now(self, records) -> None:  # type: ignore[no-untyped-def]
+        async def publish(self, records) -> None:  # type: ignore[no-untyped-def]
             published.extend(records)
 
     relay = Relay(store, Collecting(store), store, poll_interval=60)

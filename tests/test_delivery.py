@@ -331,61 +331,6 @@ async def test_fed_pages_that_follow_the_cursor_are_published_without_a_read(tmp
         await store.close()
 
 
-class GatedReads:
-    """A store whose reads wait at a gate while it is shut."""
-
-    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
-        self._store = store
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.reading = False
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        return getattr(self._store, name)
-
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[EventRecord]:
-        self.reading = True
-        await self.gate.wait()
-        self.reading = False
-        return await self._store.read_all(after_position, limit)
-
-
-async def test_an_idle_relay_publishes_a_fed_page_in_the_feeding_call(tmp_path) -> None:
-    from threadline.store.sqlite import open_sqlite
-
-    store = await open_sqlite(tmp_path / "instant.db")
-    gated = GatedReads(store)
-    published: list[EventRecord] = []
-
-    class Collecting(MemoryBus):
-        def publish_now(self, records) -> None:  # type: ignore[no-untyped-def]
-            published.extend(records)
-
-    bus = Collecting(store)
-    relay = Relay(gated, bus, store, poll_interval=60)
-    try:
-        await relay.start()
-        await asyncio.sleep(0.05)  # the first read is done: the relay waits
-        first = record("conv-a", "one")._replace(position=1)
-        relay.feed(0, [first])
-        assert published == [first]  # before any other task has run
-        assert relay.cursor == 1
-        # A relay in the middle of a read queues what it is fed and publishes it after.
-        gated.gate.clear()
-        relay.poke()
-        await asyncio.wait_for(_until(lambda: gated.reading), 5)
-        second = record("conv-a", "two")._replace(position=2)
-        relay.feed(1, [second])
-        assert published == [first] and relay.cursor == 1
-        gated.gate.set()
-        await asyncio.wait_for(_until(lambda: relay.cursor == 2), 5)
-        assert published == [first, second]
-    finally:
-        await relay.stop()
-        await bus.close()
-        await store.close()
-
-
 class CountingCheckpoints:
     """A store whose checkpoint writes are counted."""
 

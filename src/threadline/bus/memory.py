@@ -110,10 +110,6 @@ class MemoryBus(Bus):
         return self._groups[group].redeliveries
 
     async def publish(self, records: Sequence[EventRecord]) -> None:
-        self.publish_now(records)
-
-    def publish_now(self, records: Sequence[EventRecord]) -> None:
-        """:meth:`publish` from plain code: this bus takes events without waiting."""
         before = last = self._positions[-1] if self._positions else 0
         fresh: list[EventRecord] = []
         for record in records:

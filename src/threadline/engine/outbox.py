@@ -11,9 +11,7 @@ A store that can hand over what each of its commits appended (a
 :class:`CommitFeed`, as SQLite's writer does) spares the relay the read: a fed
 page that follows the relay's cursor is published as it is, and anything else
 (a gap, a poke, the poll) falls back to ``read_all``. Fed pages can be passed on
-(:meth:`Relay.forward`), to a bot worker following the same log. On an in-process
-bus, a fed page that follows the cursor while the relay is idle is published at
-once, in the commit's own callback, without a turn of the relay's task.
+(:meth:`Relay.forward`), to a bot worker following the same log.
 """
 
 from __future__ import annotations
@@ -46,13 +44,6 @@ class CommitFeed(Protocol):
     async def follow(self, feed: Feed) -> None: ...
 
 
-@runtime_checkable
-class InstantBus(Protocol):
-    """A bus that takes events from plain code, without waiting (the in-process one)."""
-
-    def publish_now(self, records: Sequence[EventRecord]) -> None: ...
-
-
 class Relay:
     """Follows the log and publishes every event to the bus, at least once."""
 
@@ -77,8 +68,6 @@ class Relay:
         self._forward: list[Feed] = []
         #: True when the store hands the relay its commits (then appends need no poke).
         self.fed = False
-        self._instant = bus.publish_now if isinstance(bus, InstantBus) and not bus.durable else None
-        self._idle = False  # waiting for a wake-up, with nothing in hand
         self.cursor = 0
 
     async def start(self) -> None:
@@ -108,24 +97,14 @@ class Relay:
 
     def feed(self, after: int, page: Sequence[EventRecord]) -> None:
         """Every event after position ``after`` (a page at most), as the store committed it."""
+        self._fed.append((after, page, page[-1].position if page else after))
         for forward in self._forward:
             forward(after, page)
-        self._take(after, page, page[-1].position if page else after)
+        self._wake.set()
 
     def feed_through(self, after: int, page: Sequence[EventRecord], through: int) -> None:
         """The events after ``after`` up to ``through``, less some this process holds
         already and does not publish (a bot worker's own appends)."""
-        self._take(after, page, through)
-
-    def _take(self, after: int, page: Sequence[EventRecord], through: int) -> None:
-        publish = self._instant
-        if (publish is not None and self._idle and not self._fed and after <= self.cursor
-                and len(page) < PAGE):  # fmt: skip
-            fresh = [r for r in page if r.position > self.cursor]
-            if fresh:
-                publish(fresh)
-            self.cursor = max(self.cursor, through)
-            return
         self._fed.append((after, page, through))
         self._wake.set()
 
@@ -176,14 +155,11 @@ class Relay:
                 delay = min(delay * 2, 5.0)
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
             # cancellation that races with the wake-up, and stop() would hang.
-            self._idle = True
             try:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
             except TimeoutError:
                 self._read_due = True  # the poll: whatever was appended elsewhere
-            finally:
-                self._idle = False
 
     async def stop(self) -> None:
         if self._task is not None:
