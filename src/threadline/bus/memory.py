@@ -110,35 +110,14 @@ class MemoryBus(Bus):
         return self._groups[group].redeliveries
 
     async def publish(self, records: Sequence[EventRecord]) -> None:
-        before = last = self._positions[-1] if self._positions else 0
-        fresh: list[EventRecord] = []
+        last = self._positions[-1] if self._positions else 0
         for record in records:
             if record.position > last:  # a republished event is already here
                 self._positions.append(record.position)
                 self._records.append(record)
-                fresh.append(record)
                 last = record.position
-        if not fresh:
-            return
-        passed = False
         for group in self._groups.values():
-            types = group.types
-            if (
-                types is not None
-                and group.dispatched == before
-                and not group.in_flight
-                and not any(record.type in types for record in fresh)
-            ):
-                # Caught up and nothing here for it: pass the page without waking it.
-                group.dispatched = group.after = last
-                group.unsaved += len(fresh)
-                group.dirty.set()
-                passed = True
-            else:
-                group.wake.set()
-        if passed:
-            self._progress.set()
-            self._trim()
+            group.wake.set()
 
     async def subscribe(
         self,
