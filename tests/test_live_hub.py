@@ -30,7 +30,7 @@ async def test_a_watcher_of_some_types_gets_only_those_in_the_backlog_and_live(t
             hub.watch("conv-a", 0) as every,
         ):
             later = await store.append("conv-a", [_intent("conv-a"), record("conv-a", "two")])
-            bus.publish_now(await store.read_all(result.positions[-1]))
+            await bus.publish(await store.read_all(result.positions[-1]))
             assert later.seqs == (3, 4)
 
             async def take(watcher, n: int) -> list[int]:  # type: ignore[no-untyped-def]
