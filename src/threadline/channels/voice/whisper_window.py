@@ -11,7 +11,8 @@ no-speech rule. On a short window the decoder tends to say a sentence twice
 (on 10 s, 15 of the 174 demo utterances came out doubled; below 8 s most
 loop until the token limit), so the window never goes below
 :data:`MIN_WINDOW_S`, the tokens are capped by the utterance's length, and
-a sentence that repeats the one before it is dropped.
+a sentence that repeats the one before it, adding no word of its own, is
+dropped.
 """
 
 from __future__ import annotations
@@ -52,6 +53,17 @@ class WindowResult:
     tokens: int
 
 
+def _repeats(previous: list[str], words: list[str]) -> bool:
+    """Whether ``words`` say the sentence before again: alike, and nothing it lacks.
+
+    "Where is my order? Is my order 1042?" is alike but brings the order
+    number, so it is not a repeat.
+    """
+    if not previous or not set(words) <= set(previous):
+        return False
+    return difflib.SequenceMatcher(None, previous, words).ratio() >= REPEAT_SIMILARITY
+
+
 def drop_repeats(text: str) -> str:
     """``text`` without sentences that (nearly) repeat the sentence before them."""
     kept: list[str] = []
@@ -60,7 +72,7 @@ def drop_repeats(text: str) -> str:
         words = _WORD.findall(sentence.lower())
         if not words:
             continue
-        if previous and difflib.SequenceMatcher(None, previous, words).ratio() >= REPEAT_SIMILARITY:
+        if _repeats(previous, words):
             continue
         kept.append(sentence)
         previous = words
