@@ -322,8 +322,10 @@ async def test_no_more_utterances_are_decoded_at_once_than_configured():
         ("Can I talk to a firm one? Can I talk to firm one?", "Can I talk to a firm one?"),
         ("Where is my order? It is order 1042.", "Where is my order? It is order 1042."),
         ("Where is my order? Is my order 1042?", "Where is my order? Is my order 1042?"),
-        ("Book an appointment. Book an appointment tomorrow.",
-         "Book an appointment. Book an appointment tomorrow."),  # fmt: skip
+        (
+            "Book an appointment. Book an appointment tomorrow.",
+            "Book an appointment. Book an appointment tomorrow.",
+        ),  # fmt: skip
         ("It costs 10.50 dollars. Yes. Yes.", "It costs 10.50 dollars. Yes."),
         ("Book a repair. Cancel it. Book a repair.", "Book a repair. Cancel it. Book a repair."),
         ("", ""),

@@ -106,24 +106,42 @@ class VoiceCalls:
                 return CallLeg(call_id, known, state.customer_id, phone, True, state.seq)
         customer = self.business.customer_by_phone(phone) if phone else None
         customer_id = customer.id if customer else UNKNOWN_CALLER + new_id()
-        existing = self.directory.open_conversation(customer.id) if customer else None
-        reopen = False
-        if existing is None and customer is not None:
-            now = datetime.now(UTC)
-            existing = self.directory.recently_closed(customer.id, now, self.reopen_window)
-            reopen = existing is not None
-        if existing is not None:
-            try:
-                return await self._record(
-                    call_id, existing, customer_id, phone, new=False, reopen=reopen
-                )
-            except IllegalTransition as exc:  # it closed (or opened) just now: start afresh
-                log.info(
-                    "conversation changed before the call joined it",
-                    conversation_id=existing,
-                    reason=str(exc),
-                )
+        if customer is not None:
+            # The directory names the candidate; the conversation's own state decides, since
+            # the directory hears of a resolution only once the bus has delivered it.
+            for _ in range(2):
+                candidate = await self._continuable(customer.id)
+                if candidate is None:
+                    break
+                existing, reopen = candidate
+                try:
+                    return await self._record(
+                        call_id, existing, customer_id, phone, new=False, reopen=reopen
+                    )
+                except IllegalTransition as exc:  # it closed (or opened) just now: look again
+                    log.info(
+                        "conversation changed before the call joined it",
+                        conversation_id=existing,
+                        reason=str(exc),
+                    )
         return await self._record(call_id, new_id(), customer_id, phone, new=True)
+
+    async def _continuable(self, customer_id: str) -> tuple[str, bool] | None:
+        """The conversation a call from ``customer_id`` joins, and whether it reopens it."""
+        now = datetime.now(UTC)
+        existing = self.directory.open_conversation(customer_id) or (
+            self.directory.recently_closed(customer_id, now, self.reopen_window)
+        )
+        if existing is None:
+            return None
+        state = await self.conversations.rehydrate(existing)
+        if state.is_open:
+            return existing, False
+        if state.closed_at is None or now - datetime.fromisoformat(state.closed_at) > (
+            self.reopen_window
+        ):
+            return None
+        return existing, True
 
     async def _record(
         self,
