@@ -325,7 +325,7 @@ async def test_no_more_utterances_are_decoded_at_once_than_configured():
         (
             "Book an appointment. Book an appointment tomorrow.",
             "Book an appointment. Book an appointment tomorrow.",
-        ),  # fmt: skip
+        ),
         ("It costs 10.50 dollars. Yes. Yes.", "It costs 10.50 dollars. Yes."),
         ("Book a repair. Cancel it. Book a repair.", "Book a repair. Cancel it. Book a repair."),
         ("", ""),
