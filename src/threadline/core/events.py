@@ -17,6 +17,7 @@ import orjson
 from uuid_utils import uuid7
 
 from threadline.core import payloads as _payloads  # noqa: F401  (registers the catalogue)
+from threadline.core import stream_payloads as _stream_payloads  # noqa: F401
 from threadline.core.catalogue import CATALOGUE, Catalogue
 from threadline.core.errors import ValidationError
 

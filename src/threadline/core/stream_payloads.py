@@ -1,0 +1,237 @@
+"""Payload schemas of the event types on the streams beside conversations.
+
+Human agents' presence and capacity (``agent:<agent_id>``), token revocations
+(``system:tokens``), and each customer's identity, verification and in-person
+visits (``customer:<customer_id>``). The conversation's own types are in
+:mod:`threadline.core.payloads`, which registers first.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field
+
+from threadline.core.catalogue import CATALOGUE, Payload, Pii
+from threadline.core.payloads import Name
+
+register = CATALOGUE.register
+
+
+# -- human agents (on each agent's own stream, ``agent:<agent_id>``) ---------------
+
+
+@register("agent.presence_changed", 1)
+class AgentPresenceChanged(Payload):
+    """A human agent becomes available for offers, steps away, or goes offline."""
+
+    agent_id: Name
+    presence: Literal["available", "away", "offline"]
+
+
+@register("agent.capacity_changed", 1)
+class AgentCapacityChanged(Payload):
+    """How many conversations a human agent may hold at once, overriding the configured number."""
+
+    agent_id: Name
+    capacity: int = Field(ge=0, le=100)
+
+
+# -- security (on the system stream ``system:tokens``) ------------------------------
+
+
+@register("token.revoked", 1)
+class TokenRevoked(Payload):
+    """A bearer token is revoked; verification refuses it until ``expires_at``."""
+
+    jti: Name
+    reason: Name
+    revoked_by: Name
+    expires_at: AwareDatetime
+
+
+# -- customer identity (on each customer's own stream, ``customer:<customer_id>``) ----------
+
+IdentifierKind = Literal["phone", "email", "device", "member", "idp"]
+#: How a link was made: caller id and typed values are claims; the rest are proofs.
+LinkMethod = Literal["caller_id", "typed", "oidc", "otp", "knowledge", "seed"]
+
+
+@register("identity.claimed", 1)
+class IdentityClaimed(Payload):
+    """An identifier is linked to the customer without proof yet (caller id, a typed email).
+
+    ``linked_by`` (an adapter, bot or person) and ``reason`` are the link's lineage.
+    """
+
+    kind: IdentifierKind
+    value: Annotated[Name, Pii]
+    method: LinkMethod
+    linked_by: Name
+    reason: Name
+    conversation_id: str | None = None
+
+
+@register("identity.verified", 1)
+class IdentityVerified(Payload):
+    """An identifier is proven to belong to the customer (new, or a claim made good)."""
+
+    kind: IdentifierKind
+    value: Annotated[Name, Pii]
+    method: LinkMethod
+    linked_by: Name
+    reason: Name
+    conversation_id: str | None = None
+
+
+@register("identity.unlinked", 1)
+class IdentityUnlinked(Payload):
+    """An identifier no longer belongs to the customer."""
+
+    kind: IdentifierKind
+    value: Annotated[Name, Pii]
+    unlinked_by: Name
+    reason: Name
+
+
+class LinkedIdentifier(Payload):
+    """One identifier as a merge moved it: with its verification and how it was made."""
+
+    kind: IdentifierKind
+    value: Annotated[Name, Pii]
+    verified: bool
+    method: LinkMethod
+
+
+@register("customer.merged", 1)
+class CustomerMerged(Payload):
+    """On the absorbed customer's stream: its identifiers move to ``into_customer``.
+
+    The absorbed stream stays and points to the survivor; ``identifiers`` is
+    exactly what moved, so ``customer.unmerged`` can move it back.
+    """
+
+    merge_id: Name
+    from_customer: Name
+    into_customer: Name
+    reason: Name
+    merged_by: Name
+    identifiers: list[LinkedIdentifier] = Field(default_factory=list)
+
+
+@register("customer.unmerged", 1)
+class CustomerUnmerged(Payload):
+    """Undoes one merge: ``identifiers`` (those the merge moved) return to ``from_customer``."""
+
+    merge_id: Name
+    from_customer: Name
+    into_customer: Name
+    reason: Name
+    unmerged_by: Name
+    identifiers: list[LinkedIdentifier] = Field(default_factory=list)
+
+
+@register("identity.conflict_raised", 1)
+class IdentityConflictRaised(Payload):
+    """On the claimant's stream: an identifier claimed for it is held by another customer.
+
+    Nothing moves; a human resolves it.
+    """
+
+    conflict_id: Name
+    kind: IdentifierKind
+    value: Annotated[Name, Pii]
+    claimed_for: Name
+    held_by: Name
+    verified: bool
+    method: LinkMethod
+    linked_by: Name
+    reason: Name
+
+
+@register("identity.conflict_resolved", 1)
+class IdentityConflictResolved(Payload):
+    """A human settles a conflict: ``keep`` it with its holder, or ``move`` it to the claimant."""
+
+    conflict_id: Name
+    resolution: Literal["keep", "move"]
+    resolved_by: Name
+    note: Annotated[str, Pii] = ""
+
+
+@register("customer.looked_up", 1)
+class CustomerLookedUp(Payload):
+    """Someone looked the customer up by an identifier, and said why.
+
+    One type for every look-up (the identity API, the associate app at a store),
+    on the customer's stream ``customer:<id>``.
+    """
+
+    looked_up_by: Name
+    reason: Annotated[str, Field(min_length=3, max_length=500), Pii]
+    kind: IdentifierKind
+    customer_id: Name | None = None
+    store_id: str | None = None
+
+
+@register("verification.code_sent", 1)
+class VerificationCodeSent(Payload):
+    """A one-time code went to a verified identifier to prove ``kind``/``value``.
+
+    Only a salted hash of the code is kept.
+    """
+
+    challenge_id: Name
+    kind: IdentifierKind
+    value: Annotated[Name, Pii]
+    via_kind: IdentifierKind
+    via_value: Annotated[Name, Pii]
+    code_hash: Name
+    expires_at: AwareDatetime
+    max_attempts: int = Field(ge=1, le=10)
+
+
+@register("verification.failed", 1)
+class VerificationFailed(Payload):
+    """A verification step did not pass: a wrong code or a wrong answer."""
+
+    method: Literal["otp", "knowledge"]
+    challenge_id: str | None = None
+    kind: IdentifierKind
+    value: Annotated[Name, Pii]
+
+
+# -- in person (codes on ``system:checkin``, queues on ``store:<id>``) ---------------------
+
+
+@register("checkin.code_issued", 1)
+class CheckinCodeIssued(Payload):
+    """A check-in code was given to a customer; the digits are kept only as a keyed hash."""
+
+    token_id: Name
+    code_hash: Name
+    conversation_id: Name
+    customer_id: Name
+    store_id: str | None = None
+    expires_at: AwareDatetime
+
+
+@register("visit.queued", 1)
+class VisitQueued(Payload):
+    """A customer checked in at a store's kiosk and waits to be served."""
+
+    entry_id: Name
+    store_id: Name
+    customer_id: Name
+    conversation_id: str | None = None
+    display_name: Name
+    method: Literal["phone", "code"]
+
+
+@register("visit.called", 1)
+class VisitCalled(Payload):
+    """An associate takes a waiting customer from the store's queue."""
+
+    entry_id: Name
+    associate_id: Name
+    conversation_id: Name
