@@ -40,6 +40,7 @@ from threadline.channels.inperson.lookup import (
     record_lookup,
 )
 from threadline.channels.inperson.queue import StoreQueue, Waiting, store_stream
+from threadline.channels.inperson.queue import waiting as in_line
 from threadline.channels.inperson.visits import Visits
 from threadline.core.conversation import CLOSED_STATES
 from threadline.core.errors import NotFound
@@ -413,12 +414,12 @@ async def store_queue_stream(websocket: WebSocket, store_id: str) -> None:
         async with hub.watch(store_stream(store_id), 0) as watcher:
             events = queue.decode(watcher.backlog)
             await websocket.send_text(orjson.dumps(
-                _queue_frame(_waiting(events), store_id, utcnow())).decode())  # fmt: skip
+                _queue_frame(in_line(events), store_id, utcnow())).decode())  # fmt: skip
             watcher.backlog = []
             async for record in hub.follow(watcher):
                 _still_valid(verifier, caller)
                 events.append(queue.decode([record])[0])
-                frame = _queue_frame(_waiting(events), store_id, utcnow())
+                frame = _queue_frame(in_line(events), store_id, utcnow())
                 await websocket.send_text(orjson.dumps(frame).decode())
 
     sender = asyncio.create_task(send())
@@ -436,12 +437,6 @@ async def store_queue_stream(websocket: WebSocket, store_id: str) -> None:
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Unauthenticated):
             await sender
-
-
-def _waiting(events: list[Event]) -> list[Waiting]:
-    from threadline.channels.inperson.queue import waiting
-
-    return waiting(events)
 
 
 @router.post("/stores/{store_id}/queue/{entry_id}/take", status_code=201)
