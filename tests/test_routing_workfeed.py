@@ -95,3 +95,64 @@ async def test_a_cursor_too_far_behind_gets_a_snapshot_instead(any_store) -> Non
     with feed.subscribe(ANA) as subscription:
         (item,) = await take(feed.follow(subscription, first, idle=0.05), 1)
     assert isinstance(item, Snapshot) and set(item.state.waiting) == {"c0", "c1", "c2"}
+
+
+class CountingReads:
+    """A store whose ``read_all`` calls are counted."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def read_all(self, after: int, limit: int) -> Any:
+        self.reads += 1
+        return await self.store.read_all(after, limit)
+
+
+async def test_events_the_hub_hands_over_in_order_need_no_read_back(any_store) -> None:
+    store = CountingReads(any_store)
+    feed = WorkFeed(store)
+    await hand_to_ana(any_store, "c1")
+    first = await any_store.read_all(0, 100)
+    with feed.subscribe(ANA) as subscription:
+        items = feed.follow(subscription, None, idle=5)
+        await take(items, 1)
+        feed.ring(first[-1])  # the first event heard: the feed reads to be sure of the rest
+        await feed.catch_up()
+        assert feed.position == first[-1].position
+        reads = store.reads
+        await hand_to_ana(any_store, "c2")
+        await append(any_store, "c1", "handoff.accepted", offer_id="o-c1", agent_id="agent-ana")
+        for record in await any_store.read_all(first[-1].position, 100):
+            feed.ring(record)
+        changes: list[WorkChange] = await take(items, 5)
+        assert store.reads == reads
+    assert [(c.conversation_id, c.event_type) for c in changes] == [
+        ("c1", "handoff.requested"), ("c1", "handoff.offered"),
+        ("c2", "handoff.requested"), ("c2", "handoff.offered"), ("c1", "handoff.accepted"),
+    ]  # fmt: skip
+
+
+async def test_a_feed_behind_what_it_heard_reads_back_in_log_order(any_store) -> None:
+    store = CountingReads(any_store)
+    feed = WorkFeed(store)
+    await hand_to_ana(any_store, "c1")
+    heard = await any_store.read_all(0, 100)
+    for record in heard:
+        feed.ring(record)  # heard with no desk: nothing is folded
+    with feed.subscribe(ANA) as subscription:
+        items = feed.follow(subscription, None, idle=5)
+        (snapshot,) = await take(items, 1)
+        assert isinstance(snapshot, Snapshot) and not snapshot.state.waiting
+        await hand_to_ana(any_store, "c2")
+        for record in await any_store.read_all(heard[-1].position, 100):
+            feed.ring(record)  # in order, but the feed is behind what it heard
+        changes: list[WorkChange] = await take(items, 4)
+        assert store.reads > 0
+    assert [(c.conversation_id, c.event_type) for c in changes] == [
+        ("c1", "handoff.requested"), ("c1", "handoff.offered"),
+        ("c2", "handoff.requested"), ("c2", "handoff.offered"),
+    ]  # fmt: skip

@@ -100,9 +100,28 @@ class WorkFeed:
         self._lock = asyncio.Lock()
         self._rung = 0
         self._answered = -1
+        #: The position of the last event the hub rang for, once it has rung with one.
+        self._heard: int | None = None
 
     def ring(self, record: EventRecord | None = None) -> None:
-        """Something was appended (a hub listener): desks catch up from the log."""
+        """Something was appended (a hub listener): desks catch up from the log.
+
+        The hub hands events over in log order, so while the feed holds every
+        event the hub rang for before ``record``, and no catch-up is reading,
+        ``record`` is taken as it comes, without reading the log back.
+        """
+        heard = self._heard
+        if record is not None:
+            self._heard = record.position
+            if (
+                heard is not None
+                and self.position >= heard
+                and self._subscribers
+                and self._answered >= self._rung
+                and not self._lock.locked()
+            ):
+                self._apply(record)
+                return
         self._rung += 1
         for subscription in self._subscribers:
             subscription.bell.set()
