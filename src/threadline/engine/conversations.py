@@ -81,14 +81,19 @@ class Conversations:
     def observe(self, record: EventRecord) -> None:
         """Follow an event appended elsewhere (another process) with the state kept hot.
 
-        Only the next event of a state kept hot is taken (and folded when the
-        state is next read); anything else is left for the next read, so a
-        missed event costs a read, never a wrong state.
+        Only the next event of a state kept hot, or a conversation's first
+        event, is taken (and folded when the state is next read); anything
+        else is left for the next read, so a missed event costs a read, never
+        a wrong state.
         """
         conversation_id = record.conversation_id
         hot = self._hot.get(conversation_id)
         if hot is None:
-            return
+            if record.seq != 1:
+                return
+            # Kept hot from the start, so the first turn on it reads nothing back.
+            self._remember(initial(conversation_id))
+            hot = self._hot[conversation_id]
         pending = self._pending.get(conversation_id)
         if pending is None:
             if record.seq == hot.seq + 1:
