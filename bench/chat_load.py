@@ -31,7 +31,8 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -64,10 +65,50 @@ class Round:
     turns: int
     seconds: float
     latencies: list[float]
+    #: CPU seconds each process spent in the round (user and system), where /proc tells.
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
         return self.turns / self.seconds
+
+
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user and system) that process ``pid`` has used, 0 if /proc cannot say."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    out: list[int] = []
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def cpu_by_process(service_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of the load generator, the service and its bot worker."""
+    own = os.times()
+    out = {"load generator": own.user + own.system}
+    if service_pid is not None:
+        out["service"] = _cpu(service_pid)
+        out["bot worker"] = sum(_cpu(child) for child in _children(service_pid))
+    return out
+
+
+#: The pid of the service the load generator talks to, while one runs.
+SERVICE: dict[str, int] = {}
 
 
 @contextlib.asynccontextmanager
@@ -88,8 +129,10 @@ async def service(*args: str, env: dict[str, str] | None = None) -> AsyncIterato
                     break
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
+        SERVICE[address] = child.pid
         yield address
     finally:
+        SERVICE.pop(address, None)
         child.send_signal(signal.SIGINT)
         await child.wait()
 
@@ -168,10 +211,15 @@ async def threadline_round(
         start = asyncio.Event()
         tasks = [asyncio.create_task(_talk(c, turns, start, latencies, interval)) for c in chats]
         await asyncio.sleep(0.2)
+        pid = SERVICE.get(address)
+        before = cpu_by_process(pid)
         began = time.perf_counter()
         start.set()
         await asyncio.gather(*tasks)
-        return Round(len(latencies), time.perf_counter() - began, latencies)
+        seconds = time.perf_counter() - began
+        after = cpu_by_process(pid)
+        cpu = {name: after[name] - before[name] for name in after}
+        return Round(len(latencies), seconds, latencies, cpu)
     finally:
         await asyncio.gather(*(c.close() for c in chats))
 
@@ -208,8 +256,14 @@ def summary(rounds: list[Round]) -> dict[str, str]:
     def spread(values: list[float], fmt: str) -> str:
         return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
 
-    return {"turns/s": spread(rates, ",.0f"), "p50 ms": spread(p50s, ".1f"),
-            "p99 ms": spread(p99s, ".1f")}  # fmt: skip
+    row = {"turns/s": spread(rates, ",.0f"), "p50 ms": spread(p50s, ".1f"),
+           "p99 ms": spread(p99s, ".1f")}  # fmt: skip
+    if all(r.cpu for r in rounds):
+        # CPU per turn, in ms, of each process during the talking phase.
+        per_turn = {n: [r.cpu[n] / r.turns * 1000 for r in rounds] for n in rounds[0].cpu}
+        row["CPU ms/turn"] = ", ".join(f"{n} {statistics.median(v):.2f}"
+                                       for n, v in per_turn.items())  # fmt: skip
+    return row
 
 
 async def main(customers: int, turns: int, runs: int, rates: list[float]) -> None:
