@@ -385,3 +385,28 @@ async def test_an_event_observed_after_a_gap_is_left_for_the_next_read(
     state = await here.current(CID, at_least_seq=3)
     assert state.seq == 3
     assert state == await elsewhere.rehydrate(CID)
+
+
+async def test_a_conversation_started_elsewhere_is_followed_from_its_first_event(
+    store: SQLiteStore,
+) -> None:
+    counted = CountingReads(store)
+    here = Conversations(counted)  # type: ignore[arg-type]
+    elsewhere = Conversations(store)
+    await elsewhere.record(CID, [started(), received(minute=1)])
+    for record in await store.read(CID):
+        here.observe(record)
+    state = await here.current(CID, at_least_seq=2)
+    assert counted.reads == 0
+    assert state == await elsewhere.rehydrate(CID)
+
+
+async def test_a_conversation_first_heard_after_its_start_is_read(store: SQLiteStore) -> None:
+    counted = CountingReads(store)
+    here = Conversations(counted)  # type: ignore[arg-type]
+    elsewhere = Conversations(store)
+    await elsewhere.record(CID, [started(), received(minute=1)])
+    here.observe((await store.read(CID, from_seq=2))[0])  # its first event never arrived here
+    state = await here.current(CID, at_least_seq=2)
+    assert counted.reads == 1
+    assert state == await elsewhere.rehydrate(CID)
