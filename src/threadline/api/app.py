@@ -19,6 +19,7 @@ from threadline.api import (
     inperson,
     pages,
     problems,
+    store_queue,
     streams,
     voice,
 )  # fmt: skip
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     app.include_router(voice.router)
     app.include_router(identity_api.router)
     app.include_router(inperson.router)
+    app.include_router(store_queue.router)
     app.include_router(directory.router)  # after desk: its /agents/me wins over /agents/{id}
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")

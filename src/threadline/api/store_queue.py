@@ -1,0 +1,171 @@
+"""The store's queue and its kiosk: customers check in at the door and wait to be taken.
+
+A kiosk token checks a customer in by phone number or check-in code and puts
+them in the store's queue; associates of the store (and supervisors) see the
+queue, live on a WebSocket, and take the next customer, which opens their
+visit. The routes share the in-person API's tag and helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field
+
+from threadline.api.auth import Caller
+from threadline.api.inperson import (
+    Code,
+    Id,
+    IdempotencyKey,
+    _business,
+    _codes,
+    _grant,
+    _kind,
+    _queue,
+    _visits,
+)
+from threadline.api.problems import Problem
+from threadline.api.streams import _refuse, _still_valid, _token
+from threadline.channels.inperson.lookup import display_name, find_customer
+from threadline.channels.inperson.queue import Waiting, store_stream
+from threadline.channels.inperson.queue import waiting as in_line
+from threadline.core.errors import NotFound
+from threadline.core.events import new_id, utcnow
+from threadline.security import Forbidden, Principal, TokenVerifier, Unauthenticated
+
+router = APIRouter(tags=["in person"])
+
+
+class KioskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone: Annotated[str | None, Field(min_length=3, max_length=40)] = None
+    code: Code | None = None
+
+
+def _may_see_store(caller: Principal, store_id: str) -> None:
+    if caller.kind in {"supervisor", "admin"}:
+        return
+    if caller.kind == "associate" and caller.store_id == store_id:
+        return
+    raise Forbidden(f"{caller.kind} {caller.subject}: may not see the queue of {store_id}")
+
+
+def _queue_frame(entries: list[Waiting], store_id: str, now: datetime) -> dict[str, Any]:
+    return {"type": "queue", "store_id": store_id, "at": now.isoformat(),
+            "waiting": [w.to_dict(now) for w in entries]}  # fmt: skip
+
+
+@router.get("/stores/{store_id}/queue")
+async def store_queue(store_id: Id, request: Request, caller: Caller) -> dict[str, Any]:
+    """Who waits in the store, longest first, with how long they have waited."""
+    _business(request).require_store(store_id)
+    _may_see_store(caller, store_id)
+    return _queue_frame(await _queue(request.app.state).waiting(store_id), store_id, utcnow())
+
+
+@router.websocket("/stores/{store_id}/queue/stream")
+async def store_queue_stream(websocket: WebSocket, store_id: str) -> None:
+    """The store's queue now, then again each time someone joins or is taken."""
+    verifier: TokenVerifier = websocket.app.state.verifier
+    await websocket.accept()
+    try:
+        caller = verifier.verify(_token(websocket))
+        if websocket.app.state.business.store(store_id) is None:
+            raise Forbidden(f"there is no store {store_id}")
+        _may_see_store(caller, store_id)
+    except (Unauthenticated, Forbidden) as exc:
+        await _refuse(websocket, exc)
+        return
+    queue = _queue(websocket.app.state)
+    hub = websocket.app.state.hub
+
+    async def send() -> None:
+        async with hub.watch(store_stream(store_id), 0) as watcher:
+            events = queue.decode(watcher.backlog)
+            await websocket.send_text(orjson.dumps(
+                _queue_frame(in_line(events), store_id, utcnow())).decode())  # fmt: skip
+            watcher.backlog = []
+            async for record in hub.follow(watcher):
+                _still_valid(verifier, caller)
+                events.append(queue.decode([record])[0])
+                frame = _queue_frame(in_line(events), store_id, utcnow())
+                await websocket.send_text(orjson.dumps(frame).decode())
+
+    sender = asyncio.create_task(send())
+    try:
+        while not sender.done():
+            receiving = asyncio.ensure_future(websocket.receive())
+            await asyncio.wait({sender, receiving}, return_when=asyncio.FIRST_COMPLETED)
+            if not receiving.done():
+                receiving.cancel()
+            elif receiving.result()["type"] == "websocket.disconnect":
+                break
+    except WebSocketDisconnect:
+        pass
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Unauthenticated):
+            await sender
+
+
+@router.post("/stores/{store_id}/queue/{entry_id}/take", status_code=201)
+async def take(store_id: Id, entry_id: Id, request: Request, caller: Caller,
+               idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
+    """Take a waiting customer: they leave the queue and their visit opens."""
+    _kind(caller, "associate")
+    _may_see_store(caller, store_id)
+    queue = _queue(request.app.state)
+    entry = next((w for w in await queue.waiting(store_id) if w.entry_id == entry_id), None)
+    if entry is None:
+        raise Problem(409, "not-waiting", "Not waiting", f"{entry_id} is not waiting in {store_id}")
+    if entry.conversation_id is None:
+        raise Problem(409, "no-conversation", "No conversation to continue",
+                      f"{entry.display_name} has no conversation yet; look them up")  # fmt: skip
+    key = idempotency_key or f"take:{entry_id}"
+    recorded = await _visits(request).open(caller, entry.conversation_id, key)
+    await queue.call(store_id, entry_id, caller.subject, entry.conversation_id)
+    return {**recorded.to_dict(), "customer_id": entry.customer_id}
+
+
+@router.post("/kiosk/checkin", status_code=201)
+async def kiosk_checkin(body: KioskIn, request: Request, caller: Caller,
+                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
+    """A customer checks in at the store's kiosk by phone number or code and joins the queue."""
+    _kind(caller, "kiosk")
+    if (body.phone is None) == (body.code is None):
+        raise Problem(422, "validation", "The request does not fit its schema",
+                      "give a phone number or a code, not both")  # fmt: skip
+    store_id = caller.store_id
+    assert store_id is not None
+    codes = _codes(request.app.state)
+    conversation_id: str | None
+    if body.code is not None:
+        grant = await _grant(request, body.code, caller)
+        await codes.use(grant, used_by=caller.subject)
+        customer = _business(request).customer(grant.customer_id)
+        customer_id, conversation_id, method = grant.customer_id, grant.conversation_id, "code"
+    else:
+        who = (f"who:{caller.subject}", f"store:{store_id}")
+        codes.attempts.check(*who)
+        customer = find_customer(_business(request), "phone", body.phone or "")
+        if customer is None:
+            codes.attempts.fail(*who)
+            raise NotFound("we could not find that number; an associate will help you")
+        customer_id, method = customer.id, "phone"
+        open_ = [e for e in request.app.state.index.of_customer(customer.id) if e.state.is_open]
+        conversation_id = open_[0].conversation_id if open_ else None
+    name = display_name(customer) if customer is not None else "Guest"
+    entry_id = "q-" + (idempotency_key or new_id())
+    queue = _queue(request.app.state)
+    waiting = await queue.waiting(store_id)
+    if not any(w.entry_id == entry_id for w in waiting):
+        entry = Waiting(entry_id, customer_id, conversation_id, name, method, utcnow())
+        await queue.join(entry, store_id, caller.subject)
+        waiting = await queue.waiting(store_id)
+    position = next((i for i, w in enumerate(waiting, 1) if w.entry_id == entry_id), 0)
+    return {"entry_id": entry_id, "store_id": store_id, "position": position}
