@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from tests.counting import CountingReads
 from threadline.bus.memory import MemoryBus
 from threadline.core.events import Event, EventRecord
 from threadline.engine.outbox import Relay
@@ -279,26 +280,11 @@ async def test_types_must_be_a_collection_of_names(any_store, types) -> None:  #
     await bus.close()
 
 
-class CountingReads:
-    """A store whose read_all calls are counted."""
-
-    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
-        self._store = store
-        self.reads = 0
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        return getattr(self._store, name)
-
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[EventRecord]:
-        self.reads += 1
-        return await self._store.read_all(after_position, limit)
-
-
 async def test_fed_pages_that_follow_the_cursor_are_published_without_a_read(tmp_path) -> None:
     from threadline.store.sqlite import open_sqlite
 
     store = await open_sqlite(tmp_path / "fed.db")
-    counted = CountingReads(store)
+    counted = CountingReads(store, "read_all")
     bus = MemoryBus(store)
     got: list[EventRecord] = []
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.counting import CountingReads
 from threadline.core.conversation import (
     RECENT_KEYS,
     RESOLVED,
@@ -334,21 +335,6 @@ async def test_recording_no_events_is_refused(conversations: Conversations) -> N
 
 
 # -- following events appended elsewhere ---------------------------------------------------
-
-
-class CountingReads:
-    """Counts the store reads a Conversations makes (the proxy forwards everything else)."""
-
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
-        self.reads = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def read(self, *args: Any, **kw: Any) -> Any:
-        self.reads += 1
-        return await self._store.read(*args, **kw)
 
 
 async def test_a_hot_state_follows_events_appended_elsewhere_without_reading_them(

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+from tests.counting import CountingReads
 from threadline.core.events import Event, EventCodec, utcnow
 from threadline.routing.queues import agent_stream
 from threadline.routing.workfeed import Idle, Snapshot, WorkFeed
@@ -97,23 +98,8 @@ async def test_a_cursor_too_far_behind_gets_a_snapshot_instead(any_store) -> Non
     assert isinstance(item, Snapshot) and set(item.state.waiting) == {"c0", "c1", "c2"}
 
 
-class CountingReads:
-    """A store whose ``read_all`` calls are counted."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self.reads = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-    async def read_all(self, after: int, limit: int) -> Any:
-        self.reads += 1
-        return await self.store.read_all(after, limit)
-
-
 async def test_events_the_hub_hands_over_in_order_need_no_read_back(any_store) -> None:
-    store = CountingReads(any_store)
+    store = CountingReads(any_store, "read_all")
     feed = WorkFeed(store)
     await hand_to_ana(any_store, "c1")
     first = await any_store.read_all(0, 100)
@@ -137,7 +123,7 @@ async def test_events_the_hub_hands_over_in_order_need_no_read_back(any_store) -
 
 
 async def test_a_feed_behind_what_it_heard_reads_back_in_log_order(any_store) -> None:
-    store = CountingReads(any_store)
+    store = CountingReads(any_store, "read_all")
     feed = WorkFeed(store)
     await hand_to_ana(any_store, "c1")
     heard = await any_store.read_all(0, 100)
