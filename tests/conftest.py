@@ -6,10 +6,14 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from threadline.store.sqlite import SQLiteStore, open_sqlite
+
+#: The demo business pack every test serves (DEMO.md).
+NORTHWIND = Path(__file__).resolve().parent.parent / "examples" / "northwind"
 
 POSTGRES_URL = os.environ.get(
     "THREADLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -33,6 +37,24 @@ def require_service(name: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true requires it)")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def northwind():
+    """The Northwind Devices pack, loaded once."""
+    from threadline.business import load
+
+    return load(NORTHWIND)
+
+
+@pytest.fixture
+async def systems(northwind, tmp_path):
+    """Northwind's own systems, keeping their state (the repair book) in this test's folder."""
+    from threadline.systems import Systems
+
+    opened = Systems.open(northwind, tmp_path / "systems")
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture
