@@ -24,17 +24,17 @@ from typing import Any, Final
 
 import structlog
 
-from threadline.agents.bot import NorthwindBot
+from threadline.agents.engine import EmbeddedAgent
 from threadline.agents.runtime import BotRuntime
 from threadline.bus.memory import MemoryBus
-from threadline.business import northwind
+from threadline.business import Business, load
 from threadline.core.errors import ConfigurationError
 from threadline.core.events import EventRecord, utcnow
 from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import PAGE, Relay
 from threadline.runtime_tuning import tune_collector
-from threadline.settings import Settings, load_settings
+from threadline.settings import Settings, data_dir, load_settings
 from threadline.store import open_store
 from threadline.store.forwarding import (
     POKE,
@@ -48,6 +48,7 @@ from threadline.store.forwarding import (
     writes,
 )
 from threadline.store.sqlite import SQLiteStore
+from threadline.systems import Systems
 
 log = structlog.get_logger("threadline.agents.worker")
 
@@ -77,7 +78,10 @@ class BotWorker:
         """Start the worker; its writes go to ``store``, and ``appended()`` runs after each
         append the worker made."""
         env = {**os.environ, "THREADLINE_STORE": self.settings.store,
-               "THREADLINE_SNAPSHOT_EVERY": str(self.settings.snapshot_every)}  # fmt: skip
+               "THREADLINE_SNAPSHOT_EVERY": str(self.settings.snapshot_every),
+               "THREADLINE_DATA_DIR": str(data_dir(self.settings).resolve())}  # fmt: skip
+        if self.settings.business is not None:
+            env["THREADLINE_BUSINESS"] = str(self.settings.business.resolve())
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "threadline.agents.worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
@@ -144,6 +148,10 @@ class BotWorker:
             self.poke()
             return
         self._write(page_frame(after, page, self._own))
+
+    def reload(self) -> None:
+        """Ask the worker to read the business pack again (the service has checked it)."""
+        self._write(frame(("reload",)))
 
     def poke(self) -> None:
         """Something was appended: tell the worker to look (once per turn of the loop)."""
@@ -230,7 +238,8 @@ async def serve_bot(settings: Settings) -> None:
     on_append = None if forwarding is not None else lambda: send(POKE)
     conversations = Conversations(store, snapshot_every=settings.snapshot_every,
                                   on_append=on_append)  # fmt: skip
-    runtime = BotRuntime(conversations, NorthwindBot(northwind(utcnow())))
+    systems = Systems.open(_business(settings), data_dir(settings))
+    runtime = BotRuntime(conversations, EmbeddedAgent(systems))
     await runtime.start(bus)
     await relay.start()
     send(READY)
@@ -243,7 +252,10 @@ async def serve_bot(settings: Settings) -> None:
                 relay.feed_through(after, [EventRecord._make(row) for row in rows], through)
             elif message[0] == "poke":
                 relay.poke()
+            elif message[0] == "reload":
+                systems = _reloaded(settings, systems, runtime)
     finally:
+        await systems.close()
         if forwarding is not None:
             forwarding.detach()  # the service closed our stdin: its answers cannot arrive
         await relay.stop()
@@ -251,6 +263,25 @@ async def serve_bot(settings: Settings) -> None:
         await store.close()
         outgoing.flush()
         transport.close()
+
+
+def _business(settings: Settings) -> Business:
+    if settings.business is None:
+        raise ConfigurationError("the bot worker needs THREADLINE_BUSINESS")
+    return load(settings.business)
+
+
+def _reloaded(settings: Settings, systems: Systems, runtime: BotRuntime) -> Systems:
+    """The pack read again: a valid one answers the next turns, an invalid one is logged and
+    the running one stays (the service checked it before asking)."""
+    try:
+        business = _business(settings)
+    except ConfigurationError as exc:
+        log.error("business pack not reloaded", error=str(exc))
+        return systems
+    reloaded = systems.with_business(business)
+    runtime.replace_agent(EmbeddedAgent(reloaded))
+    return reloaded
 
 
 def main() -> None:

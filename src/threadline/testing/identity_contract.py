@@ -164,11 +164,13 @@ class IdentityContract:
         await identity.directory.apply(records)
         assert await identity.resolve("phone", MAYA_PHONE.value) is None
 
-    async def test_seeding_is_idempotent(self, store: Any) -> None:
+    async def test_learning_from_the_business_records_is_idempotent(self, store: Any) -> None:
         identity = await service(store)
-        profiles = [("cus-maya", [MAYA_PHONE, MAYA_EMAIL, member("NW-100234")])]
-        assert await identity.seed(profiles) == 3
-        assert await identity.seed(profiles) == 0
+        ids = [MAYA_PHONE, MAYA_EMAIL, member("NW-100234")]
+        first = await identity.learn("cus-maya", ids, method="import", source="customers.csv")
+        again = await identity.learn("cus-maya", ids, method="import", source="customers.csv")
+        assert [o.status for o in first] == ["linked"] * 3
+        assert [o.status for o in again] == ["unchanged"] * 3
         assert len(await identity.history("cus-maya")) == 3
         found = await identity.resolve("member", "NW-100234")
-        assert found is not None and found.verified and found.method == "seed"
+        assert found is not None and found.verified and found.method == "import"
