@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from threadline.core.events import Actor
-from threadline.identity.directory import IdentityDirectory, open_directory
+from threadline.identity.directory import IdentityDirectory
 from threadline.identity.identifiers import Identifier
 from threadline.identity.service import Identity
+from threadline.store import open_directory
 from threadline.store.sqlite import open_sqlite
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"

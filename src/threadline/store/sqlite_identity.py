@@ -1,4 +1,5 @@
-"""The identity directory in the SQLite store's own file.
+"""The identity directory (:class:`~threadline.identity.IdentityDirectory`) in the
+SQLite store's own file.
 
 Writes run as work on the store's writer thread (one transaction with the
 store's group commit: load, fold, write rows and checkpoint); reads run on the

@@ -1,4 +1,5 @@
-"""The identity directory in the PostgreSQL store's schema.
+"""The identity directory (:class:`~threadline.identity.IdentityDirectory`) in the
+PostgreSQL store's schema.
 
 It shares the store's connection pool (whose ``search_path`` is the store's
 schema). :meth:`PostgresIdentityDirectory.apply` locks the checkpoint row
