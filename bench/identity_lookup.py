@@ -24,13 +24,17 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from threadline.core.events import Actor
-from threadline.identity.directory import IdentityDirectory, open_directory
+from threadline.identity.directory import IdentityDirectory
 from threadline.identity.identifiers import Identifier
 from threadline.identity.service import Identity
-from threadline.store.sqlite import open_sqlite
+from threadline.store import open_directory
+from threadline.store.sqlite import SQLiteStore, open_sqlite
+
+if TYPE_CHECKING:
+    from threadline.store.postgres import PostgresStore
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -53,7 +57,7 @@ def rows(start: int, stop: int) -> list[tuple[Any, ...]]:
     return out
 
 
-async def load_sqlite(store: Any, count: int) -> None:
+async def load_sqlite(store: SQLiteStore, count: int) -> None:
     # Straight into the table, as work on the store's writer thread, 50,000 customers a commit.
     batch = 50_000
     for start in range(0, count, batch):
@@ -62,12 +66,12 @@ async def load_sqlite(store: Any, count: int) -> None:
         def work(conn: Any, now: str, chunk: list[tuple[Any, ...]] = chunk) -> None:
             conn.executemany("INSERT INTO identity_links VALUES (?,?,?,?,?,?,?,?)", chunk)
 
-        await store._write(work)
-    await store._write(lambda conn, now: conn.execute("ANALYZE"))
+        await store.transact(work)
+    await store.transact(lambda conn, now: conn.execute("ANALYZE"))
 
 
-async def load_postgres(store: Any, count: int) -> None:
-    async with store._pool.connection() as conn:
+async def load_postgres(store: PostgresStore, count: int) -> None:
+    async with store.connection() as conn:
         buffer = io.StringIO()
         for key, kind, value, customer, _, method, by, pos in rows(0, count):
             buffer.write(f"{key}\t{kind}\t{value}\t{customer}\tt\t{method}\t{by}\t{pos}\n")
@@ -138,13 +142,13 @@ async def main(args: argparse.Namespace) -> None:
     from threadline.store.postgres import open_postgres
 
     schema = "bench_identity_" + uuid.uuid4().hex[:8]
-    store = await open_postgres(POSTGRES_URL, schema=schema)
+    postgres = await open_postgres(POSTGRES_URL, schema=schema)
     try:
-        lines.append(await bench("PostgreSQL", store, load_postgres, args))
+        lines.append(await bench("PostgreSQL", postgres, load_postgres, args))
     finally:
-        async with store._pool.connection() as conn:
+        async with postgres.connection() as conn:
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await store.close()
+        await postgres.close()
     print("\n".join(lines))
 
 

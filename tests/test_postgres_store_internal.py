@@ -1,4 +1,5 @@
-"""PostgreSQL specifics: global order without skips, group commit, migrations, failures.
+"""PostgreSQL specifics: global order without skips, group commit, lent connections,
+migrations, failures.
 
 The contract every backend shares lives in :mod:`threadline.testing.store_contract`;
 these tests pin what only this backend does, on the real server.
@@ -21,6 +22,7 @@ from threadline.core.errors import (
     ConflictError,
     IntegrityError,
     OperationalError,
+    ProgrammingError,
 )
 from threadline.core.events import EventRecord
 from threadline.core.ports import ANY, NO_STREAM
@@ -256,6 +258,33 @@ async def test_a_lost_connection_fails_loudly_and_the_next_call_reconnects(schem
         assert [r.seq for r in await store.read("conv-a")][-1] >= 2
     finally:
         await store.close()
+
+
+# -- connections for tables beside the log ---------------------------------------------
+
+
+async def test_a_store_connection_works_in_the_store_schema(
+    store: PostgresStore, schema: str
+) -> None:
+    async with store.connection() as conn:
+        cursor = await conn.execute("SELECT current_schema()")
+        assert await cursor.fetchone() == (schema,)
+
+
+async def test_a_driver_error_on_a_store_connection_is_a_threadline_error(
+    store: PostgresStore,
+) -> None:
+    with pytest.raises(ProgrammingError, match="no_such_table"):
+        async with store.connection() as conn:
+            await conn.execute("SELECT * FROM no_such_table")
+
+
+async def test_a_closed_store_lends_no_connection(schema: str) -> None:
+    store = await open_postgres(POSTGRES_URL, schema=schema)
+    await store.close()
+    with pytest.raises(ProgrammingError, match="closed"):
+        async with store.connection():
+            pass
 
 
 # -- migrations and opening ------------------------------------------------------------

@@ -1,5 +1,5 @@
 """SQLite specifics: group commit, a responsive event loop, writers of one file taking
-turns, and a clean refusal of bad files."""
+turns, work run in the writer's transaction, and a clean refusal of bad files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from threadline.core.errors import PersistenceError
+from threadline.core.errors import PersistenceError, ProgrammingError
 from threadline.store.sqlite import open_sqlite
 from threadline.store.sqlite_lock import TurnLock
 from threadline.testing.factories import record
@@ -120,3 +120,45 @@ async def test_a_follower_gets_every_commit_in_order_as_a_read_returns_it(tmp_pa
     finally:
         await store.close()
         await other.close()
+
+
+def _checkpoint(group: str, position: int, *, then_fail: bool = False):
+    def work(conn, now: str) -> int:
+        conn.execute("INSERT INTO consumer_checkpoints VALUES (?, ?)", (group, position))
+        if then_fail:
+            raise ValueError("a bug in the work")
+        return position
+
+    return work
+
+
+async def test_transacted_work_is_committed_and_returns_its_result(sqlite_store) -> None:
+    assert await sqlite_store.transact(_checkpoint("g", 7)) == 7
+    assert await sqlite_store.load_checkpoint("g") == 7
+
+
+async def test_work_that_raises_is_undone_alone_and_the_writer_carries_on(sqlite_store) -> None:
+    failed, appended, saved = await asyncio.wait_for(
+        asyncio.gather(
+            sqlite_store.transact(_checkpoint("half", 1, then_fail=True)),
+            sqlite_store.append("c", [record("c")]),
+            sqlite_store.transact(_checkpoint("whole", 2)),
+            return_exceptions=True,
+        ),
+        timeout=5,
+    )
+    assert isinstance(failed, ValueError)
+    assert appended.seqs == (1,) and saved == 2
+    assert await sqlite_store.load_checkpoint("half") == 0
+    assert await sqlite_store.load_checkpoint("whole") == 2
+    result = await asyncio.wait_for(sqlite_store.append("c", [record("c", "later")]), 5)
+    assert result.seqs == (2,)
+
+
+async def test_work_the_database_refuses_raises_a_persistence_error(sqlite_store) -> None:
+    def refused(conn, now: str) -> None:
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    with pytest.raises(ProgrammingError):
+        await sqlite_store.transact(refused)
+    assert (await sqlite_store.append("c", [record("c")])).seqs == (1,)

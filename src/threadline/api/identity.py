@@ -29,7 +29,6 @@ from threadline.core.errors import ConfigurationError
 from threadline.core.events import Actor, new_id
 from threadline.core.ports import EventStore
 from threadline.identity.challenges import OutboxCourier, Verifications
-from threadline.identity.directory import open_directory
 from threadline.identity.fold import Conflict, Link
 from threadline.identity.identifiers import Identifier, email, idp, parse
 from threadline.identity.links import ConversationLinks
@@ -37,6 +36,7 @@ from threadline.identity.oidc import PROBLEMS, OidcVerifier
 from threadline.identity.service import Identity, LinkOutcome, demo_profiles
 from threadline.security import Forbidden, Principal
 from threadline.settings import Settings
+from threadline.store import open_directory
 
 router = APIRouter(tags=["identity"])
 for _cls, _status, _slug, _title in PROBLEMS:

@@ -6,12 +6,12 @@ Other modules use the service the app keeps at ``app.state.identity``::
     if found is not None and found.verified: ...
 """
 
-from threadline.identity.directory import IdentityDirectory, IdentityProjection, open_directory
+from threadline.identity.directory import IdentityDirectory, IdentityProjection
 from threadline.identity.fold import Conflict, Link, Merge, customer_stream
 from threadline.identity.identifiers import Identifier, parse
 from threadline.identity.service import Identity, LinkOutcome, Resolution
 
 __all__ = [
     "Conflict", "Identifier", "Identity", "IdentityDirectory", "IdentityProjection", "Link",
-    "LinkOutcome", "Merge", "Resolution", "customer_stream", "open_directory", "parse",
+    "LinkOutcome", "Merge", "Resolution", "customer_stream", "parse",
 ]  # fmt: skip

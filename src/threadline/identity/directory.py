@@ -2,10 +2,11 @@
 
 :class:`IdentityDirectory` is an indexed projection of the customer streams:
 identifier → customer (following merges) and customer → identifiers. Each
-backend keeps it in tables of its own database (:mod:`.sqlite`,
-:mod:`.postgres`), folded by :mod:`.fold` and checkpointed in the same
-transaction, so it survives restarts and is rebuilt from the log when empty.
-:class:`IdentityProjection` walks ``read_all`` from the checkpoint.
+backend keeps it in tables of its store's own database
+(:mod:`threadline.store.sqlite_identity`, :mod:`threadline.store.postgres_identity`;
+:func:`threadline.store.open_directory` picks one), folded by :mod:`.fold` and
+checkpointed in the same transaction, so it survives restarts and is rebuilt from
+the log when empty. :class:`IdentityProjection` walks ``read_all`` from the checkpoint.
 """
 
 from __future__ import annotations
@@ -111,20 +112,3 @@ class IdentityProjection:
             await self.directory.clear()
             self._after = None
         return await self.catch_up()
-
-
-async def open_directory(store: EventStore, codec: EventCodec | None = None) -> IdentityDirectory:
-    """The directory kept in ``store``'s own database."""
-    from threadline.store.sqlite import SQLiteStore
-
-    if isinstance(store, SQLiteStore):
-        from threadline.identity.sqlite import SQLiteIdentityDirectory
-
-        return SQLiteIdentityDirectory(store, codec)
-    from threadline.store.postgres import PostgresStore
-
-    if isinstance(store, PostgresStore):
-        from threadline.identity.postgres import PostgresIdentityDirectory
-
-        return PostgresIdentityDirectory(store, codec)
-    raise TypeError(f"no identity directory for {type(store).__name__}")

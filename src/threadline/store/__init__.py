@@ -1,11 +1,20 @@
-"""Store backends: SQLite (embedded default) and PostgreSQL, chosen by URL."""
+"""Store backends: SQLite (embedded default) and PostgreSQL, chosen by URL.
+
+Every persistence backend lives here: the event store (:func:`open_store`) and
+the identity directory kept in the same database (:func:`open_directory`).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from threadline.core.errors import ConfigurationError
-from threadline.core.ports import Storage
+from threadline.core.events import EventCodec
+from threadline.core.ports import EventStore, Storage
+
+if TYPE_CHECKING:
+    from threadline.identity.directory import IdentityDirectory
 
 
 async def open_store(url: str, *, schema: str | None = None) -> Storage:
@@ -27,3 +36,20 @@ async def open_store(url: str, *, schema: str | None = None) -> Storage:
     raise ConfigurationError(
         f"unknown store {url!r}: use sqlite:///path/to/file.db or postgresql://host/db"
     )
+
+
+async def open_directory(store: EventStore, codec: EventCodec | None = None) -> IdentityDirectory:
+    """The identity directory kept in ``store``'s own database."""
+    from threadline.store.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        from threadline.store.sqlite_identity import SQLiteIdentityDirectory
+
+        return SQLiteIdentityDirectory(store, codec)
+    from threadline.store.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        from threadline.store.postgres_identity import PostgresIdentityDirectory
+
+        return PostgresIdentityDirectory(store, codec)
+    raise TypeError(f"no identity directory for {type(store).__name__}")

@@ -36,8 +36,8 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
 
 import psycopg
@@ -168,6 +168,21 @@ class PostgresStore(Storage):
             "SELECT true FROM handled WHERE group_name = %s AND key = %s", (group, key)
         )
         return row is not None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A connection from the store's read pool, for tables kept beside the log (the
+        identity directory) and tools that load them.
+
+        It is in autocommit mode (open ``conn.transaction()`` to group statements),
+        its ``search_path`` is the store's schema, and driver errors raised while it
+        is held come out as :class:`~threadline.core.errors.PersistenceError`. Give it
+        back promptly: reads wait for the pool.
+        """
+        self._check_open()
+        with _translated():
+            async with self._pool.connection() as conn:
+                yield conn
 
     async def close(self) -> None:
         """Finish the appends in hand, then close every connection. Idempotent."""

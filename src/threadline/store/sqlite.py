@@ -255,6 +255,16 @@ class SQLiteStore(Storage):
         self._writer.submit(Job(loop, future, append, work))
         return await future
 
+    async def transact(self, work: Work) -> Any:
+        """Run ``work(conn, now)`` on the writer thread in the next group commit; its result.
+
+        For tables kept beside the log (the identity directory) and tools that
+        load them. ``work`` must not commit or roll back; it runs in a savepoint,
+        so when it raises only its own writes are undone, and the error is
+        raised here (the database's as ``PersistenceError``).
+        """
+        return await self._write(work)
+
     async def append(
         self, conversation_id: str, records: Sequence[EventRecord], expected_seq: int = ANY
     ) -> AppendResult:

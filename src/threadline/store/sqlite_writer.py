@@ -113,6 +113,21 @@ def _settle(jobs: list[Job], fed: tuple[Feed, int, list[EventRecord]] | None = N
             job.future.set_exception(value)
 
 
+def _run_work(conn: sqlite3.Connection, work: Work, now: str) -> tuple[bool, Any]:
+    """Run ``work`` in a savepoint; a failure not the database's undoes only its writes."""
+    conn.execute("SAVEPOINT work")
+    try:
+        result = work(conn, now)
+    except sqlite3.Error:
+        raise  # the group is rolled back and written again one job at a time
+    except Exception as exc:  # raised on, it would end the writer thread
+        conn.execute("ROLLBACK TO work")
+        conn.execute("RELEASE work")
+        return (False, exc)
+    conn.execute("RELEASE work")
+    return (True, result)
+
+
 def _row(position: int, seq: int, r: EventRecord, now: str) -> tuple[Any, ...]:
     return (
         position, r.conversation_id, seq, r.event_id, r.type, r.version, stamp(r.occurred_at),
@@ -362,7 +377,7 @@ class Writer:
             self._written = (start, rows)
         for job in batch:
             if job.work is not None:
-                job.outcome = (True, job.work(conn, now))
+                job.outcome = _run_work(conn, job.work, now)
 
     def _write_each(self, conn: sqlite3.Connection, batch: list[Job], now: str) -> None:
         self._written = None
@@ -375,7 +390,7 @@ class Writer:
                     conn.executemany(INSERT, rows)
                     job.outcome = (True, result)
                 elif job.work is not None:
-                    job.outcome = (True, job.work(conn, now))
+                    job.outcome = _run_work(conn, job.work, now)
             except ThreadlineError as exc:
                 conn.execute("ROLLBACK TO job")
                 job.outcome = (False, exc)

@@ -12,9 +12,9 @@ import pytest
 
 from threadline.core.errors import DomainError
 from threadline.core.events import Actor
-from threadline.identity.directory import open_directory
 from threadline.identity.identifiers import email, member, phone
 from threadline.identity.service import Identity
+from threadline.store import open_directory
 
 SAM = Actor("human", "sup-sam")
 GATEWAY = Actor("system", "voice-gateway")

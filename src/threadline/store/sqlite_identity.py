@@ -1,8 +1,10 @@
-"""The identity directory in the SQLite store's own file.
+"""The identity directory (:class:`~threadline.identity.IdentityDirectory`) in the
+SQLite store's own file.
 
-Writes run as work on the store's writer thread (one transaction with the
-store's group commit: load, fold, write rows and checkpoint); reads run on the
-store's reader threads. Nothing blocks the event loop.
+Writes run as work on the store's writer thread (:meth:`SQLiteStore.transact`:
+one transaction with the store's group commit: load, fold, write rows and
+checkpoint); reads run on the store's reader threads. Nothing blocks the event
+loop, and a bug in the fold undoes its own writes without stopping the writer.
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ class SQLiteIdentityDirectory(IdentityDirectory):
         # Decoded on the loop (cheap); folded inside the writer's transaction.
         candidates = decode_relevant(self._codec, records, 0)
 
-        def work(conn: sqlite3.Connection, now: str) -> Any:
+        def work(conn: sqlite3.Connection, now: str) -> int:
             row = conn.execute(
                 "SELECT position FROM identity_checkpoint WHERE name = ?", (NAME,)
             ).fetchone()
@@ -195,20 +197,12 @@ class SQLiteIdentityDirectory(IdentityDirectory):
             if last <= after:
                 return after
             events = [e for e in candidates if e.position > after]
-            try:
-                working = _load(conn, events)
-                fold(working, events)
-            except sqlite3.Error:
-                raise
-            except Exception as exc:  # a bug in the fold must not kill the writer thread
-                return exc
+            working = _load(conn, events)
+            fold(working, events)
             _save(conn, working, last)
             return last
 
-        outcome = await self._store._write(work)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return int(outcome)
+        return int(await self._store.transact(work))
 
     async def clear(self) -> None:
         def work(conn: sqlite3.Connection, now: str) -> None:
@@ -216,4 +210,4 @@ class SQLiteIdentityDirectory(IdentityDirectory):
                           "identity_checkpoint"):  # fmt: skip
                 conn.execute(f"DELETE FROM {table}")
 
-        await self._store._write(work)
+        await self._store.transact(work)

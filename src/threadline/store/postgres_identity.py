@@ -1,8 +1,10 @@
-"""The identity directory in the PostgreSQL store's schema.
+"""The identity directory (:class:`~threadline.identity.IdentityDirectory`) in the
+PostgreSQL store's schema.
 
-It shares the store's connection pool (whose ``search_path`` is the store's
-schema). :meth:`PostgresIdentityDirectory.apply` locks the checkpoint row
-first, so processes folding the same log take turns and none folds twice.
+It shares the store's connection pool (:meth:`PostgresStore.connection`, whose
+``search_path`` is the store's schema). :meth:`PostgresIdentityDirectory.apply`
+locks the checkpoint row first, so processes folding the same log take turns
+and none folds twice.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from threadline.core.events import Event, EventCodec, EventRecord
 from threadline.identity.directory import MAX_HOPS, IdentityDirectory, decode_relevant
 from threadline.identity.fold import Conflict, Link, Merge, Working, fold, needs
 from threadline.identity.identifiers import Identifier
-from threadline.store.postgres import PostgresStore, _translated
+from threadline.store.postgres import PostgresStore
 
 NAME: Final = "identity"
 _LINK: Final = "identifier, kind, value, customer_id, verified, method, linked_by, position"
@@ -113,13 +115,12 @@ class PostgresIdentityDirectory(IdentityDirectory):
     """Identity tables in the store's schema (migration 0002)."""
 
     def __init__(self, store: PostgresStore, codec: EventCodec | None = None) -> None:
-        self._pool = store._pool
+        self._store = store
         self._codec = codec or EventCodec()
 
     async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
-        with _translated():
-            async with self._pool.connection() as conn:
-                return await _all(conn, sql, params)
+        async with self._store.connection() as conn:
+            return await _all(conn, sql, params)
 
     async def lookup(self, identifier: Identifier) -> Link | None:
         rows = await self._rows(
@@ -175,26 +176,22 @@ class PostgresIdentityDirectory(IdentityDirectory):
             return await self.checkpoint()
         last = records[-1].position
         candidates = decode_relevant(self._codec, records, 0)
-        with _translated():
-            async with self._pool.connection() as conn, conn.transaction():
-                await conn.execute(
-                    "INSERT INTO identity_checkpoint VALUES (%s, 0) ON CONFLICT DO NOTHING",
-                    (NAME,),
-                )
-                (after,) = (await _all(conn, "SELECT position FROM identity_checkpoint"
-                                       " WHERE name = %s FOR UPDATE", (NAME,)))[0]  # fmt: skip
-                if last <= after:
-                    return int(after)
-                events = [e for e in candidates if e.position > after]
-                working = await _load(conn, events)
-                fold(working, events)
-                await _save(conn, working, last)
+        async with self._store.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO identity_checkpoint VALUES (%s, 0) ON CONFLICT DO NOTHING", (NAME,)
+            )
+            (after,) = (await _all(conn, "SELECT position FROM identity_checkpoint"
+                                   " WHERE name = %s FOR UPDATE", (NAME,)))[0]  # fmt: skip
+            if last <= after:
+                return int(after)
+            events = [e for e in candidates if e.position > after]
+            working = await _load(conn, events)
+            fold(working, events)
+            await _save(conn, working, last)
         return last
 
     async def clear(self) -> None:
-        with _translated():
-            async with self._pool.connection() as conn, conn.transaction():
-                await conn.execute(
-                    "TRUNCATE identity_links, identity_merges, identity_conflicts,"
-                    " identity_checkpoint"
-                )
+        async with self._store.connection() as conn, conn.transaction():
+            await conn.execute(
+                "TRUNCATE identity_links, identity_merges, identity_conflicts, identity_checkpoint"
+            )
