@@ -88,4 +88,4 @@ async def booking(step: Step, intent: BookingIntent) -> str:
         return _refused(step, booked, location)
     when = _at(str(booked.get("start", "")), location) or start
     return step.say("booked", appointment=booked, location=location.to_vars(), start=when,
-                    service_name=spec.service)  # fmt: skip
+                    service_name=location.service_names[spec.service])  # fmt: skip

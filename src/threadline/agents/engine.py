@@ -38,6 +38,7 @@ from threadline.agents.slots import SlotReader
 from threadline.agents.step import Step, Systems
 from threadline.agents.turns import TurnWriter
 from threadline.business import Business
+from threadline.business.behaviour import IntentSpec, LookupIntent
 from threadline.core.conversation import (
     AWAITING_HUMAN,
     BOT_ACTIVE,
@@ -124,9 +125,18 @@ class EmbeddedAgent:
         latest = max(earlier, key=lambda leg: str(leg.get("started_at")))
         step.intent = None
         text = step.say("welcome_back", about=about, earlier_on=str(latest.get("channel")),
-                        needs_proof=value is not None and not context.identity_verified)
+                        needs_proof=value is not None and not context.identity_verified,
+                        proof_label=self._proof_label(topic))
         writer.emit("message.sent", {"text": text, "in_reply_to": None})
         return Turn(tuple(writer.events), None, text)
+
+    def _proof_label(self, topic: IntentSpec) -> str:
+        """How the agent names the proof a topic's record asks for (the postcode)."""
+        pack = self.business.pack
+        protects = topic.lookup.protects if isinstance(topic, LookupIntent) else None
+        accepted = pack.verification.data.get(protects, ()) if protects else ()
+        slot = next((s for s in pack.verification.knowledge if s in accepted), None)
+        return pack.slots[slot].label if slot is not None and slot in pack.slots else ""
 
     def _step(self, state: ConversationState, writer: TurnWriter, context: ConversationContext,
               text: str, now: datetime, voice: bool) -> Step:  # fmt: skip

@@ -47,6 +47,7 @@ class Location:
     aliases: tuple[str, ...]
     hours: WeeklyHours
     services: Mapping[str, int]  # service id -> slot minutes
+    service_names: Mapping[str, str]  # service id -> what customers call it
 
     @classmethod
     def of(cls, spec: LocationSpec, default_zone: ZoneInfo) -> Location:
@@ -56,6 +57,7 @@ class Location:
             timezone=ZoneInfo(spec.timezone) if spec.timezone else default_zone,
             aliases=spec.aliases, hours=weekly(spec.hours),
             services={s.id: s.slot_minutes for s in spec.services},
+            service_names={s.id: s.name for s in spec.services},
         )  # fmt: skip
 
     def to_vars(self) -> dict[str, Any]:

@@ -41,10 +41,29 @@ LOOKUP_BY: Final = ("phone", "email", "member", "id")
 Check = Callable[[Pack, Source], Iterator[Problem]]
 
 
-def _pydantic_problems(exc: pydantic.ValidationError, source: Source) -> list[Problem]:
+def _written(data: Any, loc: tuple[Any, ...], missing: bool) -> tuple[str | int, ...]:
+    """``loc`` as keys the author wrote: the names pydantic gives union members (``http``,
+    ``str``) are left out; a missing key, named last, is kept."""
+    path: list[str | int] = []
+    node = data
+    for index, part in enumerate(loc):
+        written = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        )
+        if written:
+            node = node[part]
+        elif not (missing and index == len(loc) - 1):
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+def _pydantic_problems(
+    exc: pydantic.ValidationError, source: Source, data: dict[str, Any]
+) -> list[Problem]:
     out = []
     for error in exc.errors(include_url=False):
-        path = tuple(p for p in error["loc"] if isinstance(p, str | int))
+        path = _written(data, tuple(error["loc"]), error["type"] == "missing")
         message = str(error["msg"])
         if error["type"] == "extra_forbidden":
             message = "is not a known key"
@@ -273,7 +292,10 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Business:
     try:
         pack = Pack.model_validate(with_defaults(data))
     except pydantic.ValidationError as exc:
-        raise PackError(problems + _pydantic_problems(exc, source)) from None
+        # A value left unfilled (an unset ${VAR}) is not reported again as malformed.
+        unfilled = {p.where for p in problems}
+        model = [p for p in _pydantic_problems(exc, source, data) if p.where not in unfilled]
+        raise PackError(problems + model) from None
     for check in CHECKS:
         problems.extend(check(pack, source))
     if problems:

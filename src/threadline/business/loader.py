@@ -145,6 +145,14 @@ class _Reader:
                     [Problem(name, node.start_mark.line + 1, dotted(path), "includes a file"
                              " outside the pack")]
                 )  # fmt: skip
+            line = node.start_mark.line + 1
+            # Said where the include is written, which is where the author fixes it.
+            if target in self.opening:
+                again = f"includes {self.source.relative(target)} again (a cycle)"
+                raise PackError([Problem(name, line, dotted(path), again)])
+            if not target.is_file():
+                missing = f"includes {node.value!r}, which is not a file in the pack"
+                raise PackError([Problem(name, line, dotted(path), missing)])
             if target.suffix not in YAML_SUFFIXES:
                 return self.text(target, path)
             return self.file(target, path)
