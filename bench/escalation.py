@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import statistics
 import tempfile
 import time
@@ -31,7 +32,8 @@ from threadline.channels.chat.client import ChatClient
 from threadline.security import TokenIssuer
 from threadline.settings import Settings
 
-SECRET = "bench-escalation-secret-" + "x" * 16
+#: The service and the desk clients share it for one run.
+SECRET = secrets.token_urlsafe(32)
 ASK = "my order 1042 is late, I want to talk to a person"
 
 

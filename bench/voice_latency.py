@@ -90,7 +90,7 @@ def server_env(folder: str, tag: str) -> dict[str, str]:
         "THREADLINE_STT": "whisper",
         "THREADLINE_TTS": "espeak",
         # `threadline serve` sets this itself (a fork for espeak-ng under uvloop during a
-        # threaded OpenBLAS call hangs, bench/uvloop_fork_repro.py); the peer needs it too.
+        # threaded OpenBLAS call hangs; see threadline/cli.py); the peer needs it too.
         "OPENBLAS_NUM_THREADS": "1",
     }
 

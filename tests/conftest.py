@@ -19,6 +19,9 @@ POSTGRES_URL = os.environ.get(
     "THREADLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+#: Token secrets of real entropy: the service refuses a guessable one such as "x" * 32.
+TOKEN_SECRET = "nH4rX9dWq2Lz7Vb0Tk5Gm8Yc3Pf6Js1Ra-Eu_Io"
+OTHER_TOKEN_SECRET = "Qo7Fw2Kz9Nc4Xe1Hv6Bt3My8Ld5Gr0Sa_Pj-Ui"
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -7,7 +7,7 @@ import pickle
 
 import httpx
 
-from tests.conftest import LiveServer
+from tests.conftest import TOKEN_SECRET, LiveServer
 from threadline.agents.worker import page_frame
 from threadline.api.app import create_app
 from threadline.bus.memory import MemoryBus
@@ -21,7 +21,7 @@ from threadline.testing.factories import record
 
 
 async def test_the_bot_worker_answers_chats_and_stops_with_the_service(tmp_path) -> None:
-    settings = Settings(store=f"sqlite:///{tmp_path / 'w.db'}", token_secret="x" * 32,
+    settings = Settings(store=f"sqlite:///{tmp_path / 'w.db'}", token_secret=TOKEN_SECRET,
                         bot_process=True)  # fmt: skip
     app = create_app(settings)
     async with LiveServer(app) as server:

@@ -14,7 +14,7 @@ import pytest
 import websockets
 from fastapi import FastAPI
 
-from tests.conftest import LiveServer
+from tests.conftest import TOKEN_SECRET, LiveServer
 from threadline.api.app import create_app
 from threadline.core.events import Actor, Event, utcnow
 from threadline.security import TokenIssuer, revoke
@@ -70,7 +70,7 @@ class Service:
 
 @pytest.fixture
 async def service(any_store) -> AsyncIterator[Service]:
-    app = create_app(Settings(token_secret="x" * 32), store=any_store)
+    app = create_app(Settings(token_secret=TOKEN_SECRET), store=any_store)
     async with LiveServer(app) as server:
         yield Service(server)
 

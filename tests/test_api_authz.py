@@ -13,7 +13,7 @@ import pytest
 import websockets
 from fastapi import FastAPI
 
-from tests.conftest import bearer
+from tests.conftest import OTHER_TOKEN_SECRET, TOKEN_SECRET, bearer
 from threadline.api.app import create_app
 from threadline.core.events import Actor, Event, utcnow
 from threadline.security import TokenIssuer
@@ -48,7 +48,7 @@ class Api:
 
 @pytest.fixture
 async def api(any_store) -> AsyncIterator[Api]:
-    app = create_app(Settings(token_secret="x" * 32), store=any_store)
+    app = create_app(Settings(token_secret=TOKEN_SECRET), store=any_store)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -93,7 +93,7 @@ async def test_expired_and_forged_tokens_are_refused(api: Api) -> None:
     earlier = TokenIssuer(tokens.key, issuer=tokens.issuer, audience=tokens.audience,
                           clock=lambda: utcnow() - 2 * HOUR)  # fmt: skip
     expired = earlier.issue("root", ["admin"], HOUR).token
-    forged = TokenIssuer.from_settings(Settings(token_secret="y" * 32)).issue(
+    forged = TokenIssuer.from_settings(Settings(token_secret=OTHER_TOKEN_SECRET)).issue(
         "root", ["admin"], HOUR
     )
     for token, slug in ((expired, "token-expired"), (forged.token, "token-signature")):

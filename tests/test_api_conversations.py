@@ -8,7 +8,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from tests.conftest import bearer
+from tests.conftest import TOKEN_SECRET, bearer
 from threadline.api.app import create_app
 from threadline.settings import Settings
 
@@ -19,7 +19,7 @@ HOUR = timedelta(hours=1)
 
 @pytest.fixture
 async def client(any_store) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(token_secret="x" * 32), store=any_store)
+    app = create_app(Settings(token_secret=TOKEN_SECRET), store=any_store)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import bearer
+from tests.conftest import TOKEN_SECRET, bearer
 from threadline.api.app import create_app
 from threadline.core.events import Actor, Event
 from threadline.settings import Settings
@@ -43,7 +43,7 @@ class Desk:
 
 @pytest.fixture
 async def desk(any_store) -> AsyncIterator[Desk]:
-    app = create_app(Settings(token_secret="x" * 32), store=any_store)
+    app = create_app(Settings(token_secret=TOKEN_SECRET), store=any_store)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

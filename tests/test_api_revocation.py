@@ -7,13 +7,14 @@ from datetime import timedelta
 
 import httpx
 
+from tests.conftest import TOKEN_SECRET
 from threadline.api.app import create_app
 from threadline.security import revoke
 from threadline.settings import Settings
 
 
 async def test_a_token_revoked_by_another_process_is_refused_at_once(any_store) -> None:
-    app = create_app(Settings(token_secret="x" * 32), store=any_store)
+    app = create_app(Settings(token_secret=TOKEN_SECRET), store=any_store)
     async with app.router.lifespan_context(app):
         issued = app.state.tokens.issue("agent-ana", ["agent"], timedelta(hours=1),
                                         {"queues": ["orders"]})  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import bearer
+from tests.conftest import TOKEN_SECRET, bearer
 from tests.test_identity_oidc import AUDIENCE, ISSUER, IdentityProvider
 from threadline.api.app import create_app
 from threadline.core.errors import DomainError
@@ -30,7 +30,7 @@ def provider() -> Iterator[IdentityProvider]:
 
 @asynccontextmanager
 async def running(store: Any, provider: IdentityProvider) -> AsyncIterator[Any]:
-    settings = Settings(token_secret="x" * 32, oidc_issuer=ISSUER, oidc_audience=AUDIENCE,
+    settings = Settings(token_secret=TOKEN_SECRET, oidc_issuer=ISSUER, oidc_audience=AUDIENCE,
                         oidc_jwks_url=provider.url)  # fmt: skip
     app = create_app(settings, store=store)
     async with app.router.lifespan_context(app):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import TOKEN_SECRET
 from threadline.api.app import create_app
 from threadline.core.events import Actor, Event
 from threadline.identity.identifiers import phone
@@ -20,7 +21,7 @@ SECOND_PHONE = "+14155550177"
 
 @pytest.fixture
 async def app(any_store) -> AsyncIterator[Any]:
-    app = create_app(Settings(token_secret="x" * 32), store=any_store)
+    app = create_app(Settings(token_secret=TOKEN_SECRET), store=any_store)
     async with app.router.lifespan_context(app):
         yield app
 

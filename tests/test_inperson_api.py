@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import bearer
+from tests.conftest import TOKEN_SECRET, bearer
 from threadline.api.app import create_app
 from threadline.core.events import Actor, Event
 from threadline.settings import Settings
@@ -49,7 +49,7 @@ class Counter:
 
 
 async def serve(store) -> AsyncIterator[Counter]:
-    app = create_app(Settings(token_secret="s" * 32), store=store)
+    app = create_app(Settings(token_secret=TOKEN_SECRET), store=store)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

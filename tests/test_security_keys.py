@@ -159,3 +159,38 @@ def test_a_public_key_file_may_be_world_readable_and_only_verifies(tmp_path: Pat
 def test_an_hs256_secret_has_no_public_half() -> None:
     with pytest.raises(ConfigurationError, match="no public half"):
         TokenKey.hs256(SECRET).public()
+
+
+@pytest.mark.parametrize("weak", ["a" * 32, "abcd" * 8, "0123456789" * 4, "password" * 4])
+def test_a_guessable_configured_secret_is_refused_without_quoting_it(weak: str) -> None:
+    with pytest.raises(ConfigurationError, match="THREADLINE_TOKEN_SECRET is too predictable") as e:
+        key_from_settings(load_settings({"THREADLINE_TOKEN_SECRET": weak}))
+    assert weak[:8] not in str(e.value)
+
+
+def test_a_guessable_secret_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "token-secret"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"ab" * 24 + b"\n")
+    os.close(fd)
+    settings = Settings(store=f"sqlite:///{tmp_path}/t.db")
+    with pytest.raises(ConfigurationError, match=f"the token secret in {path} is too predictable"):
+        key_from_settings(settings)
+
+
+def test_production_generates_no_secret(tmp_path: Path) -> None:
+    settings = Settings(store=f"sqlite:///{tmp_path}/t.db", env="production")
+    with pytest.raises(ConfigurationError, match="THREADLINE_ENV=production needs"):
+        key_from_settings(settings)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_production_takes_a_configured_secret_or_key(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/t.db"
+    secret = Settings(store=store, env="production", token_secret=SECRET)
+    assert key_from_settings(secret).verifying == SECRET.encode()
+    private, _ = ed25519_pems()
+    path = write_key(tmp_path / "token.pem", private, 0o600)
+    keyed = Settings(store=store, env="production", token_key_file=path)
+    assert key_from_settings(keyed).algorithm == "EdDSA"
+    assert not (tmp_path / "token-secret").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import TOKEN_SECRET, LiveServer
 from tests.twilio_fakes import (
     AUTH_TOKEN,
     MAYA_PHONE,
@@ -110,7 +110,7 @@ async def test_without_a_public_url_signatures_cover_the_request_url(server) -> 
 
 
 async def test_without_an_auth_token_the_voice_webhooks_are_unavailable(sqlite_store) -> None:
-    app = create_app(Settings(token_secret="x" * 32), store=sqlite_store)
+    app = create_app(Settings(token_secret=TOKEN_SECRET), store=sqlite_store)
     async with LiveServer(app) as live:
         response = await post_webhook(live, INCOMING, incoming_params(call_sid()))
     assert response.status_code == 503

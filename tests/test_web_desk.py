@@ -28,8 +28,9 @@ async def test_an_agent_takes_over_a_chat_with_the_bots_context(live_server, bro
         "agent-ana", ["agent"], timedelta(hours=1), {"queues": ["orders", "billing"]}
     ).token
     desk = await agent.new_page()
-    await desk.goto(f"{live_server.http}/desk?token={token}")
+    await desk.goto(f"{live_server.http}/desk#token={token}")
     await expect(desk.locator("#me-name")).to_contain_text("Ana Ruiz")
+    assert desk.url == f"{live_server.http}/desk"  # the token left the address bar
     await desk.get_by_label("Presence").select_option("available")
     accept = desk.get_by_role("button", name="Accept offer from queue orders")
     await expect(accept).to_be_visible(timeout=10_000)

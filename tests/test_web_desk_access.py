@@ -111,7 +111,7 @@ async def asks_for_a_person(app, cid: str) -> None:
 async def open_desk(browser, server, token: str, viewport: tuple[int, int]) -> tuple[Any, Page]:
     context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     page = await context.new_page()
-    await page.goto(f"{server.http}/desk?token={token}")
+    await page.goto(f"{server.http}/desk#token={token}")
     await expect(page.locator("#me-name")).to_contain_text("Ana Ruiz")
     await expect(page.get_by_role("status").first).to_have_text("Live")
     return context, page
@@ -263,7 +263,7 @@ async def test_a_dropped_work_stream_reconnects_from_its_cursor_and_misses_nothi
         routes.append(ws)
 
     await page.route_web_socket(re.compile(r".*/agents/me/stream.*"), through)
-    await page.goto(f"{live_server.http}/desk?token={token}")
+    await page.goto(f"{live_server.http}/desk#token={token}")
     await expect(page.locator("#connection")).to_have_text("Live")
     await asks_for_a_person(app, "conv-before")
     await expect(page.locator("#offers li")).to_have_count(1, timeout=10_000)

@@ -42,7 +42,7 @@ async def ana_sees(server: Any, browser: Any, level: str) -> None:
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     desk = await context.new_page()
     token = bearer(server.app, "agent-ana", "agent", queues=["orders", "billing"])
-    await desk.goto(f"{server.http}/desk?token={token['Authorization'].split()[1]}")
+    await desk.goto(f"{server.http}/desk#token={token['Authorization'].split()[1]}")
     await expect(desk.locator("#me-name")).to_contain_text("Ana Ruiz")
     await desk.get_by_label("Presence").select_option("available")
     accept = desk.get_by_role("button", name="Accept offer from queue orders")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from tests.conftest import bearer
+from tests.conftest import TOKEN_SECRET, bearer
 from threadline.api.app import create_app
 from threadline.core.events import Actor, Event, utcnow
 from threadline.settings import Settings
@@ -69,7 +69,7 @@ class Service:
 @asynccontextmanager
 async def serve(store: Any) -> AsyncIterator[Service]:
     """The app on ``store``, started and stopped like the real service."""
-    app = create_app(Settings(token_secret="x" * 32), store=store)
+    app = create_app(Settings(token_secret=TOKEN_SECRET), store=store)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

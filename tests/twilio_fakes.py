@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
+from tests.conftest import TOKEN_SECRET
 from threadline.settings import Settings
 
 AUTH_TOKEN = "twilio-test-auth-token-5f1c2d"
@@ -35,7 +36,7 @@ def call_sid() -> str:
 
 def voice_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "token_secret": "x" * 32,
+        "token_secret": TOKEN_SECRET,
         "twilio_auth_token": AUTH_TOKEN,
         "twilio_account_sid": ACCOUNT_SID,
     }

@@ -1,15 +1,16 @@
-"""The ``threadline`` command."""
+"""The ``threadline`` command, and the start-up of the service's process."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
+import gc
 import os
+import socket
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
+from typing import Final
 
 import orjson
 
@@ -17,14 +18,34 @@ from threadline.core.catalogue import CATALOGUE
 from threadline.core.errors import ThreadlineError
 from threadline.engine.conversations import Conversations
 from threadline.security.commands import add_token_parser, run_token_command
-from threadline.settings import load_settings
+from threadline.security.tokens import TokenIssuer, span
+from threadline.settings import Settings, load_settings
 from threadline.store import open_store
 
-# One OpenBLAS thread, set before numpy loads (the speech pipeline loads it later): under
-# uvloop every espeak-ng sentence is a fork, and a fork while Whisper's feature extraction is
-# inside a multi-threaded OpenBLAS call hangs in OpenBLAS's fork handler, and with it the whole
-# service (bench/uvloop_fork_repro.py). An explicit setting is kept.
+# One OpenBLAS thread, set before numpy loads: under uvloop every espeak-ng sentence is a fork,
+# and a fork while Whisper's feature extraction is inside a multi-threaded OpenBLAS call hangs
+# in OpenBLAS's fork handler, and with it the whole service. With one thread there is no worker
+# for the handler to wait for (tests/test_cli.py checks the thread count). An explicit setting
+# is kept.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+#: The collector in a long-running process: allocations between young collections, and
+#: young/middle passes between older ones. Python's defaults (700, 10, 10) gave a worse chat
+#: tail in the load benchmark (docs/benchmarks.md).
+COLLECTOR_THRESHOLDS: Final = (50_000, 50, 100)
+
+
+def tune_collector() -> None:
+    """Collect once, freeze what is alive, and collect young objects less often.
+
+    A service keeps tens of thousands of conversation states and index entries
+    alive; a full pass over them takes tens of milliseconds. Frozen, they are
+    never walked again, so collections only see what came since. The service
+    calls it once its start-up is done, the bot worker as it starts.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,10 +64,6 @@ def _parser() -> argparse.ArgumentParser:
     export = schema_commands.add_parser("export", help="write one JSON Schema per type and version")
     export.add_argument("directory", type=Path)
     add_token_parser(commands)
-    bench = commands.add_parser("bench", help="run the storage benchmark")
-    bench.add_argument("--runs", type=int, default=5)
-    bench.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    bench.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     return parser
 
 
@@ -54,39 +71,53 @@ def _serve(host: str, port: int) -> None:
     import uvicorn
 
     from threadline.api.app import create_app
-    from threadline.runtime_tuning import tune_collector
-    from threadline.security import TokenIssuer
+    from threadline.channels.voice import missing as voice_missing
 
     settings = load_settings()
     if "THREADLINE_BOT_PROCESS" not in os.environ:  # the service's default: a core for the bot
         settings = settings.model_copy(update={"bot_process": True})
-    issuer = TokenIssuer.from_settings(settings)
+    issuer = TokenIssuer.from_settings(settings)  # a weak or missing secret stops us here
     base = f"http://{host}:{port}"
-    print(f"Threadline on {base}  (store: {settings.store})")
+    print(f"Threadline on {base}  (store: {settings.store}, {settings.env})")
     print(f"  customer chat   {base}/chat")
-    print(f"  agent desk      {base}/desk?token=<a token below>")
-    print(f"  associate app   {base}/associate?token=<an assoc- token below>")
-    print(f"  store kiosk     {base}/kiosk?token=<the kiosk token below>")
+    print(f"  agent desk      {base}/desk")
+    print(f"  associate app   {base}/associate")
+    print(f"  store kiosk     {base}/kiosk")
     print(f"  API document    {base}/openapi.json")
-    print("  sign-in tokens (8 hours):")
-    for subject, scope, claims in (
-        ("agent-ana", "agent", {"queues": ["orders", "billing"]}),
-        ("agent-ben", "agent", {"queues": ["repairs", "billing"]}),
-        ("sup-sam", "supervisor", {}),
-        ("assoc-priya", "associate", {"store": "sf-market"}),
-        ("assoc-diego", "associate", {"store": "oak-broadway"}),
-        ("kiosk-sf-market", "kiosk", {"store": "sf-market"}),
-    ):
-        token = issuer.issue(subject, [scope], timedelta(hours=8), claims).token
-        print(f"    {subject:<15} {token}")
+    hint = voice_missing()
+    if hint is not None:
+        print(f"  {hint}")
+    for line in _sign_in(settings, issuer, base):
+        print(line)
     sys.stdout.flush()
     # Chat frames are a few hundred bytes: compressing them costs more CPU than it saves.
     config = uvicorn.Config(
         create_app(settings), host=host, port=port, log_level="info",
         ws="websockets-sansio", ws_per_message_deflate=False,
     )  # fmt: skip
-    tune_collector()
-    uvicorn.Server(config).run()
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            tune_collector()  # what start-up built (the index, the business) is frozen too
+
+    Server(config).run()
+
+
+def _sign_in(settings: Settings, issuer: TokenIssuer, base: str) -> list[str]:
+    """How staff sign in, as the banner says it: links once per data directory in
+    development, never a token in production."""
+    from threadline.security.sign_in import LINK_TTL, development_links, first_start
+
+    if settings.env == "production":
+        return ["  sign-in: staff get tokens from `threadline token create` or the identity"
+                " provider"]  # fmt: skip
+    if not first_start(settings.store):
+        return ["  sign-in links (development): `threadline token links` prints them"]
+    lines = [f"  sign-in links (DEVELOPMENT ONLY, {span(LINK_TTL)}, shown once;"
+             " `threadline token links` prints them again):"]  # fmt: skip
+    lines += [f"    {person.subject:<18} {url}" for person, url in development_links(issuer, base)]
+    return lines
 
 
 async def _demo() -> None:
@@ -148,15 +179,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "schema":
             written = export_schemas(args.directory)
             print(f"wrote {len(written)} schemas to {args.directory}")
-        elif args.command == "bench":
-            try:
-                # The benchmark lives beside the package in a source checkout.
-                run_benchmark = importlib.import_module("bench.run").main
-            except ImportError:
-                raise ThreadlineError(
-                    "the benchmark ships with the source checkout: run `make bench` there"
-                ) from None
-            asyncio.run(run_benchmark(args.runs, args.quick, args.output))
     except ThreadlineError as exc:
         print(f"threadline: error: {exc}", file=sys.stderr)
         return 1

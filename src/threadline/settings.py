@@ -11,8 +11,10 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from threadline.core.errors import ConfigurationError
@@ -20,6 +22,26 @@ from threadline.core.errors import ConfigurationError
 PREFIX = "THREADLINE_"
 #: Variables read by tools around the service (tests, benchmarks), not by the service.
 OUTSIDE = frozenset({"THREADLINE_TEST_POSTGRES", "THREADLINE_BENCH_PG_DSN"})
+#: The buses and caches this build has: the in-process ones.
+BUSES: Final = ("memory",)
+CACHES: Final = ("memory",)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
+def _unsupported(value: str, supported: tuple[str, ...]) -> PydanticCustomError:
+    """Names the value by its scheme only: a URL may carry a password."""
+    scheme, sep, _ = value.partition("://")
+    if sep and _SCHEME.fullmatch(scheme):
+        shown = f"{scheme}://…"
+    elif _SCHEME.fullmatch(value):
+        shown = repr(value)
+    else:
+        shown = "this value"
+    return PydanticCustomError(
+        "unsupported",
+        "{shown} is not supported by this build (supported: {supported})",
+        {"shown": shown, "supported": ", ".join(supported)},
+    )
 
 
 class Settings(BaseSettings):
@@ -39,8 +61,13 @@ class Settings(BaseSettings):
         description="where the service keeps its own files (the generated token secret, the"
         " state of in-process tools); unset: beside the SQLite store, or ./var",
     )
-    bus: str = Field("memory", description="memory or nats://host:4222")
-    cache: str = Field("memory", description="memory or redis://host:6379/0")
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="development: a token secret is generated and sign-in links are printed;"
+        " production: an explicit token secret or key is required and no token is printed",
+    )
+    bus: str = Field("memory", description="memory (the in-process bus; the only one built in)")
+    cache: str = Field("memory", description="memory (the in-process cache; the only one built in)")
     snapshot_every: int = Field(100, ge=1, description="events between state snapshots")
     bot_process: bool = Field(
         False,
@@ -56,8 +83,9 @@ class Settings(BaseSettings):
     token_secret: SecretStr | None = Field(
         None,
         min_length=32,
-        description="HS256 signing secret (at least 32 bytes); unset: one is generated"
-        " once into token-secret (mode 0600) beside the SQLite store",
+        description="HS256 signing secret: at least 32 bytes and 128 bits of estimated"
+        " entropy; unset in development: one is generated once into token-secret (mode 0600)"
+        " beside the SQLite store",
     )
     token_key_file: Path | None = Field(
         None,
@@ -115,6 +143,20 @@ class Settings(BaseSettings):
     oidc_jwks_url: str | None = Field(
         None, pattern=r"^https?://\S+$", description="where the identity provider's JWKS is"
     )
+
+    @field_validator("bus")
+    @classmethod
+    def _built_in_bus(cls, value: str) -> str:
+        if value not in BUSES:
+            raise _unsupported(value, BUSES)
+        return value
+
+    @field_validator("cache")
+    @classmethod
+    def _built_in_cache(cls, value: str) -> str:
+        if value not in CACHES:
+            raise _unsupported(value, CACHES)
+        return value
 
     @field_validator("public_url", "twilio_api_base")
     @classmethod

@@ -28,12 +28,12 @@ from threadline.agents.engine import EmbeddedAgent
 from threadline.agents.runtime import BotRuntime
 from threadline.bus.memory import MemoryBus
 from threadline.business import Business, load
+from threadline.cli import tune_collector
 from threadline.core.errors import ConfigurationError
-from threadline.core.events import EventRecord, utcnow
+from threadline.core.events import EventRecord
 from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import PAGE, Relay
-from threadline.runtime_tuning import tune_collector
 from threadline.settings import Settings, data_dir, load_settings
 from threadline.store import open_store
 from threadline.store.forwarding import (

@@ -21,10 +21,10 @@ from threadline.api import (
     problems,
     store_queue,
     streams,
-    voice,
 )  # fmt: skip
 from threadline.api import identity as identity_api
 from threadline.api.limits import BodyLimit
+from threadline.api.voice_extra import voice_router
 from threadline.bus.memory import MemoryBus
 from threadline.business import northwind
 from threadline.channels.chat.adapter import ChatAdapter
@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     app.include_router(streams.router)
     app.include_router(chat.router)
     app.include_router(desk.router)
-    app.include_router(voice.router)
+    app.include_router(voice_router())  # 503s without the voice extra
     app.include_router(identity_api.router)
     app.include_router(inperson.router)
     app.include_router(store_queue.router)

@@ -1,8 +1,9 @@
 """``threadline token``: create, revoke and verify bearer tokens from the shell.
 
 ``create`` prints only the token on stdout (its id and expiry go to stderr),
-so ``TOKEN=$(threadline token create …)`` works. Bad input is one line on
-stderr and exit status 1.
+so ``TOKEN=$(threadline token create …)`` works. ``links`` prints development
+sign-in links for the staff pages (refused in production). Bad input is one
+line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any, Final, NoReturn
 
 import orjson
 
-from threadline.core.errors import ThreadlineError
+from threadline.core.errors import ConfigurationError, ThreadlineError
 from threadline.core.events import Actor
 from threadline.security.principal import ADAPTER_CHANNELS, KINDS, BadClaims, kind_of, parse_scopes
 from threadline.security.revocation import RevocationList, latest_expiry, revoke
-from threadline.security.tokens import IssuedToken, TokenIssuer, TokenVerifier
+from threadline.security.sign_in import LINK_TTL, development_links
+from threadline.security.tokens import IssuedToken, TokenIssuer, TokenVerifier, span
 from threadline.settings import Settings, load_settings
 from threadline.store import open_store
 
@@ -35,6 +37,7 @@ DEFAULT_TTL: Final = {
     "associate": timedelta(hours=8),
     "kiosk": timedelta(hours=24),
 }
+DEFAULT_BASE_URL: Final = "http://127.0.0.1:8080"
 _DURATION: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
@@ -67,8 +70,10 @@ def parse_duration(text: str) -> timedelta:
 
 
 def add_token_parser(commands: Any) -> None:
-    """Add ``token create|revoke|verify`` to the ``threadline`` command's subparsers."""
-    token = commands.add_parser("token", help="create, revoke and verify bearer tokens")
+    """Add ``token create|revoke|verify|links`` to the ``threadline`` command's subparsers."""
+    token = commands.add_parser(
+        "token", help="create, revoke and verify bearer tokens; development sign-in links"
+    )
     actions = token.add_subparsers(dest="token_command", required=True, parser_class=_OneLineParser)
     create = actions.add_parser("create", help="print a new signed token")
     create.add_argument("--kind", choices=KINDS, help="the kind of principal")
@@ -87,6 +92,9 @@ def add_token_parser(commands: Any) -> None:
     revoke_.add_argument("--by", help="who revokes it (default: cli:<user>)")
     verify = actions.add_parser("verify", help="check a token and print its principal")
     verify.add_argument("token", help="the token, or - to read it from stdin")
+    links = actions.add_parser("links", help="print development sign-in links for the staff")
+    links.add_argument("--base-url", help="the service's URL (default: THREADLINE_PUBLIC_URL,"
+                       f" else {DEFAULT_BASE_URL})")  # fmt: skip
 
 
 def run_token_command(args: argparse.Namespace) -> None:
@@ -104,6 +112,22 @@ def run_token_command(args: argparse.Namespace) -> None:
     elif args.token_command == "verify":
         token = sys.stdin.read().strip() if args.token == "-" else args.token
         print(asyncio.run(_verify(settings, token)))
+    elif args.token_command == "links":
+        for subject, url in sign_in_links(settings, args.base_url):
+            print(f"{subject:<18} {url}")
+        print(f"development sign-in links, each good for {span(LINK_TTL)}", file=sys.stderr)
+
+
+def sign_in_links(settings: Settings, base_url: str | None = None) -> list[tuple[str, str]]:
+    """Fresh development sign-in links, by subject; refused in production."""
+    if settings.env == "production":
+        raise ConfigurationError(
+            "sign-in links are for development only (THREADLINE_ENV=production):"
+            " issue tokens with `threadline token create` or the identity provider"
+        )
+    base = base_url or settings.public_url or DEFAULT_BASE_URL
+    issuer = TokenIssuer.from_settings(settings)
+    return [(person.subject, url) for person, url in development_links(issuer, base)]
 
 
 def create_token(settings: Settings, args: argparse.Namespace) -> IssuedToken:

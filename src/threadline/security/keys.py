@@ -1,11 +1,12 @@
 """The key that signs and verifies tokens, and where it comes from.
 
-HS256 with a shared secret of at least 32 bytes is the default. When no
-secret is configured, one is generated once and kept, readable by its owner
-only, in ``token-secret`` beside the SQLite store. An Ed25519 (EdDSA) or P-256
-(ES256) key in a PEM file can be configured instead; a node that holds only
-the public key can verify tokens but not issue them. These need the
-``cryptography`` package.
+HS256 with a shared secret of at least 32 bytes and 128 bits of estimated
+entropy (:mod:`.strength`) is the default. When no secret is configured in
+development, one is generated once and kept, readable by its owner only, in
+``token-secret`` beside the SQLite store; production needs the secret (or a
+key) configured. An Ed25519 (EdDSA) or P-256 (ES256) key in a PEM file can be
+configured instead; a node that holds only the public key can verify tokens
+but not issue them. These need the ``cryptography`` package.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from threadline.core.errors import ConfigurationError
+from threadline.security.strength import weakness
 from threadline.settings import Settings
 
 Algorithm = Literal["HS256", "EdDSA", "ES256"]
@@ -43,13 +45,19 @@ class TokenKey:
         return self.signing is not None
 
     @classmethod
-    def hs256(cls, secret: str | bytes) -> TokenKey:
-        """A shared-secret key; refuses secrets shorter than 32 bytes."""
+    def hs256(cls, secret: str | bytes, source: str = "the token secret") -> TokenKey:
+        """A shared-secret key; refuses secrets shorter than 32 bytes or easy to guess.
+
+        ``source`` names where the secret came from in the refusal (never the secret).
+        """
         raw = secret.encode() if isinstance(secret, str) else bytes(secret)
         if len(raw) < MIN_SECRET_BYTES:
             raise ConfigurationError(
-                f"the token secret is {len(raw)} bytes; HS256 needs at least {MIN_SECRET_BYTES}"
+                f"{source} is {len(raw)} bytes; HS256 needs at least {MIN_SECRET_BYTES}"
             )
+        problem = weakness(raw)
+        if problem is not None:
+            raise ConfigurationError(f"{source} {problem}")
         return cls("HS256", raw, raw)
 
     @classmethod
@@ -159,7 +167,8 @@ def secret_path(store_url: str) -> Path:
 
 
 def key_from_settings(settings: Settings) -> TokenKey:
-    """The configured token key: a PEM key file, a secret, or the generated secret."""
+    """The configured token key: a PEM key file, a secret, or (in development only) the
+    generated secret."""
     if settings.token_key_file is not None and settings.token_secret is not None:
         raise ConfigurationError(
             "set THREADLINE_TOKEN_SECRET or THREADLINE_TOKEN_KEY_FILE, not both"
@@ -171,5 +180,11 @@ def key_from_settings(settings: Settings) -> TokenKey:
             _refuse_shared(settings.token_key_file, mode)
         return key
     if settings.token_secret is not None:
-        return TokenKey.hs256(settings.token_secret.get_secret_value())
-    return TokenKey.hs256(load_or_create_secret(secret_path(settings.store)))
+        return TokenKey.hs256(settings.token_secret.get_secret_value(), "THREADLINE_TOKEN_SECRET")
+    if settings.env == "production":
+        raise ConfigurationError(
+            "THREADLINE_ENV=production needs THREADLINE_TOKEN_SECRET or THREADLINE_TOKEN_KEY_FILE"
+            " set explicitly (no secret is generated); create a secret with: openssl rand -hex 32"
+        )
+    path = secret_path(settings.store)
+    return TokenKey.hs256(load_or_create_secret(path), f"the token secret in {path}")

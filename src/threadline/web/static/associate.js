@@ -3,9 +3,13 @@
 // Idempotency-Key, so a flaky store network loses nothing and doubles nothing.
 (function () {
   "use strict";
-  var params = new URLSearchParams(location.search);
-  var token = params.get("token") || sessionStorage.getItem("threadline.associate.token") || "";
-  if (params.get("token")) history.replaceState(null, "", location.pathname);
+  // A sign-in link carries the token in the fragment (#token=…), which browsers never send.
+  var linked = new URLSearchParams(location.hash.slice(1)).get("token");
+  var token = linked || sessionStorage.getItem("threadline.associate.token") || "";
+  if (linked) {
+    sessionStorage.setItem("threadline.associate.token", token);
+    history.replaceState(null, "", location.pathname + location.search);  // out of the URL bar
+  }
   var WS = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
   var OUTBOX = "threadline.associate.outbox";
   var me = null, current = null, queueSocket = null, queueAttempt = 0, queue = [];

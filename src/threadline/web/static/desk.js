@@ -4,11 +4,12 @@
 // transferring, returning and resolving. Everything works from the keyboard.
 (function () {
   "use strict";
-  var params = new URLSearchParams(window.location.search);
-  var token = params.get("token") || sessionStorage.getItem("threadline.desk.token") || "";
-  if (params.get("token")) {
+  // A sign-in link carries the token in the fragment (#token=…), which browsers never send.
+  var linked = new URLSearchParams(location.hash.slice(1)).get("token");
+  var token = linked || sessionStorage.getItem("threadline.desk.token") || "";
+  if (linked) {
     sessionStorage.setItem("threadline.desk.token", token);
-    history.replaceState(null, "", window.location.pathname);  // keep tokens out of the URL bar
+    history.replaceState(null, "", location.pathname + location.search);  // out of the URL bar
   }
   var $ = function (id) { return document.getElementById(id); };
   var WS = location.origin.replace(/^http/, "ws");

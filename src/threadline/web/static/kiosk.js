@@ -1,12 +1,13 @@
 // The store's check-in kiosk: a phone number or a check-in code puts the customer in the
-// store's queue. Opened once with a kiosk token (?token=…), which it keeps for the session.
+// store's queue. Opened once with a kiosk token in the fragment (#token=…, which browsers
+// never send), which it keeps for the session.
 (function () {
   "use strict";
-  var params = new URLSearchParams(location.search);
-  var token = params.get("token") || sessionStorage.getItem("threadline.kiosk.token") || "";
-  if (params.get("token")) {
+  var linked = new URLSearchParams(location.hash.slice(1)).get("token");
+  var token = linked || sessionStorage.getItem("threadline.kiosk.token") || "";
+  if (linked) {
     sessionStorage.setItem("threadline.kiosk.token", token);
-    history.replaceState(null, "", location.pathname);
+    history.replaceState(null, "", location.pathname + location.search);  // out of the URL bar
   }
   var $ = function (id) { return document.getElementById(id); };
   function method() { return document.querySelector("input[name=method]:checked").value; }
