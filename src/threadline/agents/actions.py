@@ -17,6 +17,7 @@ from threadline.core.events import Event
 from threadline.systems import ToolCall
 from threadline.tools import ToolFailure
 
+
 @dataclass(frozen=True, slots=True)
 class Called:
     """A tool call made on a turn: its number, its request event, and its result or failure."""

@@ -82,8 +82,9 @@ async def booking(step: Step, intent: BookingIntent) -> str:
     start = datetime.combine(day, time.fromisoformat(at_text), location.timezone)
     if await _already_booked(step, intent, location, start):
         return step.say("already_booked", location=location.to_vars(), start=start)
-    booked = await call_tool(step, spec.book, {**where, "time": at_text,
-                                               "customer_id": step.context.customer_id})
+    booked = await call_tool(
+        step, spec.book, {**where, "time": at_text, "customer_id": step.context.customer_id}
+    )
     if isinstance(booked, ToolFailure):
         return _refused(step, booked, location)
     when = _at(str(booked.get("start", "")), location) or start

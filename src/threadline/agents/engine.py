@@ -124,9 +124,13 @@ class EmbeddedAgent:
             return Turn(())
         latest = max(earlier, key=lambda leg: str(leg.get("started_at")))
         step.intent = None
-        text = step.say("welcome_back", about=about, earlier_on=str(latest.get("channel")),
-                        needs_proof=value is not None and not context.identity_verified,
-                        proof_label=self._proof_label(topic))
+        text = step.say(
+            "welcome_back",
+            about=about,
+            earlier_on=str(latest.get("channel")),
+            needs_proof=value is not None and not context.identity_verified,
+            proof_label=self._proof_label(topic),
+        )
         writer.emit("message.sent", {"text": text, "in_reply_to": None})
         return Turn(tuple(writer.events), None, text)
 
@@ -140,8 +144,9 @@ class EmbeddedAgent:
 
     def _step(self, state: ConversationState, writer: TurnWriter, context: ConversationContext,
               text: str, now: datetime, voice: bool) -> Step:  # fmt: skip
-        extraction = self.reader.read(text, now, self.business,
-                                      expecting=expecting(context, self.business))
+        extraction = self.reader.read(
+            text, now, self.business, expecting=expecting(context, self.business)
+        )
         said = extraction.values
         knowledge = self.policy.knowledge
         answered = {k: v for k, v in said.items() if k in knowledge}
@@ -185,8 +190,11 @@ class EmbeddedAgent:
             self._fill_slots(step)
             await self._verify_by_knowledge(step)
             queue = self.business.queue(state.queue or "")
-            return self._finish(step, step.say("waiting", queue=state.queue,
-                                               queue_name=queue.name if queue else None), None)
+            return self._finish(
+                step,
+                step.say("waiting", queue=state.queue, queue_name=queue.name if queue else None),
+                None,
+            )
         keypad = self.business.pack.voice.keypad
         menu = step.voice and not expecting(context, self.business)
         choice = keypad.get(text.strip()) if menu else None
@@ -245,16 +253,21 @@ class EmbeddedAgent:
         writer = step.writer
         request_action(step, "knowledge", {"entry": entry.id})
         action_id = f"act-{writer.anchor}-{writer.actions}"
-        writer.emit("action.completed", {"action_id": action_id,
-                                         "result": {"entry": entry.id, "source": entry.source}})
+        writer.emit(
+            "action.completed",
+            {"action_id": action_id, "result": {"entry": entry.id, "source": entry.source}},
+        )
         answer = self.business.knowledge_answer(entry.id)
-        return answer.render(step.voice, {"voice": step.voice, "business": self.business.name,
-                                          "today": step.today})  # fmt: skip
+        return answer.render(step.voice, step.variables())
 
     def _handoff_reply(self, step: Step, handoff: Handoff) -> str:
         queue = self.business.queue(handoff.queue)
-        return step.say("handoff", reason_code=handoff.reason_code, queue=handoff.queue,
-                        queue_name=(queue.name if queue and queue.name else handoff.queue))
+        return step.say(
+            "handoff",
+            reason_code=handoff.reason_code,
+            queue=handoff.queue,
+            queue_name=(queue.name if queue and queue.name else handoff.queue),
+        )
 
     # -- understanding -----------------------------------------------------------------------
 
@@ -297,16 +310,24 @@ class EmbeddedAgent:
         if customer is None:
             return
         fields = self.business.pack.verification.knowledge
-        method = next((slot for slot, value in said.items()
-                       if (expected := customer.knowledge.get(fields[slot]))
-                       and hmac.compare_digest(value.encode(), expected.encode())), None)
+        method = next(
+            (
+                slot
+                for slot, value in said.items()
+                if (expected := customer.knowledge.get(fields[slot]))
+                and hmac.compare_digest(value.encode(), expected.encode())
+            ),
+            None,
+        )
         if method is None:
             return
         for kind in unverified:
             value = getattr(customer, _CONTACTS.get(kind, ""), None)
             if value:
-                step.writer.emit("identity.linked", {"kind": kind, "value": value,
-                                                     "verified": True, "method": method})
+                step.writer.emit(
+                    "identity.linked",
+                    {"kind": kind, "value": value, "verified": True, "method": method},
+                )
                 step.identity_verified = True
 
     def _finish(self, step: Step, reply: str, handoff: Handoff | None) -> Turn:

@@ -39,13 +39,17 @@ class Step:
     identity_verified: bool = False
     outcomes: list[tuple[str, bool]] = field(default_factory=list)
 
-    def say(self, reply: str, customer: CustomerRecord | None = None, **variables: Any) -> str:
-        """The text of reply ``reply`` (the intent's own, else the pack's) for this turn."""
+    def variables(self, customer: CustomerRecord | None = None, **more: Any) -> dict[str, Any]:
+        """What every reply template of this turn sees, and ``more``."""
         business = self.business
-        values = {
+        return {
             "voice": self.voice, "business": business.name, "today": self.today,
             "locations": {loc.id: loc.to_vars() for loc in business.locations},
             "customer": customer.to_vars() if customer is not None else None,
-            "slots": dict(self.slots), **variables,
+            "slots": dict(self.slots), **more,
         }  # fmt: skip
-        return business.reply(reply, self.intent).render(self.voice, values)
+
+    def say(self, reply: str, customer: CustomerRecord | None = None, **more: Any) -> str:
+        """The text of reply ``reply`` (the intent's own, else the pack's) for this turn."""
+        values = self.variables(customer, **more)
+        return self.business.reply(reply, self.intent).render(self.voice, values)

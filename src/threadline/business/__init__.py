@@ -7,7 +7,7 @@ never the names.
 """
 
 from threadline.business.business import Business, Location, ReplyTemplate
-from threadline.business.checker import json_schema, load
+from threadline.business.checker import json_schema, load, load_configured
 from threadline.business.hours import Hours, WeeklyHours
 from threadline.business.loader import PackError, Problem
 from threadline.business.model import Pack
@@ -23,4 +23,5 @@ __all__ = [
     "WeeklyHours",
     "json_schema",
     "load",
+    "load_configured",
 ]

@@ -16,9 +16,7 @@ from threadline.business.tool_specs import Spec
 
 Name = Annotated[
     str,
-    Field(
-        pattern=r"^[a-z][a-z0-9_]{0,63}$", description="lower case, digits and underscores"
-    ),
+    Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="lower case, digits and underscores"),
 ]
 Example = Annotated[str, Field(min_length=1, max_length=300)]
 Phrase = Annotated[str, Field(min_length=1, max_length=100)]

@@ -39,9 +39,16 @@ def run_business_command(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     pack = business.pack
-    print(
-        f"{pack.name} ({pack.id}): {len(pack.locations)} locations, {len(pack.queues)} queues,"
-        f" {len(pack.staff)} staff, {len(pack.intents)} intents, {len(pack.tools)} tools,"
-        f" {len(pack.knowledge)} knowledge answers: ok"
-    )
+    counts = [(len(pack.locations), "location"), (len(pack.queues), "queue"),
+              (len(pack.staff), "person on staff"), (len(pack.intents), "intent"),
+              (len(pack.tools), "tool"), (len(pack.knowledge), "knowledge answer")]  # fmt: skip
+    parts = ", ".join(_counted(n, noun) for n, noun in counts)
+    print(f"{pack.name} ({pack.id}): {parts}: ok")
     return 0
+
+
+def _counted(count: int, noun: str) -> str:
+    if count == 1:
+        return f"1 {noun}"
+    plural = noun.replace("person on staff", "people on staff")
+    return f"{count} {plural if plural != noun else noun + 's'}"

@@ -61,7 +61,9 @@ class WeeklyHours:
         missing = [day for day in DAY_KEYS if day not in spans]
         if missing:
             raise ValueError(f"missing days {missing}")
-        return cls(tuple(None if spans[d] is None else Hours.parse(str(spans[d])) for d in DAY_KEYS))
+        return cls(
+            tuple(None if spans[d] is None else Hours.parse(str(spans[d])) for d in DAY_KEYS)
+        )
 
     @classmethod
     def always(cls) -> WeeklyHours:

@@ -17,10 +17,10 @@ from pydantic import Field, field_validator, model_validator
 
 from threadline.business.behaviour import (
     IntentSpec,
-    Route,
     KnowledgeEntry,
     Name,
     Reply,
+    Route,
     SlotSpec,
 )
 from threadline.business.hours import DAY_KEYS, Hours
@@ -43,7 +43,9 @@ DialTarget = Annotated[
         description="an E.164 number or a SIP URI",
     ),
 ]
-Span = Annotated[str, Field(pattern=r"^\d{2}:\d{2}\s*[-–]\s*\d{2}:\d{2}$", examples=["09:00-17:00"])]
+Span = Annotated[
+    str, Field(pattern=r"^\d{2}:\d{2}\s*[-–]\s*\d{2}:\d{2}$", examples=["09:00-17:00"])
+]
 Texts = dict[Locale, Text]
 
 
@@ -150,7 +152,7 @@ class Person(Spec):
         if self.role == "associate" and self.location is None:
             raise ValueError("an associate needs a location")
         if self.role != "associate" and self.location is not None and self.role != "supervisor":
-            raise ValueError(f"a {self.role} works queues, not a location")
+            raise ValueError(f"an {self.role} works queues, not a location")
         return self
 
 
@@ -209,9 +211,7 @@ class Pack(Spec):
     name: str = Field(min_length=1, max_length=100)
     timezone: str
     locale: Locale = "en-US"
-    python_path: tuple[str, ...] = Field(
-        (), description="pack folders importable by python tools"
-    )
+    python_path: tuple[str, ...] = Field((), description="pack folders importable by python tools")
     brand: Brand | None = None
     greetings: ChannelTexts = Field(default_factory=ChannelTexts)
     disclosures: ChannelTexts = Field(default_factory=ChannelTexts)

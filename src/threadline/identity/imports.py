@@ -60,8 +60,10 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     reader = csv.DictReader(io.StringIO(text))
     unknown = set(reader.fieldnames or ()) - KNOWN
     if unknown or "id" not in (reader.fieldnames or ()):
-        raise CustomerFileError(f"{path.name}:1: columns must include id and may be"
-                           f" {', '.join(sorted(KNOWN))}; unknown: {', '.join(sorted(unknown))}")
+        raise CustomerFileError(
+            f"{path.name}:1: columns must include id and may be"
+            f" {', '.join(sorted(KNOWN))}; unknown: {', '.join(sorted(unknown))}"
+        )
     return [(reader.line_num, dict(row)) for row in reader]
 
 

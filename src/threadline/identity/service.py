@@ -253,8 +253,13 @@ class Identity:
         ``method`` (``import``, ``system``); a repeat changes nothing."""
         return [
             await self.link(
-                customer_id, identifier, verified=True, method=method, linked_by=source,
-                reason=f"{method} from {source}", actor=Actor("system", "threadline"),
+                customer_id,
+                identifier,
+                verified=True,
+                method=method,
+                linked_by=source,
+                reason=f"{method} from {source}",
+                actor=Actor("system", "threadline"),
                 key=f"{method}:{identifier.key}",
             )  # fmt: skip
             for identifier in identifiers

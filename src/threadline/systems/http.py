@@ -79,7 +79,9 @@ async def request(
             json=None if in_query else rest, timeout=spec.timeout,
         )  # fmt: skip
     except httpx.TimeoutException:
-        raise ToolFailure("timeout", f"{call.tool} did not answer in time", retryable=True) from None
+        raise ToolFailure(
+            "timeout", f"{call.tool} did not answer in time", retryable=True
+        ) from None
     except httpx.TransportError as exc:
         raise ToolFailure("unavailable", f"{call.tool}: {type(exc).__name__}",
                           retryable=True) from None  # fmt: skip

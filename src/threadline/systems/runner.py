@@ -25,7 +25,7 @@ import structlog
 from jsonschema import Draft202012Validator
 
 from threadline.business import Business
-from threadline.business.checker import importable
+from threadline.business.checks import importable
 from threadline.business.tool_specs import HttpTool, PythonTool
 from threadline.systems.http import request as http_request
 from threadline.tools import ToolContext, ToolFailure
