@@ -261,7 +261,7 @@ class Identity:
                 reason=f"{method} from {source}",
                 actor=Actor("system", "threadline"),
                 key=f"{method}:{identifier.key}",
-            )  # fmt: skip
+            )
             for identifier in identifiers
         ]
 
