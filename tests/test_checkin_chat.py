@@ -10,7 +10,7 @@ import httpx
 
 from tests.conftest import bearer
 from tests.test_agents_bot import conversation, payload, types
-from threadline.agents.tools import SEND_CHECKIN_CODE
+from threadline.agents.flows import SEND_CHECKIN_CODE
 from threadline.channels.chat.client import ChatClient
 from threadline.channels.inperson.courier import CheckinCourier
 

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         description="sqlite:///relative.db, sqlite:////absolute.db or postgresql://…",
     )
     business: Path | None = Field(
-        None, description="the business pack: a folder with business.yaml (examples/northwind)"
+        None, description="the business pack: a folder with business.yaml"
     )
     data_dir: Path | None = Field(
         None,

@@ -10,8 +10,8 @@ A slot already in the state is never asked for again: an order number given on
 chat answers the question on the phone. A knowledge answer (a postcode) is the
 exception: it proves who is asking only for the contact that gave it, so a
 call that claims to be the customer by caller id is asked for it again. A text
-that only fills slots the current topic needs ("Oakland", "tomorrow at 11",
-"1042") continues that topic.
+that only fills slots the current topic needs ("Uptown", "tomorrow at 11",
+"5120") continues that topic.
 """
 
 from __future__ import annotations

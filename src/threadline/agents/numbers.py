@@ -1,4 +1,4 @@
-"""Spoken numbers as digits: "ten forty two" and "one zero four two" become ``1042``.
+"""Spoken numbers as digits: "fifty one twenty" and "five one two zero" become ``5120``.
 
 Speech-to-text writes numbers as words as often as digits; every slot pattern
 sees digits only. In a time context ("at eleven thirty") a run becomes ``11:30``.

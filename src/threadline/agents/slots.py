@@ -3,7 +3,7 @@
 A :class:`SlotReader` is built once per business pack from its slot
 declarations. Spoken numbers are turned into digits first, so the patterns
 only ever see digits. A reference is found after one of its cue words ("order
-1042", "postcode 94103"), or on its own when it has exactly its bare number of
+5120", "postcode 60601"), or on its own when it has exactly its bare number of
 digits; a location by its name, short name, city or aliases; a choice by the
 words of one of its values. No two slots take the same words.
 """
@@ -49,7 +49,7 @@ class Extraction:
 
     @property
     def only_slots(self) -> bool:
-        """True when the text is slots and filler words only ("Oakland, tomorrow at 11")."""
+        """True when the text is slots and filler words only ("Uptown, tomorrow at 11")."""
         return bool(self.values) and all(w in self.fillers for w in self.residual)
 
 

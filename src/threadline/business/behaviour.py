@@ -39,7 +39,7 @@ Reply = Annotated[str, Field(min_length=1, max_length=4000)] | ReplyForms
 class ReferenceSlot(Spec):
     """A number the customer quotes: an order, a ticket, a postcode.
 
-    Found after a cue word ("order 1042", "postcode 94103"), or on its own when it
+    Found after a cue word ("order 5120", "postcode 60601"), or on its own when it
     has exactly ``bare_digits`` digits. Spoken numbers count ("ten forty two").
     """
 

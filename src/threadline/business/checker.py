@@ -85,7 +85,7 @@ def load_configured(path: Path | None, environ: Mapping[str, str] | None = None)
     if path is None:
         raise ConfigurationError(
             "no business pack: set THREADLINE_BUSINESS or pass --business PATH"
-            " (the demo business: examples/northwind)"
+            " (the example packs are in examples/)"
         )
     return load(path, environ)
 

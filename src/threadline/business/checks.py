@@ -361,7 +361,24 @@ def check_templates(pack: Pack, source: Source) -> Iterator[Problem]:
             yield source.problem(("replies",), f"needs a {reply_name!r} reply")
 
 
+def _plain(text: str) -> str:
+    return " ".join(text.casefold().split()).rstrip(".!")
+
+
+def check_disclosures(pack: Pack, source: Source) -> Iterator[Problem]:
+    """A call opens with the voice greeting, so it must carry the AI and recording disclosure
+    (said once, where the business wants it in its greeting)."""
+    for locale, greeting in pack.greetings.voice.items():
+        disclosure = pack.disclosures.voice.get(locale) or pack.disclosures.voice.get(pack.locale)
+        if disclosure is None:
+            yield source.problem(("greetings", "voice", locale), "a voice greeting needs a voice"
+                                 " disclosure (disclosures.voice) that it says")  # fmt: skip
+        elif _plain(disclosure) not in _plain(greeting):
+            yield source.problem(("greetings", "voice", locale), "does not say the voice"
+                                 f" disclosure: {disclosure!r}")  # fmt: skip
+
+
 CHECKS: Final[tuple[Check, ...]] = (
     check_unique, check_staff, check_slots, check_intents, check_examples, check_verification,
-    check_references, check_tools, check_files, check_templates,
+    check_references, check_tools, check_files, check_templates, check_disclosures,
 )  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Final
 
 import structlog
 
-from threadline.agents.tools import SEND_CHECKIN_CODE
+from threadline.agents.flows import SEND_CHECKIN_CODE
 from threadline.business import Business
 from threadline.channels.inperson.cards import CheckinCards
 from threadline.channels.inperson.codes import LINEAGE, CheckinCodes

@@ -4,7 +4,7 @@ The prompt reads like the start of a call in the business's own words: the
 first examples of each of the pack's intents that lead somewhere, and the
 pack's own recognition prompt and phrases (its references, places,
 postcodes). Whisper reads a prompt as the text that came before, so it spells
-these the way the agent expects them ("order 1042", "Market Street").
+these the way the agent expects them ("order 5120", "Harbour Road").
 """
 
 from __future__ import annotations
