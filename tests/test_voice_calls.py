@@ -4,14 +4,17 @@ espeak-ng replies out, over the Media Streams protocol on a real WebSocket."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from tests.conftest import LiveServer, bearer
 from tests.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, voice_settings, wait_for
 from threadline.api.app import create_app
+from threadline.channels.voice import pipeline
 from threadline.channels.voice.stt import WhisperSTT
 from threadline.channels.voice.vad import EndpointerConfig
 from threadline.testing.caller import PhoneCaller, speech_ratio
@@ -123,6 +126,59 @@ async def test_speaking_over_a_reply_clears_it_and_keeps_only_what_was_heard(pho
     assert heard["played_ms"] <= first.played * 20 + 200
     utterances = await transcribed(phone, call, 2)
     assert "1057" in utterances[-1]["text"]
+    await call.hang_up()
+
+
+class FaultyEngine:
+    """Wraps the real recogniser: while ``failing``, every decode fails as ``fault`` says."""
+
+    def __init__(self, monkeypatch, fault: str) -> None:
+        self.failing = True
+        self.failures = 0
+        real = WhisperSTT.transcribe
+
+        async def transcribe(stt, pcm, hints=None, language="en"):
+            if not self.failing:
+                return await real(stt, pcm, hints, language)
+            self.failures += 1
+            if fault == "hang":
+                await asyncio.Event().wait()
+            # An engine whose error quotes what it heard: that must not reach the log.
+            raise RuntimeError("decoder failed on 'open on sunday in oakland'")
+
+        monkeypatch.setattr(WhisperSTT, "transcribe", transcribe)
+
+
+async def until_logged(logs: list[dict], event: str, timeout: float = 20.0) -> dict:
+    async with asyncio.timeout(timeout):
+        while not (found := [entry for entry in logs if entry["event"] == event]):
+            await asyncio.sleep(0.05)
+    return found[0]
+
+
+@pytest.mark.parametrize("fault", ["raise", "hang"])
+async def test_a_failed_transcription_is_logged_and_the_call_listens_on(
+    phone, monkeypatch, fault
+) -> None:
+    engine = FaultyEngine(monkeypatch, fault)
+    # A short bound on a hung transcription, for the calls this test places.
+    quick = dataclasses.replace(pipeline.SpeechConfig(), transcribe_timeout_s=2.0)
+    monkeypatch.setattr(pipeline, "SpeechConfig", lambda: quick)
+    call = caller(phone)
+    await call.dial(STRANGER)
+    with capture_logs() as logs:
+        await call.say("When are you open on Sunday in Oakland?")
+        failed = await until_logged(logs, "utterance not transcribed")
+        engine.failing = False
+        await call.say("Where is my order 1042?")
+        (utterance,) = await transcribed(phone, call, 1)
+        reply = await call.next_reply(0)
+    assert engine.failures >= 1
+    assert "1042" in utterance["text"]
+    sent = await events(phone, call.conversation_id, "message.sent")
+    assert sent and judge_speech(reply.played_audio).plausible_for(sent[-1]["text"])
+    assert failed["call_id"] and failed["log_level"] in {"warning", "error"}
+    assert "oakland" not in repr(logs).lower()
     await call.hang_up()
 
 

@@ -26,6 +26,7 @@ from threadline.business.values import Appointment
 from threadline.core.errors import ConflictError, IllegalTransition
 from threadline.core.events import EventRecord, utcnow
 from threadline.core.ports import Bus
+from threadline.core.state import RECENT_KEYS, ConversationState
 from threadline.engine.conversations import Conversations
 
 log = structlog.get_logger("threadline.agents")
@@ -66,8 +67,8 @@ class BotRuntime:
         if not returning and (record.type not in CUSTOMER_TURNS or record.actor_kind != "customer"):
             return
         state = await self.conversations.current(record.conversation_id, record.seq)
-        if f"{BOT_ID}/{record.event_id}/0" in state.recent_keys:
-            return  # answered already (a redelivery)
+        if await self._answered(record, state):
+            return  # a redelivery
         if returning:
             turn = self.bot.welcome_back(
                 state, record.channel, self.clock(), leg_id=str(record.leg_id),
@@ -98,6 +99,19 @@ class BotRuntime:
         except BaseException:
             self._release(booked)  # redelivered later, when it books again
             raise
+
+    async def _answered(self, record: EventRecord, state: ConversationState) -> bool:
+        """Whether the bot has answered ``record`` already. The state remembers the keys
+        of its last events; a turn older than those (delivered again from a checkpoint
+        far behind) is looked up in the log: decided again on today's state, it could
+        differ from the answer recorded then, and the store would refuse it forever."""
+        key = f"{BOT_ID}/{record.event_id}/0"
+        if key in state.recent_keys:
+            return True
+        if state.seq - record.seq < RECENT_KEYS:
+            return False  # an answer would be among the keys the state remembers
+        later = await self.conversations.store.read(record.conversation_id, record.seq + 1)
+        return any(r.idempotency_key == key for r in later)
 
     def _release(self, booked: list[Appointment]) -> None:
         if booked:

@@ -16,6 +16,7 @@ from threadline.api import (
     conversations,
     desk,
     directory,
+    health,
     inperson,
     pages,
     problems,
@@ -123,5 +124,6 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     app.include_router(store_queue.router)
     app.include_router(directory.router)  # after desk: its /agents/me wins over /agents/{id}
     app.include_router(pages.router)
+    app.include_router(health.router)
     app.mount("/static", pages.static_files(), name="static")
     return app
