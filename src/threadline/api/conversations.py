@@ -19,10 +19,11 @@ from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from threadline.api.auth import Caller
+from threadline.api.deps import ServiceDep
 from threadline.api.documented import problem_responses
 from threadline.api.listing import (
     ConversationPage,
@@ -36,7 +37,6 @@ from threadline.core.conversation import ConversationState, check, fold
 from threadline.core.errors import ConflictError, DomainError
 from threadline.core.events import Actor, Event, Lineage, new_id, utcnow
 from threadline.engine.conversations import Conversations
-from threadline.engine.projections import ConversationIndex
 from threadline.security import Forbidden, Principal, allows, can_append, can_read_conversation
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
@@ -109,11 +109,6 @@ class EventOut(BaseModel):
     payload: dict[str, Any]
 
 
-def _conversations(request: Request) -> Conversations:
-    conversations: Conversations = request.app.state.conversations
-    return conversations
-
-
 def _expected(if_match: str | None) -> int | None:
     if if_match is None:
         return None
@@ -173,7 +168,7 @@ def event_out(event: Event) -> EventOut:
 async def append_events(
     conversation_id: Id,
     body: AppendIn,
-    request: Request,
+    service: ServiceDep,
     response: Response,
     caller: Caller,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
@@ -208,7 +203,7 @@ async def append_events(
         )
         for i, e in enumerate(body.events)
     ]
-    conversations = _conversations(request)
+    conversations = service.conversations
     for attempt in range(AUTHORIZE_ATTEMPTS):
         state = await conversations.rehydrate(conversation_id)
         _authorize_append(conversations, caller, state, events)
@@ -237,7 +232,7 @@ async def append_events(
 
 @router.get("", response_model=ConversationPage, responses=problem_responses(400, 401, 403, 422))
 async def list_conversations(
-    request: Request, caller: Caller, query: Annotated[ListQuery, Query()]
+    service: ServiceDep, caller: Caller, query: Annotated[ListQuery, Query()]
 ) -> ConversationPage:
     """The conversations the caller may read, newest activity first, a page at a time.
 
@@ -248,7 +243,7 @@ async def list_conversations(
     """
     if caller.kind == "adapter":
         raise Forbidden(f"{caller.kind} {caller.subject}: channel adapters may not list")
-    if query.queue is not None and request.app.state.router.config.queue(query.queue) is None:
+    if query.queue is not None and service.router.config.queue(query.queue) is None:
         reason = f"unknown queue {query.queue!r}"
         raise Problem(422, "validation", "The request does not fit its schema",
                       f"query.queue: {reason}", errors=[{"field": "query.queue",
@@ -259,7 +254,7 @@ async def list_conversations(
         if where.customer_id not in (None, caller.customer_id):
             return ConversationPage(items=[], next_cursor=None)
         where = replace(where, customer_id=caller.customer_id)
-    index: ConversationIndex = request.app.state.index
+    index = service.index
     await index.catch_up()
     page, next_key = index.select(
         where,
@@ -275,10 +270,10 @@ async def list_conversations(
 
 @router.get("/{conversation_id}")
 async def conversation_state(
-    conversation_id: Id, request: Request, response: Response, caller: Caller
+    conversation_id: Id, service: ServiceDep, response: Response, caller: Caller
 ) -> dict[str, Any]:
     """The conversation's current state, folded from its events."""
-    state = await readable(_conversations(request), caller, conversation_id)
+    state = await readable(service.conversations, caller, conversation_id)
     response.headers["ETag"] = f'"{state.seq}"'
     data: dict[str, Any] = orjson.loads(state.to_bytes())
     data["live_legs"] = sorted(state.live_legs)
@@ -288,7 +283,7 @@ async def conversation_state(
 @router.get("/{conversation_id}/events", response_model=list[EventOut])
 async def timeline(
     conversation_id: Id,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     after_seq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
@@ -297,7 +292,7 @@ async def timeline(
 
     Only events up to the state the read was authorized on are returned.
     """
-    conversations = _conversations(request)
+    conversations = service.conversations
     state = await readable(conversations, caller, conversation_id, must_exist=after_seq == 0)
     records = await conversations.store.read(conversation_id, from_seq=after_seq + 1, limit=limit)
     return [event_out(conversations.codec.decode(r)) for r in records if r.seq <= state.seq]

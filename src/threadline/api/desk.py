@@ -11,18 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.api import agent_stream
 from threadline.api.auth import Caller
+from threadline.api.deps import ServiceDep
 from threadline.api.problems import Problem
 from threadline.core.conversation import ConversationState
 from threadline.core.events import Actor, Event, Lineage, new_id
 from threadline.engine.conversations import Conversations
 from threadline.routing.packet import build_packet
 from threadline.routing.presence import AgentPresence
-from threadline.routing.router import Router
 from threadline.security import Forbidden, Principal, can_append, can_read_conversation
 
 router = APIRouter(tags=["desk"])
@@ -73,16 +73,6 @@ class ResolveIn(BaseModel):
 # -- helpers -------------------------------------------------------------------------
 
 
-def _conversations(request: Request) -> Conversations:
-    conversations: Conversations = request.app.state.conversations
-    return conversations
-
-
-def _router(request: Request) -> Router:
-    routing: Router = request.app.state.router
-    return routing
-
-
 def _desk(caller: Principal) -> Principal:
     """``caller`` if it is a human agent or supervisor, else Forbidden."""
     if caller.kind not in DESK_KINDS:
@@ -90,9 +80,11 @@ def _desk(caller: Principal) -> Principal:
     return caller
 
 
-async def _state(request: Request, caller: Principal, conversation_id: str) -> ConversationState:
+async def _state(
+    conversations: Conversations, caller: Principal, conversation_id: str
+) -> ConversationState:
     """The conversation's state, if it exists and ``caller`` may read it."""
-    state = await _conversations(request).rehydrate(conversation_id)
+    state = await conversations.rehydrate(conversation_id)
     if state.seq == 0:
         raise Problem(
             404, "not-found", "No such conversation", f"no conversation {conversation_id}"
@@ -111,7 +103,7 @@ def _holder(caller: Principal, state: ConversationState) -> None:
 
 
 async def _write(
-    request: Request,
+    conversations: Conversations,
     caller: Principal,
     state: ConversationState,
     type_: str,
@@ -142,7 +134,7 @@ async def _write(
         if guard is not None:
             guard()
         can_append(caller, state, event)
-    result = await _conversations(request).record(state.conversation_id, [event])
+    result = await conversations.record(state.conversation_id, [event])
     return {"seq": result.seqs[-1]}
 
 
@@ -159,10 +151,10 @@ def _live_leg(state: ConversationState) -> tuple[str, str | None]:
 
 
 @router.get("/agents/me")
-async def me(request: Request, caller: Caller) -> dict[str, Any]:
+async def me(service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """The calling agent: id, name, queues, presence and load as the router sees them."""
     _desk(caller)
-    routing = _router(request)
+    routing = service.router
     spec = routing.config.agent(caller.subject)
     if caller.kind == "supervisor":
         queues = sorted(q.name for q in routing.config.queues)
@@ -184,28 +176,28 @@ async def me(request: Request, caller: Caller) -> dict[str, Any]:
 
 @router.put("/agents/me/presence")
 async def set_presence(
-    body: PresenceIn, request: Request, caller: Caller, idempotency_key: IdempotencyKey = None
+    body: PresenceIn, service: ServiceDep, caller: Caller, idempotency_key: IdempotencyKey = None
 ) -> dict[str, int]:
     """Make the calling agent available, away or offline."""
     _desk(caller)
-    conversations = _conversations(request)
+    conversations = service.conversations
     presence = AgentPresence(conversations.store, conversations.codec)
     result = await presence.set_presence(
         caller.subject, body.presence, key=idempotency_key or "",
         actor=Actor("human", caller.subject),
     )  # fmt: skip
     if not result.duplicate:
-        request.app.state.relay.poke()
+        service.relay.poke()
     return {"seq": result.seqs[-1]}
 
 
 @router.get("/agents/me/offers")
-async def my_offers(request: Request, caller: Caller) -> list[dict[str, Any]]:
+async def my_offers(service: ServiceDep, caller: Caller) -> list[dict[str, Any]]:
     """The open offers for the calling agent (every open offer, for a supervisor)."""
     _desk(caller)
-    conversations = _conversations(request)
+    conversations = service.conversations
     offers = []
-    for waiting in sorted(_router(request).state.waiting.values(), key=lambda w: w.fifo_key):
+    for waiting in sorted(service.router.state.waiting.values(), key=lambda w: w.fifo_key):
         offer = waiting.offer
         if offer is None:
             continue
@@ -230,7 +222,7 @@ async def my_offers(request: Request, caller: Caller) -> list[dict[str, Any]]:
 
 
 async def _answer_offer(
-    request: Request,
+    service: ServiceDep,
     caller: Principal,
     conversation_id: str,
     offer_id: str,
@@ -238,7 +230,7 @@ async def _answer_offer(
     key: str | None,
 ) -> dict[str, int]:
     _desk(caller)
-    state = await _state(request, caller, conversation_id)
+    state = await _state(service.conversations, caller, conversation_id)
     offer = state.offer or {}
     agent_id = str(offer.get("agent_id") or caller.subject)
 
@@ -253,20 +245,21 @@ async def _answer_offer(
             )
 
     payload = {"offer_id": offer_id, "agent_id": agent_id}
-    return await _write(request, caller, state, type_, payload, key, guard=offered_to_caller)
+    return await _write(service.conversations, caller, state, type_, payload, key,
+                        guard=offered_to_caller)  # fmt: skip
 
 
 @router.post("/conversations/{conversation_id}/accept")
 async def accept(
     conversation_id: Id,
     body: OfferIn,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, int]:
     """Take the conversation offered to the calling agent."""
     return await _answer_offer(
-        request, caller, conversation_id, body.offer_id, "handoff.accepted", idempotency_key
+        service, caller, conversation_id, body.offer_id, "handoff.accepted", idempotency_key
     )
 
 
@@ -274,13 +267,13 @@ async def accept(
 async def decline(
     conversation_id: Id,
     body: OfferIn,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, int]:
     """Turn down the conversation offered to the calling agent; the router offers it on."""
     return await _answer_offer(
-        request, caller, conversation_id, body.offer_id, "handoff.declined", idempotency_key
+        service, caller, conversation_id, body.offer_id, "handoff.declined", idempotency_key
     )
 
 
@@ -288,10 +281,10 @@ async def decline(
 
 
 @router.get("/conversations/{conversation_id}/packet")
-async def packet(conversation_id: Id, request: Request, caller: Caller) -> dict[str, Any]:
+async def packet(conversation_id: Id, service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """The handoff packet: who the customer is, what happened, what is pending."""
-    state = await _state(request, caller, conversation_id)
-    timeline = await _conversations(request).timeline(conversation_id)
+    state = await _state(service.conversations, caller, conversation_id)
+    timeline = await service.conversations.timeline(conversation_id)
     return build_packet(state, timeline).to_dict()
 
 
@@ -299,15 +292,15 @@ async def packet(conversation_id: Id, request: Request, caller: Caller) -> dict[
 async def reply(
     conversation_id: Id,
     body: ReplyIn,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, int]:
     """Send the customer a message on the conversation's live channel."""
     _desk(caller)
-    state = await _state(request, caller, conversation_id)
+    state = await _state(service.conversations, caller, conversation_id)
     channel, leg_id = _live_leg(state)
-    return await _write(request, caller, state, "message.sent", {"text": body.text},
+    return await _write(service.conversations, caller, state, "message.sent", {"text": body.text},
                         idempotency_key, channel=channel, leg_id=leg_id,
                         guard=lambda: _holder(caller, state))  # fmt: skip
 
@@ -316,20 +309,20 @@ async def reply(
 async def transfer(
     conversation_id: Id,
     body: TransferIn,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, int]:
     """Hand the conversation to another queue."""
     _desk(caller)
-    state = await _state(request, caller, conversation_id)
-    queue = _router(request).config.queue(body.queue)
+    state = await _state(service.conversations, caller, conversation_id)
+    queue = service.router.config.queue(body.queue)
     if queue is None:
         raise Problem(422, "unknown-queue", "No such queue", f"there is no queue {body.queue}")
     payload = {"queue": queue.name, "reason_code": "transfer",
                "reason_detail": body.reason or "", "skills": sorted(queue.skills)}  # fmt: skip
     return await _write(
-        request,
+        service.conversations,
         caller,
         state,
         "handoff.requested",
@@ -342,19 +335,19 @@ async def transfer(
 @router.post("/conversations/{conversation_id}/return")
 async def give_back(
     conversation_id: Id,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
     body: ReturnIn | None = None,
 ) -> dict[str, int]:
     """Hand the conversation back to the bot."""
     _desk(caller)
-    state = await _state(request, caller, conversation_id)
+    state = await _state(service.conversations, caller, conversation_id)
     payload: dict[str, Any] = {"agent_id": state.assignee or caller.subject}
     if body is not None and body.note:
         payload["note"] = body.note
     return await _write(
-        request,
+        service.conversations,
         caller,
         state,
         "handoff.returned",
@@ -368,18 +361,18 @@ async def give_back(
 async def resolve(
     conversation_id: Id,
     body: ResolveIn,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, int]:
     """Close the conversation with an outcome."""
     _desk(caller)
-    state = await _state(request, caller, conversation_id)
+    state = await _state(service.conversations, caller, conversation_id)
     payload: dict[str, Any] = {"outcome": body.outcome}
     if body.note:
         payload["note"] = body.note
     return await _write(
-        request,
+        service.conversations,
         caller,
         state,
         "conversation.resolved",
