@@ -113,7 +113,7 @@ async def test_a_redelivered_request_sends_no_second_code(live_server) -> None:
     service = service_of(live_server.app)
     records = await service.store.read(chat.conversation_id)
     request = next(r for r in records if r.type == "action.requested")
-    courier = CheckinCourier(service.conversations, service.inperson.codes,
+    courier = CheckinCourier(service.commands, service.inperson.codes,
                              service.inperson.cards, service.business)  # fmt: skip
     await asyncio.gather(courier.handle(request), courier.handle(request))
     records = await service.store.read(chat.conversation_id)

@@ -2,9 +2,11 @@
 
 Every route needs a bearer token (401 with a ``WWW-Authenticate`` challenge
 without one). Reads are checked with :func:`can_read_conversation` on the
-rehydrated state; appends with :func:`can_append` for each event against the
-state it would follow, before anything is written. The listing applies the
-same read rule to each conversation's state in the :class:`ConversationIndex`.
+rehydrated state. An append is an :class:`AppendEvents` command
+(:mod:`threadline.engine.commands`): each event is checked with
+:func:`can_append` against the live state it would follow, and appended after
+exactly that state. The listing applies the same read rule to each
+conversation's state in the :class:`ConversationIndex`.
 
 A conversation that does not exist yet is 404 only for callers whose rules let
 them read it whatever it holds (supervisors and admins). Everyone else is
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Header, Query, Response
@@ -33,17 +35,16 @@ from threadline.api.listing import (
     item_of,
 )
 from threadline.api.problems import Problem
-from threadline.core.conversation import ConversationState, check, fold
-from threadline.core.errors import ConflictError, DomainError
+from threadline.core.conversation import ConversationState
+from threadline.core.errors import ConflictError
 from threadline.core.events import Actor, Event, Lineage, new_id, utcnow
+from threadline.engine.commands import AppendEvents
 from threadline.engine.conversations import Conversations
-from threadline.security import Forbidden, Principal, allows, can_append, can_read_conversation
+from threadline.security import Forbidden, Principal, allows, can_read_conversation
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
-#: Times an unpinned append re-authorizes when the conversation moves meanwhile.
-AUTHORIZE_ATTEMPTS: Final = 5
 
 
 class ActorIn(BaseModel):
@@ -136,22 +137,6 @@ async def readable(
     return state
 
 
-def _authorize_append(
-    conversations: Conversations, caller: Principal, state: ConversationState, events: list[Event]
-) -> None:
-    """Forbidden unless ``caller`` may append each event to the state it would follow."""
-    codec = conversations.codec
-    # Judge the events as they will be stored (validated, current payload versions).
-    for event in [codec.decode(codec.encode(e)) for e in events]:
-        can_append(caller, state, event)
-        try:
-            check(state, event, conversations.policy)
-            state = fold(state, [replace(event, seq=state.seq + 1)])
-        except DomainError:
-            # Recording refuses (or replays) this batch; judge the rest on the last state.
-            continue
-
-
 def event_out(event: Event) -> EventOut:
     return EventOut(
         event_id=event.event_id, conversation_id=event.conversation_id, seq=event.seq,
@@ -203,21 +188,16 @@ async def append_events(
         )
         for i, e in enumerate(body.events)
     ]
-    conversations = service.conversations
-    for attempt in range(AUTHORIZE_ATTEMPTS):
-        state = await conversations.rehydrate(conversation_id)
-        _authorize_append(conversations, caller, state, events)
-        pinned = expected if expected is not None else state.seq
-        try:
-            result = await conversations.record(conversation_id, events, pinned)
-            break
-        except ConflictError as exc:
-            if expected is None:
-                if attempt + 1 < AUTHORIZE_ATTEMPTS:
-                    continue
-                raise
-            raise Problem(412, "precondition-failed", "If-Match does not match",
-                          str(exc), current_seq=exc.actual) from None  # fmt: skip
+    try:
+        executed = await service.commands.execute(AppendEvents.of(events), caller,
+                                                  expected_seq=expected)  # fmt: skip
+    except ConflictError as exc:
+        if expected is None:
+            raise
+        raise Problem(412, "precondition-failed", "If-Match does not match",
+                      str(exc), current_seq=exc.actual) from None  # fmt: skip
+    result = executed.result
+    assert result is not None
     if result.duplicate:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"

@@ -27,14 +27,22 @@ from threadline.channels.inperson.codes import (
     UsedCode,
     qr_data_url,
 )
+from threadline.channels.inperson.courier import PostCard
 from threadline.channels.inperson.lookup import (
     find_customer,
     looked_up_lately,
     record_lookup,
 )
-from threadline.core.conversation import CLOSED_STATES
+from threadline.channels.inperson.visits import (
+    EndVisit,
+    HandBack,
+    OpenVisit,
+    ResolveVisit,
+    VisitAction,
+    VisitNote,
+)
 from threadline.core.errors import NotFound
-from threadline.core.events import Actor, Event
+from threadline.core.events import new_id
 from threadline.security import (
     Forbidden,
     Principal,
@@ -134,15 +142,9 @@ async def checkin_code(body: CodeIn, service: ServiceDep, caller: Caller) -> dic
     issued = await service.inperson.codes.issue(conversation_id, caller.customer_id,
                                                 body.store_id)  # fmt: skip
     qr = await asyncio.to_thread(qr_data_url, issued.token)
-    if state.status not in CLOSED_STATES:
-        message = service.inperson.cards.message(issued, service.business)
-        chat = next((i for i, leg in state.live_legs.items() if leg.get("channel") == "chat"),
-                    None)  # fmt: skip
-        event = Event(conversation_id=conversation_id, type="message.sent", payload=message,
-                      channel="chat", leg_id=chat, actor=Actor("system", "checkin"),
-                      customer_id=state.customer_id,
-                      idempotency_key=f"checkin-code:{issued.token_id}")  # fmt: skip
-        await service.conversations.record(conversation_id, [event])
+    card = PostCard(conversation_id, f"checkin-code:{issued.token_id}",
+                    service.inperson.cards.message(issued, service.business))  # fmt: skip
+    await service.commands.execute(card, caller)
     return {"code": issued.digits, "qr": qr, "token": issued.token,
             "expires_at": issued.expires_at.isoformat(), "store": issued.store_id}  # fmt: skip
 
@@ -176,7 +178,8 @@ async def check_in(body: CheckinIn, service: ServiceDep, caller: Caller,
         return answered
     grant = await _grant(inperson.codes, body.code, caller)
     await inperson.codes.use(grant, used_by=caller.subject)
-    recorded = await inperson.visits.open(caller, grant.conversation_id, idempotency_key)
+    opening = OpenVisit(grant.conversation_id, idempotency_key or new_id())
+    recorded = await inperson.visits.record(caller, opening)
     out = {**recorded.to_dict(), "customer_id": grant.customer_id}
     if seen is not None:
         inperson.checkins.keep(seen, out)
@@ -231,7 +234,8 @@ async def open_visit(conversation_id: Id, service: ServiceDep, caller: Caller,
     ):
         raise Forbidden(f"associate {caller.subject}: look the customer up (with a reason) "
                         "or check them in by code first")  # fmt: skip
-    return (await visits.open(caller, conversation_id, idempotency_key)).to_dict()
+    opening = OpenVisit(conversation_id, idempotency_key or new_id())
+    return (await visits.record(caller, opening)).to_dict()
 
 
 @router.post("/conversations/{conversation_id}/visit/note")
@@ -239,8 +243,8 @@ async def visit_note(conversation_id: Id, body: NoteIn, service: ServiceDep, cal
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """An internal note on the visit."""
     _kind(caller, "associate")
-    visits = service.inperson.visits
-    return (await visits.note(caller, conversation_id, body.text, idempotency_key)).to_dict()
+    note = VisitNote(conversation_id, idempotency_key or new_id(), body.text)
+    return (await service.inperson.visits.record(caller, note)).to_dict()
 
 
 @router.post("/conversations/{conversation_id}/visit/action")
@@ -248,10 +252,8 @@ async def visit_action(conversation_id: Id, body: ActionIn, service: ServiceDep,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Something done at the counter: ``replaced_device``, ``booked_follow_up``…"""
     _kind(caller, "associate")
-    visits = service.inperson.visits
-    recorded = await visits.action(caller, conversation_id, body.action, body.detail,
-                                   idempotency_key)  # fmt: skip
-    return recorded.to_dict()
+    action = VisitAction(conversation_id, idempotency_key or new_id(), body.action, body.detail)
+    return (await service.inperson.visits.record(caller, action)).to_dict()
 
 
 @router.post("/conversations/{conversation_id}/visit/end")
@@ -261,8 +263,8 @@ async def visit_end(conversation_id: Id, service: ServiceDep, caller: Caller,
     """End the visit (the conversation stays open)."""
     _kind(caller, "associate")
     reason = body.reason if body is not None else "completed"
-    visits = service.inperson.visits
-    return (await visits.end(caller, conversation_id, reason, idempotency_key)).to_dict()
+    end = EndVisit(conversation_id, idempotency_key or new_id(), reason)
+    return (await service.inperson.visits.record(caller, end)).to_dict()
 
 
 @router.post("/conversations/{conversation_id}/visit/resolve")
@@ -270,10 +272,8 @@ async def visit_resolve(conversation_id: Id, body: ResolveIn, service: ServiceDe
                         idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Resolve the conversation with an outcome, ending the visit."""
     _kind(caller, "associate")
-    visits = service.inperson.visits
-    recorded = await visits.resolve(caller, conversation_id, body.outcome, body.note,
-                                    idempotency_key)  # fmt: skip
-    return recorded.to_dict()
+    resolve = ResolveVisit(conversation_id, idempotency_key or new_id(), body.outcome, body.note)
+    return (await service.inperson.visits.record(caller, resolve)).to_dict()
 
 
 @router.post("/conversations/{conversation_id}/visit/hand-back")
@@ -282,7 +282,5 @@ async def visit_hand_back(conversation_id: Id, body: HandBackIn, service: Servic
                           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """End the visit and follow up on chat: the customer gets ``text`` as a chat message."""
     _kind(caller, "associate")
-    visits = service.inperson.visits
-    recorded = await visits.hand_back(caller, conversation_id, body.text, body.mode,
-                                      idempotency_key)  # fmt: skip
-    return recorded.to_dict()
+    hand_back = HandBack(conversation_id, idempotency_key or new_id(), body.text, body.mode)
+    return (await service.inperson.visits.record(caller, hand_back)).to_dict()

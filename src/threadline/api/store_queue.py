@@ -25,6 +25,7 @@ from threadline.api.streams import _refuse, _still_valid, _token
 from threadline.channels.inperson.lookup import display_name, find_customer
 from threadline.channels.inperson.queue import Waiting, store_stream
 from threadline.channels.inperson.queue import waiting as in_line
+from threadline.channels.inperson.visits import OpenVisit
 from threadline.core.errors import NotFound
 from threadline.core.events import new_id, utcnow
 from threadline.security import Forbidden, Principal, Unauthenticated
@@ -117,8 +118,8 @@ async def take(store_id: Id, entry_id: Id, service: ServiceDep, caller: Caller,
     if entry.conversation_id is None:
         raise Problem(409, "no-conversation", "No conversation to continue",
                       f"{entry.display_name} has no conversation yet; look them up")  # fmt: skip
-    key = idempotency_key or f"take:{entry_id}"
-    recorded = await service.inperson.visits.open(caller, entry.conversation_id, key)
+    opening = OpenVisit(entry.conversation_id, idempotency_key or f"take:{entry_id}")
+    recorded = await service.inperson.visits.record(caller, opening)
     await queue.call(store_id, entry_id, caller.subject, entry.conversation_id)
     return {**recorded.to_dict(), "customer_id": entry.customer_id}
 

@@ -12,6 +12,7 @@ from threadline.business import Business
 from threadline.channels.chat.adapter import ChatAdapter
 from threadline.channels.inperson.channel import InPersonChannel
 from threadline.core.ports import Storage
+from threadline.engine.commands import Commands
 from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
 from threadline.engine.outbox import Relay
@@ -44,6 +45,8 @@ class Service:
     #: Publishes what the log holds to the bus (the outbox).
     relay: Relay
     conversations: Conversations
+    #: The one write path of requests, the desk and the channels.
+    commands: Commands
     #: Appended events as they are published: conversation streams and listeners.
     hub: LiveHub
     #: Every conversation's state, for listings and look-ups.

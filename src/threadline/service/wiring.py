@@ -23,6 +23,7 @@ from threadline.channels.inperson.channel import inperson_channel
 from threadline.core.errors import ConfigurationError
 from threadline.core.events import utcnow
 from threadline.core.ports import Bus, Storage
+from threadline.engine.commands import Commands
 from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
 from threadline.engine.outbox import Relay
@@ -65,6 +66,7 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
         conversations = Conversations(
             store, snapshot_every=settings.snapshot_every, on_append=appended
         )
+        commands = Commands(conversations)
         codec = conversations.codec
         hub = LiveHub(store)
         await hub.attach(bus)
@@ -91,7 +93,7 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
         await router.start(bus)
         stack.push_async_callback(router.stop)
         inperson = await inperson_channel(
-            settings, store, bus, conversations, business, tokens.key, revocations
+            settings, store, bus, commands, business, tokens.key, revocations
         )
         voice = None
         if voice_channel.missing() is None:  # else the voice endpoints answer 503
@@ -99,7 +101,7 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
 
             voice = await stack.enter_async_context(
                 voice_gateway(
-                    settings, store, bus, hub, conversations, business, tokens.key, revocations
+                    settings, store, bus, hub, commands, business, tokens.key, revocations
                 )
             )
         await relay.start()
@@ -111,6 +113,7 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
             bus=bus,
             relay=relay,
             conversations=conversations,
+            commands=commands,
             hub=hub,
             index=index,
             work_feed=work_feed,
@@ -123,7 +126,7 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
             identity=identity,
             verifications=verifications,
             oidc=oidc,
-            chat=ChatAdapter(conversations),
+            chat=ChatAdapter(commands),
             voice=voice,
             inperson=inperson,
         )

@@ -17,7 +17,7 @@ from threadline.channels.inperson.courier import CheckinCourier
 from threadline.channels.inperson.queue import StoreQueue
 from threadline.channels.inperson.visits import Visits
 from threadline.core.ports import Bus, Storage
-from threadline.engine.conversations import Conversations
+from threadline.engine.commands import Commands
 from threadline.security import RevocationList, TokenKey
 from threadline.settings import Settings
 
@@ -57,7 +57,7 @@ async def inperson_channel(
     settings: Settings,
     store: Storage,
     bus: Bus,
-    conversations: Conversations,
+    commands: Commands,
     business: Business,
     key: TokenKey,
     revocations: RevocationList,
@@ -67,13 +67,13 @@ async def inperson_channel(
         key, store, revocations, issuer=settings.token_issuer, audience=settings.token_audience
     )
     cards = CheckinCards(key)
-    courier = CheckinCourier(conversations, codes, cards, business)
+    courier = CheckinCourier(commands, codes, cards, business)
     await courier.start(bus)
     return InPersonChannel(
         codes=codes,
         cards=cards,
-        visits=Visits(conversations),
-        queue=StoreQueue(store, conversations.codec),
+        visits=Visits(commands),
+        queue=StoreQueue(store, commands.conversations.codec),
         checkins=CheckinAnswers(),
         courier=courier,
     )

@@ -26,7 +26,7 @@ from threadline.channels.voice.telephony.directory import CallerDirectory
 from threadline.channels.voice.telephony.keypad import keypad
 from threadline.channels.voice.telephony.twilio import SignatureCheck, TwilioTelephony
 from threadline.core.ports import Bus, Storage
-from threadline.engine.conversations import Conversations
+from threadline.engine.commands import Commands
 from threadline.engine.live import LiveHub
 from threadline.security import RevocationList, TokenKey
 from threadline.security.stream_tokens import StreamTokens
@@ -57,7 +57,7 @@ async def voice_gateway(
     store: Storage,
     bus: Bus,
     hub: LiveHub,
-    conversations: Conversations,
+    commands: Commands,
     business: Business,
     key: TokenKey,
     revocations: RevocationList,
@@ -66,7 +66,7 @@ async def voice_gateway(
     directory = CallerDirectory()
     await directory.load(store, attach=lambda: hub.listen(directory.note))
     window = timedelta(hours=settings.reopen_window_hours)
-    calls = VoiceCalls(conversations, directory, business, settings.voice_greeting, window)
+    calls = VoiceCalls(commands, directory, business, settings.voice_greeting, window)
     engines = speech_engines(settings)
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     provider = None
@@ -76,7 +76,6 @@ async def voice_gateway(
             settings.twilio_account_sid, token, api_base=settings.twilio_api_base
         )
         control = CallControl(
-            conversations,
             calls,
             provider,
             settings.voice_agent_targets,
