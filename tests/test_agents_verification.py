@@ -22,6 +22,7 @@ from threadline.business import northwind
 from threadline.channels.voice.telephony.calls import VoiceCalls
 from threadline.channels.voice.telephony.directory import CallerDirectory
 from threadline.core.events import Actor, Event, Lineage
+from threadline.engine.commands import Commands
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import Relay
 
@@ -46,7 +47,9 @@ class Journey:
             self.conversations, NorthwindBot(northwind(NOW)), clock=lambda: NOW
         )
         self.directory = CallerDirectory()
-        self.calls = VoiceCalls(self.conversations, self.directory, northwind(NOW), "Hello.")
+        self.calls = VoiceCalls(
+            Commands(self.conversations), self.directory, northwind(NOW), "Hello."
+        )
         self.conversation_id = "conv-maya"
         self.said = 0
 

@@ -27,6 +27,7 @@ from tests.conftest import POSTGRES_URL, LiveServer, require_service
 from threadline.agents.bot import BOT_ID
 from threadline.agents.supervision import RestartPolicy, describe_exit
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.channels.chat.client import ChatClient
 from threadline.core.events import EventRecord
 from threadline.settings import Settings
@@ -239,7 +240,7 @@ async def test_a_worker_that_cannot_start_again_is_retried_and_reported(tmp_path
                         bot_process=True)  # fmt: skip
     app = create_app(settings)
     async with LiveServer(app) as server, httpx.AsyncClient(base_url=server.http) as http:
-        worker = app.state.bot_worker
+        worker = service_of(app).bot_worker
         assert (await http.get("/health")).status_code == 200
         worker.policy = RestartPolicy(first=0.05, cap=0.2)
         # From now on the worker cannot open its store: every start fails.

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+
+from threadline.api.deps import ServiceDep
 
 router = APIRouter(tags=["health"])
 
@@ -19,10 +21,10 @@ router = APIRouter(tags=["health"])
     "/health",
     responses={503: {"description": "a background part is down (see its entry)"}},
 )
-async def health(request: Request) -> JSONResponse:
+async def health(service: ServiceDep) -> JSONResponse:
     """The service's health: ``ok``, or ``degraded`` while a background part is down."""
     body: dict[str, Any] = {"status": "ok"}
-    worker = getattr(request.app.state, "bot_worker", None)
+    worker = service.bot_worker
     if worker is not None:
         report = worker.health
         body["bot_worker"] = report.as_dict()

@@ -52,6 +52,7 @@ from threadline.channels.voice.vad import UtteranceEnded as Utterance
 from threadline.core.errors import ThreadlineError
 from threadline.core.events import Actor, Event, EventRecord, Lineage
 from threadline.core.ports import SpeechHints, SpeechToText, TextToSpeech, Transcript
+from threadline.engine.commands import AppendEvents
 from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
 
@@ -301,7 +302,7 @@ class SpeechCall(CallHandler):
             idempotency_key=f"{call.stream_id}:utterance:{utterance.start_ms}",
             lineage=Lineage(LINEAGE.producer, LINEAGE.version, model=transcript.engine),
         )
-        await self.conversations.record(call.conversation_id, [event])
+        await self.calls.commands.execute(AppendEvents.of([event]), self.calls.principal)
 
     # -- speaking ---------------------------------------------------------------------------
 
@@ -417,7 +418,7 @@ class SpeechCall(CallHandler):
             lineage=LINEAGE,
         )
         try:
-            await self.conversations.record(call.conversation_id, [event])
+            await self.calls.commands.execute(AppendEvents.of([event]), self.calls.principal)
         except ThreadlineError as exc:
             log.warning("what the caller heard was not recorded", reason=str(exc))
 
