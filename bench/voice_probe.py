@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.channels.voice.hints import domain_hints
 from threadline.channels.voice.media import CallHandler, CallSink, HandlerFactory
 from threadline.channels.voice.pipeline import SpeechCall, SpeechConfig
 from threadline.channels.voice.stt import WhisperConfig, WhisperSTT
-from threadline.channels.voice.telephony.calls import VoiceCalls
 from threadline.channels.voice.tts import EspeakTTS
 from threadline.channels.voice.vad import EndpointerConfig, UtteranceEnded
 from threadline.core.events import EventRecord
@@ -40,6 +40,7 @@ from threadline.core.ports import (
     TextToSpeech,
     Transcript,
 )
+from threadline.service import Service
 from threadline.settings import load_settings
 
 #: call id -> [(stage, monotonic seconds)] in the order they happened
@@ -138,12 +139,14 @@ def probe_app(
         elif record.leg_id and record.type == "message.sent" and record.actor_kind == "bot":
             timings[record.leg_id].append(("hub_reply", time.monotonic()))
 
-    def handlers(calls: VoiceCalls) -> HandlerFactory:
-        state: Any = app.state
-        hints = domain_hints(state.business)
+    def handlers(service: Service) -> HandlerFactory:
+        gateway = service.voice
+        assert gateway is not None, "the probe needs the voice extra"
+        calls, hub = gateway.calls, service.hub
+        hints = domain_hints(service.business)
         stt = TimedWhisper(hints, whisper)
         tts = EspeakTTS()
-        state.hub.listen(hub_arrivals)
+        hub.listen(hub_arrivals)
 
         def make(sink: CallSink) -> CallHandler:
             handler: SpeechCall | None = None
@@ -152,13 +155,22 @@ def probe_app(
                 if handler is not None and handler.call is not None:
                     timings[handler.call.call_id].append((stage, at))
 
-            handler = TimedSpeechCall(sink, calls, state.hub, CallSTT(stt, note),
+            handler = TimedSpeechCall(sink, calls, hub, CallSTT(stt, note),
                                       CallTTS(tts, note), hints, speech, note=note)  # fmt: skip
             return handler
 
         return make
 
-    app.state.voice_handlers = handlers
+    @contextlib.asynccontextmanager
+    async def timed(app: FastAPI) -> AsyncIterator[None]:
+        """Once the service runs, its calls get the timed pipeline."""
+        service = service_of(app)
+        gateway = service.voice
+        assert gateway is not None, "the probe needs the voice extra"
+        gateway.handlers = handlers(service)
+        yield
+
+    app.include_router(APIRouter(lifespan=timed))
 
     @app.get("/bench/timings", include_in_schema=False)
     async def handed_out() -> dict[str, list[tuple[str, float]]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from threadline.api.deps import service_of
 from threadline.store.sqlite import SQLiteStore, open_sqlite
 
 #: The demo business pack every test serves (DEMO.md).
@@ -165,7 +166,7 @@ def bearer(app, subject: str, scope: str, **claims: object) -> dict[str, str]:
     """An ``Authorization`` header with a one-hour token the app itself issued."""
     from datetime import timedelta
 
-    issued = app.state.tokens.issue(subject, [scope], timedelta(hours=1), claims)
+    issued = service_of(app).tokens.issue(subject, [scope], timedelta(hours=1), claims)
     return {"Authorization": f"Bearer {issued.token}"}
 
 

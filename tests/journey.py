@@ -11,6 +11,7 @@ import orjson
 from playwright.async_api import expect
 
 from tests.conftest import bearer
+from threadline.api.deps import service_of
 from threadline.core.events import Event
 
 #: What a message that asks the customer for each slot says.
@@ -75,7 +76,7 @@ async def wait_for_event(
     server: Any, cid: str, matches: Callable[[Event], bool], timeout: float = 10.0
 ) -> Event:
     """The first event of the conversation that ``matches``, once it is recorded."""
-    conversations = server.app.state.conversations
+    conversations = service_of(server.app).conversations
     async with asyncio.timeout(timeout):
         while True:
             for event in await conversations.timeline(cid):

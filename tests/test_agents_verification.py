@@ -17,8 +17,11 @@ import pytest
 from threadline.agents import EmbeddedAgent
 from threadline.agents.runtime import BotRuntime
 from threadline.bus.memory import MemoryBus
+from threadline.channels.voice.telephony.calls import VoiceCalls
+from threadline.channels.voice.telephony.directory import CallerDirectory
 from threadline.core.conversation import decide, initial
 from threadline.core.events import Actor, Event, EventCodec, Lineage
+from threadline.engine.commands import Commands
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import Relay
 from threadline.systems import Systems
@@ -28,8 +31,6 @@ MAYA = Actor("customer", "cus-maya")
 CHAT = Lineage("chat-adapter", "1")
 STT = Lineage("voice-stt", "1")
 #: What the voice adapter records when it answers a call (channels.voice.telephony.calls).
-VOICE = Lineage("voice-twilio", "0.1.0")
-GATEWAY = Actor("system", "voice-gateway")
 BOT_ID = "northwind-bot"
 PHONE = "+14155550123"
 #: What only a verified owner of order 1042 may hear: item, reason, options, store address.
@@ -46,6 +47,13 @@ class Journey:
         self.conversations = Conversations(store, on_append=self.relay.poke)
         self.agent = EmbeddedAgent(systems)
         self.runtime = BotRuntime(self.conversations, self.agent, clock=lambda: NOW)
+        self.directory = CallerDirectory()
+
+        async def recognise(phone: str) -> str | None:
+            record = await systems.customers.find("phone", phone)
+            return record.id if record else None
+
+        self.calls = VoiceCalls(Commands(self.conversations), self.directory, recognise, "Hello.")
         self.conversation_id = "conv-maya"
         self.said = 0
 
@@ -96,22 +104,11 @@ class Journey:
         return str(reply.payload["text"])
 
     async def calls_in(self, call_id: str) -> str:
-        """Maya's number rings and the call joins her conversation, as the voice adapter
-        records it (the leg, her number as an unverified claim, the greeting); the welcome
-        back the bot says on the new leg."""
-
-        def event(type_: str, payload: dict[str, object], actor: Actor = MAYA) -> Event:
-            return Event(self.conversation_id, type_, payload, channel="voice", leg_id=call_id,
-                         actor=actor, customer_id="cus-maya", lineage=VOICE,
-                         idempotency_key=f"{call_id}:{type_}")  # fmt: skip
-
+        """Maya's number rings; the welcome back the bot says on the new leg."""
+        await self.directory.load(self.store)
         before = await self._replies()
-        await self.conversations.record(self.conversation_id, [
-            event("leg.started", {"leg_id": call_id, "channel": "voice", "address": PHONE}),
-            event("identity.linked", {"kind": "phone", "value": PHONE, "verified": False,
-                                      "method": "caller_id"}, GATEWAY),
-            event("message.sent", {"text": "Hello."}, GATEWAY),
-        ])  # fmt: skip
+        leg = await self.calls.answer(call_id, PHONE)
+        assert leg.conversation_id == self.conversation_id and leg.continued
         reply = await self._next_reply(before)
         assert reply.leg_id == call_id
         return str(reply.payload["text"])

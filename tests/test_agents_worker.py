@@ -10,6 +10,7 @@ import httpx
 from tests.conftest import TOKEN_SECRET, LiveServer
 from threadline.agents.worker import page_frame
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.bus.memory import MemoryBus
 from threadline.channels.chat.client import ChatClient
 from threadline.core.events import EventRecord
@@ -32,9 +33,9 @@ async def test_the_bot_worker_answers_chats_and_stops_with_the_service(tmp_path)
                 await chat.say(question)
                 reply = await chat.wait_for(lambda e: e["event"] == "message.sent", timeout=20)
                 assert reply["actor"] == "bot"
-        process = app.state.bot_worker.process
+        process = service_of(app).bot_worker.process
         assert process is not None and process.returncode is None
-        records = await app.state.store.read(chat.conversation_id)
+        records = await service_of(app).store.read(chat.conversation_id)
         assert [r.type for r in records].count("message.sent") == 2
     async with asyncio.timeout(10):
         await process.wait()

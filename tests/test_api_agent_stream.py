@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from tests.conftest import TOKEN_SECRET, LiveServer
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event, utcnow
 from threadline.security import TokenIssuer, revoke
 from threadline.settings import Settings
@@ -34,7 +35,7 @@ class Service:
         return self.server.app
 
     def token(self, subject: str, scope: str, ttl: timedelta = HOUR, **claims: object) -> str:
-        return str(self.app.state.tokens.issue(subject, [scope], ttl, claims).token)
+        return str(service_of(self.app).tokens.issue(subject, [scope], ttl, claims).token)
 
     def ana(self, **kwargs: Any) -> str:
         return self.token("agent-ana", "agent", queues=["orders", "billing"], **kwargs)
@@ -65,7 +66,7 @@ class Service:
                   idempotency_key=f"{cid}-ask"),
         ]  # fmt: skip
         for event in events:
-            await self.app.state.conversations.record(cid, [event])
+            await service_of(self.app).conversations.record(cid, [event])
 
 
 @pytest.fixture
@@ -243,7 +244,7 @@ async def test_a_quiet_desk_gets_heartbeats_with_the_cursor_to_resume_from(
         await service.asks_for_a_person("conv-not-bens")  # orders: nothing for Ben
         beat = (await until(ws, of_type("heartbeat")))[-1]
     assert beat["cursor"] > snapshot["cursor"]
-    tail = await service.app.state.store.read_all(0, 10_000)
+    tail = await service_of(service.app).store.read_all(0, 10_000)
     assert beat["cursor"] <= tail[-1].position
 
 
@@ -270,7 +271,7 @@ async def test_tokens_of_the_wrong_kind_or_for_another_agent_are_refused(
 async def test_an_expired_token_is_refused_and_a_live_one_is_cut_off_when_it_expires(
     service: Service,
 ) -> None:
-    tokens: TokenIssuer = service.app.state.tokens
+    tokens: TokenIssuer = service_of(service.app).tokens
     earlier = TokenIssuer(tokens.key, issuer=tokens.issuer, audience=tokens.audience,
                           clock=lambda: utcnow() - 2 * HOUR)  # fmt: skip
     stale = earlier.issue("agent-ana", ["agent"], HOUR, {"queues": ["orders"]}).token
@@ -288,13 +289,14 @@ async def test_an_expired_token_is_refused_and_a_live_one_is_cut_off_when_it_exp
 
 
 async def test_a_revoked_token_gets_no_further_frames(service: Service) -> None:
-    issued = service.app.state.tokens.issue("agent-ana", ["agent"], HOUR, {"queues": ["orders"]})
+    tokens = service_of(service.app).tokens
+    issued = tokens.issue("agent-ana", ["agent"], HOUR, {"queues": ["orders"]})
     async with websockets.connect(service.url(issued.token)) as ws:
         await until(ws, of_type("snapshot"))
-        store = service.app.state.store
+        store = service_of(service.app).store
         await revoke(store, issued.principal.token_id, reason="lost laptop",
                      revoked_by="sup-sam", expires_at=issued.principal.expires_at)  # fmt: skip
-        await service.app.state.revocations.catch_up(store)
+        await service_of(service.app).revocations.catch_up(store)
         await service.asks_for_a_person("conv-after-revoke")
         frames = await until(ws, of_type("error"))
     assert [f["type"] for f in frames] == ["error"]

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from tests.conftest import OTHER_TOKEN_SECRET, TOKEN_SECRET, bearer
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event, utcnow
 from threadline.security import TokenIssuer
 from threadline.settings import Settings
@@ -42,7 +43,7 @@ class Api:
 
     async def stored(self, cid: str, by: str | None = None) -> list[str]:
         """The types stored on ``cid``; with ``by``, only those of that actor kind."""
-        records = await self.app.state.store.read(cid)
+        records = await service_of(self.app).store.read(cid)
         return [r.type for r in records if by is None or r.actor_kind == by]
 
 
@@ -89,7 +90,7 @@ async def test_every_route_needs_a_token(api: Api) -> None:
 
 async def test_expired_and_forged_tokens_are_refused(api: Api) -> None:
     await chat_started(api, "conv-1")
-    tokens: TokenIssuer = api.app.state.tokens
+    tokens: TokenIssuer = service_of(api.app).tokens
     earlier = TokenIssuer(tokens.key, issuer=tokens.issuer, audience=tokens.audience,
                           clock=lambda: utcnow() - 2 * HOUR)  # fmt: skip
     expired = earlier.issue("root", ["admin"], HOUR).token
@@ -188,7 +189,7 @@ async def test_each_event_is_judged_on_the_state_it_follows(api: Api) -> None:
 
 async def test_an_agent_reads_only_conversations_in_their_queues(api: Api) -> None:
     maya = Actor("customer", "cus-maya")
-    await api.app.state.conversations.record("conv-1", [
+    await service_of(api.app).conversations.record("conv-1", [
         Event("conv-1", "conversation.started", {"origin": "chat"}, channel="chat",
               actor=maya, customer_id="cus-maya", idempotency_key="s"),
         Event("conv-1", "handoff.requested", {"queue": "billing", "reason_code": "transfer"},
@@ -226,12 +227,12 @@ async def test_a_stream_without_a_token_is_closed_with_an_error_frame(live_serve
 
 
 async def test_a_stream_of_someone_elses_conversation_sends_nothing(live_server) -> None:
-    state = live_server.app.state
-    await state.conversations.record("conv-1", [
+    service = service_of(live_server.app)
+    await service.conversations.record("conv-1", [
         Event("conv-1", "conversation.started", {"origin": "chat"}, channel="chat",
               actor=Actor("customer", "cus-maya"), customer_id="cus-maya", idempotency_key="s"),
     ])  # fmt: skip
-    other = state.tokens.issue("eve", ["customer"], HOUR, {"customer": "cus-eve"}).token
+    other = service.tokens.issue("eve", ["customer"], HOUR, {"customer": "cus-eve"}).token
     url = f"{live_server.ws}/conversations/conv-1/stream?token={other}"
     frame, code = await refusal(url)
     assert frame["type"] == "error" and frame["code"] == "forbidden"

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from tests.conftest import TOKEN_SECRET, bearer
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event
 from threadline.settings import Settings
 
@@ -33,7 +34,7 @@ class Desk:
         return self.token(subject, "agent", queues=list(queues))
 
     async def types(self, cid: str) -> list[str]:
-        return [r.type for r in await self.app.state.store.read(cid)]
+        return [r.type for r in await service_of(self.app).store.read(cid)]
 
     async def wait_for(self, cid: str, type_: str, timeout: float = 5.0) -> None:
         async with asyncio.timeout(timeout):
@@ -58,7 +59,7 @@ async def asks_for_a_person(desk: Desk, cid: str) -> None:
         Event(cid, "message.received", {"text": "I want to talk to a person"}, channel="chat",
               actor=MAYA, customer_id="cus-maya", idempotency_key=f"{cid}-ask"),
     ]  # fmt: skip
-    await desk.app.state.conversations.record(cid, events)
+    await service_of(desk.app).conversations.record(cid, events)
     await desk.wait_for(cid, "handoff.requested")
     await desk.wait_for(cid, "handoff.offered")
 
@@ -121,7 +122,7 @@ async def test_an_agent_takes_works_and_resolves_a_conversation(desk: Desk) -> N
         "/conversations/conv-desk/reply", json={"text": "Hi Maya, Ana here."}, headers=ana
     )
     assert replied.status_code == 200, replied.text
-    records = await desk.app.state.store.read("conv-desk")
+    records = await service_of(desk.app).store.read("conv-desk")
     sent = next(r for r in records if r.seq == replied.json()["seq"])
     assert sent.type == "message.sent" and sent.channel == "chat"
     assert (sent.actor_kind, sent.actor_id) == ("human", "agent-ana")
@@ -212,6 +213,6 @@ async def test_presence_is_idempotent_and_validated(desk: Desk) -> None:
     again = await desk.client.put("/agents/me/presence", json={"presence": "away"}, headers=headers)
     assert first.status_code == again.status_code == 200
     assert first.json() == again.json()
-    assert len(await desk.app.state.store.read("agent:agent-ben")) == 1
+    assert len(await service_of(desk.app).store.read("agent:agent-ben")) == 1
     bad = await desk.client.put("/agents/me/presence", json={"presence": "asleep"}, headers=ben)
     assert bad.status_code == 422

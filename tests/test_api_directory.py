@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.timelines import PROBLEM, Service, handoff, held_by, offered, serve, started
+from threadline.api.deps import service_of
 from threadline.core.events import utcnow
 
 
@@ -103,12 +104,12 @@ async def test_an_agent_sees_only_the_conversations_they_may_read(service: Servi
 
 async def test_reading_the_directory_records_nothing(service: Service) -> None:
     await service.record("c-maya-1", started("c-maya-1"))
-    before = await service.app.state.store.read_all(0, 10_000)
+    before = await service_of(service.app).store.read_all(0, 10_000)
     ana = service.agent("agent-ana", "orders")
     for path in ("/customers", "/customers/cus-maya", "/customers/cus-omar", "/queues",
                  "/queues/orders", "/agents/agent-ana"):  # fmt: skip
         assert (await service.get(path, ana)).status_code == 200
-    assert await service.app.state.store.read_all(0, 10_000) == before
+    assert await service_of(service.app).store.read_all(0, 10_000) == before
 
 
 async def test_a_customer_reads_only_their_own_profile(service: Service) -> None:

@@ -24,6 +24,7 @@ from tests.timelines import (
     started,
     waiting,
 )
+from threadline.api.deps import service_of
 from threadline.core.events import utcnow
 
 #: Recorded in this order, so newest activity first is the reverse.
@@ -95,7 +96,7 @@ async def test_an_item_summarises_the_conversation(scene: Service) -> None:
     }  # fmt: skip
     assert held["live_channels"] == ["voice"] and held["channels"] == ["voice"]
     assert held["legs"] == 1
-    assert held["last_seq"] == len(await scene.app.state.store.read("c-billing-ana"))
+    assert held["last_seq"] == len(await service_of(scene.app).store.read("c-billing-ana"))
     assert held["last_message"]["text"] == "Hi Omar, Ana here about your refund."
     assert held["last_message"]["actor"] == "human"
     assert held["last_message"]["channel"] == "voice"
@@ -110,7 +111,7 @@ async def test_only_conversations_are_listed(service: Service) -> None:
     away = await service.client.put("/agents/me/presence", json={"presence": "away"},
                                     headers=service.agent("agent-ana", "orders"))  # fmt: skip
     assert away.status_code == 200
-    assert await service.app.state.store.read("agent:agent-ana")
+    assert await service_of(service.app).store.read("agent:agent-ana")
     assert await listed(service, service.admin) == ["c-bot"]
 
 
@@ -300,7 +301,7 @@ async def test_the_listing_is_the_same_after_a_restart(any_store) -> None:
         first = (await before.get("/conversations", before.sam, limit=200)).json()
         first_ana = await listed(before, ana, limit=2)
     async with serve(any_store) as after:
-        assert len(after.app.state.index) == len(SCENE)  # built at start, before any request
+        assert len(service_of(after.app).index) == len(SCENE)  # built at start, before any request
         again = (await after.get("/conversations", after.sam, limit=200)).json()
         assert again == first
         assert await listed(after, after.agent("agent-ana", "orders"), limit=2) == first_ana
@@ -309,7 +310,7 @@ async def test_the_listing_is_the_same_after_a_restart(any_store) -> None:
 
 
 async def test_the_index_follows_the_log_live(scene: Service) -> None:
-    index = scene.app.state.index
+    index = service_of(scene.app).index
     await scene.record("c-bot", sent("c-bot", "live"), settle=False)
     async with asyncio.timeout(10):  # delivered by the bus, without any read catching up
         while (entry := index.get("c-bot")) is None or entry.last_message is None:

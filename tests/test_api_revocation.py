@@ -9,6 +9,7 @@ import httpx
 
 from tests.conftest import TOKEN_SECRET
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.security import revoke
 from threadline.settings import Settings
 
@@ -16,7 +17,7 @@ from threadline.settings import Settings
 async def test_a_token_revoked_by_another_process_is_refused_at_once(any_store) -> None:
     app = create_app(Settings(token_secret=TOKEN_SECRET), store=any_store)
     async with app.router.lifespan_context(app):
-        issued = app.state.tokens.issue("agent-ana", ["agent"], timedelta(hours=1),
+        issued = service_of(app).tokens.issue("agent-ana", ["agent"], timedelta(hours=1),
                                         {"queues": ["orders"]})  # fmt: skip
         headers = {"Authorization": f"Bearer {issued.token}"}
         transport = httpx.ASGITransport(app=app)
@@ -26,7 +27,7 @@ async def test_a_token_revoked_by_another_process_is_refused_at_once(any_store) 
             assert issued.principal.expires_at is not None
             await revoke(any_store, issued.principal.token_id, reason="lost laptop",
                          revoked_by="sup-sam", expires_at=issued.principal.expires_at)  # fmt: skip
-            app.state.relay.poke()  # the relay would find it at its next poll anyway
+            service_of(app).relay.poke()  # the relay would find it at its next poll anyway
             async with asyncio.timeout(5):
                 while (
                     response := await client.get("/agents/me", headers=headers)

@@ -9,12 +9,14 @@ from datetime import timedelta
 import httpx
 import websockets
 
+from threadline.api.deps import service_of
+
 MAYA = {"kind": "customer", "id": "cus-maya"}
 HOUR = timedelta(hours=1)
 
 
 def token(server, subject: str, scope: str, **claims: object) -> str:
-    issued = server.app.state.tokens.issue(subject, [scope], HOUR, claims)
+    issued = service_of(server.app).tokens.issue(subject, [scope], HOUR, claims)
     return str(issued.token)
 
 

@@ -7,6 +7,7 @@ import asyncio
 import httpx
 import pytest
 
+from threadline.api.deps import service_of
 from threadline.channels.chat.client import ChatClient, ChatError
 
 
@@ -30,7 +31,7 @@ async def test_a_new_chat_opens_a_conversation_and_acknowledges_messages(live_se
         echoed = await chat.wait_for(lambda e: e["event"] == "message.received")
         assert echoed["seq"] == seq and echoed["text"] == "my order 1042 hasn't arrived"
         assert echoed["actor"] == "customer" and echoed["channel"] == "chat"
-    store = live_server.app.state.store
+    store = service_of(live_server.app).store
     types = [r.type for r in await store.read(chat.conversation_id)]
     assert types[:3] == ["conversation.started", "leg.started", "message.received"]
 
@@ -40,7 +41,7 @@ async def test_a_resent_message_is_recorded_once(live_server) -> None:
         first = await chat.say("hello", client_id="client-msg-0001")
         again = await chat.say("hello", client_id="client-msg-0001")
     assert first == again
-    records = await live_server.app.state.store.read(chat.conversation_id)
+    records = await service_of(live_server.app).store.read(chat.conversation_id)
     assert [r.type for r in records].count("message.received") == 1
 
 
@@ -58,7 +59,7 @@ async def test_reconnecting_resumes_with_nothing_lost_or_doubled(live_server) ->
         assert chat.conversation_id == conversation_id
     async with asyncio.timeout(5):  # the server ends a leg once it sees its socket close
         while True:
-            records = await live_server.app.state.store.read(conversation_id)
+            records = await service_of(live_server.app).store.read(conversation_id)
             started = [r.leg_id for r in records if r.type == "leg.started"]
             ended = [r.leg_id for r in records if r.type == "leg.ended"]
             if len(ended) == 2:
@@ -114,6 +115,6 @@ async def test_asking_for_a_person_hands_the_chat_to_a_queue(live_server) -> Non
     async with await connect(live_server) as chat:
         await chat.say("I want to talk to a person")
         await chat.wait_for(lambda e: e["event"] == "handoff.requested")
-    state = await live_server.app.state.conversations.rehydrate(chat.conversation_id)
+    state = await service_of(live_server.app).conversations.rehydrate(chat.conversation_id)
     assert state.status == "awaiting_human"
     assert state.handoff_reason == "customer_request"

@@ -11,6 +11,7 @@ import httpx
 from tests.conftest import bearer
 from tests.test_agents_bot import conversation, payload, types
 from threadline.agents.flows import SEND_CHECKIN_CODE
+from threadline.api.deps import service_of
 from threadline.channels.chat.client import ChatClient
 from threadline.channels.inperson.courier import CheckinCourier
 
@@ -85,10 +86,10 @@ async def test_the_code_reaches_the_chat_sealed_and_is_used_once(live_server) ->
     assert card["alt"] == f"QR code of check-in code {code[:3]} {code[3:]}"
     assert "show this at the counter" in shown["text"]
 
-    records = await live_server.app.state.store.read(chat.conversation_id)
+    records = await service_of(live_server.app).store.read(chat.conversation_id)
     sent = next(r for r in records if r.type == "message.sent" and b"sealed" in r.payload)
     assert code.encode() not in sent.payload  # neither the digits …
-    issued = await live_server.app.state.store.read("system:checkin")
+    issued = await service_of(live_server.app).store.read("system:checkin")
     assert all(code.encode() not in r.payload for r in issued)
     done = [r for r in records if r.type == "action.completed" and r.actor_id == "checkin"]
     assert len(done) == 1
@@ -109,13 +110,13 @@ async def test_a_redelivered_request_sends_no_second_code(live_server) -> None:
     async with ChatClient.connect(f"{live_server.ws}/chat/ws", token=token) as chat:
         await chat.say(COME_IN)
         await chat.wait_for(with_card)
-    state = live_server.app.state
-    records = await state.store.read(chat.conversation_id)
+    service = service_of(live_server.app)
+    records = await service.store.read(chat.conversation_id)
     request = next(r for r in records if r.type == "action.requested")
-    courier = CheckinCourier(state.conversations, state.checkin_codes, state.checkin_cards,
-                             state.business)  # fmt: skip
+    courier = CheckinCourier(service.commands, service.inperson.codes,
+                             service.inperson.cards, service.business)  # fmt: skip
     await asyncio.gather(courier.handle(request), courier.handle(request))
-    records = await state.store.read(chat.conversation_id)
+    records = await service.store.read(chat.conversation_id)
     assert sum(r.type == "message.sent" and b"sealed" in r.payload for r in records) == 1
 
 
@@ -135,10 +136,10 @@ async def test_a_supervisor_can_send_a_code_and_a_copied_card_does_not_open(live
         assert response.status_code == 201, response.text
         shown = await chat.wait_for(with_card)
     assert shown["checkin"]["store"]["name"] == "Northwind Broadway"
-    timeline = await live_server.app.state.conversations.timeline(chat.conversation_id)
+    timeline = await service_of(live_server.app).conversations.timeline(chat.conversation_id)
     card = next(e.payload["checkin"] for e in timeline
                 if e.type == "message.sent" and e.payload["checkin"])  # fmt: skip
-    cards = live_server.app.state.checkin_cards
+    cards = service_of(live_server.app).inperson.cards
     assert cards.open(card, chat.conversation_id) is not None
     assert cards.open(card, "another-conversation") is None
     tampered = {**card, "sealed": card["sealed"][:-4] + "AAAA"}

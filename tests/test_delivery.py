@@ -352,3 +352,40 @@ async def test_a_group_saves_its_checkpoint_at_most_once_a_pause_however_often_i
     assert counted.saves <= elapsed / CHECKPOINT_PAUSE + 2
     await bus.close()
     assert await any_store.load_checkpoint("projector") == got[-1].position
+
+
+class SwallowsOneCancel:
+    """A store whose ``read_all`` loses one cancellation, as ``asyncio.wait_for`` on
+    Python 3.11 can when the wait it guards finishes at the same moment (a driver's
+    pool does that)."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.reading = asyncio.Event()
+        self.swallowed = False
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    async def read_all(self, after: int, limit: int):
+        if not self.swallowed:
+            self.reading.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                self.swallowed = True
+                asyncio.current_task().uncancel()
+        return await self._store.read_all(after, limit)
+
+
+async def test_the_relay_stops_even_when_a_read_loses_its_cancellation(sqlite_store) -> None:
+    store = SwallowsOneCancel(sqlite_store)
+    bus = MemoryBus(sqlite_store)
+    relay = Relay(store, bus, sqlite_store)
+    await relay.start()
+    await asyncio.wait_for(store.reading.wait(), 5)
+    stopping = asyncio.create_task(relay.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    assert store.swallowed
+    assert stopping in done, "the relay went on after stop()"
+    await bus.close()

@@ -73,6 +73,8 @@ async def forwarding(path: Path) -> AsyncIterator[tuple[ForwardingStore, Pipe]]:
 
 
 class TestForwardingStore(EventStoreContract):
+    unencodable_error = OperationalError  # as the service's writer answers across the pipe
+
     @pytest.fixture
     async def store(self, tmp_path) -> AsyncIterator[EventStore]:
         self.path = tmp_path / "threadline.db"

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import TOKEN_SECRET, bearer
 from tests.test_identity_oidc import AUDIENCE, ISSUER, IdentityProvider
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.core.errors import DomainError
 from threadline.core.events import Actor
 from threadline.identity.identifiers import email, phone
@@ -53,7 +54,7 @@ def staff(app: Any, who: str = "agent-ana") -> dict[str, str]:
 
 
 async def looked_up(app: Any, customer: str) -> list[dict[str, Any]]:
-    events = await app.state.identity.history(customer)
+    events = await service_of(app).identity.history(customer)
     fields = ("looked_up_by", "reason", "kind")
     return [{k: e.payload[k] for k in fields} for e in events if e.type == "customer.looked_up"]
 
@@ -70,7 +71,7 @@ async def test_seeded_customers_resolve_and_each_look_up_is_recorded(app) -> Non
     ]
     for kind, value, who in (("member", "nw-100871", "cus-omar"),
                              ("email", " Lena.Park@Example.org ", "cus-lena")):  # fmt: skip
-        found = await app.state.identity.resolve(kind, value)
+        found = await service_of(app).identity.resolve(kind, value)
         assert found is not None and found.customer_id == who and found.verified
 
 
@@ -100,7 +101,7 @@ async def test_a_conflicting_claim_is_409_and_a_supervisor_resolves_it(app) -> N
     response = await client.post("/customers/cus-omar/identifiers", headers=staff(app), json=body)
     assert response.status_code == 409 and response.headers["content-type"] == PROBLEM
     conflict_id = response.json()["conflict_id"]
-    found = await app.state.identity.resolve("phone", "+14155550123")
+    found = await service_of(app).identity.resolve("phone", "+14155550123")
     assert found.customer_id == "cus-maya"  # never merged silently
     assert (await client.get("/identity/conflicts", headers=staff(app))).status_code == 403
     listed = (await client.get("/identity/conflicts", headers=staff(app, "sup-sam"))).json()
@@ -132,7 +133,7 @@ async def test_a_typed_email_is_a_claim_until_the_postcode_verifies_it(app) -> N
 
 async def test_supervisors_merge_and_unmerge(app) -> None:
     client = app.state.client
-    identity = app.state.identity
+    identity = service_of(app).identity
     await identity.link("cus-dup", email("maya.c@example.org"), verified=False, method="typed",
                         linked_by="test", reason="test", actor=Actor("system", "t"))  # fmt: skip
     body = {"into": "cus-maya", "reason": "same person"}
@@ -166,9 +167,9 @@ async def test_an_id_token_links_the_chat_visitor_to_the_real_customer(app, prov
     response = await client.post("/chat/verify", headers=headers, json={"id_token": token})
     assert response.status_code == 200, response.text
     assert response.json()["customer_id"] == "cus-maya"
-    found = await app.state.identity.resolve("device", visitor)
+    found = await service_of(app).identity.resolve("device", visitor)
     assert found.customer_id == "cus-maya" and found.verified and found.method == "oidc"
-    found = await app.state.identity.resolve("idp", f"{ISSUER}#maya-at-idp")
+    found = await service_of(app).identity.resolve("idp", f"{ISSUER}#maya-at-idp")
     assert found.customer_id == "cus-maya"
 
 
@@ -187,45 +188,45 @@ async def test_a_refused_id_token_is_401_and_links_nothing(app, provider, claims
     response = await client.post("/chat/verify", headers=headers, json={"id_token": token})
     assert response.status_code == 401 and response.headers["content-type"] == PROBLEM
     assert response.json()["type"] == f"urn:threadline:problem:{slug}"
-    assert await app.state.identity.resolve("device", visitor) is None
+    assert await service_of(app).identity.resolve("device", visitor) is None
 
 
 async def test_seeding_again_after_a_restart_changes_nothing(any_store, provider) -> None:
     async with running(any_store, provider) as first:
-        before = len(await first.state.identity.history("cus-maya"))
+        before = len(await service_of(first).identity.history("cus-maya"))
     async with running(any_store, provider) as second:
-        assert len(await second.state.identity.history("cus-maya")) == before == 3
-        assert (await second.state.identity.resolve("phone", "+14155550123")).verified
+        assert len(await service_of(second).identity.history("cus-maya")) == before == 3
+        assert (await service_of(second).identity.resolve("phone", "+14155550123")).verified
 
 
 async def test_a_one_time_code_goes_to_a_verified_channel_and_verifies(app) -> None:
-    verifications = app.state.verifications
+    verifications = service_of(app).verifications
     target = phone("+1 415 555 0199")
     ana = Actor("human", "agent-ana")
-    await app.state.identity.link("cus-maya", target, verified=False, method="caller_id",
+    await service_of(app).identity.link("cus-maya", target, verified=False, method="caller_id",
                                   linked_by="voice", reason="caller id", actor=ana)  # fmt: skip
     challenge = await verifications.send_code("cus-maya", target, actor=ana)
-    ((_, to, text),) = app.state.courier.sent
+    ((_, to, text),) = service_of(app).verifications.courier.sent
     assert to.kind in {"phone", "email"} and to.value != target.value
     code = text.rsplit(" ", 1)[-1]
-    sent = [e for e in await app.state.identity.history("cus-maya")
+    sent = [e for e in await service_of(app).identity.history("cus-maya")
             if e.type == "verification.code_sent"]  # fmt: skip
     assert code not in str(sent[0].payload)  # only a hash is kept
     wrong = "000000" if code != "000000" else "111111"
     assert await verifications.check_code("cus-maya", challenge, wrong, actor=ana) is None
     outcome = await verifications.check_code("cus-maya", challenge, code, actor=ana)
     assert outcome.status == "verified"
-    assert (await app.state.identity.resolve("phone", target.value)).method == "otp"
+    assert (await service_of(app).identity.resolve("phone", target.value)).method == "otp"
     with pytest.raises(DomainError):
         await verifications.check_code("cus-maya", challenge, code, actor=ana)
 
 
 async def test_a_code_allows_only_so_many_wrong_attempts(app) -> None:
-    verifications = app.state.verifications
+    verifications = service_of(app).verifications
     ana = Actor("human", "agent-ana")
     target = email("maya@new.example")
     challenge = await verifications.send_code("cus-maya", target, actor=ana)
-    code = app.state.courier.sent[-1][2].rsplit(" ", 1)[-1]
+    code = service_of(app).verifications.courier.sent[-1][2].rsplit(" ", 1)[-1]
     wrong = "000000" if code != "000000" else "111111"
     for _ in range(verifications.max_attempts):
         assert await verifications.check_code("cus-maya", challenge, wrong, actor=ana) is None

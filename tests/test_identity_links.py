@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import TOKEN_SECRET
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event
 from threadline.identity.identifiers import phone
 from threadline.identity.links import ConversationLinks, link_key
@@ -40,21 +41,21 @@ async def linked(app: Any, cid: str, customer_id: str, payload: dict[str, Any],
         Event(cid, "identity.linked", payload, channel=channel, actor=actor,
               customer_id=customer_id, idempotency_key=f"{cid}-link"),
     ]  # fmt: skip
-    await app.state.conversations.record(cid, events)
-    return (await app.state.conversations.timeline(cid))[-1]
+    await service_of(app).conversations.record(cid, events)
+    return (await service_of(app).conversations.timeline(cid))[-1]
 
 
 async def settled(app: Any, value: str, verified: bool, timeout: float = 10.0) -> Any:
     async with asyncio.timeout(timeout):
         while True:
-            found = await app.state.identity.resolve("phone", value)
+            found = await service_of(app).identity.resolve("phone", value)
             if found is not None and found.verified == verified:
                 return found
             await asyncio.sleep(0.05)
 
 
 async def test_a_postcode_check_on_a_call_verifies_the_number_in_the_directory(app) -> None:
-    identity = app.state.identity
+    identity = service_of(app).identity
     await identity.link("cus-maya", phone(SECOND_PHONE), verified=False, method="typed",
                         linked_by="agent-ana", reason="second number",
                         actor=Actor("human", "agent-ana"))  # fmt: skip
@@ -71,11 +72,11 @@ async def test_a_postcode_check_on_a_call_verifies_the_number_in_the_directory(a
 async def test_a_redelivered_link_records_nothing_twice(app) -> None:
     await linked(app, "conv-call", "cus-lena", claim(SECOND_PHONE, True, "postcode"))
     await settled(app, SECOND_PHONE, verified=True)
-    record = next(r for r in await app.state.store.read("conv-call")
+    record = next(r for r in await service_of(app).store.read("conv-call")
                   if r.type == "identity.linked")  # fmt: skip
-    again = ConversationLinks(app.state.identity)
+    again = ConversationLinks(service_of(app).identity)
     await asyncio.gather(again.handle(record), again.handle(record))
-    history = await app.state.identity.history("cus-lena")
+    history = await service_of(app).identity.history("cus-lena")
     copies = [e for e in history if e.idempotency_key == link_key(record)]
     assert [e.type for e in copies] == ["identity.verified"]
 
@@ -88,9 +89,9 @@ async def test_caller_id_claims_and_placeholder_customers_stay_out(app) -> None:
                  actor=Actor("human", "agent-ana"))  # fmt: skip
     typed = await settled(app, "+15105550111", verified=False)
     assert (typed.customer_id, typed.method) == ("cus-omar", "typed")
-    links = ConversationLinks(app.state.identity)
+    links = ConversationLinks(service_of(app).identity)
     for cid in ("conv-claim", "conv-stranger"):  # handled again, in hand: still nothing
-        for record in await app.state.store.read(cid):
+        for record in await service_of(app).store.read(cid):
             await links.handle(record)
-    assert await app.state.identity.resolve("phone", SECOND_PHONE) is None
-    assert await app.state.identity.resolve("phone", "+12025550199") is None
+    assert await service_of(app).identity.resolve("phone", SECOND_PHONE) is None
+    assert await service_of(app).identity.resolve("phone", "+12025550199") is None

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from tests.conftest import TOKEN_SECRET, bearer
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event
 from threadline.settings import Settings
 
@@ -38,8 +39,8 @@ class Counter:
         return bearer(self.app, f"kiosk-{store}", "kiosk", store=store)
 
     async def events(self, stream: str) -> list[Event]:
-        codec = self.app.state.conversations.codec
-        return [codec.decode(r) for r in await self.app.state.store.read(stream)]
+        codec = service_of(self.app).conversations.codec
+        return [codec.decode(r) for r in await service_of(self.app).store.read(stream)]
 
     async def code(self, cid: str) -> dict[str, str]:
         response = await self.client.post("/chat/checkin-code", json={}, headers=self.maya(cid))
@@ -69,9 +70,9 @@ async def maya_chats(counter: Counter, cid: str = "conv-maya") -> str:
         Event(cid, "message.received", {"text": "My order 1042 hasn't arrived"}, channel="chat",
               actor=MAYA, customer_id="cus-maya", idempotency_key=f"{cid}-ask"),
     ]  # fmt: skip
-    await counter.app.state.conversations.record(cid, events)
+    await service_of(counter.app).conversations.record(cid, events)
     async with asyncio.timeout(5):  # the index follows the log a moment later
-        while not counter.app.state.index.of_customer("cus-maya"):
+        while not service_of(counter.app).index.of_customer("cus-maya"):
             await asyncio.sleep(0.02)
     return cid
 
@@ -134,7 +135,7 @@ async def test_forged_and_foreign_tokens_are_refused_and_write_nothing(counter) 
 async def test_an_expired_code_is_refused(counter) -> None:
     cid = await maya_chats(counter)
     await counter.code(cid)
-    codes = counter.app.state.checkin_codes
+    codes = service_of(counter.app).inperson.codes
     codes.ttl = timedelta(seconds=1)
     codes._issuer.max_ttl = codes._verifier.max_ttl = timedelta(seconds=1)
     codes._verifier.leeway = timedelta(0)
@@ -239,7 +240,7 @@ async def test_a_visit_is_worked_and_resolved_once_per_key(counter) -> None:
     assert types.count("conversation.resolved") == 1
     assert types[-2:] == ["conversation.resolved", "leg.ended"]
     assert [e.type for e in timeline][-2:] == ["conversation.resolved", "leg.ended"]
-    state = await counter.app.state.conversations.rehydrate(cid)
+    state = await service_of(counter.app).conversations.rehydrate(cid)
     assert state.status == "resolved" and state.outcome == "replacement_collected"
 
 
@@ -257,7 +258,7 @@ async def test_hand_back_messages_the_customer_on_chat(counter) -> None:
     timeline = await counter.events(cid)
     sent = [e for e in timeline if e.type == "message.sent" and e.actor.id == "assoc-priya"]
     assert sent and sent[0].channel == "chat"
-    state = await counter.app.state.conversations.rehydrate(cid)
+    state = await service_of(counter.app).conversations.rehydrate(cid)
     assert state.status == "waiting_on_customer"
     assert not [leg for leg in state.live_legs.values() if leg["channel"] == "in_person"]
 

@@ -29,6 +29,7 @@ from tests.twilio_fakes import (
     voice_settings,
 )
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.core.events import Event
 from threadline.testing.caller import PhoneCaller
 
@@ -124,9 +125,9 @@ async def test_one_customer_across_chat_a_call_and_a_store_visit(
     await calls_verifies_and_reaches_ana(northwind, twilio_rest, cid)
     await visits_and_is_resolved(northwind, browser, digits)
 
-    timeline: list[Event] = await northwind.app.state.conversations.timeline(cid)
+    timeline: list[Event] = await service_of(northwind.app).conversations.timeline(cid)
     async with asyncio.timeout(10):  # the index (PostgreSQL's read_all may lag a commit)
-        while not (entries := northwind.app.state.index.of_customer("cus-maya")) or any(
+        while not (entries := service_of(northwind.app).index.of_customer("cus-maya")) or any(
             e.state.status != "resolved" for e in entries
         ):
             await asyncio.sleep(0.05)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from threadline.core.errors import PersistenceError, ProgrammingError
+from threadline.core.ports import Snapshot
 from threadline.store.sqlite import open_sqlite
 from threadline.store.sqlite_lock import TurnLock
 from threadline.testing.factories import record
@@ -162,3 +163,112 @@ async def test_work_the_database_refuses_raises_a_persistence_error(sqlite_store
     with pytest.raises(ProgrammingError):
         await sqlite_store.transact(refused)
     assert (await sqlite_store.append("c", [record("c")])).seqs == (1,)
+
+
+# -- faults in one job ------------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """A fault that is not even an Exception: it must still fail only its own job."""
+
+
+async def _in_one_group(path, *writes):
+    """Run ``writes`` while another process holds the file, so they queue up and the
+    writer commits them as one group; their outcomes, errors included."""
+    other = TurnLock(str(path))
+    try:
+        with other:
+            tasks = [asyncio.ensure_future(write) for write in writes]
+            await asyncio.sleep(0.2)
+        return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+    finally:
+        other.close()
+
+
+async def test_a_job_that_raises_fails_alone_and_its_group_commits(tmp_path) -> None:
+    path = tmp_path / "faults.db"
+    store = await open_sqlite(path)
+    commits = store.commits
+
+    def crash(conn, now):
+        conn.execute("INSERT INTO handled (group_name, key) VALUES ('crash', 'half-done')")
+        raise Crash("a bug in a job")
+
+    try:
+        results = await _in_one_group(
+            path,
+            *(store.append(f"c{n}", [record(f"c{n}")]) for n in range(4)),
+            store._write(crash),
+            store.save_snapshot(Snapshot("c\ud800", 1, 1, b"state")),  # cannot be encoded
+            *(store.append(f"c{n}", [record(f"c{n}")]) for n in range(4, 8)),
+        )
+        assert store.commits == commits + 1  # one group, one transaction
+        assert isinstance(results[4], Crash) and isinstance(results[5], UnicodeEncodeError)
+        assert [r.seqs for r in results[:4] + results[6:]] == [(1,)] * 8
+        assert not await store.was_handled("crash", "half-done")  # its part rolled back
+        assert (await asyncio.wait_for(store.append("c0", [record("c0")]), 10)).seqs == (2,)
+    finally:
+        await store.close()
+    store = await open_sqlite(path)  # durable
+    try:
+        assert len(await store.read_all(limit=100)) == 9
+    finally:
+        await store.close()
+
+
+async def test_a_follower_that_raises_never_holds_up_the_appends(tmp_path) -> None:
+    store = await open_sqlite(tmp_path / "fed.db")
+    fed: list[int] = []
+
+    def feed(after, page) -> None:
+        fed.append(len(page))
+        raise Crash("a bug in the follower")
+
+    try:
+        await store.follow(feed)
+        for n in range(3):
+            result = await asyncio.wait_for(store.append("c", [record("c", f"turn {n}")]), 10)
+            assert result.seqs == (n + 1,)
+        assert fed == [1, 1, 1]  # it is fed on, page after page
+    finally:
+        await store.close()
+
+
+async def test_a_page_for_the_follower_that_cannot_be_read_leaves_the_writer_serving(
+    tmp_path,
+) -> None:
+    path = tmp_path / "fed.db"
+    store, other = await open_sqlite(path), await open_sqlite(path)
+    loop = asyncio.get_running_loop()
+
+    def page(conn, after):
+        raise ValueError("a row the follower cannot decode")
+
+    try:
+        await store._write(store._writer.follow(loop, lambda after, page: None, page))
+        for n in range(3):
+            # Another writer committed since the last page: the next commit reads one.
+            await other.append("elsewhere", [record("elsewhere", f"turn {n}")])
+            result = await asyncio.wait_for(store.append("c", [record("c", f"turn {n}")]), 10)
+            assert result.seqs == (n + 1,)
+    finally:
+        await store.close()
+        await other.close()
+
+
+async def test_a_query_that_raises_fails_alone_and_the_reader_goes_on(tmp_path) -> None:
+    store = await open_sqlite(tmp_path / "read.db", readers=1)
+    loop = asyncio.get_running_loop()
+
+    def crash(conn):
+        raise Crash("a bug in a query")
+
+    try:
+        await store.append("c", [record("c")])
+        failing: asyncio.Future[object] = loop.create_future()
+        store._readers.submit((loop, failing, crash))
+        with pytest.raises(Crash):
+            await asyncio.wait_for(failing, 10)
+        assert len(await asyncio.wait_for(store.read("c"), 10)) == 1
+    finally:
+        await store.close()

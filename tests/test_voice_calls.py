@@ -4,14 +4,18 @@ espeak-ng replies out, over the Media Streams protocol on a real WebSocket."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from tests.conftest import LiveServer, bearer
 from tests.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, voice_settings, wait_for
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
+from threadline.channels.voice import pipeline
 from threadline.channels.voice.stt import WhisperSTT
 from threadline.channels.voice.vad import EndpointerConfig
 from threadline.testing.caller import PhoneCaller, speech_ratio
@@ -36,14 +40,14 @@ def caller(server) -> PhoneCaller:
 
 async def events(server, conversation_id: str, type_: str) -> list[dict]:
     """The payloads of ``type_`` on the conversation, each with its ``event_id``."""
-    records = await server.app.state.store.read(conversation_id)
-    codec = server.app.state.conversations.codec
+    records = await service_of(server.app).store.read(conversation_id)
+    codec = service_of(server.app).conversations.codec
     return [{**codec.decode(r).payload, "event_id": r.event_id}
             for r in records if r.type == type_]  # fmt: skip
 
 
 async def transcribed(server, call: PhoneCaller, count: int, timeout: float = 20.0) -> list[dict]:
-    await wait_for(server.app.state.store, call.conversation_id,
+    await wait_for(service_of(server.app).store, call.conversation_id,
                    lambda rs: sum(r.type == "utterance.transcribed" for r in rs) >= count,
                    timeout)  # fmt: skip
     return await events(server, call.conversation_id, "utterance.transcribed")
@@ -63,12 +67,12 @@ async def test_a_caller_is_heard_understood_and_answered_in_speech(phone) -> Non
     assert spoken, sent
     judged = judge_speech(reply.played_audio)
     assert judged.plausible_for(spoken[-1]["text"]), judged
-    await wait_for(phone.app.state.store, call.conversation_id,
+    await wait_for(service_of(phone.app).store, call.conversation_id,
                    lambda rs: any(r.type == "message.heard" for r in rs))  # fmt: skip
     (heard,) = await events(phone, call.conversation_id, "message.heard")
     assert heard["complete"] and heard["heard_text"] == spoken[-1]["text"]
     await call.hang_up()
-    await wait_for(phone.app.state.store, call.conversation_id,
+    await wait_for(service_of(phone.app).store, call.conversation_id,
                    lambda rs: any(r.type == "leg.ended" for r in rs))  # fmt: skip
 
 
@@ -110,7 +114,7 @@ async def test_speaking_over_a_reply_clears_it_and_keeps_only_what_was_heard(pho
         while not call.replies or call.replies[0].played < 50:
             await asyncio.sleep(0.02)
     await call.say("Actually, track order 1057 please.")
-    await wait_for(phone.app.state.store, call.conversation_id,
+    await wait_for(service_of(phone.app).store, call.conversation_id,
                    lambda rs: any(r.type == "message.heard" for r in rs))  # fmt: skip
     assert call.clears >= 1
     first = call.replies[0]
@@ -126,11 +130,64 @@ async def test_speaking_over_a_reply_clears_it_and_keeps_only_what_was_heard(pho
     await call.hang_up()
 
 
+class FaultyEngine:
+    """Wraps the real recogniser: while ``failing``, every decode fails as ``fault`` says."""
+
+    def __init__(self, monkeypatch, fault: str) -> None:
+        self.failing = True
+        self.failures = 0
+        real = WhisperSTT.transcribe
+
+        async def transcribe(stt, pcm, hints=None, language="en"):
+            if not self.failing:
+                return await real(stt, pcm, hints, language)
+            self.failures += 1
+            if fault == "hang":
+                await asyncio.Event().wait()
+            # An engine whose error quotes what it heard: that must not reach the log.
+            raise RuntimeError("decoder failed on 'open on sunday in oakland'")
+
+        monkeypatch.setattr(WhisperSTT, "transcribe", transcribe)
+
+
+async def until_logged(logs: list[dict], event: str, timeout: float = 20.0) -> dict:
+    async with asyncio.timeout(timeout):
+        while not (found := [entry for entry in logs if entry["event"] == event]):
+            await asyncio.sleep(0.05)
+    return found[0]
+
+
+@pytest.mark.parametrize("fault", ["raise", "hang"])
+async def test_a_failed_transcription_is_logged_and_the_call_listens_on(
+    phone, monkeypatch, fault
+) -> None:
+    engine = FaultyEngine(monkeypatch, fault)
+    # A short bound on a hung transcription, for the calls this test places.
+    quick = dataclasses.replace(pipeline.SpeechConfig(), transcribe_timeout_s=2.0)
+    monkeypatch.setattr(pipeline, "SpeechConfig", lambda: quick)
+    call = caller(phone)
+    await call.dial(STRANGER)
+    with capture_logs() as logs:
+        await call.say("When are you open on Sunday in Oakland?")
+        failed = await until_logged(logs, "utterance not transcribed")
+        engine.failing = False
+        await call.say("Where is my order 1042?")
+        (utterance,) = await transcribed(phone, call, 1)
+        reply = await call.next_reply(0)
+    assert engine.failures >= 1
+    assert "1042" in utterance["text"]
+    sent = await events(phone, call.conversation_id, "message.sent")
+    assert sent and judge_speech(reply.played_audio).plausible_for(sent[-1]["text"])
+    assert failed["call_id"] and failed["log_level"] in {"warning", "error"}
+    assert "oakland" not in repr(logs).lower()
+    await call.hang_up()
+
+
 async def test_keyed_in_digits_are_a_turn_too(phone) -> None:
     call = caller(phone)
     await call.dial(STRANGER)
     await call.press("1043#")
-    records = await wait_for(phone.app.state.store, call.conversation_id,
+    records = await wait_for(service_of(phone.app).store, call.conversation_id,
                              lambda rs: any(r.type == "slot.filled" for r in rs), 10)  # fmt: skip
     slots = [r for r in records if r.type == "slot.filled"]
     assert slots
@@ -147,7 +204,7 @@ async def test_a_second_call_from_the_same_number_continues_and_is_not_trusted(p
     await first.next_reply(0)
     await first.say("My postcode is 94103.")
     await transcribed(phone, first, 2)
-    state = await phone.app.state.conversations.rehydrate(first.conversation_id)
+    state = await service_of(phone.app).conversations.rehydrate(first.conversation_id)
     assert state.identities.get("phone") is True
     await first.hang_up()
 
@@ -158,7 +215,7 @@ async def test_a_second_call_from_the_same_number_continues_and_is_not_trusted(p
     sent = await events(phone, second.conversation_id, "message.sent")
     assert "order 1042" in sent[-1]["text"] and "postcode" in sent[-1]["text"]
     assert judge_speech(welcome.played_audio).plausible_for(sent[-1]["text"])
-    state = await phone.app.state.conversations.rehydrate(second.conversation_id)
+    state = await service_of(phone.app).conversations.rehydrate(second.conversation_id)
     assert not any(state.identities.values())  # caller id alone proves nothing
     await second.hang_up()
 
@@ -194,12 +251,14 @@ async def test_asking_for_a_person_holds_the_caller_and_warm_transfers_to_the_ag
             sent = await events(server, call.conversation_id, "message.sent")
             assert "connecting you" in sent[-1]["text"] and "stay on the line" in sent[-1]["text"]
             assert judge_speech(hold.played_audio).plausible_for(sent[-1]["text"])
-            records = await wait_for(app.state.store, call.conversation_id,
+            records = await wait_for(service_of(app).store, call.conversation_id,
                                      lambda rs: any(r.type == "handoff.offered" for r in rs),
                                      10)  # fmt: skip
-            offer = app.state.conversations.codec.decode(
-                next(r for r in records if r.type == "handoff.offered")
-            ).payload
+            offer = (
+                service_of(app)
+                .conversations.codec.decode(next(r for r in records if r.type == "handoff.offered"))
+                .payload
+            )
             assert offer["agent_id"] == "agent-ana"
             packet = (await desk.get(f"/conversations/{call.conversation_id}/packet")).json()
             assert packet["verification"] == "verified"  # by the postcode, on this call
@@ -209,7 +268,7 @@ async def test_asking_for_a_person_holds_the_caller_and_warm_transfers_to_the_ag
             accepted = await desk.post(f"/conversations/{call.conversation_id}/accept",
                                        json={"offer_id": offer["offer_id"]})  # fmt: skip
             assert accepted.status_code == 200, accepted.text
-            await wait_for(app.state.store, call.conversation_id,
+            await wait_for(service_of(app).store, call.conversation_id,
                            lambda rs: any(r.type == "note.added" for r in rs), 10)  # fmt: skip
             (update,) = twilio_rest.requests
             assert call.sid in update.path and "<Dial" in update.form["Twiml"]

@@ -14,6 +14,7 @@ from threadline.business import northwind
 from threadline.channels.voice.telephony.calls import VoiceCalls
 from threadline.channels.voice.telephony.directory import CallerDirectory
 from threadline.core.events import Actor, Event
+from threadline.engine.commands import Commands
 from threadline.engine.conversations import Conversations
 
 MAYA_PHONE = "+14155550123"
@@ -23,7 +24,7 @@ AGENT = Actor("human", "agent-ana")
 def _calls(store: Any) -> VoiceCalls:
     conversations = Conversations(store)
     business = northwind(datetime.now(UTC))
-    return VoiceCalls(conversations, CallerDirectory(), business, "Hello.")
+    return VoiceCalls(Commands(conversations), CallerDirectory(), business, "Hello.")
 
 
 async def _resolve(calls: VoiceCalls, conversation_id: str, hours_ago: float) -> None:

@@ -22,6 +22,7 @@ from tests.twilio_fakes import (
     wait_for,
 )
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.channels.voice.telephony import (
     CallControlFailed,
     DialTarget,
@@ -148,7 +149,7 @@ async def accept(app, conversation_id: str, agent_id: str = "agent-ana") -> None
         Event(conversation_id, t, p, channel="voice", actor=a, customer_id="cus-maya")
         for t, a, p in steps
     ]
-    await app.state.conversations.record(conversation_id, events)
+    await service_of(app).conversations.record(conversation_id, events)
 
 
 @pytest.fixture
@@ -161,7 +162,7 @@ async def server(any_store, twilio):
 async def test_accepting_a_live_call_transfers_it_and_the_agent_hears_a_whisper(
     server, twilio
 ) -> None:
-    app, store = server.app, server.app.state.store
+    app, store = server.app, service_of(server.app).store
     answer = await place_call(server)
     sid, conversation_id = answer.parameters["callSid"], answer.parameters["conversationId"]
     caller = await open_stream(server, answer)
@@ -189,7 +190,7 @@ async def test_accepting_a_live_call_transfers_it_and_the_agent_hears_a_whisper(
     # Twilio stops the media stream when the call leaves <Connect>: the leg stays live.
     await caller.stop()
     await caller.closed_code()
-    state = await app.state.conversations.rehydrate(conversation_id)
+    state = await service_of(app).conversations.rehydrate(conversation_id)
     assert sid in state.live_legs
 
     # The agent answers: Twilio fetches the whisper (signed like every webhook).
@@ -211,7 +212,7 @@ async def test_accepting_a_live_call_transfers_it_and_the_agent_hears_a_whisper(
 
 
 async def test_an_agent_without_a_dial_target_is_noted_and_the_call_stays(server, twilio) -> None:
-    store = server.app.state.store
+    store = service_of(server.app).store
     answer = await place_call(server)
     conversation_id = answer.parameters["conversationId"]
     caller = await open_stream(server, answer)
@@ -232,7 +233,7 @@ async def test_an_agent_without_a_dial_target_is_noted_and_the_call_stays(server
 
 async def test_a_failed_transfer_is_noted_and_the_stream_keeps_the_call(server, twilio) -> None:
     twilio.fail_with = 500
-    store = server.app.state.store
+    store = service_of(server.app).store
     answer = await place_call(server)
     conversation_id = answer.parameters["conversationId"]
     caller = await open_stream(server, answer)
@@ -242,7 +243,7 @@ async def test_a_failed_transfer_is_noted_and_the_stream_keeps_the_call(server, 
     )
     (note,) = [r for r in records if r.type == "note.added"]
     assert orjson.loads(note.payload)["text"].startswith("Call transfer to agent-ana failed")
-    assert answer.parameters["callSid"] not in server.app.state.voice.calls.handed_over
+    assert answer.parameters["callSid"] not in service_of(server.app).voice.calls.handed_over
     await caller.stop()
     await caller.closed_code()
 

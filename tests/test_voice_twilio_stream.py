@@ -22,6 +22,7 @@ from tests.twilio_fakes import (
     wait_for,
 )
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.core.events import utcnow
 from threadline.security.stream_tokens import StreamTokens
 
@@ -41,7 +42,7 @@ async def sqlite_server(sqlite_store):
 
 
 async def log_size(server) -> int:
-    return len(await server.app.state.store.read_all(0, 100_000))
+    return len(await service_of(server.app).store.read_all(0, 100_000))
 
 
 async def refused(server, parameters, sid=None, **media) -> int | None:
@@ -74,7 +75,7 @@ async def test_a_stream_with_its_call_token_is_admitted_and_stop_ends_the_leg(se
     await caller.stop()
     assert await caller.closed_code() == 1000
     records = await wait_for(
-        server.app.state.store, conversation_id, lambda rs: "leg.ended" in types(rs)
+        service_of(server.app).store, conversation_id, lambda rs: "leg.ended" in types(rs)
     )
     (ended,) = [r for r in records if r.type == "leg.ended"]
     assert ended.leg_id == answer.parameters["callSid"]
@@ -107,14 +108,14 @@ async def test_a_token_stays_used_after_a_restart(tmp_path) -> None:
 
 
 async def test_an_expired_token_is_refused(server) -> None:
-    app = server.app
+    service = service_of(server.app)
     answer = await place_call(server)
     params = answer.parameters
-    settings = app.state.settings
+    settings = service.settings
     earlier = StreamTokens(
-        app.state.tokens.key,
-        app.state.store,
-        app.state.revocations,
+        service.tokens.key,
+        service.store,
+        service.revocations,
         issuer=settings.token_issuer,
         audience=settings.token_audience,
         clock=lambda: utcnow() - timedelta(minutes=5),
@@ -140,7 +141,7 @@ async def test_a_token_for_another_call_is_refused(server) -> None:
 
 async def test_an_api_bearer_token_does_not_open_a_stream(server) -> None:
     answer = await place_call(server)
-    issued = server.app.state.tokens.issue(
+    issued = service_of(server.app).tokens.issue(
         answer.parameters["callSid"],
         ["customer"],
         timedelta(minutes=1),
@@ -181,7 +182,7 @@ async def test_a_stream_that_is_not_telephony_audio_is_refused(sqlite_server) ->
 
 
 async def test_a_socket_that_never_starts_is_closed(sqlite_server) -> None:
-    sqlite_server.app.state.voice.start_timeout = 0.2
+    service_of(sqlite_server.app).voice.start_timeout = 0.2
     ws = await MediaCaller.connect(sqlite_server)
     caller = MediaCaller(ws, "CA0", "MZ0")
     await caller.connected()
@@ -198,7 +199,7 @@ async def test_keyed_in_digits_are_the_callers_message_and_the_bot_answers(serve
     for digit in "1042#":
         await caller.dtmf(digit)
     records = await wait_for(
-        server.app.state.store,
+        service_of(server.app).store,
         conversation_id,
         lambda rs: any(r.type == "message.sent" and r.actor_kind == "bot" for r in rs),
     )
@@ -220,7 +221,7 @@ async def test_digits_left_when_the_call_stops_are_still_recorded(sqlite_server)
     await caller.stop()
     await caller.closed_code()
     records = await wait_for(
-        sqlite_server.app.state.store,
+        service_of(sqlite_server.app).store,
         answer.parameters["conversationId"],
         lambda rs: "leg.ended" in types(rs),
     )
@@ -244,9 +245,8 @@ async def test_malformed_and_unknown_frames_are_logged_and_the_call_goes_on(sqli
         await caller.send(start_message(caller.sid, answer.parameters))  # a second start
         await caller.dtmf("7")
         await caller.dtmf("#")
-        await wait_for(
-            server.app.state.store, conversation_id, lambda rs: "message.received" in types(rs)
-        )
+        store = service_of(server.app).store
+        await wait_for(store, conversation_id, lambda rs: "message.received" in types(rs))
         await caller.stop()
         assert await caller.closed_code() == 1000
     skipped = [e for e in logs if e["event"] == "media frame skipped"]
@@ -262,7 +262,7 @@ async def test_malformed_and_unknown_frames_are_logged_and_the_call_goes_on(sqli
             "unexpected start",
         ]
     )
-    records = await server.app.state.store.read(conversation_id)
+    records = await service_of(server.app).store.read(conversation_id)
     texts = [orjson.loads(r.payload)["text"] for r in records if r.type == "message.received"]
     assert texts == ["7"]
 
@@ -273,7 +273,7 @@ async def test_a_socket_that_drops_without_stop_ends_the_leg_as_lost(sqlite_serv
     await caller.dtmf("9")
     await caller.ws.close()
     records = await wait_for(
-        sqlite_server.app.state.store,
+        service_of(sqlite_server.app).store,
         answer.parameters["conversationId"],
         lambda rs: "leg.ended" in types(rs),
     )
@@ -283,7 +283,7 @@ async def test_a_socket_that_drops_without_stop_ends_the_leg_as_lost(sqlite_serv
 
 
 async def test_a_second_call_from_the_same_number_streams_on_the_same_conversation(server) -> None:
-    store = server.app.state.store
+    store = service_of(server.app).store
     first = await place_call(server)
     caller = await open_stream(server, first)
     await caller.dtmf("1")
@@ -327,12 +327,9 @@ async def test_a_plugged_in_handler_gets_the_call_and_plays_audio_back(sqlite_st
         async def on_stop(self) -> None:
             seen.append(("stop", None))
 
-    app = create_app(voice_settings(), store=sqlite_store)
-    builders = []
-    app.state.voice_handlers = lambda calls: builders.append(calls) or Echo
-    async with LiveServer(app) as server:
+    async with LiveServer(create_app(voice_settings(), store=sqlite_store)) as server:
+        service_of(server.app).voice.handlers = Echo
         await talk_to_echo(server, seen)
-    assert builders == [app.state.voice.calls]
 
 
 async def talk_to_echo(server, seen) -> None:

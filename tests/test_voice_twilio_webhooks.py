@@ -20,6 +20,7 @@ from tests.twilio_fakes import (
     voice_settings,
 )
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.settings import Settings
 
 INCOMING = "/voice/twilio/incoming"
@@ -34,7 +35,7 @@ async def server(any_store):
 
 
 async def records_of(server, conversation_id):
-    return await server.app.state.store.read(conversation_id)
+    return await service_of(server.app).store.read(conversation_id)
 
 
 def payload(record):
@@ -42,7 +43,7 @@ def payload(record):
 
 
 async def everything(server):
-    return await server.app.state.store.read_all(0, 100_000)
+    return await service_of(server.app).store.read_all(0, 100_000)
 
 
 # -- signatures ---------------------------------------------------------------------------------
@@ -143,8 +144,9 @@ async def test_a_known_number_is_the_customer_but_only_as_an_unverified_claim(se
         "verified": False,
         "method": "caller_id",
     }
-    assert payload(greeting)["text"] == server.app.state.settings.voice_greeting
-    state = await server.app.state.conversations.rehydrate(answer.parameters["conversationId"])
+    service = service_of(server.app)
+    assert payload(greeting)["text"] == service.settings.voice_greeting
+    state = await service.conversations.rehydrate(answer.parameters["conversationId"])
     assert state.identities == {"phone": False}
     assert sid in state.live_legs
 
@@ -182,7 +184,7 @@ async def resolve(server, conversation_id: str, hours_ago: float = 0.0) -> None:
     resolved = Event(conversation_id, "conversation.resolved", {"outcome": "answered"},
                      channel="voice", actor=Actor("human", "agent-ana"), customer_id="cus-maya",
                      occurred_at=when)  # fmt: skip
-    await server.app.state.conversations.record(conversation_id, [resolved])
+    await service_of(server.app).conversations.record(conversation_id, [resolved])
 
 
 async def test_a_call_soon_after_a_resolution_reopens_the_conversation(server) -> None:
@@ -198,7 +200,7 @@ async def test_a_call_soon_after_a_resolution_reopens_the_conversation(server) -
     assert types.index("conversation.resolved") < reopened < len(types) - 1
     assert payload(records[reopened]) == {"reason": "returning_caller"}
     assert records[reopened + 1].type == "leg.started"
-    state = await server.app.state.conversations.rehydrate(conversation_id)
+    state = await service_of(server.app).conversations.rehydrate(conversation_id)
     assert state.status not in {"resolved", "abandoned"}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 from playwright.async_api import expect
 
+from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -17,7 +18,7 @@ TABLET = {"width": 1180, "height": 820}
 
 
 def token(server, subject: str, scope: str, **claims: object) -> str:
-    issued = server.app.state.tokens.issue(subject, [scope], timedelta(hours=1), claims)
+    issued = service_of(server.app).tokens.issue(subject, [scope], timedelta(hours=1), claims)
     return str(issued.token)
 
 
@@ -30,11 +31,12 @@ async def maya_chatted(server, cid: str = "conv-maya") -> str:
         Event(cid, "message.received", {"text": "My order 1042 hasn't arrived"}, channel="chat",
               leg_id="chat-1", actor=MAYA, customer_id="cus-maya", idempotency_key=f"{cid}-ask"),
     ]  # fmt: skip
-    await server.app.state.conversations.record(cid, events)
+    service = service_of(server.app)
+    await service.conversations.record(cid, events)
     async with asyncio.timeout(10):  # the bot fills the order number; the index catches up
-        while "order_number" not in (await server.app.state.conversations.rehydrate(cid)).slots:
+        while "order_number" not in (await service.conversations.rehydrate(cid)).slots:
             await asyncio.sleep(0.05)
-        while not server.app.state.index.of_customer("cus-maya"):
+        while not service.index.of_customer("cus-maya"):
             await asyncio.sleep(0.02)
     return cid
 
@@ -66,7 +68,7 @@ async def checked_in(page, digits: str) -> None:
 
 
 async def of_priya(server, cid: str, type_: str) -> list[Event]:
-    timeline = await server.app.state.conversations.timeline(cid)
+    timeline = await service_of(server.app).conversations.timeline(cid)
     return [e for e in timeline if e.type == type_ and e.actor.id == "assoc-priya"]
 
 
@@ -91,7 +93,7 @@ async def test_priya_checks_maya_in_by_code_sees_the_chat_and_resolves(
     await page.get_by_label("Outcome").select_option("replacement_collected")
     await page.get_by_role("button", name="Resolve").click()
     await expect(page.locator("#visit-status")).to_contain_text("resolved")
-    state = await live_server.app.state.conversations.rehydrate(cid)
+    state = await service_of(live_server.app).conversations.rehydrate(cid)
     assert state.status == "resolved" and state.outcome == "replacement_collected"
     legs = [leg for leg in state.legs.values() if leg["channel"] == "in_person"]
     assert len(legs) == 1 and legs[0]["ended_at"] is not None

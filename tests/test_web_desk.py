@@ -7,6 +7,8 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
+from threadline.api.deps import service_of
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
@@ -24,9 +26,11 @@ async def test_an_agent_takes_over_a_chat_with_the_bots_context(live_server, bro
     await chat.get_by_label("Message").press("Enter")
     await expect(chat.get_by_text("Connecting you with a person…")).to_be_visible()
 
-    token = live_server.app.state.tokens.issue(
-        "agent-ana", ["agent"], timedelta(hours=1), {"queues": ["orders", "billing"]}
-    ).token
+    token = (
+        service_of(live_server.app)
+        .tokens.issue("agent-ana", ["agent"], timedelta(hours=1), {"queues": ["orders", "billing"]})
+        .token
+    )
     desk = await agent.new_page()
     await desk.goto(f"{live_server.http}/desk#token={token}")
     await expect(desk.locator("#me-name")).to_contain_text("Ana Ruiz")

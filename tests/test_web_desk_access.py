@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -80,7 +81,8 @@ OVERFLOW_JS = "() => document.scrollingElement.scrollWidth <= window.innerWidth"
 
 
 def agent_token(app, subject: str = "agent-ana", queues: tuple[str, ...] = ("orders", "billing")):
-    issued = app.state.tokens.issue(subject, ["agent"], timedelta(hours=1), {"queues": queues})
+    tokens = service_of(app).tokens
+    issued = tokens.issue(subject, ["agent"], timedelta(hours=1), {"queues": queues})
     return str(issued.token)
 
 
@@ -105,7 +107,7 @@ async def asks_for_a_person(app, cid: str) -> None:
           for text, key in said],
     ]  # fmt: skip
     for event in events:
-        await app.state.conversations.record(cid, [event])
+        await service_of(app).conversations.record(cid, [event])
 
 
 async def open_desk(browser, server, token: str, viewport: tuple[int, int]) -> tuple[Any, Page]:
@@ -165,9 +167,9 @@ async def test_an_agent_accepts_replies_and_resolves_with_the_keyboard_only(
     await expect(page.locator("#conv-title")).to_be_focused()
     await expect(page.locator("#no-mine")).to_be_visible()
 
-    state = await app.state.conversations.rehydrate("conv-keys")
+    state = await service_of(app).conversations.rehydrate("conv-keys")
     assert state.status == "resolved" and state.outcome == "replacement_arranged"
-    sent = [r for r in await app.state.store.read("conv-keys") if r.type == "message.sent"]
+    sent = [r for r in await service_of(app).store.read("conv-keys") if r.type == "message.sent"]
     assert any(r.actor_id == "agent-ana" for r in sent)
     assert polled == []  # the desk no longer polls for offers
     await context.close()

@@ -9,6 +9,7 @@ from typing import Any
 from playwright.async_api import expect
 
 from tests.conftest import bearer
+from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event
 
 MAYA = Actor("customer", "cus-maya")
@@ -22,7 +23,7 @@ async def a_caller_says(server: Any, cid: str, *texts: str) -> None:
         return Event(cid, type_, payload, channel="voice", leg_id="call-1", actor=actor,
                      customer_id="cus-maya", idempotency_key=f"{cid}-{key}")  # fmt: skip
 
-    conversations = server.app.state.conversations
+    conversations = service_of(server.app).conversations
     await conversations.record(cid, [
         event("conversation.started", {"origin": "voice"}, MAYA, "start"),
         event("leg.started", {"leg_id": "call-1", "channel": "voice",

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from tests.conftest import TOKEN_SECRET, bearer
 from threadline.api.app import create_app
+from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event, utcnow
 from threadline.settings import Settings
 
@@ -53,8 +54,8 @@ class Service:
         events: list[Event] = []
         for step in steps:
             events.extend([step] if isinstance(step, Event) else step)
-        result = await self.app.state.conversations.record(cid, events)
-        index = self.app.state.index
+        result = await service_of(self.app).conversations.record(cid, events)
+        index = service_of(self.app).index
         async with asyncio.timeout(10):
             while settle and (
                 (entry := index.get(cid)) is None or entry.state.seq < result.last_seq

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import TOKEN_SECRET
+from threadline.api.deps import service_of
 from threadline.settings import Settings
 
 AUTH_TOKEN = "twilio-test-auth-token-5f1c2d"
@@ -207,7 +208,7 @@ async def open_stream(server: Any, answer: Answer, **media: Any) -> MediaCaller:
     await caller.connected()
     await caller.start(answer.parameters, **media)
     async with asyncio.timeout(5):  # admitted: the server runs the call's handler
-        while caller.sid not in server.app.state.voice.calls.streaming:
+        while caller.sid not in service_of(server.app).voice.calls.streaming:
             await asyncio.sleep(0.01)
     return caller
 

@@ -22,6 +22,7 @@ from threadline.agents.protocol import Agent
 from threadline.core.errors import ConflictError, IllegalTransition
 from threadline.core.events import EventRecord, utcnow
 from threadline.core.ports import Bus
+from threadline.core.state import RECENT_KEYS, ConversationState
 from threadline.engine.conversations import Conversations
 
 log = structlog.get_logger("threadline.agents")
@@ -62,8 +63,8 @@ class BotRuntime:
             return
         state = await self.conversations.current(record.conversation_id, record.seq)
         agent = self.agent
-        if f"{agent.id}/{record.event_id}/0" in state.recent_keys:
-            return  # answered already (a redelivery)
+        if await self._answered(agent, record, state):
+            return  # a redelivery
         if returning:
             turn = await agent.welcome_back(
                 state, record.channel, self.clock(), leg_id=str(record.leg_id),
@@ -87,3 +88,16 @@ class BotRuntime:
             # The conversation moved on (a human took it, the customer left): stay silent.
             log.info("agent turn not recorded", conversation_id=record.conversation_id,
                      reason=str(exc))  # fmt: skip
+
+    async def _answered(self, agent: Agent, record: EventRecord, state: ConversationState) -> bool:
+        """Whether the agent has answered ``record`` already. The state remembers the keys
+        of its last events; a turn older than those (delivered again from a checkpoint
+        far behind) is looked up in the log: decided again on today's state, it could
+        differ from the answer recorded then, and the store would refuse it forever."""
+        key = f"{agent.id}/{record.event_id}/0"
+        if key in state.recent_keys:
+            return True
+        if state.seq - record.seq < RECENT_KEYS:
+            return False  # an answer would be among the keys the state remembers
+        later = await self.conversations.store.read(record.conversation_id, record.seq + 1)
+        return any(r.idempotency_key == key for r in later)

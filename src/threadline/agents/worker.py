@@ -19,13 +19,22 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import structlog
 
 from threadline.agents.engine import EmbeddedAgent
 from threadline.agents.runtime import BotRuntime
+from threadline.agents.supervision import (
+    EXIT_GRACE,
+    RestartPolicy,
+    WorkerHealth,
+    WorkerState,
+    describe_exit,
+)
 from threadline.bus.memory import MemoryBus
 from threadline.business import Business, load
 from threadline.cli import tune_collector
@@ -60,62 +69,182 @@ PIPE_LIMIT: Final = 16 * 1024 * 1024
 PIPE_BACKLOG: Final = 1024 * 1024
 
 
-class BotWorker:
-    """The service's handle on its bot process: start, poke on every append, write, stop."""
+class WorkerStartError(ConfigurationError):
+    """The bot worker process did not start (it exited, or never said it was ready)."""
 
-    def __init__(self, settings: Settings) -> None:
+
+class _Run:
+    """One run of the worker process: its pipe, and the writes it asked for."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.out = Outgoing(self._write_now)
+        #: Event ids of this run's appends in flight: its pages leave them out.
+        self.own: set[str] = set()
+
+    def _write_now(self, data: bytes) -> None:
+        stdin = self.process.stdin
+        if stdin is not None and not stdin.is_closing() and self.process.returncode is None:
+            stdin.write(data)
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+
+
+class BotWorker:
+    """The service's handle on its bot process: start and supervise it, hand it the
+    log, write for it, stop it.
+
+    A worker that dies is started again with backoff (see :mod:`.supervision`);
+    meanwhile the service goes on taking customer messages, and the new worker
+    resumes from the bot's last checkpoint, so the turns the old one had in hand
+    are delivered again (their idempotency keys make a repeat answer nothing).
+    """
+
+    def __init__(self, settings: Settings, policy: RestartPolicy | None = None) -> None:
         self.settings = settings
-        self.process: asyncio.subprocess.Process | None = None
-        self._listener: asyncio.Task[None] | None = None
+        self.policy = policy or RestartPolicy()
+        self._run: _Run | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
         self._poke_due = False
         self._stopping = False
-        self._out = Outgoing(self._write_now)
-        #: Event ids of the worker's appends in flight: its pages leave them out.
-        self._own: set[str] = set()
+        self._restarts = 0
+        self._failures = 0
+        self._last_failure: str | None = None
+        self._state: WorkerState = "starting"
+        self._since = datetime.now(UTC)
+        self._running_since = 0.0  # time.monotonic()
+
+    @property
+    def process(self) -> asyncio.subprocess.Process | None:
+        """The running worker process, if one runs."""
+        return self._run.process if self._run is not None else None
+
+    @property
+    def health(self) -> WorkerHealth:
+        """Whether the worker runs, how often it was restarted, and why it last failed."""
+        pid = self._run.process.pid if self._run is not None else None
+        failures = 0 if self._healthy() else self._failures
+        return WorkerHealth(self._state, pid, self._restarts, failures,
+                            self._last_failure, self._since)  # fmt: skip
+
+    def _healthy(self) -> bool:
+        """Whether the worker has run long enough to count as healthy."""
+        ran = time.monotonic() - self._running_since
+        return self._state == "running" and ran >= self.policy.healthy_after
+
+    def _enter(self, state: WorkerState) -> None:
+        self._state, self._since = state, datetime.now(UTC)
+        if state == "running":
+            self._running_since = time.monotonic()
 
     async def start(self, store: Storage, appended: Callable[[], None]) -> None:
-        """Start the worker; its writes go to ``store``, and ``appended()`` runs after each
-        append the worker made."""
+        """Start the worker and supervise it; its writes go to ``store``, and
+        ``appended()`` runs after each append the worker made. Raises
+        :class:`WorkerStartError` when the first start fails."""
+        run = await self._spawn(store, appended)
+        self._supervisor = asyncio.create_task(
+            self._supervise(run, store, appended), name="bot-worker"
+        )
+
+    async def _spawn(self, store: Storage, appended: Callable[[], None]) -> _Run:
+        """A new worker process, once it says it is ready; it becomes the current run."""
         env = {**os.environ, "THREADLINE_STORE": self.settings.store,
                "THREADLINE_SNAPSHOT_EVERY": str(self.settings.snapshot_every),
                "THREADLINE_DATA_DIR": str(data_dir(self.settings).resolve())}  # fmt: skip
         if self.settings.business is not None:
             env["THREADLINE_BUSINESS"] = str(self.settings.business.resolve())
-        self.process = await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "threadline.agents.worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
             limit=PIPE_LIMIT,
         )  # fmt: skip
-        assert self.process.stdout is not None
+        run = _Run(process)
         try:
-            async with asyncio.timeout(START_TIMEOUT):
-                first = await read_frame(self.process.stdout)
-        except TimeoutError:
-            first = None
-        if first != ("ready",):
-            await self.stop()
-            raise ConfigurationError("the bot worker process did not start")
-        self._listener = asyncio.create_task(self._listen(store, appended), name="bot-worker")
+            assert process.stdout is not None
+            try:
+                async with asyncio.timeout(START_TIMEOUT):
+                    first = await read_frame(process.stdout)
+            except TimeoutError:
+                first = None
+            if first != ("ready",):
+                reason = "no ready signal" if first is None else f"said {first[0]!r} first"
+                raise WorkerStartError(f"the bot worker process did not start ({reason},"
+                                       f" {describe_exit(process.returncode)})")  # fmt: skip
+        except BaseException:
+            await asyncio.shield(run.kill())  # never leave a half-started worker behind
+            raise
+        self._run = run
+        self._enter("running")
+        return run
 
-    async def _listen(self, store: Storage, appended: Callable[[], None]) -> None:
-        assert self.process is not None and self.process.stdout is not None
+    async def _supervise(self, run: _Run, store: Storage, appended: Callable[[], None]) -> None:
+        """Serve ``run`` until its process ends; then, unless stopping, start another."""
+        while True:
+            ended = await self._serve(run, store, appended)
+            if self._stopping:
+                return
+            if self._healthy():
+                self._failures = 0
+            self._run = None
+            self._failures += 1
+            self._last_failure = ended
+            self._enter("restarting")
+            delay = self.policy.delay(self._failures)
+            log.error("the bot worker process died; restarting it", exit=ended,
+                      failures=self._failures, restart_in_s=delay)  # fmt: skip
+            while True:
+                await asyncio.sleep(self.policy.delay(self._failures))
+                self._enter("starting")
+                try:
+                    run = await self._spawn(store, appended)
+                except Exception as exc:  # counted, logged and tried again: never silent
+                    self._failures += 1
+                    self._last_failure = str(exc) or type(exc).__name__
+                    self._enter("restarting")
+                    log.error("the bot worker process did not start again", reason=str(exc),
+                              failures=self._failures,
+                              retry_in_s=self.policy.delay(self._failures))  # fmt: skip
+                    continue
+                self._restarts += 1
+                log.warning("the bot worker process is back", pid=run.process.pid,
+                            restarts=self._restarts)  # fmt: skip
+                break
+
+    async def _serve(self, run: _Run, store: Storage, appended: Callable[[], None]) -> str:
+        """Take ``run``'s writes until its pipe closes; how its process ended."""
+        process = run.process
+        assert process.stdout is not None
         ops = writes(store)
-        while (message := await read_frame(self.process.stdout)) is not None:
-            if message[0] == "call":
-                own = _event_ids(message)
-                self._own.update(own)
-                # One task per write, so writes from many conversations share a commit.
-                task = asyncio.create_task(self._answer(ops, message, appended, own))
-                self._calls.add(task)
-                task.add_done_callback(self._calls.discard)
-            elif message[0] == "poke":  # the worker appended to a store it writes itself
-                appended()
-        if not self._stopping:
-            log.warning("the bot worker process ended", returncode=self.process.returncode)
+        try:
+            while (message := await read_frame(process.stdout)) is not None:
+                if message[0] == "call":
+                    own = _event_ids(message)
+                    run.own.update(own)
+                    # One task per write, so writes from many conversations share a commit.
+                    task = asyncio.create_task(self._answer(run, ops, message, appended, own))
+                    self._calls.add(task)
+                    task.add_done_callback(self._calls.discard)
+                elif message[0] == "poke":  # the worker appended to a store it writes itself
+                    appended()
+        except Exception:  # a frame that makes no sense: this run cannot be trusted
+            log.exception("the bot worker process sent what could not be read")
+            await run.kill()
+        try:
+            async with asyncio.timeout(EXIT_GRACE):
+                await process.wait()
+        except TimeoutError:  # its pipe closed but it lingers
+            await run.kill()
+        if process.stdin is not None:
+            process.stdin.close()
+        return describe_exit(process.returncode)
 
     async def _answer(
         self,
+        run: _Run,
         ops: dict[str, Any],
         message: Message,
         appended: Callable[[], None],
@@ -124,34 +253,29 @@ class BotWorker:
         try:
             reply, wrote = await answer(ops, message)
         finally:
-            self._own.difference_update(own)  # a repeat appends nothing the page could skip
-        self._write(reply)
+            run.own.difference_update(own)  # a repeat appends nothing the page could skip
+        run.out.send(reply)  # to the run that asked: a dead one's answer goes nowhere
         if wrote:
             appended()
-
-    def _write(self, data: bytes) -> None:
-        self._out.send(data)
-
-    def _write_now(self, data: bytes) -> None:
-        process = self.process
-        if process is not None and process.stdin is not None and not process.stdin.is_closing():
-            process.stdin.write(data)
 
     def feed(self, after: int, page: Sequence[EventRecord]) -> None:
         """Hand the worker what the store just committed (all events after ``after``), so
         it publishes them without reading them back; it reads itself if they leave a gap,
-        as when pages pile up unread in the pipe and a poke goes instead."""
-        process = self.process
-        if process is None or process.stdin is None:
+        as when pages pile up unread in the pipe and a poke goes instead, or when no
+        worker runs (the next one reads on from its checkpoint)."""
+        run = self._run
+        if run is None or run.process.stdin is None:
             return
-        if process.stdin.transport.get_write_buffer_size() > PIPE_BACKLOG:
+        if run.process.stdin.transport.get_write_buffer_size() > PIPE_BACKLOG:
             self.poke()
             return
-        self._write(page_frame(after, page, self._own))
+        run.out.send(page_frame(after, page, run.own))
 
     def reload(self) -> None:
-        """Ask the worker to read the business pack again (the service has checked it)."""
-        self._write(frame(("reload",)))
+        """Ask the worker to read the business pack again (the service has checked it); a
+        worker started later reads the pack as it is then."""
+        if self._run is not None:
+            self._run.out.send(frame(("reload",)))
 
     def poke(self) -> None:
         """Something was appended: tell the worker to look (once per turn of the loop)."""
@@ -161,32 +285,37 @@ class BotWorker:
 
     def _send_poke(self) -> None:
         self._poke_due = False
-        self._write(POKE)
+        if self._run is not None:
+            self._run.out.send(POKE)
 
     async def stop(self) -> None:
-        process = self.process
-        if process is None:
-            return
+        """Stop supervising, close the worker's pipe and let it finish its last writes."""
         self._stopping = True
-        if process.stdin is not None:
-            process.stdin.close()
+        supervisor, run = self._supervisor, self._run
+        if supervisor is not None and run is None:
+            supervisor.cancel()  # between runs (a start in progress kills its process)
+        if run is not None and run.process.stdin is not None:
+            run.out.flush()
+            run.process.stdin.close()
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
-                await process.wait()
+                if run is not None:
+                    await run.process.wait()
                 # The worker's last writes (its checkpoint) are still in the pipe: do them.
-                if self._listener is not None:
-                    await self._listener
+                if supervisor is not None and run is not None:
+                    await asyncio.shield(supervisor)
                 if self._calls:
                     await asyncio.gather(*self._calls)
         except TimeoutError:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        for task in (self._listener, *self._calls):
+            if run is not None:
+                await run.kill()
+        for task in (supervisor, *self._calls):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        self._run = None
+        self._enter("stopped")
 
 
 def page_frame(after: int, page: Sequence[EventRecord], own: Collection[str]) -> bytes:

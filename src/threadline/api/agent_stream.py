@@ -26,8 +26,9 @@ import contextlib
 from typing import Any, Final
 
 import orjson
-from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from threadline.api.deps import ServiceDep
 from threadline.api.problems import problem_type
 from threadline.api.streams import POLICY_VIOLATION, _still_valid, _token
 from threadline.core.events import utcnow
@@ -114,19 +115,6 @@ async def _send(websocket: WebSocket, frame: dict[str, Any]) -> None:
     await websocket.send_text(orjson.dumps(frame).decode())
 
 
-# -- the feed --------------------------------------------------------------------------
-
-
-def work_feed(app: FastAPI) -> WorkFeed:
-    """The service's worklist feed, made on first use; the live hub rings its bell."""
-    feed: WorkFeed | None = getattr(app.state, "work_feed", None)
-    if feed is None:
-        conversations: Conversations = app.state.conversations
-        feed = app.state.work_feed = WorkFeed(conversations.store, conversations.codec)
-        app.state.hub.listen(feed.ring)
-    return feed
-
-
 # -- frames ----------------------------------------------------------------------------
 
 
@@ -191,13 +179,13 @@ async def _frame(
 
 async def _send_work(
     websocket: WebSocket,
+    conversations: Conversations,
     feed: WorkFeed,
     subscription: Subscription,
     after: int | None,
     verifier: TokenVerifier,
     caller: Principal,
 ) -> None:
-    conversations: Conversations = websocket.app.state.conversations
     viewer = subscription.viewer
     async for item in feed.follow(subscription, after, idle=HEARTBEAT):
         try:
@@ -215,35 +203,39 @@ async def _send_work(
 
 
 @router.websocket("/agents/{agent_id}/stream")
-async def agent_work_stream(websocket: WebSocket, agent_id: str) -> None:
+async def agent_work_stream(websocket: WebSocket, service: ServiceDep, agent_id: str) -> None:
     """The work of agent ``agent_id`` (``me``: the caller), live and resumable by cursor."""
-    verifier: TokenVerifier = websocket.app.state.verifier
+    verifier = service.verifier
     await websocket.accept()
     try:
         try:
             caller = verifier.verify(_token(websocket))
-            viewer = viewer_for(caller, agent_id, websocket.app.state.router)
+            viewer = viewer_for(caller, agent_id, service.router)
             after = cursor_from(websocket.query_params.get("after"))
         except (Unauthenticated, Forbidden, BadCursor) as exc:
             await _refuse(websocket, exc)
             return
-        feed = work_feed(websocket.app)
+        feed = service.work_feed
         await feed.catch_up(force=True)
         with feed.subscribe(viewer) as subscription:
-            await _serve(websocket, feed, subscription, after, verifier, caller)
+            await _serve(websocket, service.conversations, feed, subscription, after, verifier,
+                         caller)  # fmt: skip
     except WebSocketDisconnect:
         return
 
 
 async def _serve(
     websocket: WebSocket,
+    conversations: Conversations,
     feed: WorkFeed,
     subscription: Subscription,
     after: int | None,
     verifier: TokenVerifier,
     caller: Principal,
 ) -> None:
-    sender = asyncio.create_task(_send_work(websocket, feed, subscription, after, verifier, caller))
+    sender = asyncio.create_task(
+        _send_work(websocket, conversations, feed, subscription, after, verifier, caller)
+    )
     receiving: asyncio.Future[Any] | None = None
     try:
         # The client sends nothing; reading is how a closed socket is noticed. The wait

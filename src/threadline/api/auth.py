@@ -6,18 +6,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from threadline.security import Principal, TokenVerifier, bearer_token
+from threadline.api.deps import ServiceDep
+from threadline.security import Principal, bearer_token
 
 
-async def principal(request: Request) -> Principal:
+async def principal(request: Request, service: ServiceDep) -> Principal:
     """The principal the request's ``Authorization: Bearer`` token proves.
 
     Raises an Unauthenticated subclass (401 with a ``WWW-Authenticate`` challenge)
     when the token is missing or refused.
     """
     token = bearer_token(request.headers.get("authorization"))
-    verifier: TokenVerifier = request.app.state.verifier
-    return verifier.verify(token)
+    return service.verifier.verify(token)
 
 
 #: Declare a parameter ``caller: Caller`` to require an authenticated caller.

@@ -8,22 +8,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ValidationError
 
-from threadline.api.inperson import checkin_view
+from threadline.api.deps import ServiceDep
 from threadline.channels.chat.adapter import ChatAdapter, ChatLeg
 from threadline.channels.chat.protocol import FRAME, VISIBLE, Attachment, Hello, Message, visible
 from threadline.core.errors import ThreadlineError
-from threadline.core.events import new_id
-from threadline.engine.live import LiveHub
+from threadline.core.events import new_id, utcnow
 from threadline.security import (
     Forbidden,
-    TokenIssuer,
     TokenVerifier,
     Unauthenticated,
     bearer_token,
 )
+from threadline.service import Service
 
 router = APIRouter(tags=["chat"])
 HELLO_TIMEOUT = 10.0
@@ -47,23 +46,21 @@ class SessionOut(BaseModel):
 
 
 @router.post("/chat/session", status_code=201, response_model=SessionOut)
-async def chat_session(request: Request) -> SessionOut:
+async def chat_session(service: ServiceDep) -> SessionOut:
     """A customer session token for a new visitor of the chat widget.
 
     The token binds the socket to one customer, so the visitor can reconnect
     to their conversation after a refresh and no one else can.
     """
-    issuer: TokenIssuer = request.app.state.tokens
     customer_id = "visitor-" + new_id()
-    issued = issuer.issue(customer_id, ["customer"], SESSION_TTL, {"customer": customer_id})
+    issued = service.tokens.issue(customer_id, ["customer"], SESSION_TTL, {"customer": customer_id})
     assert issued.principal.expires_at is not None
     return SessionOut(token=issued.token, customer_id=customer_id,
                       expires_at=issued.principal.expires_at)  # fmt: skip
 
 
-def _customer(websocket: WebSocket) -> str:
+def _customer(websocket: WebSocket, verifier: TokenVerifier) -> str:
     """The customer this socket speaks for, from its customer session token."""
-    verifier: TokenVerifier = websocket.app.state.verifier
     token = websocket.query_params.get("token") or bearer_token(
         websocket.headers.get("authorization")
     )
@@ -74,12 +71,11 @@ def _customer(websocket: WebSocket) -> str:
 
 
 @router.websocket("/chat/ws")
-async def chat_socket(websocket: WebSocket) -> None:
+async def chat_socket(websocket: WebSocket, service: ServiceDep) -> None:
     await websocket.accept()
-    adapter: ChatAdapter = websocket.app.state.chat
-    hub: LiveHub = websocket.app.state.hub
+    adapter = service.chat
     try:
-        customer_id = _customer(websocket)
+        customer_id = _customer(websocket, service.verifier)
     except (Unauthenticated, Forbidden) as exc:
         await _error(websocket, "unauthenticated", str(exc))
         await websocket.close(code=1008)
@@ -107,7 +103,7 @@ async def chat_socket(websocket: WebSocket) -> None:
             "seq": leg.seq,
         },
     )
-    pump = asyncio.create_task(_pump(websocket, hub, leg, hello.after_seq))
+    pump = asyncio.create_task(_pump(websocket, service, leg, hello.after_seq))
     try:
         await _receive(websocket, adapter, leg)
     finally:
@@ -148,14 +144,15 @@ async def _receive(websocket: WebSocket, adapter: ChatAdapter, leg: ChatLeg) -> 
             await _error(websocket, "already-open", "this socket already has a conversation")
 
 
-async def _pump(websocket: WebSocket, hub: LiveHub, leg: ChatLeg, after_seq: int) -> None:
-    conversations = websocket.app.state.conversations
+async def _pump(websocket: WebSocket, service: Service, leg: ChatLeg, after_seq: int) -> None:
+    hub, conversations = service.hub, service.conversations
     async with hub.watch(leg.conversation_id, after_seq, VISIBLE) as watcher:
         async for record in hub.follow(watcher):
             event = conversations.codec.decode(record)
             frame = visible(event)
             card = event.payload.get("checkin") if event.type == "message.sent" else None
             if card:
-                frame["checkin"] = await checkin_view(websocket.app.state, card,
-                                                      event.conversation_id)  # fmt: skip
+                frame["checkin"] = await service.inperson.cards.view(
+                    card, event.conversation_id, service.business,
+                    used=service.revocations.is_revoked, now=utcnow())  # fmt: skip
             await _send(websocket, frame)

@@ -2,9 +2,11 @@
 
 Every route needs a bearer token (401 with a ``WWW-Authenticate`` challenge
 without one). Reads are checked with :func:`can_read_conversation` on the
-rehydrated state; appends with :func:`can_append` for each event against the
-state it would follow, before anything is written. The listing applies the
-same read rule to each conversation's state in the :class:`ConversationIndex`.
+rehydrated state. An append is an :class:`AppendEvents` command
+(:mod:`threadline.engine.commands`): each event is checked with
+:func:`can_append` against the live state it would follow, and appended after
+exactly that state. The listing applies the same read rule to each
+conversation's state in the :class:`ConversationIndex`.
 
 A conversation that does not exist yet is 404 only for callers whose rules let
 them read it whatever it holds (supervisors and admins). Everyone else is
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from threadline.api.auth import Caller
+from threadline.api.deps import ServiceDep
 from threadline.api.documented import problem_responses
 from threadline.api.listing import (
     ConversationPage,
@@ -32,18 +35,16 @@ from threadline.api.listing import (
     item_of,
 )
 from threadline.api.problems import Problem
-from threadline.core.conversation import ConversationState, check, fold
-from threadline.core.errors import ConflictError, DomainError
+from threadline.core.conversation import ConversationState
+from threadline.core.errors import ConflictError
 from threadline.core.events import Actor, Event, Lineage, new_id, utcnow
+from threadline.engine.commands import AppendEvents
 from threadline.engine.conversations import Conversations
-from threadline.engine.projections import ConversationIndex
-from threadline.security import Forbidden, Principal, allows, can_append, can_read_conversation
+from threadline.security import Forbidden, Principal, allows, can_read_conversation
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
-#: Times an unpinned append re-authorizes when the conversation moves meanwhile.
-AUTHORIZE_ATTEMPTS: Final = 5
 
 
 class ActorIn(BaseModel):
@@ -109,11 +110,6 @@ class EventOut(BaseModel):
     payload: dict[str, Any]
 
 
-def _conversations(request: Request) -> Conversations:
-    conversations: Conversations = request.app.state.conversations
-    return conversations
-
-
 def _expected(if_match: str | None) -> int | None:
     if if_match is None:
         return None
@@ -141,22 +137,6 @@ async def readable(
     return state
 
 
-def _authorize_append(
-    conversations: Conversations, caller: Principal, state: ConversationState, events: list[Event]
-) -> None:
-    """Forbidden unless ``caller`` may append each event to the state it would follow."""
-    codec = conversations.codec
-    # Judge the events as they will be stored (validated, current payload versions).
-    for event in [codec.decode(codec.encode(e)) for e in events]:
-        can_append(caller, state, event)
-        try:
-            check(state, event, conversations.policy)
-            state = fold(state, [replace(event, seq=state.seq + 1)])
-        except DomainError:
-            # Recording refuses (or replays) this batch; judge the rest on the last state.
-            continue
-
-
 def event_out(event: Event) -> EventOut:
     return EventOut(
         event_id=event.event_id, conversation_id=event.conversation_id, seq=event.seq,
@@ -173,7 +153,7 @@ def event_out(event: Event) -> EventOut:
 async def append_events(
     conversation_id: Id,
     body: AppendIn,
-    request: Request,
+    service: ServiceDep,
     response: Response,
     caller: Caller,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
@@ -208,21 +188,16 @@ async def append_events(
         )
         for i, e in enumerate(body.events)
     ]
-    conversations = _conversations(request)
-    for attempt in range(AUTHORIZE_ATTEMPTS):
-        state = await conversations.rehydrate(conversation_id)
-        _authorize_append(conversations, caller, state, events)
-        pinned = expected if expected is not None else state.seq
-        try:
-            result = await conversations.record(conversation_id, events, pinned)
-            break
-        except ConflictError as exc:
-            if expected is None:
-                if attempt + 1 < AUTHORIZE_ATTEMPTS:
-                    continue
-                raise
-            raise Problem(412, "precondition-failed", "If-Match does not match",
-                          str(exc), current_seq=exc.actual) from None  # fmt: skip
+    try:
+        executed = await service.commands.execute(AppendEvents.of(events), caller,
+                                                  expected_seq=expected)  # fmt: skip
+    except ConflictError as exc:
+        if expected is None:
+            raise
+        raise Problem(412, "precondition-failed", "If-Match does not match",
+                      str(exc), current_seq=exc.actual) from None  # fmt: skip
+    result = executed.result
+    assert result is not None
     if result.duplicate:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -237,7 +212,7 @@ async def append_events(
 
 @router.get("", response_model=ConversationPage, responses=problem_responses(400, 401, 403, 422))
 async def list_conversations(
-    request: Request, caller: Caller, query: Annotated[ListQuery, Query()]
+    service: ServiceDep, caller: Caller, query: Annotated[ListQuery, Query()]
 ) -> ConversationPage:
     """The conversations the caller may read, newest activity first, a page at a time.
 
@@ -248,7 +223,7 @@ async def list_conversations(
     """
     if caller.kind == "adapter":
         raise Forbidden(f"{caller.kind} {caller.subject}: channel adapters may not list")
-    if query.queue is not None and request.app.state.router.config.queue(query.queue) is None:
+    if query.queue is not None and service.router.config.queue(query.queue) is None:
         reason = f"unknown queue {query.queue!r}"
         raise Problem(422, "validation", "The request does not fit its schema",
                       f"query.queue: {reason}", errors=[{"field": "query.queue",
@@ -259,7 +234,7 @@ async def list_conversations(
         if where.customer_id not in (None, caller.customer_id):
             return ConversationPage(items=[], next_cursor=None)
         where = replace(where, customer_id=caller.customer_id)
-    index: ConversationIndex = request.app.state.index
+    index = service.index
     await index.catch_up()
     page, next_key = index.select(
         where,
@@ -275,10 +250,10 @@ async def list_conversations(
 
 @router.get("/{conversation_id}")
 async def conversation_state(
-    conversation_id: Id, request: Request, response: Response, caller: Caller
+    conversation_id: Id, service: ServiceDep, response: Response, caller: Caller
 ) -> dict[str, Any]:
     """The conversation's current state, folded from its events."""
-    state = await readable(_conversations(request), caller, conversation_id)
+    state = await readable(service.conversations, caller, conversation_id)
     response.headers["ETag"] = f'"{state.seq}"'
     data: dict[str, Any] = orjson.loads(state.to_bytes())
     data["live_legs"] = sorted(state.live_legs)
@@ -288,7 +263,7 @@ async def conversation_state(
 @router.get("/{conversation_id}/events", response_model=list[EventOut])
 async def timeline(
     conversation_id: Id,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     after_seq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
@@ -297,7 +272,7 @@ async def timeline(
 
     Only events up to the state the read was authorized on are returned.
     """
-    conversations = _conversations(request)
+    conversations = service.conversations
     state = await readable(conversations, caller, conversation_id, must_exist=after_seq == 0)
     records = await conversations.store.read(conversation_id, from_seq=after_seq + 1, limit=limit)
     return [event_out(conversations.codec.decode(r)) for r in records if r.seq <= state.seq]

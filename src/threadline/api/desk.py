@@ -1,38 +1,41 @@
 """The desk: what human agents and supervisors use to take and work conversations.
 
-Every route needs an agent or supervisor token. Writes are recorded through
-:meth:`Conversations.record` as the human acting, with the request's
-``Idempotency-Key`` (or a fresh one), after the authorization rules allow them;
-transitions the conversation's state forbids come back as 409 problems.
+Every route needs an agent or supervisor token. Writes are desk commands
+(:mod:`threadline.engine.desk`) executed as the human acting, with the
+request's ``Idempotency-Key`` (or a fresh one): authorised and decided on the
+conversation's live state; transitions the state forbids come back as 409
+problems.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
-from threadline.api import agent_stream
+from threadline.api import agent_stream, problems
 from threadline.api.auth import Caller
+from threadline.api.deps import ServiceDep
 from threadline.api.problems import Problem
 from threadline.core.conversation import ConversationState
-from threadline.core.events import Actor, Event, Lineage, new_id
+from threadline.core.events import Actor, new_id
+from threadline.engine.commands import Command, NoSuchConversation
 from threadline.engine.conversations import Conversations
+from threadline.engine.desk import AnswerOffer, GiveBack, Reply, Resolve, StaleOffer, Transfer
 from threadline.routing.packet import build_packet
 from threadline.routing.presence import AgentPresence
-from threadline.routing.router import Router
-from threadline.security import Forbidden, Principal, can_append, can_read_conversation
+from threadline.security import Forbidden, Principal, can_read_conversation
+from threadline.service import Service
 
 router = APIRouter(tags=["desk"])
 # The live work stream (offers, my conversations, queues) is part of the desk API.
 router.include_router(agent_stream.router)
 
-LINEAGE: Final = Lineage("threadline.desk", "0.1.0")
+problems.register_error(NoSuchConversation, 404, "not-found", "No such conversation")
+problems.register_error(StaleOffer, 409, "stale-offer", "The offer is no longer open")
+
 DESK_KINDS: Final = frozenset({"agent", "supervisor"})
-#: Kinds that may work any conversation, not only the ones assigned to them.
-OVERSEERS: Final = frozenset({"supervisor", "admin"})
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
@@ -73,16 +76,6 @@ class ResolveIn(BaseModel):
 # -- helpers -------------------------------------------------------------------------
 
 
-def _conversations(request: Request) -> Conversations:
-    conversations: Conversations = request.app.state.conversations
-    return conversations
-
-
-def _router(request: Request) -> Router:
-    routing: Router = request.app.state.router
-    return routing
-
-
 def _desk(caller: Principal) -> Principal:
     """``caller`` if it is a human agent or supervisor, else Forbidden."""
     if caller.kind not in DESK_KINDS:
@@ -90,79 +83,32 @@ def _desk(caller: Principal) -> Principal:
     return caller
 
 
-async def _state(request: Request, caller: Principal, conversation_id: str) -> ConversationState:
+async def _state(
+    conversations: Conversations, caller: Principal, conversation_id: str
+) -> ConversationState:
     """The conversation's state, if it exists and ``caller`` may read it."""
-    state = await _conversations(request).rehydrate(conversation_id)
+    state = await conversations.rehydrate(conversation_id)
     if state.seq == 0:
-        raise Problem(
-            404, "not-found", "No such conversation", f"no conversation {conversation_id}"
-        )
+        raise NoSuchConversation(f"no conversation {conversation_id}")
     can_read_conversation(caller, state)
     return state
 
 
-def _holder(caller: Principal, state: ConversationState) -> None:
-    """Forbidden unless ``caller`` is the conversation's assignee or oversees every queue."""
-    if caller.kind in OVERSEERS or state.assignee == caller.subject:
-        return
-    held = f"assigned to {state.assignee}" if state.assignee else "not assigned to anyone"
-    raise Forbidden(f"{caller.kind} {caller.subject}: conversation "
-                    f"{state.conversation_id} is {held}")  # fmt: skip
-
-
-async def _write(
-    request: Request,
-    caller: Principal,
-    state: ConversationState,
-    type_: str,
-    payload: Mapping[str, Any],
-    key: str | None,
-    *,
-    channel: str = "system",
-    leg_id: str | None = None,
-    guard: Callable[[], None] | None = None,
-) -> dict[str, int]:
-    """Record one event as ``caller``, if ``guard`` and the rules allow it; its seq.
-
-    A request repeating an ``Idempotency-Key`` the conversation recorded recently
-    skips the checks (the state has moved on since) and answers as the first did.
-    """
-    event = Event(
-        conversation_id=state.conversation_id,
-        type=type_,
-        payload=dict(payload),
-        channel=channel,
-        leg_id=leg_id,
-        actor=Actor("human", caller.subject),
-        customer_id=state.customer_id,
-        idempotency_key=key or new_id(),
-        lineage=LINEAGE,
-    )
-    if key is None or key not in state.recent_keys:
-        if guard is not None:
-            guard()
-        can_append(caller, state, event)
-    result = await _conversations(request).record(state.conversation_id, [event])
-    return {"seq": result.seqs[-1]}
-
-
-def _live_leg(state: ConversationState) -> tuple[str, str | None]:
-    """The channel and id of the conversation's first live leg, else chat and no leg."""
-    live = sorted(state.live_legs.items(), key=lambda kv: str(kv[1].get("started_at") or ""))
-    if not live:
-        return "chat", None
-    leg_id, leg = live[0]
-    return str(leg.get("channel") or "chat"), leg_id
+async def _execute(service: Service, caller: Principal, command: Command) -> dict[str, int]:
+    """Run a desk command as ``caller``: the seq of the event it recorded (a repeated
+    ``Idempotency-Key``: of the event the first request recorded)."""
+    executed = await service.commands.execute(command, _desk(caller))
+    return {"seq": executed.last_seq}
 
 
 # -- the agent -----------------------------------------------------------------------
 
 
 @router.get("/agents/me")
-async def me(request: Request, caller: Caller) -> dict[str, Any]:
+async def me(service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """The calling agent: id, name, queues, presence and load as the router sees them."""
     _desk(caller)
-    routing = _router(request)
+    routing = service.router
     spec = routing.config.agent(caller.subject)
     if caller.kind == "supervisor":
         queues = sorted(q.name for q in routing.config.queues)
@@ -184,28 +130,28 @@ async def me(request: Request, caller: Caller) -> dict[str, Any]:
 
 @router.put("/agents/me/presence")
 async def set_presence(
-    body: PresenceIn, request: Request, caller: Caller, idempotency_key: IdempotencyKey = None
+    body: PresenceIn, service: ServiceDep, caller: Caller, idempotency_key: IdempotencyKey = None
 ) -> dict[str, int]:
     """Make the calling agent available, away or offline."""
     _desk(caller)
-    conversations = _conversations(request)
+    conversations = service.conversations
     presence = AgentPresence(conversations.store, conversations.codec)
     result = await presence.set_presence(
         caller.subject, body.presence, key=idempotency_key or "",
         actor=Actor("human", caller.subject),
     )  # fmt: skip
     if not result.duplicate:
-        request.app.state.relay.poke()
+        service.relay.poke()
     return {"seq": result.seqs[-1]}
 
 
 @router.get("/agents/me/offers")
-async def my_offers(request: Request, caller: Caller) -> list[dict[str, Any]]:
+async def my_offers(service: ServiceDep, caller: Caller) -> list[dict[str, Any]]:
     """The open offers for the calling agent (every open offer, for a supervisor)."""
     _desk(caller)
-    conversations = _conversations(request)
+    conversations = service.conversations
     offers = []
-    for waiting in sorted(_router(request).state.waiting.values(), key=lambda w: w.fifo_key):
+    for waiting in sorted(service.router.state.waiting.values(), key=lambda w: w.fifo_key):
         offer = waiting.offer
         if offer is None:
             continue
@@ -229,69 +175,40 @@ async def my_offers(request: Request, caller: Caller) -> list[dict[str, Any]]:
 # -- taking an offer -----------------------------------------------------------------
 
 
-async def _answer_offer(
-    request: Request,
-    caller: Principal,
-    conversation_id: str,
-    offer_id: str,
-    type_: str,
-    key: str | None,
-) -> dict[str, int]:
-    _desk(caller)
-    state = await _state(request, caller, conversation_id)
-    offer = state.offer or {}
-    agent_id = str(offer.get("agent_id") or caller.subject)
-
-    def offered_to_caller() -> None:
-        if offer.get("offer_id") != offer_id:
-            raise Problem(409, "stale-offer", "The offer is no longer open",
-                          f"offer {offer_id} is not open on conversation "
-                          f"{conversation_id}")  # fmt: skip
-        if caller.kind != "supervisor" and agent_id != caller.subject:
-            raise Forbidden(
-                f"{caller.kind} {caller.subject}: offer {offer_id} is for another agent"
-            )
-
-    payload = {"offer_id": offer_id, "agent_id": agent_id}
-    return await _write(request, caller, state, type_, payload, key, guard=offered_to_caller)
-
-
 @router.post("/conversations/{conversation_id}/accept")
 async def accept(
     conversation_id: Id,
     body: OfferIn,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, int]:
     """Take the conversation offered to the calling agent."""
-    return await _answer_offer(
-        request, caller, conversation_id, body.offer_id, "handoff.accepted", idempotency_key
-    )
+    answer = AnswerOffer(conversation_id, idempotency_key or new_id(), body.offer_id, True)
+    return await _execute(service, caller, answer)
 
 
 @router.post("/conversations/{conversation_id}/decline")
 async def decline(
     conversation_id: Id,
     body: OfferIn,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, int]:
     """Turn down the conversation offered to the calling agent; the router offers it on."""
-    return await _answer_offer(
-        request, caller, conversation_id, body.offer_id, "handoff.declined", idempotency_key
-    )
+    answer = AnswerOffer(conversation_id, idempotency_key or new_id(), body.offer_id, False)
+    return await _execute(service, caller, answer)
 
 
 # -- working a conversation ----------------------------------------------------------
 
 
 @router.get("/conversations/{conversation_id}/packet")
-async def packet(conversation_id: Id, request: Request, caller: Caller) -> dict[str, Any]:
+async def packet(conversation_id: Id, service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """The handoff packet: who the customer is, what happened, what is pending."""
-    state = await _state(request, caller, conversation_id)
-    timeline = await _conversations(request).timeline(conversation_id)
+    state = await _state(service.conversations, caller, conversation_id)
+    timeline = await service.conversations.timeline(conversation_id)
     return build_packet(state, timeline).to_dict()
 
 
@@ -299,91 +216,55 @@ async def packet(conversation_id: Id, request: Request, caller: Caller) -> dict[
 async def reply(
     conversation_id: Id,
     body: ReplyIn,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, int]:
     """Send the customer a message on the conversation's live channel."""
-    _desk(caller)
-    state = await _state(request, caller, conversation_id)
-    channel, leg_id = _live_leg(state)
-    return await _write(request, caller, state, "message.sent", {"text": body.text},
-                        idempotency_key, channel=channel, leg_id=leg_id,
-                        guard=lambda: _holder(caller, state))  # fmt: skip
+    return await _execute(service, caller, Reply(conversation_id, idempotency_key or new_id(),
+                                                 body.text))  # fmt: skip
 
 
 @router.post("/conversations/{conversation_id}/transfer")
 async def transfer(
     conversation_id: Id,
     body: TransferIn,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, int]:
     """Hand the conversation to another queue."""
     _desk(caller)
-    state = await _state(request, caller, conversation_id)
-    queue = _router(request).config.queue(body.queue)
+    queue = service.router.config.queue(body.queue)
     if queue is None:
         raise Problem(422, "unknown-queue", "No such queue", f"there is no queue {body.queue}")
-    payload = {"queue": queue.name, "reason_code": "transfer",
-               "reason_detail": body.reason or "", "skills": sorted(queue.skills)}  # fmt: skip
-    return await _write(
-        request,
-        caller,
-        state,
-        "handoff.requested",
-        payload,
-        idempotency_key,
-        guard=lambda: _holder(caller, state),
-    )
+    transfer = Transfer(conversation_id, idempotency_key or new_id(), queue.name,
+                        tuple(queue.skills), body.reason or "")  # fmt: skip
+    return await _execute(service, caller, transfer)
 
 
 @router.post("/conversations/{conversation_id}/return")
 async def give_back(
     conversation_id: Id,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
     body: ReturnIn | None = None,
 ) -> dict[str, int]:
     """Hand the conversation back to the bot."""
-    _desk(caller)
-    state = await _state(request, caller, conversation_id)
-    payload: dict[str, Any] = {"agent_id": state.assignee or caller.subject}
-    if body is not None and body.note:
-        payload["note"] = body.note
-    return await _write(
-        request,
-        caller,
-        state,
-        "handoff.returned",
-        payload,
-        idempotency_key,
-        guard=lambda: _holder(caller, state),
-    )
+    note = body.note if body is not None else None
+    return await _execute(service, caller, GiveBack(conversation_id, idempotency_key or new_id(),
+                                                    note))  # fmt: skip
 
 
 @router.post("/conversations/{conversation_id}/resolve")
 async def resolve(
     conversation_id: Id,
     body: ResolveIn,
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, int]:
     """Close the conversation with an outcome."""
-    _desk(caller)
-    state = await _state(request, caller, conversation_id)
-    payload: dict[str, Any] = {"outcome": body.outcome}
-    if body.note:
-        payload["note"] = body.note
-    return await _write(
-        request,
-        caller,
-        state,
-        "conversation.resolved",
-        payload,
-        idempotency_key,
-        guard=lambda: _holder(caller, state),
-    )
+    resolve = Resolve(conversation_id, idempotency_key or new_id(), body.outcome, body.note)
+    return await _execute(service, caller, resolve)

@@ -1,6 +1,6 @@
 """The directory: customers, queues and human agents, read-only.
 
-Customers come from the business (``app.state.business``) with their contact
+Customers come from the business (the service's ``business``) with their contact
 identifiers masked, and their conversations from the :class:`ConversationIndex`;
 queues and agents from the router's configuration and its routing state.
 
@@ -22,16 +22,15 @@ import re
 from datetime import datetime
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from threadline.api.auth import Caller
+from threadline.api.deps import ServiceDep
 from threadline.api.documented import problem_responses
 from threadline.api.problems import Problem
-from threadline.business import Business
 from threadline.business.values import Customer
 from threadline.core.events import utcnow
-from threadline.engine.projections import ConversationIndex
 from threadline.routing.queues import AgentSpec, busy_counts, capacity_of, queue_order
 from threadline.routing.router import Router
 from threadline.security import Forbidden, Principal, allows, can_read_conversation, can_read_queue
@@ -110,16 +109,6 @@ class AgentOut(BaseModel):
 # -- helpers -------------------------------------------------------------------------
 
 
-def _router(request: Request) -> Router:
-    routing: Router = request.app.state.router
-    return routing
-
-
-def _business(request: Request) -> Business:
-    business: Business = request.app.state.business
-    return business
-
-
 def _refuse(caller: Principal, reason: str) -> Forbidden:
     return Forbidden(f"{caller.kind} {caller.subject}: {reason}")
 
@@ -178,7 +167,7 @@ def _customer_out(customer: Customer) -> CustomerOut:
     "/customers", response_model=list[CustomerOut], responses=problem_responses(401, 403, 422)
 )
 async def customers(
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     q: Annotated[str, Query(max_length=200, description="Part of a name, email, "
                                                           "phone or member id")] = "",
@@ -187,24 +176,24 @@ async def customers(
     """Customers whose name, email, phone or member id contains ``q``, by name."""
     _staff(caller)
     found = sorted(
-        (c for c in _business(request).customers if matches(c, q)), key=lambda c: (c.name, c.id)
+        (c for c in service.business.customers if matches(c, q)), key=lambda c: (c.name, c.id)
     )
     return [_customer_out(c) for c in found[:limit]]
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerProfile, responses=READ_PROBLEMS)
-async def customer_profile(customer_id: Id, request: Request, caller: Caller) -> CustomerProfile:
+async def customer_profile(customer_id: Id, service: ServiceDep, caller: Caller) -> CustomerProfile:
     """A customer's profile: masked contacts, orders, appointments and conversations."""
     if caller.kind == "customer":
         if caller.customer_id != customer_id:
             raise _refuse(caller, "customers may read only their own profile")
     else:
         _staff(caller)
-    business = _business(request)
+    business = service.business
     customer = business.customer(customer_id)
     if customer is None:
         raise _not_found("customer", customer_id)
-    index: ConversationIndex = request.app.state.index
+    index = service.index
     await index.catch_up()
     conversations = [
         e.conversation_id
@@ -254,19 +243,19 @@ def _queue_out(routing: Router, name: str) -> QueueOut:
 
 
 @router.get("/queues", response_model=list[QueueOut], responses=problem_responses(401, 403))
-async def queues(request: Request, caller: Caller) -> list[QueueOut]:
+async def queues(service: ServiceDep, caller: Caller) -> list[QueueOut]:
     """The queues the caller may see: all for supervisors and admins, an agent's own."""
     _staff(caller)
-    routing = _router(request)
+    routing = service.router
     names = sorted(q.name for q in routing.config.queues)
     return [_queue_out(routing, n) for n in names if allows(can_read_queue, caller, n)]
 
 
 @router.get("/queues/{queue_id}", response_model=QueueOut, responses=READ_PROBLEMS)
-async def queue(queue_id: Id, request: Request, caller: Caller) -> QueueOut:
+async def queue(queue_id: Id, service: ServiceDep, caller: Caller) -> QueueOut:
     """One queue: its skills, its agents, and who is waiting how long."""
     can_read_queue(caller, queue_id)
-    routing = _router(request)
+    routing = service.router
     if routing.config.queue(queue_id) is None:
         raise _not_found("queue", queue_id)
     return _queue_out(routing, queue_id)
@@ -293,20 +282,20 @@ def _agent_out(routing: Router, spec: AgentSpec) -> AgentOut:
 
 
 @router.get("/agents", response_model=list[AgentOut], responses=problem_responses(401, 403))
-async def agents(request: Request, caller: Caller) -> list[AgentOut]:
+async def agents(service: ServiceDep, caller: Caller) -> list[AgentOut]:
     """Every human agent with presence, capacity and load (supervisors and admins)."""
     if caller.kind not in OVERSEERS:
         raise _refuse(caller, "only supervisors and admins list agents")
-    routing = _router(request)
+    routing = service.router
     return [_agent_out(routing, a) for a in sorted(routing.config.agents, key=lambda a: a.id)]
 
 
 @router.get("/agents/{agent_id}", response_model=AgentOut, responses=READ_PROBLEMS)
-async def agent(agent_id: Id, request: Request, caller: Caller) -> AgentOut:
+async def agent(agent_id: Id, service: ServiceDep, caller: Caller) -> AgentOut:
     """One human agent; an agent may read only themselves."""
     if caller.kind not in OVERSEERS and not (caller.kind == "agent" and caller.subject == agent_id):
         raise _refuse(caller, "agents may read only themselves")
-    routing = _router(request)
+    routing = service.router
     spec = routing.config.agent(agent_id)
     if spec is None:
         raise _not_found("agent", agent_id)

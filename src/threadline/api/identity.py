@@ -15,28 +15,23 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.api import problems
 from threadline.api.auth import Caller
+from threadline.api.deps import ServiceDep
 from threadline.api.directory import mask_email, mask_phone
 from threadline.api.documented import problem_responses
 from threadline.api.problems import Problem
-from threadline.core.errors import ConfigurationError
 from threadline.core.events import Actor, new_id
-from threadline.core.ports import EventStore
-from threadline.identity.challenges import OutboxCourier, Verifications
 from threadline.identity.fold import Conflict, Link
 from threadline.identity.identifiers import Identifier, email, idp, parse
-from threadline.identity.links import ConversationLinks
-from threadline.identity.oidc import PROBLEMS, OidcVerifier
-from threadline.identity.service import Identity, LinkOutcome, demo_profiles
+from threadline.identity.oidc import PROBLEMS
+from threadline.identity.service import LinkOutcome
 from threadline.security import Forbidden, Principal
-from threadline.settings import Settings
-from threadline.store import open_directory
 
 router = APIRouter(tags=["identity"])
 for _cls, _status, _slug, _title in PROBLEMS:
@@ -47,36 +42,6 @@ OVERSEERS: Final = frozenset({"supervisor", "admin"})
 SESSION_TTL: Final = timedelta(days=1)
 KindName = Literal["phone", "email", "device", "member", "idp"]
 Reason = Annotated[str, Field(min_length=3, max_length=200)]
-
-
-async def start(app: FastAPI, store: EventStore, settings: Settings, business: Any) -> Identity:
-    """Open the directory, seed the demo customers (idempotent), follow the links that
-    conversations make (from ``app.state.bus``) and put the service on ``app``."""
-    identity = Identity(store, await open_directory(store))
-    await identity.projection.catch_up()
-    await identity.seed(demo_profiles(business.customers))
-    app.state.identity = identity
-    # What conversations prove (a caller's postcode) reaches the directory too.
-    await ConversationLinks(identity, app.state.conversations.codec).start(app.state.bus)
-
-    def postcode(customer_id: str) -> str | None:
-        customer = business.customer(customer_id)
-        return customer.postcode if customer is not None else None
-
-    app.state.courier = OutboxCourier()
-    app.state.verifications = Verifications(identity, app.state.courier, postcode)
-    oidc = (settings.oidc_issuer, settings.oidc_audience, settings.oidc_jwks_url)
-    if any(oidc) and not all(oidc):
-        raise ConfigurationError(
-            "set all of THREADLINE_OIDC_ISSUER, THREADLINE_OIDC_AUDIENCE, THREADLINE_OIDC_JWKS_URL"
-        )
-    app.state.oidc = OidcVerifier(*oidc) if all(oidc) else None  # type: ignore[arg-type]
-    return identity
-
-
-def _identity(request: Request) -> Identity:
-    identity: Identity = request.app.state.identity
-    return identity
 
 
 def _staff(caller: Principal) -> Actor:
@@ -125,7 +90,7 @@ def _out(link: Link, caller: Principal) -> IdentifierOut:
 @router.get("/identity/resolve", response_model=ResolutionOut,
             responses=problem_responses(401, 403, 404, 422))  # fmt: skip
 async def resolve(
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     kind: Annotated[KindName, Query()],
     value: Annotated[str, Query(min_length=1, max_length=300)],
@@ -133,7 +98,7 @@ async def resolve(
 ) -> ResolutionOut:
     """The customer an identifier belongs to; the look-up and its reason are recorded."""
     actor = _staff(caller)
-    identity = _identity(request)
+    identity = service.identity
     found = await identity.resolve(kind, value)
     if found is None:
         raise Problem(404, "not-found", "No such customer", f"no customer has this {kind}")
@@ -145,10 +110,10 @@ async def resolve(
 
 @router.get("/customers/{customer_id}/identifiers", response_model=list[IdentifierOut],
             responses=problem_responses(401, 403))  # fmt: skip
-async def identifiers(customer_id: str, request: Request, caller: Caller) -> list[IdentifierOut]:
+async def identifiers(customer_id: str, service: ServiceDep, caller: Caller) -> list[IdentifierOut]:
     """The customer's identifiers with their verification level."""
     _staff(caller)
-    return [_out(x, caller) for x in await _identity(request).identifiers(customer_id)]
+    return [_out(x, caller) for x in await service.identity.identifiers(customer_id)]
 
 
 class LinkIn(BaseModel):
@@ -175,13 +140,13 @@ def _conflict(outcome: LinkOutcome) -> Problem:
 
 @router.post("/customers/{customer_id}/identifiers", status_code=201, response_model=LinkOut,
              responses=problem_responses(401, 403, 409, 422))  # fmt: skip
-async def link(customer_id: str, body: LinkIn, request: Request, caller: Caller) -> LinkOut:
+async def link(customer_id: str, body: LinkIn, service: ServiceDep, caller: Caller) -> LinkOut:
     """Link an identifier: a claim, or verified when the postcode matches."""
     actor = _staff(caller)
     identifier = parse(body.kind, body.value)
-    identity = _identity(request)
+    identity = service.identity
     if body.postcode is not None:
-        verifications: Verifications = request.app.state.verifications
+        verifications = service.verifications
         outcome = await verifications.check_knowledge(customer_id, identifier, body.postcode,
                                                       actor=actor)  # fmt: skip
         if outcome is None:
@@ -237,15 +202,15 @@ class VerifyOut(BaseModel):
 
 @router.post("/chat/verify", response_model=VerifyOut,
              responses=problem_responses(401, 403, 409, 422))  # fmt: skip
-async def chat_verify(body: VerifyIn, request: Request, caller: Caller) -> VerifyOut:
+async def chat_verify(body: VerifyIn, service: ServiceDep, caller: Caller) -> VerifyOut:
     """Verify a chat visitor with an ID token; links the visitor to the real customer."""
     visitor = _session(caller)
-    oidc: OidcVerifier | None = request.app.state.oidc
+    oidc = service.oidc
     if oidc is None:
         raise Problem(404, "not-found", "No identity provider",
                       "this deployment trusts no identity provider")  # fmt: skip
     claims = await oidc.verify(body.id_token, nonce_of(caller))
-    identity = _identity(request)
+    identity = service.identity
     subject = idp(oidc.issuer, claims["sub"])
     found = await identity.resolve("idp", subject.value)
     customer_id = found.customer_id if found is not None else None
@@ -261,7 +226,7 @@ async def chat_verify(body: VerifyIn, request: Request, caller: Caller) -> Verif
                                       actor=actor)  # fmt: skip
         if outcome.status == "conflict":
             raise _conflict(outcome)
-    issued = request.app.state.tokens.issue(customer_id, ["customer"], SESSION_TTL,
+    issued = service.tokens.issue(customer_id, ["customer"], SESSION_TTL,
                                             {"customer": customer_id})  # fmt: skip
     return VerifyOut(customer_id=customer_id, visitor_id=visitor, verified=True,
                      token=issued.token)  # fmt: skip
@@ -288,20 +253,22 @@ class MergeOut(BaseModel):
 
 @router.post("/customers/{customer_id}/merge", response_model=MergeOut,
              responses=problem_responses(401, 403, 404, 409, 422))  # fmt: skip
-async def merge(customer_id: str, body: MergeIn, request: Request, caller: Caller) -> MergeOut:
+async def merge(customer_id: str, body: MergeIn, service: ServiceDep, caller: Caller) -> MergeOut:
     """Merge this customer into ``into``: its identifiers move, its history stays."""
     actor = _overseer(caller)
-    merge_id = await _identity(request).merge(customer_id, body.into, reason=body.reason,
+    merge_id = await service.identity.merge(customer_id, body.into, reason=body.reason,
                                               by=caller.subject, actor=actor)  # fmt: skip
     return MergeOut(merge_id=merge_id, customer_id=body.into)
 
 
 @router.post("/customers/{customer_id}/unmerge", response_model=MergeOut,
              responses=problem_responses(401, 403, 409, 422))  # fmt: skip
-async def unmerge(customer_id: str, body: UnmergeIn, request: Request, caller: Caller) -> MergeOut:
+async def unmerge(
+    customer_id: str, body: UnmergeIn, service: ServiceDep, caller: Caller
+) -> MergeOut:
     """Undo the merge that absorbed this customer."""
     actor = _overseer(caller)
-    merge_id = await _identity(request).unmerge(customer_id, reason=body.reason,
+    merge_id = await service.identity.unmerge(customer_id, reason=body.reason,
                                                 by=caller.subject, actor=actor)  # fmt: skip
     return MergeOut(merge_id=merge_id, customer_id=customer_id)
 
@@ -331,13 +298,13 @@ def _conflict_out(c: Conflict) -> ConflictOut:
 @router.get("/identity/conflicts", response_model=list[ConflictOut],
             responses=problem_responses(401, 403, 422))  # fmt: skip
 async def conflicts(
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     status: Annotated[Literal["open", "keep", "move", "all"], Query()] = "open",
 ) -> list[ConflictOut]:
     """Identifiers claimed for two customers, oldest first."""
     _overseer(caller)
-    found = await _identity(request).conflicts(None if status == "all" else status)
+    found = await service.identity.conflicts(None if status == "all" else status)
     return [_conflict_out(c) for c in found]
 
 
@@ -350,11 +317,11 @@ class ResolveIn(BaseModel):
 @router.post("/identity/conflicts/{conflict_id}/resolve", response_model=ConflictOut,
              responses=problem_responses(401, 403, 404, 409, 422))  # fmt: skip
 async def resolve_conflict(
-    conflict_id: str, body: ResolveIn, request: Request, caller: Caller
+    conflict_id: str, body: ResolveIn, service: ServiceDep, caller: Caller
 ) -> ConflictOut:
     """Keep the identifier with its holder, or move it to the claimant."""
     actor = _overseer(caller)
-    c = await _identity(request).resolve_conflict(conflict_id, body.resolution,
+    c = await service.identity.resolve_conflict(conflict_id, body.resolution,
                                                   by=caller.subject, note=body.note,
                                                   actor=actor)  # fmt: skip
     return _conflict_out(c)

@@ -14,29 +14,21 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.api.auth import Caller
-from threadline.api.inperson import (
-    Code,
-    Id,
-    IdempotencyKey,
-    _business,
-    _codes,
-    _grant,
-    _kind,
-    _queue,
-    _visits,
-)
+from threadline.api.deps import ServiceDep
+from threadline.api.inperson import Code, Id, IdempotencyKey, _grant, _kind
 from threadline.api.problems import Problem
 from threadline.api.streams import _refuse, _still_valid, _token
 from threadline.channels.inperson.lookup import display_name, find_customer
 from threadline.channels.inperson.queue import Waiting, store_stream
 from threadline.channels.inperson.queue import waiting as in_line
+from threadline.channels.inperson.visits import OpenVisit
 from threadline.core.errors import NotFound
 from threadline.core.events import new_id, utcnow
-from threadline.security import Forbidden, Principal, TokenVerifier, Unauthenticated
+from threadline.security import Forbidden, Principal, Unauthenticated
 
 router = APIRouter(tags=["in person"])
 
@@ -61,28 +53,28 @@ def _queue_frame(entries: list[Waiting], store_id: str, now: datetime) -> dict[s
 
 
 @router.get("/stores/{store_id}/queue")
-async def store_queue(store_id: Id, request: Request, caller: Caller) -> dict[str, Any]:
+async def store_queue(store_id: Id, service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """Who waits in the store, longest first, with how long they have waited."""
-    _business(request).require_store(store_id)
+    service.business.require_store(store_id)
     _may_see_store(caller, store_id)
-    return _queue_frame(await _queue(request.app.state).waiting(store_id), store_id, utcnow())
+    waiting = await service.inperson.queue.waiting(store_id)
+    return _queue_frame(waiting, store_id, utcnow())
 
 
 @router.websocket("/stores/{store_id}/queue/stream")
-async def store_queue_stream(websocket: WebSocket, store_id: str) -> None:
+async def store_queue_stream(websocket: WebSocket, service: ServiceDep, store_id: str) -> None:
     """The store's queue now, then again each time someone joins or is taken."""
-    verifier: TokenVerifier = websocket.app.state.verifier
+    verifier = service.verifier
     await websocket.accept()
     try:
         caller = verifier.verify(_token(websocket))
-        if websocket.app.state.business.store(store_id) is None:
+        if service.business.store(store_id) is None:
             raise Forbidden(f"there is no store {store_id}")
         _may_see_store(caller, store_id)
     except (Unauthenticated, Forbidden) as exc:
         await _refuse(websocket, exc)
         return
-    queue = _queue(websocket.app.state)
-    hub = websocket.app.state.hub
+    queue, hub = service.inperson.queue, service.hub
 
     async def send() -> None:
         async with hub.watch(store_stream(store_id), 0) as watcher:
@@ -114,26 +106,26 @@ async def store_queue_stream(websocket: WebSocket, store_id: str) -> None:
 
 
 @router.post("/stores/{store_id}/queue/{entry_id}/take", status_code=201)
-async def take(store_id: Id, entry_id: Id, request: Request, caller: Caller,
+async def take(store_id: Id, entry_id: Id, service: ServiceDep, caller: Caller,
                idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Take a waiting customer: they leave the queue and their visit opens."""
     _kind(caller, "associate")
     _may_see_store(caller, store_id)
-    queue = _queue(request.app.state)
+    queue = service.inperson.queue
     entry = next((w for w in await queue.waiting(store_id) if w.entry_id == entry_id), None)
     if entry is None:
         raise Problem(409, "not-waiting", "Not waiting", f"{entry_id} is not waiting in {store_id}")
     if entry.conversation_id is None:
         raise Problem(409, "no-conversation", "No conversation to continue",
                       f"{entry.display_name} has no conversation yet; look them up")  # fmt: skip
-    key = idempotency_key or f"take:{entry_id}"
-    recorded = await _visits(request).open(caller, entry.conversation_id, key)
+    opening = OpenVisit(entry.conversation_id, idempotency_key or f"take:{entry_id}")
+    recorded = await service.inperson.visits.record(caller, opening)
     await queue.call(store_id, entry_id, caller.subject, entry.conversation_id)
     return {**recorded.to_dict(), "customer_id": entry.customer_id}
 
 
 @router.post("/kiosk/checkin", status_code=201)
-async def kiosk_checkin(body: KioskIn, request: Request, caller: Caller,
+async def kiosk_checkin(body: KioskIn, service: ServiceDep, caller: Caller,
                         idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """A customer checks in at the store's kiosk by phone number or code and joins the queue."""
     _kind(caller, "kiosk")
@@ -142,26 +134,26 @@ async def kiosk_checkin(body: KioskIn, request: Request, caller: Caller,
                       "give a phone number or a code, not both")  # fmt: skip
     store_id = caller.store_id
     assert store_id is not None
-    codes = _codes(request.app.state)
+    codes = service.inperson.codes
     conversation_id: str | None
     if body.code is not None:
-        grant = await _grant(request, body.code, caller)
+        grant = await _grant(codes, body.code, caller)
         await codes.use(grant, used_by=caller.subject)
-        customer = _business(request).customer(grant.customer_id)
+        customer = service.business.customer(grant.customer_id)
         customer_id, conversation_id, method = grant.customer_id, grant.conversation_id, "code"
     else:
         who = (f"who:{caller.subject}", f"store:{store_id}")
         codes.attempts.check(*who)
-        customer = find_customer(_business(request), "phone", body.phone or "")
+        customer = find_customer(service.business, "phone", body.phone or "")
         if customer is None:
             codes.attempts.fail(*who)
             raise NotFound("we could not find that number; an associate will help you")
         customer_id, method = customer.id, "phone"
-        open_ = [e for e in request.app.state.index.of_customer(customer.id) if e.state.is_open]
+        open_ = [e for e in service.index.of_customer(customer.id) if e.state.is_open]
         conversation_id = open_[0].conversation_id if open_ else None
     name = display_name(customer) if customer is not None else "Guest"
     entry_id = "q-" + (idempotency_key or new_id())
-    queue = _queue(request.app.state)
+    queue = service.inperson.queue
     waiting = await queue.waiting(store_id)
     if not any(w.entry_id == entry_id for w in waiting):
         entry = Waiting(entry_id, customer_id, conversation_id, name, method, utcnow())

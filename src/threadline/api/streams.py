@@ -20,6 +20,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from threadline.api.conversations import event_out
+from threadline.api.deps import ServiceDep
 from threadline.core.conversation import ConversationState, fold
 from threadline.core.events import Event, utcnow
 from threadline.engine.conversations import Conversations
@@ -100,16 +101,14 @@ async def _send_events(
 
 @router.websocket("/conversations/{conversation_id}/stream")
 async def conversation_stream(
-    websocket: WebSocket, conversation_id: str, after_seq: int = 0
+    websocket: WebSocket, service: ServiceDep, conversation_id: str, after_seq: int = 0
 ) -> None:
     """Sends every event after ``after_seq`` as a JSON text frame, then each new one.
 
     A client that reconnects with the last seq it saw gets nothing twice and
     misses nothing.
     """
-    hub: LiveHub = websocket.app.state.hub
-    conversations: Conversations = websocket.app.state.conversations
-    verifier: TokenVerifier = websocket.app.state.verifier
+    hub, conversations, verifier = service.hub, service.conversations, service.verifier
     await websocket.accept()
     try:
         try:

@@ -10,44 +10,31 @@ against ``THREADLINE_PUBLIC_URL`` plus the path when set, else the request URL.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Final
 from urllib.parse import parse_qsl
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
+from fastapi import APIRouter, Request, Response, WebSocket
 from starlette.websockets import WebSocketState
 
+from threadline.api.deps import ServiceDep
 from threadline.api.problems import Problem
-from threadline.business import Business
-from threadline.channels.voice.engines import SpeechEngines, speech_engines
-from threadline.channels.voice.hints import domain_hints
-from threadline.channels.voice.media import HandlerFactory
-from threadline.channels.voice.pipeline import speech_pipeline
+from threadline.channels.voice import INSTALL_HINT
 from threadline.channels.voice.telephony import stream
-from threadline.channels.voice.telephony.calls import VoiceCalls
-from threadline.channels.voice.telephony.control import CallControl, whisper_text
-from threadline.channels.voice.telephony.directory import CallerDirectory
-from threadline.channels.voice.telephony.keypad import keypad
+from threadline.channels.voice.telephony.control import whisper_text
+from threadline.channels.voice.telephony.gateway import VoiceGateway
 from threadline.channels.voice.telephony.twilio import (
     SIGNATURE_HEADER,
     TWIML_MEDIA_TYPE,
-    SignatureCheck,
-    TwilioTelephony,
     answer,
     signed_url,
     stream_url,
     whisper,
 )
-from threadline.engine.conversations import Conversations
 from threadline.routing.packet import build_packet
-from threadline.security.stream_tokens import StreamTokens
-from threadline.settings import Settings
+from threadline.service import Service
 
 log = structlog.get_logger("threadline.voice")
 
@@ -60,105 +47,18 @@ ENDED: Final = {
     "canceled": "canceled",
 }
 
-
-@dataclass
-class VoiceGateway:
-    """What the voice endpoints share, built once per app."""
-
-    calls: VoiceCalls
-    tokens: StreamTokens
-    signatures: SignatureCheck | None
-    public_url: str | None
-    greeting: str
-    business: Business
-    control: CallControl | None
-    #: Makes each call's handler; the speech pipeline replaces the keypad default.
-    handlers: HandlerFactory
-    #: Seconds a new socket has to send its ``start``.
-    start_timeout: float = stream.START_TIMEOUT
+router = APIRouter(tags=["voice"])
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Build the gateway after the app's own start-up (it needs the store, hub and bus)."""
-    state = app.state
-    settings: Settings = state.settings
-    directory = CallerDirectory()
-    await directory.load(state.store, attach=lambda: state.hub.listen(directory.note))
-    window = timedelta(hours=settings.reopen_window_hours)
-    calls = VoiceCalls(
-        state.conversations, directory, state.business, settings.voice_greeting, window
-    )
-    engines = speech_engines(settings)
-    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
-    provider = None
-    control = None
-    if token and settings.twilio_account_sid:
-        provider = TwilioTelephony(
-            settings.twilio_account_sid, token, api_base=settings.twilio_api_base
-        )
-        control = CallControl(
-            state.conversations,
-            calls,
-            provider,
-            settings.voice_agent_targets,
-            public_url=settings.public_url,
-        )
-        await control.start(state.bus, state.store)
-    state.voice = VoiceGateway(
-        calls=calls,
-        tokens=StreamTokens(
-            state.tokens.key,
-            state.store,
-            state.revocations,
-            issuer=settings.token_issuer,
-            audience=settings.token_audience,
-        ),
-        signatures=SignatureCheck(token) if token else None,
-        public_url=settings.public_url,
-        greeting=settings.voice_greeting,
-        business=state.business,
-        control=control,
-        handlers=_handlers(state, calls, engines),
-    )
-    warming = None
-    if token and engines.stt is not None and hasattr(engines.stt, "load"):
-        warming = asyncio.create_task(engines.stt.load())  # the first caller should not wait
-    try:
-        yield
-    finally:
-        if warming is not None:
-            warming.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await warming
-        await engines.close()
-        if provider is not None:
-            await provider.close()
+def _gateway(service: Service) -> VoiceGateway:
+    """The running phone channel (this router is mounted only with the voice extra)."""
+    if service.voice is None:
+        raise Problem(503, "voice-off", "Voice is off", INSTALL_HINT)
+    return service.voice
 
 
-def _handlers(state: Any, calls: VoiceCalls, engines: SpeechEngines) -> HandlerFactory:
-    """The call handlers: ``app.state.voice_handlers(calls)`` when the app sets that
-    builder before start-up, else the speech pipeline (keypad only with STT off)."""
-    build: Callable[[VoiceCalls], HandlerFactory] | None = getattr(state, "voice_handlers", None)
-    if build is not None:
-        return build(calls)
-    if engines.stt is None:
-        return keypad(calls)
-    hints = domain_hints(state.business)
-    return speech_pipeline(calls, state.hub, engines.stt, engines.tts, hints)
-
-
-router = APIRouter(tags=["voice"], lifespan=lifespan)
-
-
-def _gateway(request: Request | WebSocket) -> VoiceGateway:
-    gateway: VoiceGateway = request.app.state.voice
-    return gateway
-
-
-async def _signed_form(request: Request) -> dict[str, str]:
+async def _signed_form(request: Request, gateway: VoiceGateway) -> dict[str, str]:
     """The webhook's form fields, once its Twilio signature checks out."""
-    gateway = _gateway(request)
     if gateway.signatures is None:
         raise Problem(
             503,
@@ -209,10 +109,10 @@ def _twiml(xml: str) -> Response:
 
 
 @router.post("/voice/twilio/incoming", response_class=Response)
-async def incoming_call(request: Request) -> Response:
+async def incoming_call(request: Request, service: ServiceDep) -> Response:
     """Answer a call: the greeting, then the media stream with the call's context."""
-    params = await _signed_form(request)
-    gateway = _gateway(request)
+    gateway = _gateway(service)
+    params = await _signed_form(request, gateway)
     call_id = _required(params, "CallSid")
     caller, callee = params.get("From", ""), params.get("To", "")
     leg = await gateway.calls.answer(call_id, caller)
@@ -229,30 +129,30 @@ async def incoming_call(request: Request) -> Response:
 
 
 @router.post("/voice/twilio/status", status_code=204, response_class=Response)
-async def call_status(request: Request) -> Response:
+async def call_status(request: Request, service: ServiceDep) -> Response:
     """A call-status callback: a terminal status ends the call's leg (once)."""
-    params = await _signed_form(request)
+    gateway = _gateway(service)
+    params = await _signed_form(request, gateway)
     call_id = _required(params, "CallSid")
     status = _required(params, "CallStatus")
     reason = ENDED.get(status)
     if reason is not None:
-        ended = await _gateway(request).calls.end(call_id, reason, key=f"{call_id}:status:{status}")
+        ended = await gateway.calls.end(call_id, reason, key=f"{call_id}:status:{status}")
         log.info("call status", call_id=call_id, status=status, leg_ended=ended)
     return Response(status_code=204)
 
 
 @router.post("/voice/twilio/whisper", response_class=Response)
-async def agent_whisper(request: Request) -> Response:
+async def agent_whisper(request: Request, service: ServiceDep) -> Response:
     """What the agent hears on answering a transferred call, before the bridge."""
-    await _signed_form(request)
-    gateway = _gateway(request)
+    await _signed_form(request, _gateway(service))
     conversation_id = request.query_params.get("conversation", "")
-    conversations: Conversations = request.app.state.conversations
+    conversations = service.conversations
     state = await conversations.rehydrate(conversation_id) if conversation_id else None
     if state is None or state.seq == 0:
         return _twiml(whisper("Incoming call from the Northwind assistant."))
     packet = build_packet(state, await conversations.timeline(conversation_id))
-    return _twiml(whisper(whisper_text(packet, gateway.business)))
+    return _twiml(whisper(whisper_text(packet, service.business)))
 
 
 class _Socket:
@@ -277,10 +177,10 @@ class _Socket:
 
 
 @router.websocket("/voice/twilio/stream")
-async def media_stream(websocket: WebSocket) -> None:
+async def media_stream(websocket: WebSocket, service: ServiceDep) -> None:
     """A call's Media Stream, admitted by the single-use token in its ``start``."""
     await websocket.accept()
-    gateway = _gateway(websocket)
+    gateway = _gateway(service)
     socket = _Socket(websocket)
     try:
         await stream.serve(

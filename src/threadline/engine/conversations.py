@@ -78,6 +78,18 @@ class Conversations:
             return hot
         return await self._current(conversation_id)
 
+    def cached(self, conversation_id: str) -> ConversationState | None:
+        """The state this process last wrote (with what it observed since), without a
+        read; None if it keeps none. It may be behind the store: append after it with
+        its seq as the expected seq, so a stale one conflicts rather than misleads."""
+        return self._hot_state(conversation_id)
+
+    async def fresh(self, conversation_id: str) -> ConversationState:
+        """The state as the store holds it now, kept for the next write."""
+        state = await self._current(conversation_id)
+        self._remember(state)
+        return state
+
     def observe(self, record: EventRecord) -> None:
         """Follow an event appended elsewhere (another process) with the state kept hot.
 

@@ -69,8 +69,10 @@ class Relay:
         #: True when the store hands the relay its commits (then appends need no poke).
         self.fed = False
         self.cursor = 0
+        self._stopping = False
 
     async def start(self) -> None:
+        self._stopping = False
         self.cursor = await self._resume_from()
         if isinstance(self._store, CommitFeed):
             await self._store.follow(self.feed)
@@ -135,7 +137,7 @@ class Relay:
 
     async def _run(self) -> None:
         delay = self._poll
-        while True:
+        while not self._stopping:
             # Clear before reading: a poke that lands during the read must wake the next wait.
             self._wake.clear()
             try:
@@ -162,6 +164,10 @@ class Relay:
                 self._read_due = True  # the poll: whatever was appended elsewhere
 
     async def stop(self) -> None:
+        # The flag and the wake end the loop even if a driver swallows the cancellation
+        # (asyncio.wait_for on Python 3.11 can, when what it waits for finishes then).
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

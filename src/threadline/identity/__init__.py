@@ -1,6 +1,6 @@
 """One customer across channels: identifiers, links, merges and look-ups.
 
-Other modules use the service the app keeps at ``app.state.identity``::
+Other modules use the one the running service holds (``Service.identity``)::
 
     found = await identity.resolve("phone", "+1 415 555 0123")
     if found is not None and found.verified: ...

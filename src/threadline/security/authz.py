@@ -35,7 +35,7 @@ SYSTEM_PREFIX: Final = "system:"
 ADAPTER_EVENTS: Final = frozenset({
     "conversation.started", "conversation.reopened", "conversation.waiting",
     "conversation.abandoned", "conversation.resolved", "leg.started", "leg.ended",
-    "message.received", "message.sent", "utterance.transcribed", "slot.filled",
+    "message.received", "message.sent", "message.heard", "utterance.transcribed", "slot.filled",
     "identity.linked", "consent.granted", "consent.revoked", "note.added", "handoff.requested",
 })  # fmt: skip
 #: What a human agent may write on a conversation they hold.

@@ -8,7 +8,10 @@ the idle writers, each share sent as one transaction in one round trip (one
 call of ``threadline_append_batch``, see ``migrations/postgres``).
 
 The function decides every append of the batch without raising, so a stale
-expected seq or a reused idempotency key fails that append alone. A batch
+expected seq or a reused idempotency key fails that append alone. When a batch
+raises instead (the server refuses a row, or a value cannot even be encoded),
+each of its appends is sent again alone, so only the culprit fails, with its
+own error, and the writer goes on serving. A batch
 holds at most one append per conversation; the next append of a conversation
 waits until the previous one committed, which keeps each conversation's
 appends in submission order and means this process's writers never contend
@@ -30,6 +33,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor
+from psycopg.pq import TransactionStatus
 
 from threadline.core import errors
 from threadline.core.ports import AppendResult
@@ -290,6 +294,19 @@ class GroupCommit:
             failure = translate(exc)
             for item in batch:
                 _fail(item, failure)
+            return
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # not the server's: say a value that cannot be encoded
+            conn = writer.conn
+            if conn is not None and conn.info.transaction_status != TransactionStatus.IDLE:
+                await conn.close()  # stopped half-way through a statement: start afresh
+                writer.conn = writer.cursor = None
+            if len(batch) > 1:  # nothing was written: each alone, so only the culprit fails
+                for item in batch:
+                    await self._send(writer, [item])
+                return
+            _fail(batch[0], exc)
             return
         self._transactions += 1
         for item, outcome in zip(batch, outcomes, strict=True):

@@ -212,7 +212,7 @@ class _Readers:
                             outcome = (future, True, query(conn))
                         except sqlite3.Error as exc:
                             outcome = (future, False, translate(exc))
-                        except Exception as exc:
+                        except BaseException as exc:  # fails its query, never the reader
                             outcome = (future, False, exc)
                     by_loop.setdefault(loop, []).append(outcome)
                 for loop, outcomes in by_loop.items():

@@ -4,10 +4,14 @@ Appends, snapshots and checkpoints queue up while a commit is in flight and
 are then written together in one transaction, so concurrent writers share one
 fsync. Appends in a group are decided together: one query looks up every
 append's idempotency key and stream head, Python decides each append in
-arrival order, and one ``executemany`` inserts all accepted events. If the
-database refuses anything in that fast path, the group is rolled back and
-written again one unit at a time, each in its own savepoint, so one bad
-append never fails its neighbours and nothing is left half-written.
+arrival order, and one ``executemany`` inserts all accepted events. If
+anything in that fast path raises (the database refusing a row, a value that
+cannot be encoded, a bug in a piece of work, whatever the exception), the
+group is rolled back and written again one unit at a time, each in its own
+savepoint: the unit at fault fails alone with its own error, its neighbours
+commit, nothing is left half-written, and the thread goes on serving. A
+job's ``KeyboardInterrupt`` or ``SystemExit`` is handed to its caller like
+any other error, where it means what it would have meant there.
 
 Writers in other processes on the same file take turns through
 :class:`~threadline.store.sqlite_lock.TurnLock`. A follower (the relay) can be
@@ -68,6 +72,11 @@ def stamp(moment: datetime) -> str:
 moment: Final = datetime.fromisoformat
 
 
+def _failure(exc: BaseException) -> BaseException:
+    """What a job's caller gets for ``exc``: a driver error translated, anything else as is."""
+    return translate(exc) if isinstance(exc, sqlite3.Error) else exc
+
+
 def translate(exc: sqlite3.Error) -> PersistenceError:
     """The Threadline error for a driver error (PEP 249 classes map one to one)."""
     message = str(exc)
@@ -97,20 +106,24 @@ class Job:
 
 
 def _settle(jobs: list[Job], fed: tuple[Feed, int, list[EventRecord]] | None = None) -> None:
-    if fed is not None:
-        feed, after, records = fed
-        try:
-            feed(after, records)
-        except Exception:  # the follower reads the log itself when it misses a page
-            log.exception("the commit feed failed")
-    for job in jobs:
-        if job.future.done():
-            continue
-        ok, value = job.outcome
-        if ok:
-            job.future.set_result(value)
-        else:
-            job.future.set_exception(value)
+    try:
+        if fed is not None:
+            feed, after, records = fed
+            try:
+                feed(after, records)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # the follower reads the log itself when it misses a page
+                log.exception("the commit feed failed")
+    finally:  # whatever the feed did, every job of the commit gets its outcome
+        for job in jobs:
+            if job.future.done():
+                continue
+            ok, value = job.outcome
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
 
 
 def _run_work(conn: sqlite3.Connection, work: Work, now: str) -> tuple[bool, Any]:
@@ -285,8 +298,9 @@ class Writer:
         else:
             try:
                 records = page(conn, after)
-            except sqlite3.Error:
-                return None  # the follower reads the log itself
+            except BaseException:  # the follower reads the log itself
+                log.exception("the commit feed could not read a page")
+                return None
         if records:
             self._fed_after = records[-1].position
         return loop, (feed, after, records)
@@ -338,16 +352,19 @@ class Writer:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 self._write_group(conn, batch, now)
-            except sqlite3.Error:
-                conn.execute("ROLLBACK")
+            except BaseException:  # some job is at fault: each alone, so only it fails
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 self._write_each(conn, batch, now)
             conn.execute("COMMIT")
             self.commits += 1
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            error = translate(exc)
+        except BaseException as exc:  # the database refused the transaction itself
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            self._written = None
+            error = _failure(exc)
             for job in batch:
                 job.outcome = (False, error)
         fed = self._fed(conn, batch, recorded)
@@ -390,11 +407,8 @@ class Writer:
                     conn.executemany(INSERT, rows)
                     job.outcome = (True, result)
                 elif job.work is not None:
-                    job.outcome = _run_work(conn, job.work, now)
-            except ThreadlineError as exc:
+                    job.outcome = (True, job.work(conn, now))
+            except BaseException as exc:
                 conn.execute("ROLLBACK TO job")
-                job.outcome = (False, exc)
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK TO job")
-                job.outcome = (False, translate(exc))
+                job.outcome = (False, _failure(exc))
             conn.execute("RELEASE job")

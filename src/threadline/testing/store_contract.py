@@ -24,6 +24,10 @@ Reopen = Callable[[EventStore], Awaitable[EventStore]]
 class EventStoreContract:
     """Behaviour every EventStore, SnapshotStore and CheckpointStore backend must show."""
 
+    #: What a write the database cannot even encode fails with: the encoder's own error,
+    #: unless the backend hands writes to another process, which answers with its own.
+    unencodable_error: type[BaseException] = UnicodeEncodeError
+
     # -- appending and reading ---------------------------------------------------
 
     async def test_append_to_a_new_stream_numbers_events_from_one(self, store: Any) -> None:
@@ -110,6 +114,32 @@ class EventStoreContract:
         assert isinstance(results[-1], ConflictError)
         assert all(not isinstance(r, Exception) for r in results[:-1])
         assert len(await store.read_all(limit=100)) == 31
+
+    async def test_an_append_that_cannot_be_written_fails_alone_and_the_store_goes_on(
+        self, store: Any, reopen: Reopen
+    ) -> None:
+        bad = record("conv-bad")._replace(actor_id="\ud800")  # a lone surrogate has no UTF-8
+        appends = [store.append(f"conv-{n}", records(f"conv-{n}", 1)) for n in range(12)]
+        appends.insert(6, store.append("conv-bad", [bad]))
+        results = await asyncio.wait_for(asyncio.gather(*appends, return_exceptions=True), 10)
+        assert isinstance(results.pop(6), self.unencodable_error)
+        assert not any(isinstance(r, BaseException) for r in results)
+        after = await asyncio.wait_for(store.append("conv-next", records("conv-next", 1)), 10)
+        assert after.seqs == (1,)
+        store = await reopen(store)
+        for conversation_id in [f"conv-{n}" for n in range(12)] + ["conv-next"]:
+            assert len(await store.read(conversation_id)) == 1
+        assert await store.read("conv-bad") == []
+
+    async def test_a_snapshot_that_cannot_be_written_fails_alone(self, store: Any) -> None:
+        writes = [store.append(f"conv-{n}", records(f"conv-{n}", 1)) for n in range(8)]
+        writes.insert(4, store.save_snapshot(Snapshot("conv-\ud800", 1, 1, b"state")))
+        results = await asyncio.wait_for(asyncio.gather(*writes, return_exceptions=True), 10)
+        assert isinstance(results.pop(4), self.unencodable_error)
+        assert not any(isinstance(r, BaseException) for r in results)
+        await asyncio.wait_for(store.save_snapshot(Snapshot("conv-0", 1, 1, b"state")), 10)
+        for n in range(8):
+            assert len(await store.read(f"conv-{n}")) == 1
 
     async def test_concurrent_appends_keep_each_stream_dense(self, store: Any) -> None:
         async def conversation(n: int) -> None:

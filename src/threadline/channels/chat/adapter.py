@@ -1,15 +1,29 @@
-"""The chat adapter: a chat session's traffic as canonical events."""
+"""The chat adapter: a chat session's traffic as canonical events.
+
+It writes through :mod:`threadline.engine.commands` as the chat channel's
+adapter principal, which may write chat events only.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-from threadline.core.conversation import CLOSED_STATES
+from threadline.core.conversation import CLOSED_STATES, ConversationState
 from threadline.core.errors import NotFound
 from threadline.core.events import Actor, Event, Lineage, new_id
-from threadline.engine.conversations import Conversations
+from threadline.engine.commands import (
+    Acting,
+    AppendEvents,
+    Command,
+    Commands,
+    EndLeg,
+    channel_adapter,
+)
+from threadline.security import Principal
 
-LINEAGE = Lineage("chat-adapter", "1")
+LINEAGE: Final = Lineage("chat-adapter", "1")
+CHANNEL: Final = "chat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,99 +34,79 @@ class ChatLeg:
     seq: int
 
 
+def _event(
+    conversation_id: str,
+    customer_id: str,
+    type_: str,
+    payload: dict[str, object],
+    key: str,
+    leg_id: str | None = None,
+) -> Event:
+    return Event(
+        conversation_id=conversation_id,
+        type=type_,
+        payload=payload,
+        channel=CHANNEL,
+        leg_id=leg_id,
+        actor=Actor("customer", customer_id),
+        customer_id=customer_id,
+        idempotency_key=key,
+        lineage=LINEAGE,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenChat(Command):
+    """A chat leg for the customer: on a new conversation, or on their own one (reopened
+    if it closed). The leg's id is the command's key."""
+
+    customer_id: str
+    new: bool
+
+    def admit(self, by: Principal, state: ConversationState) -> None:
+        if not self.new and (state.seq == 0 or state.customer_id != self.customer_id):
+            raise NotFound(f"no conversation {self.conversation_id} for this customer")
+
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        cid, customer, leg_id = self.conversation_id, self.customer_id, self.key
+        events = []
+        if self.new:
+            events.append(_event(cid, customer, "conversation.started", {"origin": CHANNEL},
+                                 leg_id))  # fmt: skip
+        elif state.status in CLOSED_STATES:
+            events.append(_event(cid, customer, "conversation.reopened",
+                                 {"reason": "customer_returned"}, leg_id))  # fmt: skip
+        leg: dict[str, object] = {"leg_id": leg_id, "channel": CHANNEL}
+        key = f"{leg_id}:leg" if events else leg_id
+        events.append(_event(cid, customer, "leg.started", leg, key, leg_id))
+        return events
+
+
 class ChatAdapter:
     """Opens chat legs, records customer messages, and closes legs."""
 
-    def __init__(self, conversations: Conversations) -> None:
-        self.conversations = conversations
-
-    def _event(
-        self,
-        leg: ChatLeg | str | None,
-        conversation_id: str,
-        customer_id: str,
-        type_: str,
-        payload: dict[str, object],
-        key: str,
-    ) -> Event:
-        return Event(
-            conversation_id=conversation_id,
-            type=type_,
-            payload=payload,
-            channel="chat",
-            leg_id=leg if isinstance(leg, str) else leg.leg_id if leg else None,
-            actor=Actor("customer", customer_id),
-            customer_id=customer_id,
-            idempotency_key=key,
-            lineage=LINEAGE,
-        )
+    def __init__(self, commands: Commands) -> None:
+        self.commands = commands
+        self.principal = channel_adapter(CHANNEL, LINEAGE.producer)
 
     async def open(self, customer_id: str, conversation_id: str | None = None) -> ChatLeg:
         """Start a chat leg: on a new conversation, or on the customer's existing one."""
         leg_id = "chat-" + new_id()
-        events: list[Event] = []
-        if conversation_id is None:
-            conversation_id = new_id()
-            events.append(
-                self._event(
-                    None,
-                    conversation_id,
-                    customer_id,
-                    "conversation.started",
-                    {"origin": "chat"},
-                    f"{leg_id}:start",
-                )
-            )
-        else:
-            state = await self.conversations.rehydrate(conversation_id)
-            if state.seq == 0 or state.customer_id != customer_id:
-                raise NotFound(f"no conversation {conversation_id} for this customer")
-            if state.status in CLOSED_STATES:
-                events.append(
-                    self._event(
-                        None,
-                        conversation_id,
-                        customer_id,
-                        "conversation.reopened",
-                        {"reason": "customer_returned"},
-                        f"{leg_id}:reopen",
-                    )
-                )
-        events.append(
-            self._event(
-                leg_id,
-                conversation_id,
-                customer_id,
-                "leg.started",
-                {"leg_id": leg_id, "channel": "chat"},
-                f"{leg_id}:leg",
-            )
-        )
-        result = await self.conversations.record(conversation_id, events)
-        return ChatLeg(conversation_id, leg_id, customer_id, result.last_seq)
+        new = conversation_id is None
+        command = OpenChat(conversation_id or new_id(), leg_id, customer_id, new)
+        executed = await self.commands.execute(command, self.principal)
+        return ChatLeg(command.conversation_id, leg_id, customer_id, executed.last_seq)
 
     async def say(self, leg: ChatLeg, client_id: str, text: str) -> int:
         """Record a customer message; resending the same ``client_id`` records it once."""
-        event = self._event(
-            leg,
-            leg.conversation_id,
-            leg.customer_id,
-            "message.received",
-            {"text": text},
-            f"chat:{client_id}",
-        )
-        result = await self.conversations.record(leg.conversation_id, [event])
-        return result.seqs[0]
+        event = _event(leg.conversation_id, leg.customer_id, "message.received", {"text": text},
+                       f"chat:{client_id}", leg.leg_id)  # fmt: skip
+        executed = await self.commands.execute(AppendEvents.of([event]), self.principal)
+        assert executed.result is not None
+        return executed.result.seqs[0]
 
     async def close(self, leg: ChatLeg, reason: str = "disconnected") -> None:
-        state = await self.conversations.rehydrate(leg.conversation_id)
-        if leg.leg_id in state.live_legs:
-            event = self._event(
-                leg,
-                leg.conversation_id,
-                leg.customer_id,
-                "leg.ended",
-                {"leg_id": leg.leg_id, "reason": reason},
-                f"{leg.leg_id}:end",
-            )
-            await self.conversations.record(leg.conversation_id, [event])
+        """End the leg if it is still live."""
+        command = EndLeg(leg.conversation_id, f"{leg.leg_id}:end", leg.leg_id, CHANNEL, reason,
+                         Actor("customer", leg.customer_id), LINEAGE)  # fmt: skip
+        await self.commands.execute(command, self.principal)

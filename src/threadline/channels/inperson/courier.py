@@ -3,14 +3,16 @@
 A bus consumer. For each ``action.requested`` of :data:`SEND_CHECKIN_CODE` it
 issues a code for the conversation and records ``action.completed`` with a
 ``message.sent`` that carries the code sealed (:mod:`.cards`), on the chat.
-The events are keyed on the request, and a request that is no longer pending
-is skipped, so a redelivery sends nothing twice. A conversation that closed
-in between gets ``action.failed`` instead.
+The events are keyed on the request and recorded only while the request is
+pending on the live state (:class:`Fulfil`), so a redelivery sends nothing
+twice. A conversation that closed in between gets ``action.failed`` instead.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
 import structlog
 
@@ -22,12 +24,58 @@ from threadline.core.conversation import CLOSED_STATES, ConversationState
 from threadline.core.errors import IllegalTransition
 from threadline.core.events import Actor, Event, EventRecord
 from threadline.core.ports import Bus
-from threadline.engine.conversations import Conversations
+from threadline.engine.commands import Acting, Command, Commands, Component
+from threadline.security import Principal, can_read_conversation
 
 log = structlog.get_logger("threadline.inperson")
 
 GROUP: Final = "checkin-courier"
 COURIER: Final = Actor("system", "checkin")
+#: The courier acts by itself, as a part of the service.
+SELF: Final = Component("checkin-courier")
+
+
+@dataclass(frozen=True, slots=True)
+class Fulfil(Command):
+    """Record what fulfilled a requested action, while the action is still pending."""
+
+    action_id: str
+    events: tuple[Event, ...]
+
+    @classmethod
+    def of(cls, action_id: str, events: Sequence[Event]) -> Fulfil:
+        first = events[0]
+        return cls(first.conversation_id, first.idempotency_key, action_id, tuple(events))
+
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        return list(self.events) if self.action_id in state.pending_actions else []
+
+    def fixed_events(self) -> Sequence[Event]:
+        return self.events
+
+
+@dataclass(frozen=True, slots=True)
+class PostCard(Command):
+    """A check-in card on the customer's chat, posted by the check-in service for a
+    customer who may read the conversation; nothing once the conversation closed."""
+
+    message: dict[str, Any]
+
+    def admit(self, by: Principal, state: ConversationState) -> None:
+        can_read_conversation(by, state)
+
+    def judged(self, event: Event) -> bool:
+        return False  # the service writes it; the customer only asked
+
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        if state.status in CLOSED_STATES:
+            return []
+        chat = next((i for i, leg in state.live_legs.items() if leg.get("channel") == "chat"),
+                    None)  # fmt: skip
+        return [Event(conversation_id=self.conversation_id, type="message.sent",
+                      payload=self.message, channel="chat", leg_id=chat, actor=COURIER,
+                      customer_id=state.customer_id, idempotency_key=self.key,
+                      lineage=LINEAGE)]  # fmt: skip
 
 
 class CheckinCourier:
@@ -35,12 +83,13 @@ class CheckinCourier:
 
     def __init__(
         self,
-        conversations: Conversations,
+        commands: Commands,
         codes: CheckinCodes,
         cards: CheckinCards,
         business: Business,
     ) -> None:
-        self.conversations = conversations
+        self.commands = commands
+        self.conversations = commands.conversations
         self.codes = codes
         self.cards = cards
         self.business = business
@@ -74,7 +123,7 @@ class CheckinCourier:
                         self.cards.message(issued, self.business), "message", leg_id=chat),
         ]  # fmt: skip
         try:
-            await self.conversations.record(state.conversation_id, events)
+            await self.commands.execute(Fulfil.of(action_id, events), SELF)
         except IllegalTransition as exc:  # it closed just now: the code stays unused
             log.info("check-in code not sent", conversation_id=state.conversation_id,
                      reason=str(exc))  # fmt: skip
@@ -85,7 +134,7 @@ class CheckinCourier:
     ) -> None:
         payload = {"action_id": action_id, "error": error, "retryable": False}
         event = self._event(state, request, "action.failed", payload, "failed")
-        await self.conversations.record(state.conversation_id, [event])
+        await self.commands.execute(Fulfil.of(action_id, [event]), SELF)
 
     def _event(
         self,

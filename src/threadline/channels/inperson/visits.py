@@ -1,24 +1,26 @@
 """Visits: the in-person leg of a conversation, worked by a store associate.
 
-Every write is recorded through :meth:`Conversations.record` as the associate
-(``Actor("human", <associate>)``), after :func:`can_append` allows each event
-on the state before it, with the caller's idempotency key, so a write replayed
-by the associate app after a dropped network is recorded once.
+Each write is a command (:mod:`threadline.engine.commands`) executed as the
+associate (``Actor("human", <associate>)``): the associate must be allowed
+each event they write on the live state it follows, and the caller's
+idempotency key makes a write replayed by the associate app after a dropped
+network count once. What the service writes as a consequence (the reopening
+of a resolved conversation) is not the associate's to be allowed.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from threadline.channels.inperson.codes import LINEAGE
 from threadline.core.conversation import CLOSED_STATES, ConversationState
-from threadline.core.errors import DomainError, NotFound
-from threadline.core.events import Actor, Event, new_id
-from threadline.engine.conversations import Conversations
-from threadline.security import Forbidden, Principal, can_append
+from threadline.core.errors import NotFound
+from threadline.core.events import Actor, Event
+from threadline.engine.commands import Acting, Command, Commands, Executed, name_of
+from threadline.security import Forbidden, Principal
 
 CHANNEL: Final = "in_person"
 #: The conversation after a hand-back: with the bot again, or waiting on the customer.
@@ -43,183 +45,179 @@ def visit_id(conversation_id: str, key: str) -> str:
     return f"visit-{digest}"
 
 
-class Visits:
-    """Opens, works and closes in-person visits."""
+def live_visit(state: ConversationState, store_id: str | None) -> str | None:
+    """The live visit at ``store_id`` on the conversation, if there is one."""
+    for leg_id, leg in state.live_legs.items():
+        if leg.get("channel") == CHANNEL and leg.get("location") == store_id:
+            return leg_id
+    return None
 
-    def __init__(self, conversations: Conversations) -> None:
-        self.conversations = conversations
 
-    async def state(self, conversation_id: str) -> ConversationState:
-        state = await self.conversations.rehydrate(conversation_id)
+def _store(by: Acting) -> str | None:
+    return by.store_id if isinstance(by, Principal) else None
+
+
+@dataclass(frozen=True, slots=True)
+class VisitCommand(Command):
+    """A write on a visit at the associate's store: one act, judged on the state before."""
+
+    stepwise: ClassVar[bool] = False
+
+    def admit(self, by: Principal, state: ConversationState) -> None:
         if state.seq == 0:
-            raise NotFound(f"no conversation {conversation_id}")
-        return state
+            raise NotFound(f"no conversation {self.conversation_id}")
 
-    def live_visit(self, state: ConversationState, store_id: str | None) -> str | None:
-        """The live visit at ``store_id`` on the conversation, if there is one."""
-        for leg_id, leg in state.live_legs.items():
-            if leg.get("channel") == CHANNEL and leg.get("location") == store_id:
-                return leg_id
-        return None
+    def judged(self, event: Event) -> bool:
+        return event.actor.kind == "human"
 
-    def _event(self, caller: Principal, state: ConversationState, type_: str,
-               payload: Mapping[str, Any], key: str, *, channel: str = CHANNEL,
-               leg_id: str | None = None, actor: Actor | None = None) -> Event:  # fmt: skip
+    def leg(self, executed: Executed, by: Principal) -> str | None:
+        """The visit the answer names: the live one at the associate's store."""
+        return live_visit(executed.state, by.store_id)
+
+    def event(self, by: Acting, state: ConversationState, type_: str,
+              payload: Mapping[str, Any], suffix: str = "", *, channel: str = CHANNEL,
+              leg_id: str | None = None, actor: Actor | None = None) -> Event:  # fmt: skip
         return Event(
-            conversation_id=state.conversation_id,
+            conversation_id=self.conversation_id,
             type=type_,
             payload=dict(payload),
             channel=channel,
             leg_id=leg_id,
-            actor=actor or Actor("human", caller.subject),
+            actor=actor or Actor("human", name_of(by)),
             customer_id=state.customer_id,
-            idempotency_key=key,
+            idempotency_key=f"{self.key}:{suffix}" if suffix else self.key,
             lineage=LINEAGE,
         )
 
-    async def _write(
-        self,
-        caller: Principal,
-        conversation_id: str,
-        key: str | None,
-        build: Callable[[ConversationState, str | None, str], list[Event]],
-        leg_id: Callable[[ConversationState, str], str | None] | None = None,
-    ) -> Recorded:
-        """Record what ``build`` makes of the state, once per ``key``.
-
-        A replayed key answers as the first request did, even when the state
-        has moved on since (the visit ended, the conversation was resolved).
-        """
-        key = key or new_id()
-        state = await self.state(conversation_id)
-        live = self.live_visit(state, caller.store_id)
-        leg = leg_id(state, key) if leg_id is not None else live
-        if key in state.recent_keys:
-            return await self._repeat(caller, state, key, leg)
-        try:
-            events = build(state, live, key)
-            for event in events:
-                if event.actor.kind == "human":
-                    can_append(caller, state, event)
-            result = await self.conversations.record(conversation_id, events)
-        except (Forbidden, DomainError):  # IllegalTransition is a DomainError
-            if not await self._was_recorded(conversation_id, key):
-                raise
-            return await self._repeat(caller, state, key, leg)
-        return Recorded(conversation_id, leg, result.last_seq)
-
-    async def _was_recorded(self, conversation_id: str, key: str) -> bool:
-        timeline = await self.conversations.timeline(conversation_id)
-        return any(e.idempotency_key == key for e in timeline)
-
-    async def _repeat(
-        self, caller: Principal, state: ConversationState, key: str, leg_id: str | None
-    ) -> Recorded:
-        """The first result of a request with ``key``: the seq of the last event it wrote."""
-        timeline = await self.conversations.timeline(state.conversation_id)
-        seqs = [e.seq for e in timeline
-                if e.idempotency_key == key or e.idempotency_key.startswith(key + ":")]  # fmt: skip
-        return Recorded(state.conversation_id, leg_id, max(seqs, default=state.seq))
-
-    async def open(self, caller: Principal, conversation_id: str, key: str | None) -> Recorded:
-        """Open a visit at the associate's store; a live one there is answered as is."""
-        state = await self.state(conversation_id)
-        live = self.live_visit(state, caller.store_id)
-        if live is not None and (key is None or key not in state.recent_keys):
-            return Recorded(conversation_id, live, state.seq)
-
-        def build(state: ConversationState, live: str | None, key: str) -> list[Event]:
-            leg_id = visit_id(conversation_id, key)
-            start = {"leg_id": leg_id, "channel": CHANNEL, "location": caller.store_id}
-            if state.status not in CLOSED_STATES:
-                return [self._event(caller, state, "leg.started", start, key, leg_id=leg_id)]
-            return [
-                self._event(caller, state, "conversation.reopened", {"reason": "store_visit"},
-                            key, actor=Actor("system", "inperson")),
-                self._event(caller, state, "leg.started", start, f"{key}:visit", leg_id=leg_id),
-            ]  # fmt: skip
-
-        return await self._write(caller, conversation_id, key, build,
-                                 lambda _state, key: visit_id(conversation_id, key))  # fmt: skip
-
-    async def note(self, caller: Principal, conversation_id: str, text: str,
-                   key: str | None) -> Recorded:  # fmt: skip
-        def build(state: ConversationState, live: str | None, key: str) -> list[Event]:
-            payload = {"author_id": caller.subject, "text": text}
-            return [self._event(caller, state, "note.added", payload, key, leg_id=live)]
-
-        return await self._write(caller, conversation_id, key, build)
-
-    async def action(self, caller: Principal, conversation_id: str, action: str,
-                     detail: str | None, key: str | None) -> Recorded:  # fmt: skip
-        """An action done at the counter ("replaced device"): requested and completed at once."""
-
-        def build(state: ConversationState, live: str | None, key: str) -> list[Event]:
-            action_id = f"act-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-            arguments = {"detail": detail} if detail else {}
-            return [
-                self._event(caller, state, "action.requested",
-                            {"action_id": action_id, "tool": action, "arguments": arguments},
-                            key, leg_id=live),
-                self._event(caller, state, "action.completed",
-                            {"action_id": action_id, "result": {"done_by": caller.subject}},
-                            f"{key}:done", leg_id=live),
-            ]  # fmt: skip
-
-        return await self._write(caller, conversation_id, key, build)
-
-    def _end(self, caller: Principal, state: ConversationState, leg_id: str | None,
-             reason: str, key: str) -> Event:  # fmt: skip
+    def end(self, by: Acting, state: ConversationState, reason: str, suffix: str) -> Event:
+        """``leg.ended`` of the live visit at the associate's store; Forbidden if none."""
+        leg_id = live_visit(state, _store(by))
         if leg_id is None:
-            raise Forbidden(f"{caller.kind} {caller.subject}: no live visit at "
-                            f"{caller.store_id} on {state.conversation_id}")  # fmt: skip
-        return self._event(caller, state, "leg.ended", {"leg_id": leg_id, "reason": reason},
-                           key, leg_id=leg_id)  # fmt: skip
+            raise Forbidden(f"associate {name_of(by)}: no live visit at "
+                            f"{_store(by)} on {state.conversation_id}")  # fmt: skip
+        payload = {"leg_id": leg_id, "reason": reason}
+        return self.event(by, state, "leg.ended", payload, suffix, leg_id=leg_id)
 
-    async def end(self, caller: Principal, conversation_id: str, reason: str,
-                  key: str | None) -> Recorded:  # fmt: skip
-        def build(state: ConversationState, live: str | None, key: str) -> list[Event]:
-            return [self._end(caller, state, live, reason, key)]
 
-        return await self._write(caller, conversation_id, key, build)
+@dataclass(frozen=True, slots=True)
+class OpenVisit(VisitCommand):
+    """Open a visit at the associate's store (reopening a closed conversation); a
+    visit live there already is answered as it is."""
 
-    async def resolve(self, caller: Principal, conversation_id: str, outcome: str,
-                      note: str | None, key: str | None) -> Recorded:  # fmt: skip
-        """Resolve the conversation with an outcome and end the visit."""
+    def leg(self, executed: Executed, by: Principal) -> str | None:
+        if executed.result is None:
+            return live_visit(executed.state, by.store_id)
+        return visit_id(self.conversation_id, self.key)
 
-        def build(state: ConversationState, live: str | None, key: str) -> list[Event]:
-            payload: dict[str, Any] = {"outcome": outcome}
-            if note:
-                payload["note"] = note
-            return [
-                self._event(caller, state, "conversation.resolved", payload, key, leg_id=live),
-                self._end(caller, state, live, "resolved", f"{key}:end"),
-            ]
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        if live_visit(state, _store(by)) is not None:
+            return []
+        leg_id = visit_id(self.conversation_id, self.key)
+        start = {"leg_id": leg_id, "channel": CHANNEL, "location": _store(by)}
+        if state.status not in CLOSED_STATES:
+            return [self.event(by, state, "leg.started", start, leg_id=leg_id)]
+        return [
+            self.event(by, state, "conversation.reopened", {"reason": "store_visit"},
+                       actor=Actor("system", "inperson")),
+            self.event(by, state, "leg.started", start, "visit", leg_id=leg_id),
+        ]  # fmt: skip
 
-        return await self._write(caller, conversation_id, key, build)
 
-    async def hand_back(self, caller: Principal, conversation_id: str, text: str, mode: str,
-                        key: str | None) -> Recorded:  # fmt: skip
-        """End the visit and follow up on chat: a message, then the bot or a wait."""
+@dataclass(frozen=True, slots=True)
+class VisitNote(VisitCommand):
+    """An internal note on the visit."""
 
-        def build(state: ConversationState, live: str | None, key: str) -> list[Event]:
-            chat = next((i for i, leg in state.live_legs.items()
-                         if leg.get("channel") == "chat"), None)  # fmt: skip
-            events = [
-                self._event(caller, state, "message.sent", {"text": text}, key,
-                            channel="chat", leg_id=chat),
-                self._end(caller, state, live, "handed_back", f"{key}:end"),
-            ]  # fmt: skip
-            if mode == "wait" and state.status != "waiting_on_customer":
-                events.append(
-                    self._event(
-                        caller,
-                        state,
-                        "conversation.waiting",
-                        {"reason": "digital_follow_up"},
-                        f"{key}:wait",
-                    )
-                )
-            return events
+    text: str
 
-        return await self._write(caller, conversation_id, key, build)
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        payload = {"author_id": name_of(by), "text": self.text}
+        return [self.event(by, state, "note.added", payload, leg_id=live_visit(state, _store(by)))]
+
+
+@dataclass(frozen=True, slots=True)
+class VisitAction(VisitCommand):
+    """Something done at the counter ("replaced device"): requested and completed at once."""
+
+    action: str
+    detail: str | None = None
+
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        live = live_visit(state, _store(by))
+        action_id = f"act-{hashlib.sha256(self.key.encode()).hexdigest()[:16]}"
+        arguments = {"detail": self.detail} if self.detail else {}
+        return [
+            self.event(by, state, "action.requested",
+                       {"action_id": action_id, "tool": self.action, "arguments": arguments},
+                       leg_id=live),
+            self.event(by, state, "action.completed",
+                       {"action_id": action_id, "result": {"done_by": name_of(by)}}, "done",
+                       leg_id=live),
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class EndVisit(VisitCommand):
+    """End the visit; the conversation stays open."""
+
+    reason: str = "completed"
+
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        return [self.end(by, state, self.reason, "")]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveVisit(VisitCommand):
+    """Resolve the conversation with an outcome and end the visit."""
+
+    outcome: str
+    note: str | None = None
+
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        payload: dict[str, Any] = {"outcome": self.outcome}
+        if self.note:
+            payload["note"] = self.note
+        live = live_visit(state, _store(by))
+        return [
+            self.event(by, state, "conversation.resolved", payload, leg_id=live),
+            self.end(by, state, "resolved", "end"),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class HandBack(VisitCommand):
+    """End the visit and follow up on chat: a message, then the bot or a wait."""
+
+    text: str
+    mode: str = "bot"
+
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        chat = next((i for i, leg in state.live_legs.items()
+                     if leg.get("channel") == "chat"), None)  # fmt: skip
+        events = [
+            self.event(by, state, "message.sent", {"text": self.text}, channel="chat",
+                       leg_id=chat),
+            self.end(by, state, "handed_back", "end"),
+        ]  # fmt: skip
+        if self.mode == "wait" and state.status != "waiting_on_customer":
+            waiting = {"reason": "digital_follow_up"}
+            events.append(self.event(by, state, "conversation.waiting", waiting, "wait"))
+        return events
+
+
+class Visits:
+    """Runs visit commands as the associate and answers with what they recorded."""
+
+    def __init__(self, commands: Commands) -> None:
+        self.commands = commands
+
+    async def state(self, conversation_id: str) -> ConversationState:
+        """The conversation's state; NotFound if it has no events."""
+        state = await self.commands.conversations.rehydrate(conversation_id)
+        if state.seq == 0:
+            raise NotFound(f"no conversation {conversation_id}")
+        return state
+
+    async def record(self, by: Principal, command: VisitCommand) -> Recorded:
+        """Execute ``command`` as ``by``: the conversation, the visit and the last seq."""
+        executed = await self.commands.execute(command, by)
+        return Recorded(command.conversation_id, command.leg(executed, by), executed.last_seq)

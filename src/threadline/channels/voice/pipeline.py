@@ -8,7 +8,10 @@ the speech-to-text port, which runs its model off the loop, and recorded as
 ``utterance.transcribed``; the bot answers it like any chat message. The
 transcription starts early, when the caller pauses (``SpeechPaused``), so it
 overlaps the rest of the end-of-turn silence; if the caller speaks again the
-draft is dropped, and only a draft of exactly the final audio is used.
+draft is dropped, and only a draft of exactly the final audio is used. A
+transcription that fails or takes longer than ``transcribe_timeout_s`` loses
+that utterance only: it is logged (the kind of failure, never the caller's
+audio or words) and the call listens on for the next.
 
 Replies come back through the log: every ``message.sent`` on this call's leg
 (the bot's, or a person's from the desk) is synthesised and played, with a
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import traceback
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -48,6 +52,7 @@ from threadline.channels.voice.vad import UtteranceEnded as Utterance
 from threadline.core.errors import ThreadlineError
 from threadline.core.events import Actor, Event, EventRecord, Lineage
 from threadline.core.ports import SpeechHints, SpeechToText, TextToSpeech, Transcript
+from threadline.engine.commands import AppendEvents
 from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
 
@@ -73,6 +78,8 @@ class SpeechConfig:
     voice: str | None = None
     #: Utterances shorter than this are line noise or a cough, not a turn.
     min_utterance_ms: int = 200
+    #: Seconds one utterance's transcription may take before the call gives it up.
+    transcribe_timeout_s: float = 15.0
 
 
 @dataclass(slots=True)
@@ -254,18 +261,27 @@ class SpeechCall(CallHandler):
         return await self.stt.transcribe(audio, self.hints)
 
     async def _transcribe(self, call: Call) -> None:
+        """Transcribe and record each utterance; a failure loses that utterance, not the call."""
         while True:
             utterance, draft = await self._utterances.get()
             try:
                 await self._recognise(call, utterance, draft)
-            except ThreadlineError as exc:
+            except ThreadlineError as exc:  # our own errors say nothing the caller said
                 log.warning("utterance not transcribed", call_id=call.call_id, reason=str(exc))
+            except TimeoutError:  # ours (transcribe_timeout_s) or the engine's own
+                log.warning("utterance not transcribed", call_id=call.call_id, reason="timed out")
+            except Exception as exc:  # an engine's message may quote the audio: not logged
+                frames = traceback.extract_tb(exc.__traceback__)
+                at = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
+                log.error("utterance not transcribed", call_id=call.call_id,
+                          error=type(exc).__name__, at=at)  # fmt: skip
 
     async def _recognise(self, call: Call, utterance: Utterance, draft: Draft | None) -> None:
-        if draft is not None:
-            transcript = await draft.task
-        else:
-            transcript = await self._decode(utterance.audio)
+        async with asyncio.timeout(self.config.transcribe_timeout_s):
+            if draft is not None:
+                transcript = await draft.task
+            else:
+                transcript = await self._decode(utterance.audio)
         text = transcript.text.strip()
         if not text:
             return
@@ -286,7 +302,7 @@ class SpeechCall(CallHandler):
             idempotency_key=f"{call.stream_id}:utterance:{utterance.start_ms}",
             lineage=Lineage(LINEAGE.producer, LINEAGE.version, model=transcript.engine),
         )
-        await self.conversations.record(call.conversation_id, [event])
+        await self.calls.commands.execute(AppendEvents.of([event]), self.calls.principal)
 
     # -- speaking ---------------------------------------------------------------------------
 
@@ -402,7 +418,7 @@ class SpeechCall(CallHandler):
             lineage=LINEAGE,
         )
         try:
-            await self.conversations.record(call.conversation_id, [event])
+            await self.calls.commands.execute(AppendEvents.of([event]), self.calls.principal)
         except ThreadlineError as exc:
             log.warning("what the caller heard was not recorded", reason=str(exc))
 

@@ -5,7 +5,9 @@ finds the caller's conversation (a number that matches a customer with an
 open conversation continues it; anything else starts a new one), records
 the leg, the caller id as an *unverified* phone identity (the bot's postcode
 check verifies it), and the greeting that was said. Every event is keyed on
-the call id, so a provider's retry records nothing twice.
+the call id, so a provider's retry records nothing twice. Everything is
+written through :mod:`threadline.engine.commands` as the voice channel's
+adapter principal.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import structlog
 from threadline.channels.voice.telephony.directory import CallerDirectory
 from threadline.core.errors import IllegalTransition, ValidationError
 from threadline.core.events import Actor, Event, Lineage, new_id
-from threadline.engine.conversations import Conversations
+from threadline.engine.commands import AppendEvents, Commands, EndLeg, channel_adapter
 from threadline.identity.identifiers import phone as parse_phone
 
 log = structlog.get_logger("threadline.voice")
@@ -59,13 +61,16 @@ class VoiceCalls:
 
     def __init__(
         self,
-        conversations: Conversations,
+        commands: Commands,
         directory: CallerDirectory,
         recognise: Recognise,
         greeting: str,
         reopen_window: timedelta = timedelta(hours=72),
     ) -> None:
-        self.conversations = conversations
+        self.commands = commands
+        self.conversations = commands.conversations
+        #: Who the voice channel writes as.
+        self.principal = channel_adapter("voice", LINEAGE.producer)
         self.directory = directory
         self.recognise = recognise
         #: Said first on every call: the AI and recording disclosure (the pack's voice greeting).
@@ -178,7 +183,9 @@ class VoiceCalls:
             claim = {"kind": "phone", "value": phone, "verified": False, "method": "caller_id"}
             events.append(event("identity.linked", claim, GATEWAY))
         events.append(event("message.sent", {"text": self.greeting}, GATEWAY))
-        result = await self.conversations.record(conversation_id, events)
+        executed = await self.commands.execute(AppendEvents.of(events), self.principal)
+        assert executed.result is not None
+        result = executed.result
         self.directory.remember(conversation_id, customer_id, call_id, result.positions[-1])
         log.info(
             "call answered",
@@ -200,24 +207,20 @@ class VoiceCalls:
         if conversation_id is None:
             return False
         state = await self.conversations.rehydrate(conversation_id)
-        if call_id not in state.live_legs or state.customer_id is None:
+        if state.customer_id is None:
             return False
-        event = self._event(
-            call_id,
-            conversation_id,
-            state.customer_id,
-            "leg.ended",
-            {"leg_id": call_id, "reason": reason},
-            key=key,
-        )
+        command = EndLeg(conversation_id, key or f"{call_id}:leg.ended", call_id, "voice", reason,
+                         Actor("customer", state.customer_id), LINEAGE)  # fmt: skip
         try:
-            result = await self.conversations.record(conversation_id, [event])
+            executed = await self.commands.execute(command, self.principal)
         except IllegalTransition:
             return False  # ended meanwhile by the stream or a status callback
+        if executed.result is None:
+            return False  # not live (ended meanwhile by the stream or a status callback)
         self.handed_over.discard(call_id)
         self.base_urls.pop(call_id, None)
         self._locks.pop(call_id, None)
-        return not result.duplicate
+        return not executed.duplicate
 
     async def keyed_in(
         self, call_id: str, conversation_id: str, customer_id: str, digits: str, key: str
@@ -226,5 +229,6 @@ class VoiceCalls:
         event = self._event(
             call_id, conversation_id, customer_id, "message.received", {"text": digits}, key=key
         )
-        result = await self.conversations.record(conversation_id, [event])
-        return result.seqs[0]
+        executed = await self.commands.execute(AppendEvents.of([event]), self.principal)
+        assert executed.result is not None
+        return executed.result.seqs[0]

@@ -28,7 +28,7 @@ from threadline.channels.voice.telephony.port import (
 from threadline.core.errors import ThreadlineError
 from threadline.core.events import Event, EventRecord, new_id
 from threadline.core.ports import Bus, CheckpointStore
-from threadline.engine.conversations import Conversations
+from threadline.engine.commands import AppendEvents
 from threadline.engine.effects import idempotent
 from threadline.routing.packet import HandoffPacket
 
@@ -65,15 +65,14 @@ class CallControl:
 
     def __init__(
         self,
-        conversations: Conversations,
         calls: VoiceCalls,
         provider: TelephonyProvider,
         targets: Mapping[str, str],
         *,
         public_url: str | None = None,
     ) -> None:
-        self.conversations = conversations
         self.calls = calls
+        self.conversations = calls.conversations
         self.provider = provider
         self.targets = {agent: DialTarget(address) for agent, address in targets.items()}
         self.public_url = public_url
@@ -153,6 +152,6 @@ class CallControl:
             lineage=LINEAGE,
         )
         try:
-            await self.conversations.record(conversation_id, [event])
+            await self.calls.commands.execute(AppendEvents.of([event]), self.calls.principal)
         except ThreadlineError as exc:
             log.warning("transfer note not recorded", call_id=call_id, reason=str(exc))
