@@ -13,8 +13,10 @@ import pytest
 from threadline.api.deps import service_of
 from threadline.store.sqlite import SQLiteStore, open_sqlite
 
-#: The demo business pack every test serves (DEMO.md).
+#: The demo business pack every test serves (DEMO.md): the service in and out of process
+#: is configured with it as an operator would, through THREADLINE_BUSINESS.
 NORTHWIND = Path(__file__).resolve().parent.parent / "examples" / "northwind"
+os.environ.setdefault("THREADLINE_BUSINESS", str(NORTHWIND))
 
 POSTGRES_URL = os.environ.get(
     "THREADLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"

@@ -24,7 +24,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.conftest import POSTGRES_URL, LiveServer, require_service
-from threadline.agents.bot import BOT_ID
 from threadline.agents.supervision import RestartPolicy, describe_exit
 from threadline.api.app import create_app
 from threadline.api.deps import service_of
@@ -35,6 +34,8 @@ from threadline.store import open_store
 
 pytestmark = pytest.mark.slow
 
+#: The Northwind pack's agent, as its events name it.
+AGENT_ID = "northwind-bot"
 CUSTOMERS = 24
 #: Seconds between one customer's messages (a customer types on while the bot is away).
 INTERVAL = 0.6
@@ -182,7 +183,7 @@ async def kill_the_worker_under_load(store_url: str, output: Path) -> None:
     handoffs: set[str] = set()
     first_handoff: dict[str, int] = {}
     for r in log:
-        if r.actor_id == BOT_ID and r.idempotency_key.startswith(f"{BOT_ID}/"):
+        if r.actor_id == AGENT_ID and r.idempotency_key.startswith(f"{AGENT_ID}/"):
             anchor = r.idempotency_key.split("/")[1]
             if r.type == "message.sent":
                 answers[anchor] += 1
@@ -206,7 +207,7 @@ async def kill_the_worker_under_load(store_url: str, output: Path) -> None:
                 r.recorded_at
                 for r in log
                 if r.type == "message.sent"
-                and r.idempotency_key.startswith(f"{BOT_ID}/{message.event_id}/")
+                and r.idempotency_key.startswith(f"{AGENT_ID}/{message.event_id}/")
             ]
     assert len(load.acked) > CUSTOMERS * (BEFORE_KILL + AFTER_KILL) / INTERVAL / 2
     assert not unanswered, f"{len(unanswered)} of {len(load.acked)} acknowledged messages"

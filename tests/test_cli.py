@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
+from tests.conftest import NORTHWIND
 from tests.serving import environment
-from threadline.business import northwind
+from threadline.business import load
 from threadline.cli import main
-from threadline.core.events import utcnow
 from threadline.security.sign_in import sign_in_people
 from threadline.settings import load_settings
 
@@ -173,7 +173,7 @@ def test_token_links_prints_a_fragment_link_for_everyone_who_signs_in(
     monkeypatch.setenv("THREADLINE_PUBLIC_URL", "https://desk.example.com")
     assert main(["token", "links"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    people = sign_in_people(northwind(utcnow()))
+    people = sign_in_people(load(NORTHWIND))
     assert [line.split()[0] for line in lines] == [person.subject for person in people]
     for line, person in zip(lines, people, strict=True):
         assert line.split()[1].startswith(f"https://desk.example.com{person.page}#token=eyJ")

@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import gc
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -105,8 +106,9 @@ def _serve(host: str, port: int, pack: Path | None) -> None:
         print(line)
     sys.stdout.flush()
     # Chat frames are a few hundred bytes: compressing them costs more CPU than it saves.
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="info",
+        app, host=host, port=port, log_level="info",
         ws="websockets-sansio", ws_per_message_deflate=False,
     )  # fmt: skip
 
@@ -114,8 +116,19 @@ def _serve(host: str, port: int, pack: Path | None) -> None:
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             tune_collector()  # what start-up built (the index, the business) is frozen too
+            _reload_on_sighup(app)
 
     Server(config).run()
+
+
+def _reload_on_sighup(app: Any) -> None:
+    """``kill -HUP`` reads the business pack again (a bad one is refused and logged)."""
+    from threadline.api.deps import service_of
+    from threadline.service.reload import reload_on_hangup
+
+    service = service_of(app)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_on_hangup(service)))
 
 
 def _sign_in(settings: Settings, business: Business, issuer: TokenIssuer, base: str) -> list[str]:

@@ -61,6 +61,20 @@ async def find_customer(arguments: dict[str, Any], context: ToolContext) -> dict
     raise ToolFailure(NOT_FOUND, f"no customer with that {by}")
 
 
+async def search_customers(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+    """Customers whose name, email, member id or phone number holds ``q``."""
+    wanted = str(arguments["q"]).strip().casefold()
+    digits = "".join(c for c in wanted if c.isdigit())
+    found = []
+    for customer in _records()["customers"]:
+        texts = (customer["name"], customer["email"], customer.get("member_id") or "")
+        phone_digits = "".join(c for c in customer["phone"] if c.isdigit())
+        if any(wanted in t.casefold() for t in texts) or (len(digits) >= 3 and
+                                                          digits in phone_digits):  # fmt: skip
+            found.append({k: customer[k] for k in ("id", "name", "phone", "email", "member_id")})
+    return {"customers": found[: int(arguments.get("limit", 50))]}
+
+
 # -- orders -------------------------------------------------------------------------------
 
 

@@ -35,7 +35,7 @@ from threadline.agents.intents import (
 from threadline.agents.protocol import Turn, Understanding
 from threadline.agents.sentiment import sentiment
 from threadline.agents.slots import SlotReader
-from threadline.agents.step import Step, Systems
+from threadline.agents.step import Step
 from threadline.agents.turns import TurnWriter
 from threadline.business import Business
 from threadline.business.behaviour import IntentSpec, LookupIntent
@@ -46,6 +46,7 @@ from threadline.core.conversation import (
     ConversationState,
 )
 from threadline.core.events import Actor, Lineage
+from threadline.systems import Systems
 
 AGENT_VERSION: Final = "0.2.0"
 #: The states in which the agent answers; with a human, or closed, it stays silent.
@@ -82,10 +83,6 @@ class EmbeddedAgent:
         self.actor = Actor("bot", self.id)
         self.lineage = Lineage(self.id, version, model=self.classifier.model_id,
                                policy=self.policy.name)  # fmt: skip
-
-    def with_systems(self, systems: Systems) -> EmbeddedAgent:
-        """The same agent over another version of the business (a reloaded pack)."""
-        return EmbeddedAgent(systems, version=self.version)
 
     def _writer(self, state: ConversationState, channel: str, now: datetime, anchor: str,
                 leg_id: str | None, in_reply_to: str | None) -> TurnWriter:  # fmt: skip

@@ -408,9 +408,9 @@ def _reloaded(settings: Settings, systems: Systems, runtime: BotRuntime) -> Syst
     except ConfigurationError as exc:
         log.error("business pack not reloaded", error=str(exc))
         return systems
-    reloaded = systems.with_business(business)
-    runtime.replace_agent(EmbeddedAgent(reloaded))
-    return reloaded
+    systems.use(business)
+    runtime.replace_agent(EmbeddedAgent(systems))
+    return systems
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from threadline import __version__
 from threadline.api import (
+    admin,
     chat,
     conversations,
     desk,
@@ -59,5 +60,6 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     app.include_router(directory.router)  # after desk: its /agents/me wins over /agents/{id}
     app.include_router(pages.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     app.mount("/static", pages.static_files(), name="static")
     return app

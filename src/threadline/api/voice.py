@@ -150,9 +150,10 @@ async def agent_whisper(request: Request, service: ServiceDep) -> Response:
     conversations = service.conversations
     state = await conversations.rehydrate(conversation_id) if conversation_id else None
     if state is None or state.seq == 0:
-        return _twiml(whisper("Incoming call from the Northwind assistant."))
+        return _twiml(whisper(f"Incoming call from the {service.business.brand_name} assistant."))
     packet = build_packet(state, await conversations.timeline(conversation_id))
-    return _twiml(whisper(whisper_text(packet, service.business)))
+    customer = await service.systems.customers.get(packet.customer_id)
+    return _twiml(whisper(whisper_text(packet, customer.name if customer else None)))
 
 
 class _Socket:

@@ -41,6 +41,12 @@ from threadline.business.tool_specs import HttpTool, PythonTool
 PROOF_METHODS: Final = frozenset({"login", "oidc", "otp", "agent"})
 
 Check = Callable[[Pack, Source], Iterator[Problem]]
+_SLOT_KINDS: Final[dict[type, str]] = {
+    ReferenceSlot: "reference",
+    LocationSlot: "location",
+    DateSlot: "date",
+    TimeSlot: "time",
+}
 
 
 def _unknown(kind: str, name: object, known: Any) -> str:
@@ -61,8 +67,11 @@ def check_staff(pack: Pack, source: Source) -> Iterator[Problem]:
 
 
 def check_unique(pack: Pack, source: Source) -> Iterator[Problem]:
-    for section, items in (("locations", pack.locations), ("queues", pack.queues),
-                           ("staff", pack.staff), ("knowledge", pack.knowledge)):  # fmt: skip
+    sections: tuple[tuple[str, tuple[Any, ...]], ...] = (
+        ("locations", pack.locations), ("queues", pack.queues), ("staff", pack.staff),
+        ("knowledge", pack.knowledge),
+    )  # fmt: skip
+    for section, items in sections:
         seen: set[str] = set()
         for i, item in enumerate(items):
             if item.id in seen:
@@ -76,7 +85,7 @@ def _slot_of(pack: Pack, source: Source, path: tuple[Any, ...], name: str,
     if slot is None:
         yield source.problem(path, _unknown("slot", name, pack.slots))
     elif not isinstance(slot, want):
-        kinds = " or ".join(t.model_fields["type"].annotation.__args__[0] for t in want)
+        kinds = " or ".join(_SLOT_KINDS[t] for t in want)
         yield source.problem(path, f"slot {name!r} is a {slot.type} slot; a {kinds} slot is needed")
 
 
@@ -206,8 +215,11 @@ def check_intents(pack: Pack, source: Source) -> Iterator[Problem]:
 def check_examples(pack: Pack, source: Source) -> Iterator[Problem]:
     """The same phrasing under two intents teaches the agent nothing but doubt."""
     seen: dict[str, str] = {}
-    phrasings = [(("intents", n, "examples", i), n, e) for n, spec in pack.intents.items()
-                 for i, e in enumerate(spec.examples)]  # fmt: skip
+    phrasings: list[tuple[tuple[Any, ...], str, str]] = [
+        (("intents", n, "examples", i), n, e)
+        for n, spec in pack.intents.items()
+        for i, e in enumerate(spec.examples)
+    ]
     phrasings += [(("knowledge", k, "questions", i), f"knowledge {entry.id}", q)
                   for k, entry in enumerate(pack.knowledge)
                   for i, q in enumerate(entry.questions)]  # fmt: skip
@@ -255,6 +267,9 @@ def check_references(pack: Pack, source: Source) -> Iterator[Problem]:
             _unknown("queue", pack.escalation.default_route.queue, queues),
         )
     yield from _tool(pack, source, ("customers", "lookup"), pack.customers.lookup)
+    yield from _takes(pack, source, ("customers", "lookup"), pack.customers.lookup, {"by", "value"})
+    yield from _tool(pack, source, ("customers", "search"), pack.customers.search)
+    yield from _takes(pack, source, ("customers", "search"), pack.customers.search, {"q", "limit"})
     for i, tool in enumerate(pack.customers.records):
         yield from _tool(pack, source, ("customers", "records", i), tool)
     for key, intent in pack.voice.keypad.items():
@@ -306,7 +321,9 @@ class importable:
 
 def check_files(pack: Pack, source: Source) -> Iterator[Problem]:
     root = source.root.resolve()
-    files = [(("brand", "logo"), pack.brand.logo if pack.brand else None)]
+    files: list[tuple[tuple[Any, ...], str | None]] = [
+        (("brand", "logo"), pack.brand.logo if pack.brand else None)
+    ]
     files += [(("python_path", i), p) for i, p in enumerate(pack.python_path)]
     for path, name in files:
         if name is None:

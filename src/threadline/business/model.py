@@ -188,6 +188,9 @@ class Customers(Spec):
         None,
         description="a tool taking {by: phone|email|member|id, value}, returning the record",
     )
+    search: Name | None = Field(
+        None, description="a tool taking {q, limit}, returning {customers: [records]}"
+    )
     records: tuple[Name, ...] = Field(
         (), description="tools taking {customer_id} that list what staff see on a customer"
     )
@@ -225,8 +228,8 @@ class Pack(Spec):
     verification: Verification = Field(default_factory=Verification)
     escalation: Escalation
     tools: dict[Name, ToolSpec] = Field(default_factory=dict)
-    customers: Customers = Field(default_factory=Customers)
-    voice: Voice = Field(default_factory=Voice)
+    customers: Customers = Customers()
+    voice: Voice = Voice()
     replies: dict[Name, Reply] = Field(default_factory=dict, description="the agent's own words")
 
     @field_validator("timezone")

@@ -17,13 +17,14 @@ from threadline.core.errors import ValidationError
 from threadline.identity.identifiers import Identifier, parse
 from threadline.identity.service import Identity
 from threadline.systems import CustomerRecord, CustomerRecords
+from threadline.systems.customers import By as LookupBy
 from threadline.tools import ToolFailure
 
 log = structlog.get_logger("threadline.identity")
 
 By = Literal["phone", "email", "member"]
 #: What the customer system is asked for each kind of identifier.
-_LOOKUP_BY: Final = {"phone": "phone", "email": "email", "member": "member"}
+_LOOKUP_BY: Final[dict[str, LookupBy]] = {"phone": "phone", "email": "email", "member": "member"}
 
 
 def identifiers_of(record: CustomerRecord) -> list[Identifier]:

@@ -27,10 +27,9 @@ class Systems:
     def business(self) -> Business:
         return self.tools.business
 
-    def with_business(self, business: Business) -> Systems:
-        """The same systems over a reloaded pack."""
-        tools = self.tools.with_business(business)
-        return Systems(tools, self.customers.with_runner(tools))
+    def use(self, business: Business) -> None:
+        """Serve ``business`` (a reloaded pack) from the next call on."""
+        self.tools.use(business)
 
     async def close(self) -> None:
         await self.tools.close()

@@ -75,9 +75,6 @@ class CustomerRecords:
     def configured(self) -> bool:
         return self.runner.has(self.runner.business.pack.customers.lookup)
 
-    def with_runner(self, runner: ToolRunner) -> CustomerRecords:
-        return CustomerRecords(runner, clock=self.clock, ttl=self.ttl)
-
     async def find(self, by: By, value: str) -> CustomerRecord | None:
         """The record whose ``by`` is ``value``, or None (also when no tool is configured)."""
         tool = self.runner.business.pack.customers.lookup

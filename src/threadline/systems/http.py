@@ -41,7 +41,8 @@ def _credentials(spec: HttpTool, environ: Mapping[str, str], tool: str) -> dict[
 
 
 def _problem_code(response: httpx.Response) -> tuple[str, str, dict[str, Any]]:
-    code, message, details = f"http_{response.status_code}", response.reason_phrase, {}
+    code, message = f"http_{response.status_code}", response.reason_phrase
+    details: dict[str, Any] = {}
     try:
         body = response.json()
     except ValueError:

@@ -67,11 +67,11 @@ class ToolRunner:
         self._functions: dict[str, Function] = {}
         self._validators: dict[tuple[str, str], Draft202012Validator] = {}
 
-    def with_business(self, business: Business) -> ToolRunner:
-        """The same runner over a reloaded pack (same HTTP client and data folder)."""
-        runner = ToolRunner(business, self.data_dir, http=self._client(), environ=self.environ)
-        runner._own_http = False
-        return runner
+    def use(self, business: Business) -> None:
+        """Run the tools of ``business`` (a reloaded pack) from the next call on."""
+        self.business = business
+        self._functions = {}
+        self._validators = {}
 
     def version(self, tool: str) -> str:
         spec = self.business.pack.tools.get(tool)

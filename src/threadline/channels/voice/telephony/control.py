@@ -77,6 +77,10 @@ class CallControl:
         self.targets = {agent: DialTarget(address) for agent, address in targets.items()}
         self.public_url = public_url
 
+    def aim(self, targets: Mapping[str, str]) -> None:
+        """Dial these numbers or SIP addresses from the next transfer on (a reloaded pack)."""
+        self.targets = {agent: DialTarget(address) for agent, address in targets.items()}
+
     async def start(self, bus: Bus, checkpoints: CheckpointStore) -> None:
         once = idempotent(checkpoints, GROUP, self._accepted)
 
