@@ -21,9 +21,12 @@ def free_port() -> int:
 
 
 def environment(**settings: str) -> dict[str, str]:
-    """This process's environment without ``THREADLINE_*`` settings, plus ``settings``."""
+    """This process's environment without ``THREADLINE_*`` settings, plus ``settings`` (the
+    Northwind pack unless they name another)."""
+    from tests.conftest import NORTHWIND
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
-    return {**env, **settings}
+    return {**env, "THREADLINE_BUSINESS": str(NORTHWIND), **settings}
 
 
 @dataclass

@@ -47,7 +47,7 @@ async def test_a_turn_delivered_again_long_after_its_answer_records_nothing(
     # The first answer asks for the order number; asked again once the customer is known,
     # the same words make a longer turn, under the same keys.
     texts = ["where is my order?", "1042", "94103"]
-    texts += ["when are you open on Sunday in Oakland?"] * (RECENT_KEYS // 4)
+    texts += ["when are you open on Sunday in Oakland?"] * (RECENT_KEYS // 2)
     messages = [await customer_says(bot, text, n) for n, text in enumerate(texts)]
     before = await any_store.read("conv")
     assert before[-1].seq - messages[0].seq > RECENT_KEYS  # its answer is out of the window

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from tests.conftest import POSTGRES_URL, LiveServer, require_service
+from tests.conftest import POSTGRES_URL, TOKEN_SECRET, LiveServer, require_service
 from threadline.agents.supervision import RestartPolicy, describe_exit
 from threadline.api.app import create_app
 from threadline.api.deps import service_of
@@ -71,7 +71,7 @@ def worker_pid(service_pid: int) -> int:
 async def serve(store: str, output: Path):
     """``threadline serve`` (which runs the bot in its worker process) on a free port."""
     port = free_port()
-    env = {**os.environ, "THREADLINE_STORE": store, "THREADLINE_TOKEN_SECRET": "x" * 32}
+    env = {**os.environ, "THREADLINE_STORE": store, "THREADLINE_TOKEN_SECRET": TOKEN_SECRET}
     env.pop("THREADLINE_BOT_PROCESS", None)
     with output.open("wb") as out:
         child = await asyncio.create_subprocess_exec(
@@ -237,7 +237,7 @@ async def test_a_killed_bot_worker_on_postgresql_is_restarted_too(tmp_path) -> N
 
 
 async def test_a_worker_that_cannot_start_again_is_retried_and_reported(tmp_path) -> None:
-    settings = Settings(store=f"sqlite:///{tmp_path / 'w.db'}", token_secret="x" * 32,
+    settings = Settings(store=f"sqlite:///{tmp_path / 'w.db'}", token_secret=TOKEN_SECRET,
                         bot_process=True)  # fmt: skip
     app = create_app(settings)
     async with LiveServer(app) as server, httpx.AsyncClient(base_url=server.http) as http:

@@ -114,13 +114,13 @@ def _not_found(what: str, id_: str) -> Problem:
 
 
 def mask_phone(phone: str) -> str:
-    """``+14155550123`` as ``+*******0123``."""
+    """``+13125550147`` as ``+*******0147``."""
     digits = re.sub(r"\D", "", phone)
     return "+" + "*" * max(0, len(digits) - 4) + digits[-4:]
 
 
 def mask_email(email: str) -> str:
-    """``maya.chen@example.com`` as ``m***@example.com``."""
+    """``ada.l@example.com`` as ``a***@example.com``."""
     local, _, domain = email.partition("@")
     return f"{local[:1]}***@{domain}"
 
@@ -139,8 +139,6 @@ async def _search(service: Service, q: str, limit: int) -> list[CustomerRecord]:
     """Customers ``q`` names: the pack's search tool when it has one, else the customer an
     identifier (phone, email, member id) or a customer id belongs to."""
     wanted = q.strip()
-    if not wanted:
-        return []
     search = service.business.pack.customers.search
     if search is not None:
         call = ToolCall(search, {"q": wanted, "limit": limit}, f"customer-search:{new_id()}",
