@@ -35,6 +35,7 @@ class Served:
 
     http: str
     port: int
+    pid: int = 0
     output: str = ""
     returncode: int | None = None
 
@@ -53,7 +54,7 @@ async def serving(
         sys.executable, *python, "serve", "--port", str(port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=dict(env),
     )  # fmt: skip
-    served = Served(f"http://127.0.0.1:{port}", port)
+    served = Served(f"http://127.0.0.1:{port}", port, child.pid)
     try:
         async with asyncio.timeout(wait), httpx.AsyncClient() as http:
             while True:

@@ -172,8 +172,11 @@ def _seeded(context: ToolContext, location: str, day: date) -> set[str]:
     today = _today(context)
     out = set()
     for a in _records()["appointments"]:
-        start = datetime.combine(today + timedelta(days=a["in_days"]),
-                                 time.fromisoformat(a["time"]), context.business.timezone)
+        start = datetime.combine(
+            today + timedelta(days=a["in_days"]),
+            time.fromisoformat(a["time"]),
+            context.business.timezone,
+        )
         if a["location"] == location and start.date() == day:
             out.add(start.isoformat())
     return out

@@ -10,7 +10,6 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -90,6 +89,13 @@ def compile_reply(reply: Reply) -> ReplyTemplate:
 _ENV: Final = environment()
 
 
+def _digest(files: tuple[Path, ...]) -> str:
+    h = hashlib.sha256()
+    for file in files:
+        h.update(file.read_bytes() if file.exists() else b"")
+    return h.hexdigest()[:12]
+
+
 class Business:
     """One business, loaded from its pack."""
 
@@ -109,6 +115,8 @@ class Business:
             for name, r in spec.replies.items()
         }
         self._knowledge = {k.id: compile_reply(k.answer) for k in pack.knowledge}
+        #: A short hash of the pack's files as they were read, to tell one version from the next.
+        self.digest = _digest(files)
 
     @property
     def id(self) -> str:
@@ -117,14 +125,6 @@ class Business:
     @property
     def name(self) -> str:
         return self.pack.name
-
-    @cached_property
-    def digest(self) -> str:
-        """A short hash of the pack's files, to tell one version from the next."""
-        h = hashlib.sha256()
-        for file in self.files:
-            h.update(file.read_bytes() if file.exists() else b"")
-        return h.hexdigest()[:12]
 
     # -- time -------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from threadline.business import Business
 from threadline.business.checks import importable
 from threadline.business.tool_specs import HttpTool, PythonTool
 from threadline.systems.http import request as http_request
-from threadline.tools import ToolContext, ToolFailure
+from threadline.tools import NOT_FOUND, ToolContext, ToolFailure
 
 log = structlog.get_logger("threadline.systems")
 
@@ -115,8 +115,10 @@ class ToolRunner:
                 break
             except ToolFailure as failure:
                 if not failure.retryable or attempt >= spec.retries:
-                    log.info("tool failed", tool=call.tool, code=failure.code, attempts=attempt + 1,
-                             ms=round((time.perf_counter() - started) * 1000, 1))  # fmt: skip
+                    # "No such thing" is an answer, not a fault of the business's system.
+                    level = log.debug if failure.code == NOT_FOUND else log.info
+                    level("tool failed", tool=call.tool, code=failure.code, attempts=attempt + 1,
+                          ms=round((time.perf_counter() - started) * 1000, 1))  # fmt: skip
                     raise
             attempt += 1
             await asyncio.sleep(BACKOFF * 2 ** (attempt - 1) * (0.5 + random.random()))
