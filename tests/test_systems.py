@@ -247,6 +247,15 @@ async def test_a_server_error_or_429_is_retried_with_backoff_then_fails_retryabl
     assert time.perf_counter() - started < 2
 
 
+@pytest.mark.parametrize("status", [401, 403])
+async def test_credentials_the_system_refuses_are_unauthorized_and_not_retried(
+    runner: ToolRunner, served: Shop, status: int
+) -> None:
+    failure = await failure_of(runner, "flaky", status=status, failures=9, run=f"no-{status}")
+    assert (failure.code, failure.retryable) == ("unauthorized", False)
+    assert len(served.attempts[f"no-{status}"]) == 1
+
+
 async def test_a_retried_call_that_then_succeeds_answers_its_result(
     runner: ToolRunner, served: Shop
 ) -> None:

@@ -56,10 +56,12 @@ async def _already_booked(step: Step, intent: BookingIntent, location: Location,
 async def booking(step: Step, intent: BookingIntent) -> str:
     spec = intent.booking
     business = step.business
+    offering = [loc for loc in business.locations if spec.service in loc.services]
     location = business.location(step.slots.get(spec.location_slot, ""))
+    if location is None and len(offering) == 1:
+        location = offering[0]  # one place offers it: nothing to ask
     if location is None or spec.service not in location.services:
-        offered = {loc.id: loc.to_vars() for loc in business.locations
-                   if spec.service in loc.services}  # fmt: skip
+        offered = {loc.id: loc.to_vars() for loc in offering}
         return step.say("ask_location", locations=offered,
                         location_label=_location_label(step, intent))  # fmt: skip
     day_text = step.slots.get(spec.date_slot)

@@ -70,6 +70,8 @@ async def visit(step: Step, intent: VisitIntent) -> str:
     place = business.location(step.slots.get(intent.location_slot, ""))
     if place is None and intent.from_lookup is not None:
         place = await _record_location(step, business, intent.from_lookup)
+    if place is None and len(business.locations) == 1:
+        place = business.locations[0]  # one place to come to: nothing to ask
     if place is None:
         return step.say("ask_location", locations={loc.id: loc.to_vars()
                                                    for loc in business.locations})  # fmt: skip

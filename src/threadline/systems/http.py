@@ -89,6 +89,9 @@ async def request(
     status = response.status_code
     if status in spec.not_found:
         raise ToolFailure(NOT_FOUND, f"{call.tool}: not found")
+    if status in {401, 403}:  # the business's system does not accept our credentials
+        raise ToolFailure("unauthorized", f"{call.tool}: the system answered {status}; check"
+                          " the tool's credentials")  # fmt: skip
     if status in RETRYABLE or status >= 500:
         raise ToolFailure(f"http_{status}", f"{call.tool} answered {status}", retryable=True)
     if status >= 400:
