@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path | None = Field(
         None,
-        description="where the service keeps its own files (the generated token secret, the"
-        " state of in-process tools); unset: beside the SQLite store, or ./var",
+        description="where the business's in-process tools keep their state; unset: beside"
+        " the SQLite store, or ./var",
     )
     env: Literal["development", "production"] = Field(
         "development",
@@ -166,7 +166,7 @@ class Settings(BaseSettings):
 
 
 def data_dir(settings: Settings) -> Path:
-    """The folder of the service's own files: the setting, else the SQLite store's folder,
+    """Where in-process tools keep their state: the setting, else the SQLite store's folder,
     else ``./var``."""
     if settings.data_dir is not None:
         return settings.data_dir
