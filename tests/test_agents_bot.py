@@ -413,3 +413,14 @@ async def test_a_key_pressed_to_answer_a_question_is_an_answer_not_a_menu_choice
     answered = await call.says("2")  # "what time?" -> 2 o'clock, not the repairs menu
     assert payload(answered, "intent.detected")["intent"] == "book_appointment"
     assert "slot.filled" in types(answered)
+
+
+async def test_a_knowledge_question_is_answered_from_the_pack_with_its_source(
+    conversation,
+) -> None:
+    turn = await conversation().says("how long is the warranty on a laptop?")
+    assert payload(turn, "intent.detected")["intent"] == "kb:warranty"
+    assert payload(turn, "action.requested")["tool"] == "knowledge"
+    assert payload(turn, "action.completed")["result"] == {
+        "entry": "warranty", "source": "https://northwind.example/help/warranty"}  # fmt: skip
+    assert "one-year warranty" in payload(turn, "message.sent")["text"]

@@ -71,8 +71,8 @@ async def call_tool(
     return called.outcome
 
 
-def request_action(step: Step, tool: str, arguments: Mapping[str, Any]) -> None:
+def request_action(step: Step, tool: str, arguments: Mapping[str, Any]) -> Event:
     """Record a request the service carries out after the turn (a check-in code, say)."""
     writer = step.writer
-    writer.emit("action.requested", {"action_id": writer.next_action_id(), "tool": tool,
-                                     "arguments": dict(arguments)})  # fmt: skip
+    return writer.emit("action.requested", {"action_id": writer.next_action_id(), "tool": tool,
+                                            "arguments": dict(arguments)})  # fmt: skip

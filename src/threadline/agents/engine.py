@@ -53,6 +53,8 @@ AGENT_VERSION: Final = "0.2.0"
 ANSWERS_IN: Final = frozenset({BOT_ACTIVE, WAITING_ON_CUSTOMER, AWAITING_HUMAN})
 #: Confidence of a turn read as the answer to the topic's open question.
 SLOT_ANSWER_CONFIDENCE: Final = 0.8
+#: The action a knowledge answer is recorded as (it names the entry and its source).
+KNOWLEDGE_TOOL: Final = "knowledge"
 #: What a record of the customer says for each kind of identity a conversation may claim.
 _CONTACTS: Final = {"phone": "phone", "email": "email", "member": "member_id"}
 
@@ -246,14 +248,13 @@ class EmbeddedAgent:
         return reply
 
     def _knowledge(self, step: Step, entry_id: str) -> str:
+        """A knowledge answer, recorded as a use of the pack's entry with its source."""
         entry = next(k for k in self.business.pack.knowledge if k.id == entry_id)
-        writer = step.writer
-        request_action(step, "knowledge", {"entry": entry.id})
-        action_id = f"act-{writer.anchor}-{writer.actions}"
-        writer.emit(
-            "action.completed",
-            {"action_id": action_id, "result": {"entry": entry.id, "source": entry.source}},
-        )
+        requested = request_action(step, KNOWLEDGE_TOOL, {"entry": entry.id})
+        step.writer.emit("action.completed", {
+            "action_id": requested.payload["action_id"],
+            "result": {"entry": entry.id, "source": entry.source},
+        }, caused_by=requested)  # fmt: skip
         answer = self.business.knowledge_answer(entry.id)
         return answer.render(step.voice, step.variables())
 
