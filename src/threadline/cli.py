@@ -64,7 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--business", type=Path, help="the business pack (THREADLINE_BUSINESS)")
-    commands.add_parser("demo", help="run the demo journey (chat → voice → in person)")
+    demo = commands.add_parser(
+        "demo", help="serve a pack and play the reference journey (chat → call → store)"
+    )
+    demo.add_argument("--business", type=Path, help="the business pack (THREADLINE_BUSINESS)")
     replay = commands.add_parser("replay", help="print a conversation's timeline and state")
     replay.add_argument("conversation_id")
     schema = commands.add_parser("schema", help="event schemas")
@@ -148,20 +151,10 @@ def _sign_in(settings: Settings, business: Business, issuer: TokenIssuer, base: 
     return lines
 
 
-async def _demo() -> None:
-    from threadline.demo import render_state, render_timeline, run_journey
+async def _demo(pack: Path | None) -> None:
+    from threadline.demo import run_demo
 
-    settings = load_settings()
-    store = await open_store(settings.store)
-    try:
-        conversations = Conversations(store, snapshot_every=settings.snapshot_every)
-        conversation_id, state = await run_journey(conversations)
-        print(f"conversation {conversation_id}  (store: {settings.store})\n")
-        print(render_timeline(await conversations.timeline(conversation_id)))
-        print()
-        print(render_state(state))
-    finally:
-        await store.close()
+    await run_demo(pack, load_settings())
 
 
 async def _replay(conversation_id: str) -> None:
@@ -199,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             _serve(args.host, args.port, args.business)
         elif args.command == "demo":
-            asyncio.run(_demo())
+            asyncio.run(_demo(args.business))
         elif args.command == "replay":
             asyncio.run(_replay(args.conversation_id))
         elif args.command == "token":
