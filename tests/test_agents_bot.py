@@ -424,3 +424,27 @@ async def test_a_knowledge_question_is_answered_from_the_pack_with_its_source(
     assert payload(turn, "action.completed")["result"] == {
         "entry": "warranty", "source": "https://northwind.example/help/warranty"}  # fmt: skip
     assert "one-year warranty" in payload(turn, "message.sent")["text"]
+
+
+async def test_a_turn_the_agent_cannot_finish_goes_to_a_person_once(tmp_path) -> None:
+    import shutil
+
+    from tests.conftest import NORTHWIND
+    from threadline.business import load
+    from threadline.systems import Systems
+
+    pack = tmp_path / "pack"
+    shutil.copytree(NORTHWIND, pack)
+    template = pack / "replies" / "order_found.j2"
+    broken = template.read_text().replace("record.reason or record.detail", "record.reason()")
+    template.write_text(broken)  # compiles, and fails as it renders
+    systems = Systems.open(load(pack), tmp_path / "data")
+    try:
+        chat = opened(EmbeddedAgent(systems), signed_in=True)
+        turn = await chat.says("my order 1042 is late")
+    finally:
+        await systems.close()
+    handoff = payload(turn, "handoff.requested")
+    assert (handoff["queue"], handoff["reason_code"]) == ("orders", "other")
+    assert types(turn)[-2:] == ["handoff.requested", "message.sent"]
+    assert chat.state.status == AWAITING_HUMAN

@@ -26,11 +26,17 @@ def test_check_says_ok_for_a_sound_pack(capsys) -> None:
 def test_check_lists_every_problem_with_file_and_line_and_exits_1(tmp_path, capsys) -> None:
     pack = tmp_path / "pack"
     shutil.copytree(NORTHWIND, pack)
-    staff = (pack / "business.yaml").read_text().replace("queues: [orders, billing]",
-                                                         "queues: [order, billing]")
+    staff = (
+        (pack / "business.yaml")
+        .read_text()
+        .replace("queues: [orders, billing]", "queues: [order, billing]")
+    )
     (pack / "business.yaml").write_text(staff)
-    intents = (pack / "intents.yaml").read_text().replace("    tool: lookup_order",
-                                                          "    tool: lookup_ordr")
+    intents = (
+        (pack / "intents.yaml")
+        .read_text()
+        .replace("    tool: lookup_order", "    tool: lookup_ordr")
+    )
     (pack / "intents.yaml").write_text(intents)
     assert main(["business", "check", str(pack)]) == 1
     err = capsys.readouterr().err.splitlines()
@@ -108,7 +114,9 @@ def test_customers_import_refuses_a_bad_row_and_writes_nothing(tmp_path, capsys)
     store = tmp_path / "c.db"
     code, out, err = _import(export, store, capsys)
     assert code == 1 and out == ""
-    assert err.startswith("threadline: error: customers.jsonl:2: bad phone") and err.count("\n") == 1
+    assert (
+        err.startswith("threadline: error: customers.jsonl:2: bad phone") and err.count("\n") == 1
+    )
     import asyncio
 
     from threadline.store import open_store

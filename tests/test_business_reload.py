@@ -61,8 +61,9 @@ async def test_an_admin_reload_takes_effect_for_new_turns(served) -> None:
     assert "You're welcome!" in await thanked(server.ws, server.http)
     say_thanks_as(pack, "Glad to help, any time.")
     async with httpx.AsyncClient(base_url=server.http) as http:
-        response = await http.post("/admin/business/reload", headers=bearer(server.app, "root",
-                                                                             "admin"))
+        response = await http.post(
+            "/admin/business/reload", headers=bearer(server.app, "root", "admin")
+        )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["business"] == "northwind" and body["digest"] != body["previous_digest"]
@@ -74,12 +75,16 @@ async def test_an_invalid_pack_is_refused_with_every_problem_and_the_old_one_sta
 ) -> None:
     server, pack = served
     business = pack / "business.yaml"
-    business.write_text(business.read_text().replace("default_route: {queue: orders",
-                                                     "default_route: {queue: nowhere"))
+    business.write_text(
+        business.read_text().replace(
+            "default_route: {queue: orders", "default_route: {queue: nowhere"
+        )
+    )
     (pack / "replies.yaml").write_text((pack / "replies.yaml").read_text() + "\nbogus: {{ x\n")
     async with httpx.AsyncClient(base_url=server.http) as http:
-        response = await http.post("/admin/business/reload", headers=bearer(server.app, "root",
-                                                                             "admin"))
+        response = await http.post(
+            "/admin/business/reload", headers=bearer(server.app, "root", "admin")
+        )
     assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
     problems = response.json()["problems"]
     assert problems and all({"file", "line", "where", "message"} <= set(p) for p in problems)

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import yaml
@@ -149,15 +148,21 @@ def test_the_demo_refuses_without_the_voice_extra(monkeypatch, capsys) -> None:
     )
 
 
-def test_the_demo_without_a_pack_outside_a_checkout_says_how_to_name_one(
-    monkeypatch, tmp_path, capsys
-) -> None:
+def test_the_demo_without_a_pack_says_how_to_name_one(monkeypatch, capsys) -> None:
     monkeypatch.delenv("THREADLINE_BUSINESS", raising=False)
-    monkeypatch.setattr("threadline.demo.CHECKOUT", Path(tmp_path))
     assert main(["demo"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("threadline: error: the demo needs a business pack: pass --business")
     assert err.count("\n") == 1
+
+
+def test_a_pack_without_a_demo_journey_is_one_line(tmp_path, capsys) -> None:
+    pack = tmp_path / "pack"
+    shutil.copytree(NORTHWIND, pack)
+    (pack / "demo.yaml").unlink()
+    assert main(["demo", "--business", str(pack)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("threadline: error:") and "demo.yaml" in err and err.count("\n") == 1
 
 
 def test_the_demo_with_a_missing_pack_is_one_line(tmp_path, capsys) -> None:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import httpx
 import structlog
 import websockets
+import yaml
 from pydantic import SecretStr
 
 from threadline.core.conversation import ConversationState
@@ -44,12 +45,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Script:
-    """The demo's script: who the customer is and what she does and says. It is the only
-    business fact the demo writes down; her phone number and the answer to the pack's
-    knowledge check (her postcode) come from the business's records of her, the staff and
-    stores from the pack, and every reply from the service."""
+    """The demo's script: who the customer is and what she does and says, read from the
+    pack's ``demo.yaml``. Her phone number and the answer to the pack's knowledge check (her
+    postcode) come from the business's records of her, the staff and stores from the pack,
+    and every reply from the service."""
 
-    example_pack: str  # the pack it is written for, in a source checkout
     customer_id: str
     problem: str  # her first chat message
     come_in: str  # asking to pick it up at a store
@@ -58,34 +58,33 @@ class Script:
     outcome: str  # what the associate resolves with
     note: str  # the associate's note on resolving
 
+    @classmethod
+    def of_pack(cls, pack: Path) -> Script:
+        """The journey the pack at ``pack`` describes in its ``demo.yaml``."""
+        path = pack / SCRIPT_FILE
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError:
+            raise ConfigurationError(f"{path}: the pack has no demo journey ({SCRIPT_FILE})"
+                                     ) from None  # fmt: skip
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) != names:
+            raise ConfigurationError(f"{path}: a demo journey names exactly "
+                                     f"{', '.join(sorted(names))}")  # fmt: skip
+        return cls(**{k: str(v) for k, v in data.items()})
 
-#: The reference journey of DEMO.md, written for the example pack.
-REFERENCE = Script(
-    example_pack="examples/northwind",
-    customer_id="cus-maya",
-    problem="My order 1042 hasn't arrived.",
-    come_in="Can I come to the Market Street store to pick it up?",
-    knowledge="My postcode is {answer}.",
-    person="I want to talk to a person please.",
-    outcome="replacement_collected",
-    note="Replacement handed over at the counter.",
-)
 
-
-#: The root of the source checkout this module is in (if it is in one).
-CHECKOUT = Path(__file__).resolve().parents[2]
+#: The file in a pack that holds the journey the demo plays.
+SCRIPT_FILE = "demo.yaml"
 #: The width of the timeline's detail column.
 DETAIL = 90
 
 
 def demo_pack(given: Path | None, settings: Settings) -> Path:
-    """The pack to serve: ``--business``, else ``THREADLINE_BUSINESS``, else the example."""
+    """The pack to serve: ``--business``, else ``THREADLINE_BUSINESS``."""
     pack = given or settings.business
     if pack is not None:
         return pack
-    example = CHECKOUT / REFERENCE.example_pack
-    if (example / "business.yaml").is_file():
-        return example
     raise ConfigurationError(
         "the demo needs a business pack: pass --business PATH or set THREADLINE_BUSINESS"
         " (the example packs are in examples/)"
@@ -147,6 +146,7 @@ async def run_demo(pack: Path | None, settings: Settings) -> str:
 
     path = demo_pack(pack, settings)
     business = load(path)  # a bad pack stops here, every problem said
+    script = Script.of_pack(path)
     reason = refusal()
     if reason is not None:
         raise ConfigurationError(reason)
@@ -155,7 +155,8 @@ async def run_demo(pack: Path | None, settings: Settings) -> str:
     with demo_settings(settings, path) as (settings, where), service_logs_to_stderr():
         store = await open_store(settings.store)
         try:
-            return await _serve_and_play(settings, store, business, f"{path}; store: {where}")
+            return await _serve_and_play(settings, store, business, script,
+                                         f"{path}; store: {where}")  # fmt: skip
         except (httpx.HTTPError, websockets.WebSocketException) as exc:
             raise DemoStopped(f"the demo stopped: {type(exc).__name__}: {exc}") from None
         except DemoStopped as exc:
@@ -165,7 +166,7 @@ async def run_demo(pack: Path | None, settings: Settings) -> str:
 
 
 async def _serve_and_play(
-    settings: Settings, store: Storage, business: Business, described: str
+    settings: Settings, store: Storage, business: Business, script: Script, described: str
 ) -> str:
     from threadline.api.app import create_app
     from threadline.api.deps import service_of
@@ -188,7 +189,7 @@ async def _serve_and_play(
                         twilio, settings.twilio_auth_token.get_secret_value(),
                         settings.twilio_account_sid)  # fmt: skip
             started = utcnow()
-            journey = Journey(line, business, REFERENCE, Narration())
+            journey = Journey(line, business, script, Narration())
             try:
                 await journey.play()
             finally:  # what happened is shown, also when the journey stopped
@@ -198,7 +199,7 @@ async def _serve_and_play(
                     print(render_timeline(timeline, started), flush=True)
             state = await service.conversations.rehydrate(journey.conversation_id)
             print(f"\n{render_state(state)}")
-            customer = REFERENCE.customer_id
+            customer = script.customer_id
             print(f"conversations of {customer}: {len(service.index.of_customer(customer))}")
             return journey.conversation_id
 

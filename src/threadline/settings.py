@@ -22,7 +22,10 @@ from threadline.core.errors import ConfigurationError
 
 PREFIX = "THREADLINE_"
 #: Variables read by tools around the service (tests, benchmarks), not by the service.
-OUTSIDE = frozenset({"THREADLINE_TEST_POSTGRES", "THREADLINE_BENCH_PG_DSN"})
+OUTSIDE = frozenset(
+    {"THREADLINE_TEST_POSTGRES", "THREADLINE_TEST_CHROMIUM", "THREADLINE_TEST_ESPEAK",
+     "THREADLINE_BENCH_PG_DSN"}
+)  # fmt: skip
 #: The buses and caches this build has: the in-process ones.
 BUSES: Final = ("memory",)
 CACHES: Final = ("memory",)

@@ -21,6 +21,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Final
 
+import structlog
+
 from threadline.agents.actions import request_action
 from threadline.agents.context import ConversationContext
 from threadline.agents.escalation import EscalationPolicy, Handoff, TurnSignals, escalate
@@ -47,6 +49,8 @@ from threadline.core.conversation import (
 )
 from threadline.core.events import Actor, Lineage
 from threadline.systems import Systems
+
+log = structlog.get_logger("threadline.agents")
 
 AGENT_VERSION: Final = "0.2.0"
 #: The states in which the agent answers; with a human, or closed, it stays silent.
@@ -224,7 +228,12 @@ class EmbeddedAgent:
         handoff = escalate(signals, policy)
         if handoff is not None:
             return self._finish(step, self._handoff_reply(step, handoff), handoff)
-        reply = await self._act(step, understanding.intent if confident else None)
+        try:
+            reply = await self._act(step, understanding.intent if confident else None)
+        except Exception:  # a pack's template or tool result the flow could not use
+            log.exception("agent turn failed; handing over", conversation_id=state.conversation_id,
+                          intent=understanding.intent)  # fmt: skip
+            return self._handed_over_after_failure(step)
         failed = [tool for tool, ok in step.outcomes if not ok]
         if failed:
             streak = context.tool_failure_streak
@@ -257,6 +266,18 @@ class EmbeddedAgent:
         }, caused_by=requested)  # fmt: skip
         answer = self.business.knowledge_answer(entry.id)
         return answer.render(step.voice, step.variables())
+
+    def _handed_over_after_failure(self, step: Step) -> Turn:
+        """A turn the agent could not finish goes to a person, never round and round."""
+        route = self.policy.default_route
+        handoff = Handoff(route.queue, "other", "the agent could not finish this turn",
+                          route.skills)  # fmt: skip
+        step.intent = None
+        try:
+            reply = self._handoff_reply(step, handoff)
+        except Exception:  # the pack's handoff words fail too: say it plainly
+            reply = "Sorry, something went wrong on our side. A colleague will take over."
+        return self._finish(step, reply, handoff)
 
     def _handoff_reply(self, step: Step, handoff: Handoff) -> str:
         queue = self.business.queue(handoff.queue)

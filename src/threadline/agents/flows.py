@@ -73,8 +73,12 @@ async def visit(step: Step, intent: VisitIntent) -> str:
     if place is None and len(business.locations) == 1:
         place = business.locations[0]  # one place to come to: nothing to ask
     if place is None:
-        return step.say("ask_location", locations={loc.id: loc.to_vars()
-                                                   for loc in business.locations})  # fmt: skip
+        label = business.pack.slots[intent.location_slot].label
+        return step.say(
+            "ask_location",
+            location_label=label,
+            locations={loc.id: loc.to_vars() for loc in business.locations},
+        )
     if step.voice:  # a phone cannot show a QR code; the kiosk knows the number
         return step.say("by_phone", location=place.to_vars())
     request_action(step, SEND_CHECKIN_CODE, {"store": place.id})

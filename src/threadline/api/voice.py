@@ -16,7 +16,7 @@ from typing import Final
 from urllib.parse import parse_qsl
 
 import structlog
-from fastapi import APIRouter, Request, Response, WebSocket
+from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from threadline.api.deps import ServiceDep
@@ -193,5 +193,6 @@ async def media_stream(websocket: WebSocket, service: ServiceDep) -> None:
             await websocket.close(code=exc.code, reason=exc.reason[:120])
         return
     if not socket.gone and websocket.application_state == WebSocketState.CONNECTED:
-        with contextlib.suppress(RuntimeError):
+        # The caller's side may have closed first: nothing left to close, nothing wrong.
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.close()
