@@ -1,8 +1,10 @@
-# Two commands: `make run` (the service on the embedded default) and `make test`.
+# Two commands: `make run` (the demo business on the embedded default) and `make test`.
 # Each creates .venv and installs what it needs on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The business pack `make run` and `make demo` serve (THREADLINE_BUSINESS wins when set).
+BUSINESS ?= $(or $(THREADLINE_BUSINESS),examples/northwind)
 
 .PHONY: run demo test lint bench clean
 
@@ -17,14 +19,14 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/threadline serve
+	$(BIN)/threadline serve --business $(BUSINESS)
 
 demo: $(BIN)/.installed
-	$(BIN)/threadline demo
+	$(BIN)/threadline demo --business $(BUSINESS)
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
 test: lint

@@ -1,7 +1,8 @@
 """Load on the chat path: N concurrent WebSocket customers talking to the bot.
 
 ``python -m bench.chat_load [--customers 200] [--turns 10] [--runs 3]`` starts
-the service on the embedded default in a child process, connects N customers
+the service on the embedded default in a child process, serving the Northwind
+pack with a store and data folder of its own each run, connects N customers
 through the chat protocol (not timed), then lets every customer talk to the
 bot at once, each sending its next message as soon as the bot has answered
 the last (flat out), or paced so that all of them together offer a fixed
@@ -38,6 +39,7 @@ from typing import Any
 import httpx
 import uvloop
 
+from bench import serve_env
 from bench.ws_client import Socket
 
 QUESTIONS = (
@@ -124,6 +126,8 @@ async def service(*args: str, env: dict[str, str] | None = None) -> AsyncIterato
     try:
         async with httpx.AsyncClient() as http:
             for _ in range(400):
+                if child.returncode is not None:  # a bad configuration stops it at once
+                    raise RuntimeError(f"{' '.join(args)} exited with {child.returncode}")
                 try:
                     await http.get(f"http://{address}/openapi.json")
                     break
@@ -133,7 +137,8 @@ async def service(*args: str, env: dict[str, str] | None = None) -> AsyncIterato
         yield address
     finally:
         SERVICE.pop(address, None)
-        child.send_signal(signal.SIGINT)
+        if child.returncode is None:
+            child.send_signal(signal.SIGINT)
         await child.wait()
 
 
@@ -272,7 +277,7 @@ async def main(customers: int, turns: int, runs: int, rates: list[float]) -> Non
           "(client and server on one machine); median (min–max)")  # fmt: skip
     results: dict[str, list[Round]] = {}
     for run in range(runs):
-        env = {"THREADLINE_STORE": f"sqlite:///{folder}/load-{run}.db"}
+        env = serve_env(folder, f"load-{run}")
         async with service("-m", "threadline.cli", "serve", env=env) as address:
             for rate in rates:
                 round_ = await threadline_round(address, customers, turns, rate)

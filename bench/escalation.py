@@ -2,11 +2,12 @@
 arriving on the agent's desk stream.
 
 ``python -m bench.escalation [--handoffs 100] [--background 200] [--runs 3]``
-starts the service on the embedded default, signs Ana in on the desk's work
-stream (``/agents/me/stream``) and makes her available, keeps
-``--background`` chat customers talking to the bot at ``--rate`` turns/s,
-and then, one customer at a time, asks for a person. Each offer is accepted
-and resolved at once so that Ana's capacity never runs out.
+starts the service on the embedded default (the Northwind pack, a store and
+data folder of its own each run, a strong token secret shared with the desk),
+signs Ana in on the desk's work stream (``/agents/me/stream``) and makes her
+available, keeps ``--background`` chat customers talking to the bot at
+``--rate`` turns/s, and then, one customer at a time, asks for a person. Each
+offer is accepted and resolved at once so that Ana's capacity never runs out.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import orjson
 import uvloop
 import websockets
 
+from bench import serve_env
 from bench.chat_load import percentile, service, threadline_round
 from threadline.channels.chat.client import ChatClient
 from threadline.security import TokenIssuer
@@ -92,8 +94,7 @@ async def main(handoffs: int, background: int, rate: float, runs: int) -> None:
           f"turns/s meanwhile, {runs} runs, {os.cpu_count()} cores")  # fmt: skip
     p50s, p99s, maxes = [], [], []
     for run in range(runs):
-        env = {"THREADLINE_STORE": f"sqlite:///{folder}/esc-{run}.db",
-               "THREADLINE_TOKEN_SECRET": SECRET}  # fmt: skip
+        env = {**serve_env(folder, f"esc-{run}"), "THREADLINE_TOKEN_SECRET": SECRET}
         async with service("-m", "threadline.cli", "serve", env=env) as address:
             load = None
             if background:

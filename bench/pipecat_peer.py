@@ -5,14 +5,15 @@
 the signature is not checked) and runs one Pipecat pipeline per call on the
 media WebSocket: ``FastAPIWebsocketTransport`` with ``TwilioFrameSerializer``
 → ``VADProcessor`` (Silero: the only Pipecat VAD analyzer that runs offline,
-its ONNX model ships in the wheel) → :class:`BundledWhisperSTT` → :class:`NorthwindAnswers`
+its ONNX model ships in the wheel) → :class:`BundledWhisperSTT` → :class:`AgentAnswers`
 → :class:`EspeakTTS` → the transport's output. The engines are the ones
 Threadline runs: faster-whisper with the bundled tiny.en, decoded with
 Threadline's settings and domain prompt on faster-whisper's usual 30 s window
 (Threadline's fitted window and early decoding are its own); one espeak-ng
-process per sentence;
-the NorthwindBot answering in process (its state folded from the turn's
-events in memory, no event log), so the comparison isolates the voice stack.
+process per sentence; the embedded agent answering in process on the business
+pack the service is configured with (``THREADLINE_BUSINESS``, its tools' state
+in ``THREADLINE_DATA_DIR``), its state folded from the turn's events in memory,
+no event log, so the comparison isolates the voice stack.
 """
 
 from __future__ import annotations
@@ -58,16 +59,18 @@ from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPI
 from pipecat.utils.time import time_now_iso8601
 from pipecat.workers.runner import WorkerRunner
 
-from threadline.agents.bot import NorthwindBot
-from threadline.business import Business
-from threadline.business.northwind import northwind
-from threadline.business.values import e164
+from bench import NORTHWIND
+from threadline.agents import EmbeddedAgent
+from threadline.business import load_configured
 from threadline.channels.voice.hints import domain_hints
 from threadline.channels.voice.stt import WhisperConfig, bundled_model_path, tidy_numbers
+from threadline.channels.voice.telephony.calls import e164
 from threadline.channels.voice.tts import READ_BYTES, EspeakConfig, WavStream
 from threadline.channels.voice.vad import EndpointerConfig
 from threadline.core.conversation import ConversationState, decide, initial
 from threadline.core.events import Actor, Event, new_id
+from threadline.settings import data_dir, load_settings
+from threadline.systems import Systems
 
 #: Whisper hears 16 kHz; the serializer resamples the caller's 8 kHz μ-law up to it.
 AUDIO_IN_RATE = 16_000
@@ -184,19 +187,21 @@ class EspeakTTS(TTSService):
                 await process.wait()
 
 
-class NorthwindAnswers(FrameProcessor):
-    """Each final transcript to the NorthwindBot's reply, as an LLM's text would come."""
+class AgentAnswers(FrameProcessor):
+    """Each final transcript to the embedded agent's reply, as an LLM's text would come."""
 
-    def __init__(self, business: Business, call_id: str, caller: str) -> None:
+    def __init__(self, bot: EmbeddedAgent, call_id: str, caller: str) -> None:
         super().__init__()
-        self.bot = NorthwindBot(business)
+        self.bot = bot
         self.call_id = call_id
         self.customer_id = "caller-" + new_id()
-        phone = e164(caller) if caller else None
+        address = e164(caller) if caller else None
         self.conversation_id = new_id()
         leg: dict[str, object] = {"leg_id": call_id, "channel": "voice"}
         events = [self._event("conversation.started", {"origin": "voice"})]
-        events.append(self._event("leg.started", {**leg, **({"address": phone} if phone else {})}))
+        events.append(
+            self._event("leg.started", {**leg, **({"address": address} if address else {})})
+        )
         self.state: ConversationState = decide(initial(self.conversation_id), events)
 
     def _event(self, type_: str, payload: dict[str, object]) -> Event:
@@ -210,21 +215,20 @@ class NorthwindAnswers(FrameProcessor):
             customer_id=self.customer_id,
         )
 
-    def answer(self, text: str) -> str | None:
+    async def answer(self, text: str) -> str | None:
         heard = self._event("utterance.transcribed", {"text": text, "confidence": 1.0})
         self.state = decide(self.state, [heard])
         now = datetime.now(UTC)
-        turn = self.bot.take_turn(
+        turn = await self.bot.take_turn(
             self.state, text, "voice", now, leg_id=self.call_id, in_reply_to=heard.event_id
         )
         self.state = decide(self.state, turn.events)
-        self.bot = self.bot.with_business(turn.business)
         return turn.reply
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, TranscriptionFrame):
-            reply = self.answer(frame.text.strip())
+            reply = await self.answer(frame.text.strip())
             if reply:
                 await self.push_frame(LLMFullResponseStartFrame())
                 await self.push_frame(LLMTextFrame(reply))
@@ -240,13 +244,19 @@ def create_peer(stop_secs: float = THREADLINE_END_SILENCE_S, trace: bool = False
     and ``GET /bench/timings`` hands them out.
     """
     timings: dict[str, list[tuple[str, float]]] = {}
-    business = northwind(datetime.now(UTC))
+    settings = load_settings()  # the business and data folder, as `threadline serve` reads them
+    business = load_configured(settings.business)
+    systems = Systems.open(business, data_dir(settings))
+    bot = EmbeddedAgent(systems)
     prompt = domain_hints(business).prompt
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(whisper_model)  # the first caller should not wait
-        yield
+        try:
+            yield
+        finally:
+            await systems.close()
 
     app = FastAPI(lifespan=lifespan)
 
@@ -287,7 +297,7 @@ def create_peer(stop_secs: float = THREADLINE_END_SILENCE_S, trace: bool = False
             transport.input(),
             VADProcessor(vad_analyzer=vad),
             BundledWhisperSTT(prompt),
-            NorthwindAnswers(business, start["callSid"], caller),
+            AgentAnswers(bot, start["callSid"], caller),
             EspeakTTS(),
             transport.output(),
         ])  # fmt: skip
@@ -331,6 +341,7 @@ def main() -> None:
                         help="trailing silence that ends a turn: VADParams.stop_secs")  # fmt: skip
     parser.add_argument("--trace", action="store_true", help="note stage times per call")
     args = parser.parse_args()
+    os.environ.setdefault("THREADLINE_BUSINESS", str(NORTHWIND))  # run by hand: the demo
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     # The same server settings as `threadline serve`.

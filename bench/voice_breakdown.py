@@ -36,7 +36,7 @@ PIPECAT_STAGES: Final[Stages] = (
      "vad_stopped"),
     ("STT", "segment padded with 0.5 s of silence, queued, Whisper tiny.en (same settings)",
      "transcription"),
-    ("bot turn", "NorthwindBot in process, the reply pushed as LLM text", "reply_text"),
+    ("bot turn", "the embedded agent in process, the reply pushed as LLM text", "reply_text"),
     ("TTS first chunk", "sentence aggregation, espeak-ng's first sentence, resampling",
      "tts_audio"),
     ("to the caller", "output transport (40 ms chunks, pacing), Twilio serializer, WebSocket",

@@ -2,9 +2,10 @@
 
 ``python -m bench.voice_latency [--calls 1,5,10] [--turns 6] [--runs 3] [--profile 5]
 [--write docs/benchmarks.md]`` serves Threadline on the embedded default
-(``threadline serve`` in a child process: SQLite in a temporary folder,
-Whisper tiny.en, espeak-ng) and, in the same run, Pipecat with the same
-engines and bot (``bench/pipecat_peer.py``), and drives both with the same
+(``threadline serve`` in a child process on the Northwind pack: SQLite and
+the tools' data in a temporary folder, Whisper tiny.en, espeak-ng) and, in the
+same run, Pipecat with the same engines and bot on the same pack
+(``bench/pipecat_peer.py``), and drives both with the same
 real-audio test caller (``threadline.testing.caller.PhoneCaller``):
 N concurrent calls, each placed by signed webhook and talking through a
 short support call in espeak-ng speech on a real-time line (store hours, an
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import serve_env
 from bench.chat_load import percentile, service
 from bench.voice_breakdown import PIPECAT_STAGES, THREADLINE_STAGES, Breakdown, Stages, stages_of
 from threadline.channels.voice.stt import WhisperConfig
@@ -83,8 +85,9 @@ class Round:
 
 
 def server_env(folder: str, tag: str) -> dict[str, str]:
+    """Each server's configuration: the Northwind pack, a store and data folder of its own."""
     return {
-        "THREADLINE_STORE": f"sqlite:///{folder}/{tag}.db",
+        **serve_env(folder, tag),
         "THREADLINE_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "THREADLINE_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "THREADLINE_STT": "whisper",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ import numpy as np
 import uvicorn
 from fastapi import APIRouter, FastAPI
 
+from bench import NORTHWIND
 from threadline.api.app import create_app
 from threadline.api.deps import service_of
 from threadline.channels.voice.hints import domain_hints
@@ -186,6 +188,7 @@ def main() -> None:
     parser.add_argument("--end-silence-ms", type=int, default=EndpointerConfig().end_silence_ms)
     parser.add_argument("--beam", type=int, default=WhisperConfig().beam_size)
     args = parser.parse_args()
+    os.environ.setdefault("THREADLINE_BUSINESS", str(NORTHWIND))  # run by hand: the demo
     app, _ = probe_app(
         EndpointerConfig(end_silence_ms=args.end_silence_ms), WhisperConfig(beam_size=args.beam)
     )

@@ -1,13 +1,14 @@
 """What the voice pipeline's latency knobs cost in accuracy, on the fixed demo utterance set.
 
 ``python -m bench.voice_tuning [--configs 600:5,400:5,300:5,600:1] [--voices ...]``
-runs the accuracy measurement of ``bench.voice_accuracy`` (every demo
-utterance in three espeak-ng voices through μ-law, the endpointer, Whisper
-tiny.en with the domain prompt and the intent classifier) once per
-``end_silence_ms:beam_size[:window_s]`` triple (``full`` for Whisper's
-padded 30 s window; the default is the recogniser's own) and prints one row each: intent accuracy
-(the 90% bar), key-word recall, word error rate, how many phrases the
-endpointer split in two, and the recogniser's mean seconds per utterance.
+runs the accuracy measurement of ``bench.voice_accuracy`` (every utterance of
+the Northwind pack's voice evaluation set in three espeak-ng voices through
+μ-law, the endpointer, Whisper tiny.en with the domain prompt and the pack's
+intent classifier) once per ``end_silence_ms:beam_size[:window_s]`` triple
+(``full`` for Whisper's padded 30 s window; the default is the recogniser's
+own) and prints one row each: intent accuracy (the 90% bar), key-word recall,
+word error rate, how many phrases the endpointer split in two, and the
+recogniser's mean seconds per utterance.
 """
 
 from __future__ import annotations
@@ -15,26 +16,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from datetime import UTC, datetime
 
-from threadline.business.northwind import northwind
+from bench import NORTHWIND
+from threadline.agents import classifier_for
+from threadline.business import Business, load
 from threadline.channels.voice.hints import domain_hints
 from threadline.channels.voice.stt import WhisperConfig, WhisperSTT
 from threadline.channels.voice.vad import EndpointerConfig
 from threadline.testing.voice_accuracy import measure
-from threadline.testing.voice_corpus import VOICES
+from threadline.testing.voice_corpus import VOICES, DemoUtterance, load_corpus
 
 Config = tuple[int, int, float | None]
 
 
-async def one(end_silence_ms: int, beam: int, window: float | None, voices: list[str]) -> str:
-    hints = domain_hints(northwind(datetime.now(UTC)))
+async def one(
+    business: Business,
+    utterances: tuple[DemoUtterance, ...],
+    end_silence_ms: int,
+    beam: int,
+    window: float | None,
+    voices: list[str],
+) -> str:
+    hints = domain_hints(business)
     stt = WhisperSTT(WhisperConfig(beam_size=beam, window_s=window), hints=hints)
     try:
         await stt.load()
         started = time.perf_counter()
-        report = await measure(stt, voices=voices, endpointer=EndpointerConfig(
-            end_silence_ms=end_silence_ms))  # fmt: skip
+        endpointer = EndpointerConfig(end_silence_ms=end_silence_ms)
+        classifier = classifier_for(business)
+        report = await measure(stt, utterances, classifier, voices=voices, endpointer=endpointer)
         elapsed = time.perf_counter() - started
     finally:
         await stt.close()
@@ -50,8 +60,9 @@ async def main(configs: list[Config], voices: list[str]) -> None:
     print("| end silence ms | beam | window | intent accuracy | key words | WER | split "
           "| STT s/utterance | run s |")  # fmt: skip
     print("|---" * 9 + "|", flush=True)
+    business, utterances = load(NORTHWIND), load_corpus(NORTHWIND)
     for end_silence_ms, beam, pad in configs:
-        print(await one(end_silence_ms, beam, pad, voices), flush=True)
+        print(await one(business, utterances, end_silence_ms, beam, pad, voices), flush=True)
 
 
 def parse(spec: str) -> Config:

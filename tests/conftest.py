@@ -6,11 +6,17 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from threadline.api.deps import service_of
 from threadline.store.sqlite import SQLiteStore, open_sqlite
+
+#: The demo business pack every test serves (DEMO.md): the service in and out of process
+#: is configured with it as an operator would, through THREADLINE_BUSINESS.
+NORTHWIND = Path(__file__).resolve().parent.parent / "examples" / "northwind"
+os.environ.setdefault("THREADLINE_BUSINESS", str(NORTHWIND))
 
 POSTGRES_URL = os.environ.get(
     "THREADLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -37,6 +43,24 @@ def require_service(name: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true requires it)")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def northwind():
+    """The Northwind Devices pack, loaded once."""
+    from threadline.business import load
+
+    return load(NORTHWIND)
+
+
+@pytest.fixture
+async def systems(northwind, tmp_path):
+    """Northwind's own systems, keeping their state (the repair book) in this test's folder."""
+    from threadline.systems import Systems
+
+    opened = Systems.open(northwind, tmp_path / "systems")
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

@@ -21,9 +21,12 @@ def free_port() -> int:
 
 
 def environment(**settings: str) -> dict[str, str]:
-    """This process's environment without ``THREADLINE_*`` settings, plus ``settings``."""
+    """This process's environment without ``THREADLINE_*`` settings, plus ``settings`` (the
+    Northwind pack unless they name another)."""
+    from tests.conftest import NORTHWIND
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
-    return {**env, **settings}
+    return {**env, "THREADLINE_BUSINESS": str(NORTHWIND), **settings}
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Served:
 
     http: str
     port: int
+    pid: int = 0
     output: str = ""
     returncode: int | None = None
 
@@ -50,7 +54,7 @@ async def serving(
         sys.executable, *python, "serve", "--port", str(port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=dict(env),
     )  # fmt: skip
-    served = Served(f"http://127.0.0.1:{port}", port)
+    served = Served(f"http://127.0.0.1:{port}", port, child.pid)
     try:
         async with asyncio.timeout(wait), httpx.AsyncClient() as http:
             while True:

@@ -1,9 +1,19 @@
-"""The embedded intent classifier: accuracy on held-out paraphrases, and honest confidence."""
+"""The embedded intent classifier trained on the Northwind pack's examples: accuracy on
+held-out paraphrases, and honest confidence."""
 
 from __future__ import annotations
 
-from threadline.agents.examples import EXAMPLES
-from threadline.agents.intents import UNKNOWN, IntentClassifier, default_classifier, tokenize
+import pytest
+
+from threadline.agents.intents import (
+    KNOWLEDGE_PREFIX,
+    UNKNOWN,
+    IntentClassifier,
+    classifier_for,
+    examples_of,
+    tokenize,
+)
+from threadline.business import Business
 
 # Paraphrases the classifier never saw: typed, spoken (as speech-to-text writes it),
 # terse, and a few with typos.
@@ -104,23 +114,49 @@ OUT_OF_DOMAIN = [
 ]
 
 
-def test_held_out_paraphrases_are_not_training_examples() -> None:
-    trained = {text for phrases in EXAMPLES.values() for text in phrases}
+@pytest.fixture(scope="module")
+def classifier(northwind: Business) -> IntentClassifier:
+    return classifier_for(northwind)
+
+
+def test_the_classifier_learns_the_packs_intents_and_knowledge_questions(
+    northwind: Business, classifier: IntentClassifier
+) -> None:
+    assert set(classifier.intents) == set(northwind.pack.intents) | {
+        KNOWLEDGE_PREFIX + "returns", KNOWLEDGE_PREFIX + "warranty"}  # fmt: skip
+    assert classifier_for(northwind) is classifier  # built once per set of examples
+
+
+def test_questions_the_packs_knowledge_answers_are_recognised(
+    classifier: IntentClassifier,
+) -> None:
+    for text, entry in [
+        ("does the warranty cover water damage", "warranty"),
+        ("whats your return policy", "returns"),
+    ]:
+        prediction = classifier.classify(text)
+        assert (prediction.intent, prediction.confidence >= 0.8) == (
+            KNOWLEDGE_PREFIX + entry, True), text  # fmt: skip
+
+
+def test_held_out_paraphrases_are_not_training_examples(northwind: Business) -> None:
+    examples = examples_of(northwind)
+    trained = {text for phrases in examples.values() for text in phrases}
     held = [text for phrases in HELD_OUT.values() for text in phrases]
     assert len(held) >= 40
     assert not trained & set(held)
-    assert set(HELD_OUT) <= set(EXAMPLES)
+    assert set(HELD_OUT) <= set(examples)
 
 
-def test_held_out_paraphrases_are_classified_at_least_nine_times_in_ten() -> None:
-    classifier = default_classifier()
+def test_held_out_paraphrases_are_classified_at_least_nine_times_in_ten(
+    classifier: IntentClassifier,
+) -> None:
     cases = [(intent, text) for intent, texts in HELD_OUT.items() for text in texts]
     wrong = [(i, t) for i, t in cases if classifier.classify(t).intent != i]
     assert len(wrong) / len(cases) <= 0.10, wrong
 
 
-def test_held_out_paraphrases_are_mostly_confident() -> None:
-    classifier = default_classifier()
+def test_held_out_paraphrases_are_mostly_confident(classifier: IntentClassifier) -> None:
     confident = [
         text
         for intent, texts in HELD_OUT.items()
@@ -131,14 +167,12 @@ def test_held_out_paraphrases_are_mostly_confident() -> None:
     assert len(confident) / total >= 0.8
 
 
-def test_out_of_domain_text_gets_low_confidence() -> None:
-    classifier = default_classifier()
+def test_out_of_domain_text_gets_low_confidence(classifier: IntentClassifier) -> None:
     confidences = {text: classifier.classify(text).confidence for text in OUT_OF_DOMAIN}
     assert max(confidences.values()) < 0.4, confidences
 
 
-def test_demo_examples_are_recognised_with_high_confidence() -> None:
-    classifier = default_classifier()
+def test_demo_examples_are_recognised_with_high_confidence(classifier: IntentClassifier) -> None:
     for text, intent in [
         ("where is my order", "order_status"),
         ("can I come in tomorrow", "book_appointment"),
@@ -150,8 +184,10 @@ def test_demo_examples_are_recognised_with_high_confidence() -> None:
         assert (prediction.intent, prediction.confidence >= 0.8) == (intent, True), text
 
 
-def test_confidence_and_alternatives_are_probabilities_best_first() -> None:
-    prediction = default_classifier().classify("i want to cancel and get a refund")
+def test_confidence_and_alternatives_are_probabilities_best_first(
+    classifier: IntentClassifier,
+) -> None:
+    prediction = classifier.classify("i want to cancel and get a refund")
     values = [prediction.confidence, *prediction.alternatives.values()]
     assert all(0.0 <= v <= 1.0 for v in values)
     assert values == sorted(values, reverse=True)
@@ -159,9 +195,11 @@ def test_confidence_and_alternatives_are_probabilities_best_first() -> None:
     assert prediction.intent not in prediction.alternatives
 
 
-def test_text_unlike_any_example_is_unknown_with_zero_confidence() -> None:
+def test_text_unlike_any_example_is_unknown_with_zero_confidence(
+    classifier: IntentClassifier,
+) -> None:
     for text in ["?!", "zxcv bnm"]:
-        prediction = default_classifier().classify(text)
+        prediction = classifier.classify(text)
         assert (prediction.intent, prediction.confidence, prediction.alternatives) == (
             UNKNOWN,
             0.0,
@@ -169,13 +207,13 @@ def test_text_unlike_any_example_is_unknown_with_zero_confidence() -> None:
         ), text
 
 
-def test_classification_is_deterministic_across_instances() -> None:
+def test_classification_is_deterministic_across_instances(northwind: Business) -> None:
     text = "my parcel is lost, can I get a new one"
-    assert IntentClassifier().classify(text) == IntentClassifier().classify(text)
+    examples = examples_of(northwind)
+    assert IntentClassifier(examples).classify(text) == IntentClassifier(examples).classify(text)
 
 
-def test_misspelt_words_stay_close_to_their_intent() -> None:
-    classifier = default_classifier()
+def test_misspelt_words_stay_close_to_their_intent(classifier: IntentClassifier) -> None:
     for text, intent in [
         ("can i get a refnud", "refund"),
         ("talk to a persn", "human"),

@@ -1,19 +1,39 @@
-"""Slot extraction from typed and spoken text, relative to a clock in Los Angeles."""
+"""Slots of the Northwind pack read from typed and spoken text, against a clock in Los Angeles."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from threadline.agents.slots import TIME, extract, normalise
+from threadline.agents.numbers import normalise
+from threadline.agents.slots import Extraction, SlotReader
+from threadline.business import Business, load
 
 # Tuesday 4 March 2025, 09:00 in Los Angeles (17:00 UTC).
 NOW = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)
+#: The Northwind pack's time slot (a booking's time).
+TIME = "time"
+
+Read = Callable[..., Extraction]
+Slots = Callable[..., dict[str, str]]
 
 
-def slots(text: str, **kw: str) -> dict[str, str]:
-    return dict(extract(text, NOW, **kw).values)
+@pytest.fixture(scope="module")
+def read(northwind: Business) -> Read:
+    reader = SlotReader(northwind)
+
+    def read(text: str, now: datetime = NOW, expecting: str | None = None) -> Extraction:
+        return reader.read(text, now, northwind, expecting=expecting)
+
+    return read
+
+
+@pytest.fixture(scope="module")
+def slots(read: Read) -> Slots:
+    return lambda text, **kw: dict(read(text, **kw).values)
 
 
 @pytest.mark.parametrize(
@@ -29,7 +49,7 @@ def slots(text: str, **kw: str) -> dict[str, str]:
         ("1042", "1042"),
     ],
 )
-def test_order_numbers_are_found_typed_or_spoken(text: str, number: str) -> None:
+def test_order_numbers_are_found_typed_or_spoken(text: str, number: str, slots: Slots) -> None:
     assert slots(text)["order_number"] == number
 
 
@@ -49,16 +69,18 @@ def test_order_numbers_are_found_typed_or_spoken(text: str, number: str) -> None
         ("January 2", "2026-01-02"),
     ],
 )
-def test_dates_resolve_against_the_clock_in_the_business_zone(text: str, day: str) -> None:
+def test_dates_resolve_against_the_clock_in_the_business_zone(
+    text: str, day: str, slots: Slots
+) -> None:
     assert slots(text)["date"] == day
 
 
-def test_today_is_the_local_date_not_the_utc_one() -> None:
+def test_today_is_the_local_date_not_the_utc_one(read: Read) -> None:
     late_evening = datetime(2025, 3, 5, 6, 30, tzinfo=UTC)  # 22:30 on the 4th in LA
-    assert extract("today", late_evening).values["date"] == "2025-03-04"
+    assert read("today", late_evening).values["date"] == "2025-03-04"
 
 
-def test_an_impossible_date_is_no_date() -> None:
+def test_an_impossible_date_is_no_date(slots: Slots) -> None:
     assert "date" not in slots("2025-02-30")
 
 
@@ -78,11 +100,11 @@ def test_an_impossible_date_is_no_date() -> None:
         ("10 o'clock", "10:00"),
     ],
 )
-def test_times_are_found_in_twenty_four_hours(text: str, at: str) -> None:
+def test_times_are_found_in_twenty_four_hours(text: str, at: str, slots: Slots) -> None:
     assert slots(text)["time"] == at
 
 
-def test_a_bare_hour_is_a_time_only_when_a_time_is_expected() -> None:
+def test_a_bare_hour_is_a_time_only_when_a_time_is_expected(slots: Slots) -> None:
     assert "time" not in slots("11")
     assert slots("11", expecting=TIME)["time"] == "11:00"
     assert slots("eleven", expecting=TIME)["time"] == "11:00"
@@ -99,7 +121,7 @@ def test_a_bare_hour_is_a_time_only_when_a_time_is_expected() -> None:
         ("oak land", "oak-broadway"),
     ],
 )
-def test_stores_are_found_by_street_or_city(text: str, store: str) -> None:
+def test_stores_are_found_by_street_or_city(text: str, store: str, slots: Slots) -> None:
     assert slots(text)["store"] == store
 
 
@@ -107,11 +129,11 @@ def test_stores_are_found_by_street_or_city(text: str, store: str) -> None:
     "text",
     ["my postcode is 94103", "zip 94103", "94103", "nine four one zero three", "9 4 1 0 3"],
 )
-def test_postcodes_are_five_digits_typed_or_spoken(text: str) -> None:
+def test_postcodes_are_five_digits_typed_or_spoken(text: str, slots: Slots) -> None:
     assert slots(text) == {"postcode": "94103"}
 
 
-def test_several_slots_come_out_of_one_sentence() -> None:
+def test_several_slots_come_out_of_one_sentence(slots: Slots) -> None:
     assert slots("book a repair tomorrow at 11am in Oakland") == {
         "date": "2025-03-05",
         "time": "11:00",
@@ -119,25 +141,43 @@ def test_several_slots_come_out_of_one_sentence() -> None:
     }
 
 
-def test_an_order_number_and_a_postcode_are_told_apart() -> None:
+def test_an_order_number_and_a_postcode_are_told_apart(slots: Slots) -> None:
     assert slots("order 1057, zip 94301") == {"order_number": "1057", "postcode": "94301"}
 
 
-def test_digits_in_a_date_or_time_are_not_an_order_number() -> None:
+def test_digits_in_a_date_or_time_are_not_an_order_number(slots: Slots) -> None:
     assert "order_number" not in slots("2025-03-20 at 10:30")
 
 
-def test_text_without_slots_has_none() -> None:
+def test_text_without_slots_has_none(slots: Slots) -> None:
     assert slots("where is my order") == {}
     assert slots("oh no, c'mon") == {}
 
 
-def test_a_text_of_slots_and_filler_words_is_only_slots() -> None:
-    assert extract("Oakland, tomorrow at 11 please", NOW).only_slots
-    assert not extract("is Oakland open tomorrow", NOW).only_slots
-    assert not extract("thanks", NOW).only_slots
+def test_a_text_of_slots_and_filler_words_is_only_slots(read: Read) -> None:
+    assert read("Oakland, tomorrow at 11 please", NOW).only_slots
+    assert not read("is Oakland open tomorrow", NOW).only_slots
+    assert not read("thanks", NOW).only_slots
 
 
 def test_spoken_numbers_become_digits_and_clock_times() -> None:
     assert normalise("My order is Ten Forty Two") == "my order is 1042"
     assert normalise("at eleven oh five") == "at 11:05"
+
+
+def test_a_reader_reads_whatever_slots_a_pack_declares(tmp_path: Path) -> None:
+    minimal = Path(__file__).resolve().parent / "packs" / "minimal" / "business.yaml"
+    (tmp_path / "business.yaml").write_text(minimal.read_text(encoding="utf-8") + """
+slots:
+  device:
+    type: choice
+    label: device
+    values: {phone: [phone, mobile], laptop: [laptop, notebook]}
+  ticket: {type: reference, label: ticket, cues: [ticket, case], digits: [5, 6]}
+""", encoding="utf-8")  # fmt: skip
+    business = load(tmp_path)
+    reader = SlotReader(business)
+    assert reader.read("my Mobile is broken, case 123456", NOW, business).values == {
+        "device": "phone", "ticket": "123456"}  # fmt: skip
+    assert reader.read("ticket 1234 for my notebook", NOW, business).values == {
+        "device": "laptop"}  # fmt: skip

@@ -14,22 +14,24 @@ from typing import Any
 
 import pytest
 
-from threadline.agents import NorthwindBot
-from threadline.agents.bot import BOT_ID
+from threadline.agents import EmbeddedAgent
 from threadline.agents.runtime import BotRuntime
 from threadline.bus.memory import MemoryBus
-from threadline.business import northwind
 from threadline.channels.voice.telephony.calls import VoiceCalls
 from threadline.channels.voice.telephony.directory import CallerDirectory
-from threadline.core.events import Actor, Event, Lineage
+from threadline.core.conversation import decide, initial
+from threadline.core.events import Actor, Event, EventCodec, Lineage
 from threadline.engine.commands import Commands
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import Relay
+from threadline.systems import Systems
 
 NOW = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # Tuesday 09:00 in Los Angeles
 MAYA = Actor("customer", "cus-maya")
 CHAT = Lineage("chat-adapter", "1")
 STT = Lineage("voice-stt", "1")
+#: What the voice adapter records when it answers a call (channels.voice.telephony.calls).
+BOT_ID = "northwind-bot"
 PHONE = "+14155550123"
 #: What only a verified owner of order 1042 may hear: item, reason, options, store address.
 SENSITIVE = ("Aster", "carrier", "replacement", "Market Street", "901 Market")
@@ -38,18 +40,20 @@ SENSITIVE = ("Aster", "carrier", "replacement", "Market Street", "901 Market")
 class Journey:
     """Maya on chat, then calling from her number, through the app's real pieces."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, systems: Systems) -> None:
         self.store = store
         self.bus = MemoryBus(store)
         self.relay = Relay(store, self.bus, store, poll_interval=0.01)
         self.conversations = Conversations(store, on_append=self.relay.poke)
-        self.runtime = BotRuntime(
-            self.conversations, NorthwindBot(northwind(NOW)), clock=lambda: NOW
-        )
+        self.agent = EmbeddedAgent(systems)
+        self.runtime = BotRuntime(self.conversations, self.agent, clock=lambda: NOW)
         self.directory = CallerDirectory()
-        self.calls = VoiceCalls(
-            Commands(self.conversations), self.directory, northwind(NOW), "Hello."
-        )
+
+        async def recognise(phone: str) -> str | None:
+            record = await systems.customers.find("phone", phone)
+            return record.id if record else None
+
+        self.calls = VoiceCalls(Commands(self.conversations), self.directory, recognise, "Hello.")
         self.conversation_id = "conv-maya"
         self.said = 0
 
@@ -130,14 +134,16 @@ class Journey:
     async def lookups_on(self, leg_id: str) -> list[bool]:
         """Whether each order look-up on ``leg_id`` was made for a verified owner."""
         requested = await self.on_leg(leg_id, "action.requested")
-        return [bool(e.payload["arguments"]["verified"]) for e in requested
-                if e.payload["tool"] == "lookup_order"]  # fmt: skip
+        lookups = [e.payload["action_id"] for e in requested if e.payload["tool"] == "lookup_order"]
+        done = {e.payload["action_id"]: e.payload["result"]
+                for e in await self.on_leg(leg_id, "action.completed")}  # fmt: skip
+        return [bool(done[action_id]["verified"]) for action_id in lookups]
 
 
 @pytest.fixture
-async def maya(any_store: Any) -> Any:
+async def maya(any_store: Any, systems: Systems) -> Any:
     """Maya has chatted about order 1042 and proven it hers with postcode 94103."""
-    async with Journey(any_store) as journey:
+    async with Journey(any_store, systems) as journey:
         await journey.chats("where is my order 1042?")
         details = await journey.chats("my postcode is 94103")
         assert "carrier lost the parcel" in details
@@ -212,3 +218,43 @@ async def test_the_welcome_back_on_a_call_names_the_order_and_nothing_sensitive(
     assert "order 1042" in welcome and "chat" in welcome
     assert _reveals(welcome) == [] and "delayed" not in welcome
     assert "postcode" in welcome  # the caller is asked to verify, not told
+
+
+# -- whose proof counts ---------------------------------------------------------------------------
+
+
+async def _signed_in_asks(agent: EmbeddedAgent, customer_id: str, email: str, text: str) -> str:
+    """A customer signed in on chat as ``customer_id`` asks ``text``; the bot's reply."""
+    codec = EventCodec()
+    customer = Actor("customer", customer_id)
+
+    def event(type_: str, payload: dict[str, Any]) -> Event:
+        return codec.decode(codec.encode(Event(
+            "conv-1", type_, payload, channel="chat", leg_id="chat-1", actor=customer,
+            customer_id=customer_id, occurred_at=NOW, lineage=CHAT)))  # fmt: skip
+
+    message = event("message.received", {"text": text})
+    state = decide(initial("conv-1"), [
+        event("conversation.started", {"origin": "chat"}),
+        event("leg.started", {"leg_id": "chat-1", "channel": "chat"}),
+        event("identity.linked", {"kind": "email", "value": email, "verified": True,
+                                  "method": "login"}),
+        message,
+    ])  # fmt: skip
+    turn = await agent.take_turn(state, text, "chat", NOW, leg_id="chat-1",
+                                 in_reply_to=message.event_id)  # fmt: skip
+    return str(turn.reply)
+
+
+async def test_a_verified_identity_unlocks_the_owners_own_order(systems: Systems) -> None:
+    reply = await _signed_in_asks(EmbeddedAgent(systems), "cus-maya", "maya.chen@example.com",
+                                  "where is order 1042?")  # fmt: skip
+    assert "carrier lost the parcel" in reply
+
+
+async def test_a_verified_identity_of_another_customer_does_not_unlock_the_order(
+    systems: Systems,
+) -> None:
+    reply = await _signed_in_asks(EmbeddedAgent(systems), "cus-lena", "lena.park@example.org",
+                                  "where is order 1042?")  # fmt: skip
+    assert _reveals(reply) == [] and "postcode" in reply

@@ -23,8 +23,7 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from tests.conftest import POSTGRES_URL, LiveServer, require_service
-from threadline.agents.bot import BOT_ID
+from tests.conftest import POSTGRES_URL, TOKEN_SECRET, LiveServer, require_service
 from threadline.agents.supervision import RestartPolicy, describe_exit
 from threadline.api.app import create_app
 from threadline.api.deps import service_of
@@ -35,6 +34,8 @@ from threadline.store import open_store
 
 pytestmark = pytest.mark.slow
 
+#: The Northwind pack's agent, as its events name it.
+AGENT_ID = "northwind-bot"
 CUSTOMERS = 24
 #: Seconds between one customer's messages (a customer types on while the bot is away).
 INTERVAL = 0.6
@@ -70,7 +71,7 @@ def worker_pid(service_pid: int) -> int:
 async def serve(store: str, output: Path):
     """``threadline serve`` (which runs the bot in its worker process) on a free port."""
     port = free_port()
-    env = {**os.environ, "THREADLINE_STORE": store, "THREADLINE_TOKEN_SECRET": "x" * 32}
+    env = {**os.environ, "THREADLINE_STORE": store, "THREADLINE_TOKEN_SECRET": TOKEN_SECRET}
     env.pop("THREADLINE_BOT_PROCESS", None)
     with output.open("wb") as out:
         child = await asyncio.create_subprocess_exec(
@@ -182,7 +183,7 @@ async def kill_the_worker_under_load(store_url: str, output: Path) -> None:
     handoffs: set[str] = set()
     first_handoff: dict[str, int] = {}
     for r in log:
-        if r.actor_id == BOT_ID and r.idempotency_key.startswith(f"{BOT_ID}/"):
+        if r.actor_id == AGENT_ID and r.idempotency_key.startswith(f"{AGENT_ID}/"):
             anchor = r.idempotency_key.split("/")[1]
             if r.type == "message.sent":
                 answers[anchor] += 1
@@ -206,7 +207,7 @@ async def kill_the_worker_under_load(store_url: str, output: Path) -> None:
                 r.recorded_at
                 for r in log
                 if r.type == "message.sent"
-                and r.idempotency_key.startswith(f"{BOT_ID}/{message.event_id}/")
+                and r.idempotency_key.startswith(f"{AGENT_ID}/{message.event_id}/")
             ]
     assert len(load.acked) > CUSTOMERS * (BEFORE_KILL + AFTER_KILL) / INTERVAL / 2
     assert not unanswered, f"{len(unanswered)} of {len(load.acked)} acknowledged messages"
@@ -236,7 +237,7 @@ async def test_a_killed_bot_worker_on_postgresql_is_restarted_too(tmp_path) -> N
 
 
 async def test_a_worker_that_cannot_start_again_is_retried_and_reported(tmp_path) -> None:
-    settings = Settings(store=f"sqlite:///{tmp_path / 'w.db'}", token_secret="x" * 32,
+    settings = Settings(store=f"sqlite:///{tmp_path / 'w.db'}", token_secret=TOKEN_SECRET,
                         bot_process=True)  # fmt: skip
     app = create_app(settings)
     async with LiveServer(app) as server, httpx.AsyncClient(base_url=server.http) as http:

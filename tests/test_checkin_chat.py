@@ -7,10 +7,12 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import bearer
-from tests.test_agents_bot import conversation, payload, types
-from threadline.agents.tools import SEND_CHECKIN_CODE
+from tests.test_agents_bot import opened, payload, types
+from threadline.agents import EmbeddedAgent
+from threadline.agents.flows import SEND_CHECKIN_CODE
 from threadline.api.deps import service_of
 from threadline.channels.chat.client import ChatClient
 from threadline.channels.inperson.courier import CheckinCourier
@@ -18,13 +20,27 @@ from threadline.channels.inperson.courier import CheckinCourier
 COME_IN = "Can I come to the Market Street store to pick it up?"
 
 
+@pytest.fixture
+def conversation(systems):
+    """A chat with the embedded agent on the Northwind pack (see tests/test_agents_bot.py)."""
+    agent = EmbeddedAgent(systems)
+    return lambda signed_in=False: opened(agent, signed_in=signed_in)
+
+
 # -- the bot's turn ------------------------------------------------------------------------
 
 
-def test_asking_to_come_in_on_chat_requests_a_code_for_the_store_named() -> None:
+def requests_of(turn, tool: str) -> list[dict[str, Any]]:
+    return [dict(e.payload) for e in turn.events
+            if e.type == "action.requested" and e.payload["tool"] == tool]  # fmt: skip
+
+
+async def test_asking_to_come_in_on_chat_requests_a_code_for_the_store_named(
+    conversation,
+) -> None:
     chat = conversation()
-    chat.says("my order 1042 is late")
-    turn = chat.says(COME_IN)
+    await chat.says("my order 1042 is late")
+    turn = await chat.says(COME_IN)
     assert payload(turn, "intent.detected")["intent"] == "store_visit"
     request = payload(turn, "action.requested")
     assert (request["tool"], request["arguments"]) == (SEND_CHECKIN_CODE, {"store": "sf-market"})
@@ -34,24 +50,25 @@ def test_asking_to_come_in_on_chat_requests_a_code_for_the_store_named() -> None
     assert "order number" not in reply
 
 
-def test_a_verified_owner_gets_the_code_for_the_orders_pickup_store() -> None:
+async def test_a_verified_owner_gets_the_code_for_the_orders_pickup_store(conversation) -> None:
     chat = conversation(signed_in=True)
-    chat.says("my order 1042 is late")
-    turn = chat.says("I'll pick it up at the store")
-    assert payload(turn, "action.requested")["arguments"] == {"store": "sf-market"}
+    await chat.says("my order 1042 is late")
+    turn = await chat.says("I'll pick it up at the store")
+    (request,) = requests_of(turn, SEND_CHECKIN_CODE)
+    assert request["arguments"] == {"store": "sf-market"}
 
 
-def test_without_a_store_the_customer_is_asked_which() -> None:
+async def test_without_a_store_the_customer_is_asked_which(conversation) -> None:
     chat = conversation()
-    turn = chat.says("can I come to the store")
+    turn = await chat.says("can I come to the store")
     assert "action.requested" not in types(turn)
     assert "Which store" in payload(turn, "message.sent")["text"]
 
 
-def test_on_the_phone_the_caller_is_pointed_to_the_kiosk_instead() -> None:
+async def test_on_the_phone_the_caller_is_pointed_to_the_kiosk_instead(conversation) -> None:
     call = conversation()
     call.channel = "voice"
-    turn = call.says(COME_IN)
+    turn = await call.says(COME_IN)
     assert "action.requested" not in types(turn)
     assert "kiosk" in payload(turn, "message.sent")["text"]
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import subprocess
 import sys
 
 import pytest
 
+from tests.conftest import NORTHWIND
 from tests.serving import environment
-from threadline.business import northwind
+from threadline.business import load
 from threadline.cli import main
-from threadline.core.events import utcnow
 from threadline.security.sign_in import sign_in_people
 from threadline.settings import load_settings
 
@@ -24,28 +23,6 @@ def store_env(tmp_path, monkeypatch) -> str:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     monkeypatch.setenv("THREADLINE_STORE", url)
     return url
-
-
-def test_demo_crosses_three_channels_in_one_conversation(store_env, capsys) -> None:
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    conversation_ids = re.findall(r"^conversation (\S+)", out, re.MULTILINE)
-    assert len(conversation_ids) == 1
-    rows = [line.split() for line in out.splitlines() if re.match(r"^\s+\d+\s", line)]
-    assert {row[1] for row in rows} == {"chat", "voice", "in_person"}
-    assert [int(row[0]) for row in rows] == list(range(1, len(rows) + 1))
-    assert "status      resolved (replacement_collected)" in out
-    assert "order_number=1042" in out
-
-
-def test_replay_folds_the_stored_conversation_again(store_env, capsys) -> None:
-    main(["demo"])
-    demo_out = capsys.readouterr().out
-    conversation_id = re.search(r"^conversation (\S+)", demo_out, re.MULTILINE).group(1)
-    assert main(["replay", conversation_id]) == 0
-    replay_out = capsys.readouterr().out
-    assert "status      resolved (replacement_collected)" in replay_out
-    assert replay_out.count("\n") > 27
 
 
 def test_replay_of_an_unknown_conversation_is_one_line_and_fails(store_env, capsys) -> None:
@@ -173,7 +150,7 @@ def test_token_links_prints_a_fragment_link_for_everyone_who_signs_in(
     monkeypatch.setenv("THREADLINE_PUBLIC_URL", "https://desk.example.com")
     assert main(["token", "links"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    people = sign_in_people(northwind(utcnow()))
+    people = sign_in_people(load(NORTHWIND))
     assert [line.split()[0] for line in lines] == [person.subject for person in people]
     for line, person in zip(lines, people, strict=True):
         assert line.split()[1].startswith(f"https://desk.example.com{person.page}#token=eyJ")

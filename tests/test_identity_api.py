@@ -47,6 +47,20 @@ async def app(any_store, provider) -> AsyncIterator[Any]:
         yield started
 
 
+@pytest.fixture
+async def known_app(app) -> Any:
+    """The service after the demo customers' first contacts: the directory knows them."""
+    await known(app)
+    return app
+
+
+async def known(app: Any) -> None:
+    """The demo customers are known to the directory, as after their first contacts."""
+    recognition = service_of(app).recognition
+    for number in ("+14155550123", "+15105550188", "+16505550142"):
+        assert await recognition.customer("phone", number) is not None
+
+
 def staff(app: Any, who: str = "agent-ana") -> dict[str, str]:
     if who.startswith("sup-"):
         return bearer(app, who, "supervisor")
@@ -59,18 +73,24 @@ async def looked_up(app: Any, customer: str) -> list[dict[str, Any]]:
     return [{k: e.payload[k] for k in fields} for e in events if e.type == "customer.looked_up"]
 
 
-async def test_seeded_customers_resolve_and_each_look_up_is_recorded(app) -> None:
+async def test_customers_resolve_from_the_business_system_and_each_look_up_is_recorded(
+    app,
+) -> None:
     client = app.state.client
     params = {"kind": "phone", "value": "(415) 555-0123", "reason": "customer at the counter"}
     response = await client.get("/identity/resolve", headers=staff(app), params=params)
     assert response.status_code == 200, response.text
-    assert response.json() == {"customer_id": "cus-maya", "verified": True, "method": "seed",
+    assert response.json() == {"customer_id": "cus-maya", "verified": True, "method": "system",
                                "kind": "phone"}  # fmt: skip
     assert await looked_up(app, "cus-maya") == [
         {"looked_up_by": "agent-ana", "reason": "customer at the counter", "kind": "phone"}
     ]
+    # The directory learned Maya's other identifiers from her record: no second look-up.
+    found = await service_of(app).identity.resolve("email", "maya.chen@example.com")
+    assert found is not None and found.customer_id == "cus-maya" and found.verified
     for kind, value, who in (("member", "nw-100871", "cus-omar"),
                              ("email", " Lena.Park@Example.org ", "cus-lena")):  # fmt: skip
+        assert await service_of(app).recognition.customer(kind, value) == who
         found = await service_of(app).identity.resolve(kind, value)
         assert found is not None and found.customer_id == who and found.verified
 
@@ -95,7 +115,8 @@ async def test_customers_may_not_resolve_and_bad_identifiers_are_422(app) -> Non
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "phone"
 
 
-async def test_a_conflicting_claim_is_409_and_a_supervisor_resolves_it(app) -> None:
+async def test_a_conflicting_claim_is_409_and_a_supervisor_resolves_it(known_app) -> None:
+    app = known_app
     client = app.state.client
     body = {"kind": "phone", "value": "+1 415 555 0123", "reason": "Omar says it is his"}
     response = await client.post("/customers/cus-omar/identifiers", headers=staff(app), json=body)
@@ -191,15 +212,20 @@ async def test_a_refused_id_token_is_401_and_links_nothing(app, provider, claims
     assert await service_of(app).identity.resolve("device", visitor) is None
 
 
-async def test_seeding_again_after_a_restart_changes_nothing(any_store, provider) -> None:
+async def test_what_the_directory_learned_survives_a_restart_and_is_not_learned_again(
+    any_store, provider
+) -> None:
     async with running(any_store, provider) as first:
+        await known(first)
         before = len(await service_of(first).identity.history("cus-maya"))
     async with running(any_store, provider) as second:
-        assert len(await service_of(second).identity.history("cus-maya")) == before == 3
         assert (await service_of(second).identity.resolve("phone", "+14155550123")).verified
+        await service_of(second).recognition.customer("phone", "+14155550123")
+        assert len(await service_of(second).identity.history("cus-maya")) == before == 3
 
 
-async def test_a_one_time_code_goes_to_a_verified_channel_and_verifies(app) -> None:
+async def test_a_one_time_code_goes_to_a_verified_channel_and_verifies(known_app) -> None:
+    app = known_app
     verifications = service_of(app).verifications
     target = phone("+1 415 555 0199")
     ana = Actor("human", "agent-ana")
@@ -221,7 +247,8 @@ async def test_a_one_time_code_goes_to_a_verified_channel_and_verifies(app) -> N
         await verifications.check_code("cus-maya", challenge, code, actor=ana)
 
 
-async def test_a_code_allows_only_so_many_wrong_attempts(app) -> None:
+async def test_a_code_allows_only_so_many_wrong_attempts(known_app) -> None:
+    app = known_app
     verifications = service_of(app).verifications
     ana = Actor("human", "agent-ana")
     target = email("maya@new.example")

@@ -125,3 +125,9 @@ async def test_a_chat_handed_to_orders_reaches_ana_with_the_order_number(tmp_pat
         await router.stop()
         await bus.close()
         await store.close()
+
+
+def test_the_northwind_pack_staffs_the_queues_as_demo_md_says(northwind) -> None:
+    from threadline.routing.staffing import routing_config
+
+    assert routing_config(northwind) == demo_config()

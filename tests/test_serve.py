@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import NORTHWIND
 from tests.serving import environment, refused, serving
-from threadline.business import northwind
+from threadline.business import load
 from threadline.cli import COLLECTOR_THRESHOLDS
-from threadline.core.events import utcnow
 from threadline.security import RevocationList, TokenVerifier
 from threadline.security.sign_in import SHOWN_MARKER, sign_in_people
 from threadline.settings import Settings
@@ -42,7 +42,7 @@ async def test_development_prints_sign_in_links_on_the_first_start_only(tmp_path
         pass
 
     links = dict(re.findall(r"^ {4}(\S+) +(http://\S+)$", first.output, re.MULTILINE))
-    people = sign_in_people(northwind(utcnow()))
+    people = sign_in_people(load(NORTHWIND))
     assert sorted(links) == sorted(person.subject for person in people)
     assert "DEVELOPMENT ONLY" in first.output
     verifier = TokenVerifier.from_settings(Settings(store=store_url(tmp_path)), RevocationList())

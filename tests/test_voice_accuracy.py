@@ -9,11 +9,12 @@ bench.voice_accuracy`` prints the same measurement as a table.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 
-from threadline.business.northwind import northwind
+from tests.conftest import NORTHWIND
+from threadline.agents import classifier_for
+from threadline.business import load
 from threadline.channels.voice.hints import domain_hints
 from threadline.channels.voice.stt import WhisperSTT
 from threadline.testing.voice_accuracy import (
@@ -23,7 +24,9 @@ from threadline.testing.voice_accuracy import (
     word_errors,
     words,
 )
-from threadline.testing.voice_corpus import UTTERANCES, VOICES
+from threadline.testing.voice_corpus import VOICES, load_corpus
+
+UTTERANCES = load_corpus(NORTHWIND)
 
 
 def test_word_errors_count_edits():
@@ -49,13 +52,14 @@ def test_the_set_is_big_enough():
 @pytest.fixture(scope="module")
 def report(request) -> AccuracyReport:
     request.getfixturevalue("espeak")
-    hints = domain_hints(northwind(datetime.now(UTC)))
+    business = load(NORTHWIND)
+    hints = domain_hints(business)
 
     async def run() -> AccuracyReport:
         stt = WhisperSTT(hints=hints)
         try:
             await stt.load()
-            return await measure(stt)
+            return await measure(stt, UTTERANCES, classifier_for(business))
         finally:
             await stt.close()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from threadline.business import northwind
 from threadline.channels.voice.telephony.calls import VoiceCalls
 from threadline.channels.voice.telephony.directory import CallerDirectory
 from threadline.core.events import Actor, Event
@@ -23,8 +22,11 @@ AGENT = Actor("human", "agent-ana")
 
 def _calls(store: Any) -> VoiceCalls:
     conversations = Conversations(store)
-    business = northwind(datetime.now(UTC))
-    return VoiceCalls(Commands(conversations), CallerDirectory(), business, "Hello.")
+
+    async def recognise(phone: str) -> str | None:
+        return "cus-maya" if phone == MAYA_PHONE else None
+
+    return VoiceCalls(Commands(conversations), CallerDirectory(), recognise, "Hello.")
 
 
 async def _resolve(calls: VoiceCalls, conversation_id: str, hours_ago: float) -> None:

@@ -7,12 +7,12 @@ import io
 import os
 import time
 import wave
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from threadline.business.northwind import northwind
+from tests.conftest import NORTHWIND
+from threadline.business import load
 from threadline.channels.voice.codec import pcm_to_bytes, telephony_to_stt
 from threadline.channels.voice.hints import domain_hints
 from threadline.channels.voice.stt import (
@@ -30,7 +30,7 @@ from threadline.core.ports import SpeechHints, SpeechToText, Transcript, Transcr
 from threadline.testing import speech_server
 from threadline.testing.voice import speak, telephony_audio
 
-HINTS = domain_hints(northwind(datetime(2025, 3, 4, 12, tzinfo=UTC)))
+HINTS = domain_hints(load(NORTHWIND))
 
 
 def spoken(text: str, voice: str = "en-us") -> bytes:

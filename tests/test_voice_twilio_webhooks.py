@@ -145,7 +145,7 @@ async def test_a_known_number_is_the_customer_but_only_as_an_unverified_claim(se
         "method": "caller_id",
     }
     service = service_of(server.app)
-    assert payload(greeting)["text"] == service.settings.voice_greeting
+    assert payload(greeting)["text"] == service.voice.greeting
     state = await service.conversations.rehydrate(answer.parameters["conversationId"])
     assert state.identities == {"phone": False}
     assert sid in state.live_legs

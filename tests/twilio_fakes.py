@@ -1,4 +1,5 @@
-"""What the voice tests play Twilio with: signed webhooks, a media-stream caller, a REST fake."""
+"""What the voice tests play Twilio with: signed webhooks, a media-stream caller, a REST fake
+(:mod:`threadline.testing.twilio`, which ``threadline demo`` plays the phone network with too)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,19 @@ import base64
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import orjson
 import websockets
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-from twilio.request_validator import RequestValidator
 
 from tests.conftest import TOKEN_SECRET
 from threadline.api.deps import service_of
 from threadline.settings import Settings
+from threadline.testing.twilio import FakeTwilio as FakeTwilio  # the REST fake, re-exported
+from threadline.testing.twilio import Recorded as Recorded
+from threadline.testing.twilio import signature
 
 AUTH_TOKEN = "twilio-test-auth-token-5f1c2d"
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -47,7 +45,7 @@ def voice_settings(**overrides: Any) -> Settings:
 
 def sign(url: str, params: Mapping[str, str], token: str = AUTH_TOKEN) -> str:
     """The X-Twilio-Signature Twilio would send, computed by the twilio library."""
-    return RequestValidator(token).compute_signature(url, dict(params))
+    return signature(token, url, params)
 
 
 async def post_webhook(
@@ -221,53 +219,3 @@ async def wait_for(store: Any, conversation_id: str, predicate: Any, timeout: fl
             if predicate(records):
                 return records
             await asyncio.sleep(0.02)
-
-
-# -- a fake of Twilio's REST API ----------------------------------------------------------------
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    form: dict[str, str]
-    authorization: str
-
-
-@dataclass
-class FakeTwilio:
-    """Records every request; answers call updates like Twilio, or with ``fail_with``."""
-
-    requests: list[Recorded] = field(default_factory=list)
-    fail_with: int | None = None
-
-    def app(self) -> Starlette:
-        async def update_call(request: Request) -> JSONResponse:
-            form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-            self.requests.append(
-                Recorded(
-                    request.method, request.url.path, form, request.headers.get("authorization", "")
-                )
-            )
-            if self.fail_with is not None:
-                return JSONResponse(
-                    {
-                        "code": 20404 if self.fail_with == 404 else 20500,
-                        "message": "refused by the fake",
-                        "status": self.fail_with,
-                    },
-                    status_code=self.fail_with,
-                )
-            sid = request.path_params["sid"]
-            status = form.get("Status", "in-progress")
-            return JSONResponse(
-                {
-                    "sid": sid,
-                    "account_sid": request.path_params["account"],
-                    "status": status,
-                    "api_version": "2010-04-01",
-                }
-            )
-
-        path = "/2010-04-01/Accounts/{account}/Calls/{sid}.json"
-        return Starlette(routes=[Route(path, update_call, methods=["POST"])])

@@ -6,21 +6,28 @@ import argparse
 import asyncio
 import gc
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from threadline.business.commands import add_business_parser, run_business_command
+from threadline.business.loader import PackError
 from threadline.core.catalogue import CATALOGUE
 from threadline.core.errors import ThreadlineError
 from threadline.engine.conversations import Conversations
+from threadline.identity.commands import add_customers_parser, run_customers_command
 from threadline.security.commands import add_token_parser, run_token_command
 from threadline.security.tokens import TokenIssuer, span
 from threadline.settings import Settings, load_settings
 from threadline.store import open_store
+
+if TYPE_CHECKING:
+    from threadline.business import Business
 
 # One OpenBLAS thread, set before numpy loads: under uvloop every espeak-ng sentence is a fork,
 # and a fork while Whisper's feature extraction is inside a multi-threaded OpenBLAS call hangs
@@ -56,7 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the service (HTTP API, chat, streams)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    commands.add_parser("demo", help="run the demo journey (chat → voice → in person)")
+    serve.add_argument("--business", type=Path, help="the business pack (THREADLINE_BUSINESS)")
+    demo = commands.add_parser(
+        "demo", help="serve a pack and play the reference journey (chat → call → store)"
+    )
+    demo.add_argument("--business", type=Path, help="the business pack (THREADLINE_BUSINESS)")
     replay = commands.add_parser("replay", help="print a conversation's timeline and state")
     replay.add_argument("conversation_id")
     schema = commands.add_parser("schema", help="event schemas")
@@ -64,21 +75,28 @@ def _parser() -> argparse.ArgumentParser:
     export = schema_commands.add_parser("export", help="write one JSON Schema per type and version")
     export.add_argument("directory", type=Path)
     add_token_parser(commands)
+    add_business_parser(commands)
+    add_customers_parser(commands)
     return parser
 
 
-def _serve(host: str, port: int) -> None:
+def _serve(host: str, port: int, pack: Path | None) -> None:
     import uvicorn
 
     from threadline.api.app import create_app
+    from threadline.business import load_configured
     from threadline.channels.voice import missing as voice_missing
 
     settings = load_settings()
+    if pack is not None:
+        settings = settings.model_copy(update={"business": pack})
     if "THREADLINE_BOT_PROCESS" not in os.environ:  # the service's default: a core for the bot
         settings = settings.model_copy(update={"bot_process": True})
+    business = load_configured(settings.business)  # a bad pack stops us here, every problem said
     issuer = TokenIssuer.from_settings(settings)  # a weak or missing secret stops us here
     base = f"http://{host}:{port}"
     print(f"Threadline on {base}  (store: {settings.store}, {settings.env})")
+    print(f"  business        {business.name} ({settings.business})")
     print(f"  customer chat   {base}/chat")
     print(f"  agent desk      {base}/desk")
     print(f"  associate app   {base}/associate")
@@ -87,12 +105,13 @@ def _serve(host: str, port: int) -> None:
     hint = voice_missing()
     if hint is not None:
         print(f"  {hint}")
-    for line in _sign_in(settings, issuer, base):
+    for line in _sign_in(settings, business, issuer, base):
         print(line)
     sys.stdout.flush()
     # Chat frames are a few hundred bytes: compressing them costs more CPU than it saves.
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="info",
+        app, host=host, port=port, log_level="info",
         ws="websockets-sansio", ws_per_message_deflate=False,
     )  # fmt: skip
 
@@ -100,11 +119,22 @@ def _serve(host: str, port: int) -> None:
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             tune_collector()  # what start-up built (the index, the business) is frozen too
+            _reload_on_sighup(app)
 
     Server(config).run()
 
 
-def _sign_in(settings: Settings, issuer: TokenIssuer, base: str) -> list[str]:
+def _reload_on_sighup(app: Any) -> None:
+    """``kill -HUP`` reads the business pack again (a bad one is refused and logged)."""
+    from threadline.api.deps import service_of
+    from threadline.service.reload import reload_on_hangup
+
+    service = service_of(app)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_on_hangup(service)))
+
+
+def _sign_in(settings: Settings, business: Business, issuer: TokenIssuer, base: str) -> list[str]:
     """How staff sign in, as the banner says it: links once per data directory in
     development, never a token in production."""
     from threadline.security.sign_in import LINK_TTL, development_links, first_start
@@ -116,24 +146,15 @@ def _sign_in(settings: Settings, issuer: TokenIssuer, base: str) -> list[str]:
         return ["  sign-in links (development): `threadline token links` prints them"]
     lines = [f"  sign-in links (DEVELOPMENT ONLY, {span(LINK_TTL)}, shown once;"
              " `threadline token links` prints them again):"]  # fmt: skip
-    lines += [f"    {person.subject:<18} {url}" for person, url in development_links(issuer, base)]
+    links = development_links(business, issuer, base)
+    lines += [f"    {person.subject:<18} {url}" for person, url in links]
     return lines
 
 
-async def _demo() -> None:
-    from threadline.demo import render_state, render_timeline, run_journey
+async def _demo(pack: Path | None) -> None:
+    from threadline.demo import run_demo
 
-    settings = load_settings()
-    store = await open_store(settings.store)
-    try:
-        conversations = Conversations(store, snapshot_every=settings.snapshot_every)
-        conversation_id, state = await run_journey(conversations)
-        print(f"conversation {conversation_id}  (store: {settings.store})\n")
-        print(render_timeline(await conversations.timeline(conversation_id)))
-        print()
-        print(render_state(state))
-    finally:
-        await store.close()
+    await run_demo(pack, load_settings())
 
 
 async def _replay(conversation_id: str) -> None:
@@ -169,9 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Inside the try: `token` reports bad arguments as one error line.
         args = _parser().parse_args(argv)
         if args.command == "serve":
-            _serve(args.host, args.port)
+            _serve(args.host, args.port, args.business)
         elif args.command == "demo":
-            asyncio.run(_demo())
+            asyncio.run(_demo(args.business))
         elif args.command == "replay":
             asyncio.run(_replay(args.conversation_id))
         elif args.command == "token":
@@ -179,6 +200,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "schema":
             written = export_schemas(args.directory)
             print(f"wrote {len(written)} schemas to {args.directory}")
+        elif args.command == "business":
+            return run_business_command(args)
+        elif args.command == "customers":
+            asyncio.run(run_customers_command(args))
+    except PackError as exc:
+        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+        first = exc.problems[0] if exc.problems else exc
+        print(f"threadline: error: {first}{more}; `threadline business check` lists them",
+              file=sys.stderr)  # fmt: skip
+        return 1
     except ThreadlineError as exc:
         print(f"threadline: error: {exc}", file=sys.stderr)
         return 1

@@ -12,9 +12,8 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-import orjson
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,9 +22,10 @@ from threadline.core.errors import ConfigurationError
 
 PREFIX = "THREADLINE_"
 #: Variables read by tools around the service (tests, benchmarks), not by the service.
-OUTSIDE = frozenset({"THREADLINE_TEST_POSTGRES", "THREADLINE_BENCH_PG_DSN"})
-#: A number in E.164 (+14155550150) or a SIP URI (sip:ana@pbx.example.com).
-DIAL_TARGET = re.compile(r"\+[1-9][0-9]{7,14}|sips?:[^@\s]+@[^@\s]+")
+OUTSIDE = frozenset(
+    {"THREADLINE_TEST_POSTGRES", "THREADLINE_TEST_CHROMIUM", "THREADLINE_TEST_ESPEAK",
+     "THREADLINE_BENCH_PG_DSN"}
+)  # fmt: skip
 #: The buses and caches this build has: the in-process ones.
 BUSES: Final = ("memory",)
 CACHES: Final = ("memory",)
@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     store: str = Field(
         "sqlite:///var/threadline.db",
         description="sqlite:///relative.db, sqlite:////absolute.db or postgresql://…",
+    )
+    business: Path | None = Field(
+        None, description="the business pack: a folder with business.yaml"
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="where the business's in-process tools keep their state; unset: beside"
+        " the SQLite store, or ./var",
     )
     env: Literal["development", "production"] = Field(
         "development",
@@ -110,26 +118,12 @@ class Settings(BaseSettings):
         pattern=r"^https?://[^?#\s]+$",
         description="base URL of the Twilio REST API (tests point it at a local fake)",
     )
-    voice_greeting: str = Field(
-        "Thanks for calling Northwind Devices. You are speaking with an automated assistant,"
-        " and this call is recorded and transcribed so we can help you. Tell me what you need,"
-        " or press 1 for orders, 2 for repairs, 3 for store hours, or 0 for a person.",
-        min_length=1,
-        max_length=1000,
-        description="said at the start of every call: the AI and recording disclosure",
-    )
     reopen_window_hours: float = Field(
         72.0,
         ge=0,
         le=24 * 365,
         description="a known caller whose conversation was resolved this recently reopens it",
     )
-    voice_agent_targets: dict[str, str] = Field(
-        default_factory=lambda: {"agent-ana": "+14155550150", "agent-ben": "+15105550160"},
-        description='where warm transfers dial each human agent, as JSON: {"agent-ana":'
-        ' "+14155550150", "agent-ben": "sip:ben@pbx.example.com"}',
-    )
-
     stt: str = Field(
         "whisper",
         pattern=r"^(whisper|off|openai:https?://\S+)$",
@@ -168,28 +162,20 @@ class Settings(BaseSettings):
             raise _unsupported(value, CACHES)
         return value
 
-    @field_validator("voice_agent_targets", mode="before")
-    @classmethod
-    def _json_mapping(cls, value: Any) -> Any:
-        if isinstance(value, str | bytes):
-            try:
-                return orjson.loads(value)
-            except orjson.JSONDecodeError:
-                raise ValueError("must be a JSON object of agent id to number or SIP URI") from None
-        return value
-
-    @field_validator("voice_agent_targets")
-    @classmethod
-    def _dial_targets(cls, value: dict[str, str]) -> dict[str, str]:
-        for agent, target in value.items():
-            if not DIAL_TARGET.fullmatch(target):
-                raise ValueError(f"{agent}: {target!r} is neither an E.164 number nor a SIP URI")
-        return value
-
     @field_validator("public_url", "twilio_api_base")
     @classmethod
     def _no_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+
+def data_dir(settings: Settings) -> Path:
+    """Where in-process tools keep their state: the setting, else the SQLite store's folder,
+    else ``./var``."""
+    if settings.data_dir is not None:
+        return settings.data_dir
+    if settings.store.startswith("sqlite:///"):
+        return Path(settings.store[len("sqlite:///") :]).parent
+    return Path("var")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

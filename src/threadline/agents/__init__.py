@@ -1,54 +1,38 @@
-"""The embedded, offline agent for the demo business: intents, slots, tools, escalation, bot."""
+"""Automated agents: the protocol, the embedded engine, and the runtime that runs them."""
 
-from threadline.agents.bot import BOT_ACTOR, BOT_ID, BOT_VERSION, NorthwindBot, Turn
-from threadline.agents.escalation import (
-    ESCALATION_V1,
-    EscalationPolicy,
-    Handoff,
-    Route,
-    TurnSignals,
-    escalate,
-)
+from threadline.agents.engine import AGENT_VERSION, EmbeddedAgent, agent_id
+from threadline.agents.escalation import EscalationPolicy, Handoff, Route, TurnSignals, escalate
 from threadline.agents.intents import (
+    KNOWLEDGE_PREFIX,
     MODEL_ID,
     Calibration,
     IntentClassifier,
     Prediction,
-    default_classifier,
+    classifier_for,
 )
+from threadline.agents.protocol import Agent, Turn, Understanding
 from threadline.agents.sentiment import sentiment
-from threadline.agents.slots import Extraction, extract
-from threadline.agents.tools import (
-    Booking,
-    BusinessTools,
-    OrderLookup,
-    StoreHours,
-    ToolError,
-)
+from threadline.agents.slots import Extraction, SlotReader
 
 __all__ = [
-    "BOT_ACTOR",
-    "BOT_ID",
-    "BOT_VERSION",
-    "ESCALATION_V1",
+    "AGENT_VERSION",
+    "KNOWLEDGE_PREFIX",
     "MODEL_ID",
-    "Booking",
-    "BusinessTools",
+    "Agent",
     "Calibration",
+    "EmbeddedAgent",
     "EscalationPolicy",
     "Extraction",
     "Handoff",
     "IntentClassifier",
-    "NorthwindBot",
-    "OrderLookup",
     "Prediction",
     "Route",
-    "StoreHours",
-    "ToolError",
+    "SlotReader",
     "Turn",
     "TurnSignals",
-    "default_classifier",
+    "Understanding",
+    "agent_id",
+    "classifier_for",
     "escalate",
-    "extract",
     "sentiment",
 ]

@@ -8,15 +8,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from threadline.agents.escalation import EscalationPolicy
-from threadline.agents.slots import POSTCODE
-from threadline.agents.tools import TOOLS
 from threadline.core.conversation import ConversationState
 
 # The fold notes each finished tool call as "<tool> done" or "<tool> failed: <error>".
 _ACTION_NOTE: Final = re.compile(r"^(\w+) (done|failed: )")
-#: Slots that answer a knowledge check. Each proves who is asking only for the contact that
-#: gave it: after a new contact claim (a call's caller id) it is asked for again.
-KNOWLEDGE: Final = frozenset({POSTCODE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,21 +34,22 @@ class ConversationContext:
     def of(cls, state: ConversationState, policy: EscalationPolicy) -> ConversationContext:
         return cls(
             slots={name: str(slot["value"]) for name, slot in state.slots.items()},
-            answers=answers_of(state),
+            answers=answers_of(state, policy.knowledge),
             topic=topic_of(state, policy),
             low_confidence_streak=low_confidence_streak(state, policy),
-            tool_failure_streak=tool_failure_streak(state),
+            tool_failure_streak=tool_failure_streak(state, policy.tools),
             identity_verified=any(state.identities.values()),
             customer_id=state.customer_id,
         )
 
 
-def answers_of(state: ConversationState) -> dict[str, str]:
-    """The knowledge answers given since the latest contact claim."""
+def answers_of(state: ConversationState, knowledge: frozenset[str]) -> dict[str, str]:
+    """The knowledge answers (slots that prove who is asking) given since the latest contact
+    claim: after a new claim (a call's caller id) they are asked for again."""
     return {
         name: str(slot["value"])
         for name, slot in state.slots.items()
-        if name in KNOWLEDGE and slot["seq"] > state.contact_seq
+        if name in knowledge and slot["seq"] > state.contact_seq
     }
 
 
@@ -75,7 +71,7 @@ def low_confidence_streak(state: ConversationState, policy: EscalationPolicy) ->
     return streak
 
 
-def tool_failure_streak(state: ConversationState, tools: frozenset[str] = TOOLS) -> int:
+def tool_failure_streak(state: ConversationState, tools: frozenset[str]) -> int:
     """How many of the bot's latest tool calls in a row failed.
 
     The state counts calls done and failed but keeps no order, so the order is

@@ -11,9 +11,9 @@ that fires decides the handoff:
 4. ``tool_failure`` — tool calls failed this many times in a row;
 5. ``low_confidence`` — this many turns in a row the bot was unsure.
 
-A handoff goes to the queue of the intent when it has one (cancel and refund
-go to billing), else to the queue of what the conversation is about (its
-topic), else to the default queue.
+A handoff goes to the route of the intent when it has one, else to the route
+of what the conversation is about (its topic), else to the pack's default
+route. Every threshold, intent and route comes from the business pack.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from threadline.business import Business
+from threadline.business.behaviour import HandoffIntent
 from threadline.core.payloads import HandoffReason
 
 
@@ -32,15 +34,6 @@ class Route:
 
     queue: str
     skills: tuple[str, ...]
-
-
-DEFAULT_ROUTES: Final[Mapping[str, Route]] = MappingProxyType({
-    "order_status": Route("orders", ("orders",)),
-    "book_appointment": Route("repairs", ("appointments",)),
-    "cancel_order": Route("billing", ("payments",)),
-    "refund": Route("billing", ("refunds",)),
-    "payment_dispute": Route("billing", ("payments",)),
-})  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +49,40 @@ class EscalationPolicy:
     tool_failures: int = 2
     #: Hand off when the customer's sentiment is at or below this.
     negative_sentiment: float = -0.6
-    human_intents: frozenset[str] = frozenset({"human"})
-    sensitive_intents: frozenset[str] = frozenset(
-        {"cancel_order", "refund", "payment_dispute", "complaint"}
-    )
+    human_intents: frozenset[str] = frozenset()
+    sensitive_intents: frozenset[str] = frozenset()
     #: Intents that say what the conversation is about, for routing later handoffs.
-    topics: frozenset[str] = frozenset(
-        {"order_status", "book_appointment", "store_hours", "cancel_order", "refund",
-         "payment_dispute"}
-    )  # fmt: skip
-    routes: Mapping[str, Route] = field(default_factory=lambda: DEFAULT_ROUTES)
-    default_route: Route = Route("orders", ("orders",))
+    topics: frozenset[str] = frozenset()
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    default_route: Route = Route("default", ())
+    #: Slots that prove who is asking (a postcode), and the tools whose failures count.
+    knowledge: frozenset[str] = frozenset()
+    tools: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, business: Business) -> EscalationPolicy:
+        """The policy a business pack describes."""
+        pack = business.pack
+        rules = pack.escalation
+        intents = pack.intents
+        return cls(
+            name=rules.policy,
+            min_confidence=rules.min_confidence,
+            low_confidence_turns=rules.low_confidence_turns,
+            tool_failures=rules.tool_failures,
+            negative_sentiment=rules.negative_sentiment,
+            human_intents=frozenset(n for n, i in intents.items() if isinstance(i, HandoffIntent)
+                                    and i.reason == "customer_request"),
+            sensitive_intents=frozenset(n for n, i in intents.items()
+                                        if isinstance(i, HandoffIntent)
+                                        and i.reason == "sensitive_intent"),
+            topics=frozenset(n for n, i in intents.items() if i.topic),
+            routes=MappingProxyType({n: Route(i.route.queue, i.route.skills)
+                                     for n, i in intents.items() if i.route is not None}),
+            default_route=Route(rules.default_route.queue, rules.default_route.skills),
+            knowledge=frozenset(pack.verification.knowledge),
+            tools=frozenset(pack.tools),
+        )  # fmt: skip
 
     def route(self, *intents: str | None) -> Route:
         """The route of the first of ``intents`` that has one, else the default."""
@@ -74,9 +90,6 @@ class EscalationPolicy:
             if intent is not None and intent in self.routes:
                 return self.routes[intent]
         return self.default_route
-
-
-ESCALATION_V1: Final = EscalationPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +181,7 @@ RULES: Final[tuple[Rule, ...]] = (
 )
 
 
-def escalate(signals: TurnSignals, policy: EscalationPolicy = ESCALATION_V1) -> Handoff | None:
+def escalate(signals: TurnSignals, policy: EscalationPolicy) -> Handoff | None:
     """The handoff the first firing rule decides, or None to let the bot carry on."""
     for rule in RULES:
         handoff = rule(signals, policy)

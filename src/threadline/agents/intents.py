@@ -22,14 +22,14 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from itertools import pairwise
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from threadline.agents.examples import EXAMPLES
+from threadline.business import Business
 
 MODEL_ID: Final = "tfidf-intents-v1"
 #: The intent of a text unlike any example (noise, another domain, or no words at all).
@@ -209,7 +209,7 @@ class IntentClassifier:
 
     def __init__(
         self,
-        examples: Mapping[str, Iterable[str]] = EXAMPLES,
+        examples: Mapping[str, Iterable[str]],
         calibration: Calibration = Calibration(),
         model_id: str = MODEL_ID,
     ) -> None:
@@ -291,7 +291,22 @@ class IntentClassifier:
         return Prediction(top_intent, confidence[top_intent], alternatives, round(top, 4))
 
 
-@cache
-def default_classifier() -> IntentClassifier:
-    """The classifier trained on :data:`~threadline.agents.examples.EXAMPLES` (built once)."""
-    return IntentClassifier()
+#: The intent of a question a knowledge entry answers: the prefix and the entry's id.
+KNOWLEDGE_PREFIX: Final = "kb:"
+
+
+def examples_of(business: Business) -> dict[str, tuple[str, ...]]:
+    """The pack's intents' example phrases, and its knowledge entries' questions."""
+    out = {name: spec.examples for name, spec in business.pack.intents.items()}
+    out.update({KNOWLEDGE_PREFIX + k.id: k.questions for k in business.pack.knowledge})
+    return out
+
+
+@lru_cache(maxsize=8)
+def _trained(examples: tuple[tuple[str, tuple[str, ...]], ...]) -> IntentClassifier:
+    return IntentClassifier(dict(examples))
+
+
+def classifier_for(business: Business) -> IntentClassifier:
+    """The classifier of ``business``'s pack (one per set of examples, built once)."""
+    return _trained(tuple(sorted(examples_of(business).items())))

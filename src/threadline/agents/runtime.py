@@ -5,10 +5,9 @@ A bus consumer. For each customer ``message.received`` or
 its turn, and records the turn's events. Turn ids are anchored on the
 customer's event, so a redelivered event records nothing new.
 
-Conversations are answered concurrently (each in order). A turn is decided
-synchronously, and a booking it makes enters the shared book before the
-runtime awaits anything, so two customers never get the same slot; a turn
-that cannot be recorded takes its bookings back out.
+Conversations are answered concurrently (each in order). A turn's tool calls
+carry idempotency keys anchored on the customer's event too, so a turn taken
+again after a crash asks the business's systems nothing twice.
 """
 
 from __future__ import annotations
@@ -19,10 +18,7 @@ from typing import Final
 
 import structlog
 
-from threadline.agents.bookings import restore_bookings, with_bookings, without_bookings
-from threadline.agents.bot import BOT_ID, NorthwindBot
-from threadline.business import Business
-from threadline.business.values import Appointment
+from threadline.agents.protocol import Agent
 from threadline.core.errors import ConflictError, IllegalTransition
 from threadline.core.events import EventRecord, utcnow
 from threadline.core.ports import Bus
@@ -40,25 +36,24 @@ CONCURRENCY: Final = 256
 
 
 class BotRuntime:
-    """Lets ``bot`` answer customer turns on conversations it holds."""
+    """Lets ``agent`` answer customer turns on conversations it holds."""
 
     def __init__(
         self,
         conversations: Conversations,
-        bot: NorthwindBot,
+        agent: Agent,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.conversations = conversations
-        self.bot = bot
+        self.agent = agent
         self.clock = clock
 
-    async def start(self, bus: Bus, *, restore: bool = True) -> None:
-        """Restore the appointment book from the log, then answer turns from the bus."""
-        if restore:
-            business = await restore_bookings(
-                self.conversations.store, self.conversations.codec, self.bot.business
-            )
-            self.bot = self.bot.with_business(business)
+    def replace_agent(self, agent: Agent) -> None:
+        """Answer the turns from now on with ``agent`` (a reloaded business pack)."""
+        self.agent = agent
+
+    async def start(self, bus: Bus) -> None:
+        """Answer turns from the bus."""
         await bus.subscribe(GROUP, self.handle, concurrency=CONCURRENCY)
 
     async def handle(self, record: EventRecord) -> None:
@@ -67,16 +62,17 @@ class BotRuntime:
         if not returning and (record.type not in CUSTOMER_TURNS or record.actor_kind != "customer"):
             return
         state = await self.conversations.current(record.conversation_id, record.seq)
-        if await self._answered(record, state):
+        agent = self.agent
+        if await self._answered(agent, record, state):
             return  # a redelivery
         if returning:
-            turn = self.bot.welcome_back(
+            turn = await agent.welcome_back(
                 state, record.channel, self.clock(), leg_id=str(record.leg_id),
                 anchor=record.event_id,
             )  # fmt: skip
         else:
             event = self.conversations.codec.decode(record)
-            turn = self.bot.take_turn(
+            turn = await agent.take_turn(
                 state,
                 str(event.payload["text"]),
                 record.channel,
@@ -86,39 +82,22 @@ class BotRuntime:
             )
         if not turn.events:
             return
-        booked = _new_bookings(self.bot.business, turn.business)
-        if booked:  # reserve before awaiting, so no concurrent turn can take the slot
-            self.bot = self.bot.with_business(with_bookings(self.bot.business, booked))
         try:
             await self.conversations.record(record.conversation_id, list(turn.events))
         except (ConflictError, IllegalTransition) as exc:
             # The conversation moved on (a human took it, the customer left): stay silent.
-            log.info("bot turn not recorded", conversation_id=record.conversation_id,
+            log.info("agent turn not recorded", conversation_id=record.conversation_id,
                      reason=str(exc))  # fmt: skip
-            self._release(booked)
-        except BaseException:
-            self._release(booked)  # redelivered later, when it books again
-            raise
 
-    async def _answered(self, record: EventRecord, state: ConversationState) -> bool:
-        """Whether the bot has answered ``record`` already. The state remembers the keys
+    async def _answered(self, agent: Agent, record: EventRecord, state: ConversationState) -> bool:
+        """Whether the agent has answered ``record`` already. The state remembers the keys
         of its last events; a turn older than those (delivered again from a checkpoint
         far behind) is looked up in the log: decided again on today's state, it could
         differ from the answer recorded then, and the store would refuse it forever."""
-        key = f"{BOT_ID}/{record.event_id}/0"
+        key = f"{agent.id}/{record.event_id}/0"
         if key in state.recent_keys:
             return True
         if state.seq - record.seq < RECENT_KEYS:
             return False  # an answer would be among the keys the state remembers
         later = await self.conversations.store.read(record.conversation_id, record.seq + 1)
         return any(r.idempotency_key == key for r in later)
-
-    def _release(self, booked: list[Appointment]) -> None:
-        if booked:
-            ids = [a.id for a in booked]
-            self.bot = self.bot.with_business(without_bookings(self.bot.business, ids))
-
-
-def _new_bookings(before: Business, after: Business) -> list[Appointment]:
-    known = {a.id for a in before.appointments}
-    return [a for a in after.appointments if a.id not in known]

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import structlog
 
-from threadline.agents.bot import NorthwindBot
+from threadline.agents.engine import EmbeddedAgent
 from threadline.agents.runtime import BotRuntime
 from threadline.agents.supervision import (
     EXIT_GRACE,
@@ -36,14 +36,14 @@ from threadline.agents.supervision import (
     describe_exit,
 )
 from threadline.bus.memory import MemoryBus
-from threadline.business import northwind
+from threadline.business import Business, load
 from threadline.cli import tune_collector
 from threadline.core.errors import ConfigurationError
-from threadline.core.events import EventRecord, utcnow
+from threadline.core.events import EventRecord
 from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import PAGE, Relay
-from threadline.settings import Settings, load_settings
+from threadline.settings import Settings, data_dir, load_settings
 from threadline.store import open_store
 from threadline.store.forwarding import (
     POKE,
@@ -57,6 +57,7 @@ from threadline.store.forwarding import (
     writes,
 )
 from threadline.store.sqlite import SQLiteStore
+from threadline.systems import Systems
 
 log = structlog.get_logger("threadline.agents.worker")
 
@@ -152,7 +153,10 @@ class BotWorker:
     async def _spawn(self, store: Storage, appended: Callable[[], None]) -> _Run:
         """A new worker process, once it says it is ready; it becomes the current run."""
         env = {**os.environ, "THREADLINE_STORE": self.settings.store,
-               "THREADLINE_SNAPSHOT_EVERY": str(self.settings.snapshot_every)}  # fmt: skip
+               "THREADLINE_SNAPSHOT_EVERY": str(self.settings.snapshot_every),
+               "THREADLINE_DATA_DIR": str(data_dir(self.settings).resolve())}  # fmt: skip
+        if self.settings.business is not None:
+            env["THREADLINE_BUSINESS"] = str(self.settings.business.resolve())
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "threadline.agents.worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
@@ -267,6 +271,12 @@ class BotWorker:
             return
         run.out.send(page_frame(after, page, run.own))
 
+    def reload(self) -> None:
+        """Ask the worker to read the business pack again (the service has checked it); a
+        worker started later reads the pack as it is then."""
+        if self._run is not None:
+            self._run.out.send(frame(("reload",)))
+
     def poke(self) -> None:
         """Something was appended: tell the worker to look (once per turn of the loop)."""
         if not self._poke_due:
@@ -357,7 +367,8 @@ async def serve_bot(settings: Settings) -> None:
     on_append = None if forwarding is not None else lambda: send(POKE)
     conversations = Conversations(store, snapshot_every=settings.snapshot_every,
                                   on_append=on_append)  # fmt: skip
-    runtime = BotRuntime(conversations, NorthwindBot(northwind(utcnow())))
+    systems = Systems.open(_business(settings), data_dir(settings))
+    runtime = BotRuntime(conversations, EmbeddedAgent(systems))
     await runtime.start(bus)
     await relay.start()
     send(READY)
@@ -370,7 +381,10 @@ async def serve_bot(settings: Settings) -> None:
                 relay.feed_through(after, [EventRecord._make(row) for row in rows], through)
             elif message[0] == "poke":
                 relay.poke()
+            elif message[0] == "reload":
+                systems = _reloaded(settings, systems, runtime)
     finally:
+        await systems.close()
         if forwarding is not None:
             forwarding.detach()  # the service closed our stdin: its answers cannot arrive
         await relay.stop()
@@ -378,6 +392,25 @@ async def serve_bot(settings: Settings) -> None:
         await store.close()
         outgoing.flush()
         transport.close()
+
+
+def _business(settings: Settings) -> Business:
+    if settings.business is None:
+        raise ConfigurationError("the bot worker needs THREADLINE_BUSINESS")
+    return load(settings.business)
+
+
+def _reloaded(settings: Settings, systems: Systems, runtime: BotRuntime) -> Systems:
+    """The pack read again: a valid one answers the next turns, an invalid one is logged and
+    the running one stays (the service checked it before asking)."""
+    try:
+        business = _business(settings)
+    except ConfigurationError as exc:
+        log.error("business pack not reloaded", error=str(exc))
+        return systems
+    systems.use(business)
+    runtime.replace_agent(EmbeddedAgent(systems))
+    return systems
 
 
 def main() -> None:

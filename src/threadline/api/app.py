@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 from threadline import __version__
 from threadline.api import (
+    admin,
+    brand,
     chat,
     conversations,
     desk,
@@ -57,7 +59,9 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     app.include_router(inperson.router)
     app.include_router(store_queue.router)
     app.include_router(directory.router)  # after desk: its /agents/me wins over /agents/{id}
+    app.include_router(brand.router)
     app.include_router(pages.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     app.mount("/static", pages.static_files(), name="static")
     return app

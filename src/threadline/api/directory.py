@@ -1,8 +1,9 @@
 """The directory: customers, queues and human agents, read-only.
 
-Customers come from the business (the service's ``business``) with their contact
-identifiers masked, and their conversations from the :class:`ConversationIndex`;
-queues and agents from the router's configuration and its routing state.
+Customers come from the business's own systems (the pack's customer look-up,
+search and record tools) with their contact identifiers masked, and their
+conversations from the :class:`ConversationIndex`; queues and agents from the
+router's configuration and its routing state.
 
 Who may read what:
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -29,17 +30,20 @@ from threadline.api.auth import Caller
 from threadline.api.deps import ServiceDep
 from threadline.api.documented import problem_responses
 from threadline.api.problems import Problem
-from threadline.business.values import Customer
-from threadline.core.events import utcnow
+from threadline.channels.inperson.lookup import customer_record
+from threadline.core.events import new_id, utcnow
+from threadline.identity.recognition import By
 from threadline.routing.queues import AgentSpec, busy_counts, capacity_of, queue_order
 from threadline.routing.router import Router
 from threadline.security import Forbidden, Principal, allows, can_read_conversation, can_read_queue
+from threadline.service import Service
+from threadline.systems import CustomerRecord, ToolCall
+from threadline.tools import ToolFailure
 
 router = APIRouter(tags=["directory"])
 
 STAFF: Final = frozenset({"agent", "supervisor", "admin"})
 OVERSEERS: Final = frozenset({"supervisor", "admin"})
-_PHONE_LIKE: Final = re.compile(r"[\d\s()+.-]+")
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 READ_PROBLEMS: Final = problem_responses(401, 403, 404)
 
@@ -55,24 +59,11 @@ class CustomerOut(BaseModel):
     member_id: str | None
 
 
-class OrderOut(BaseModel):
-    number: str
-    item: str
-    status: str
-    detail: str
-
-
-class AppointmentOut(BaseModel):
-    id: str
-    store_id: str
-    service: str
-    start: datetime
-    end: datetime
-
-
 class CustomerProfile(CustomerOut):
-    orders: list[OrderOut]
-    appointments: list[AppointmentOut]
+    records: dict[str, Any] = Field(
+        description="What the business's systems list for the customer (its orders,"
+        " appointments…), by the name of the pack's tool that lists it."
+    )
     conversations: list[str] = Field(
         description="Ids of the customer's conversations the caller may read, newest first."
     )
@@ -123,41 +114,45 @@ def _not_found(what: str, id_: str) -> Problem:
 
 
 def mask_phone(phone: str) -> str:
-    """``+14155550123`` as ``+*******0123``."""
+    """``+13125550147`` as ``+*******0147``."""
     digits = re.sub(r"\D", "", phone)
     return "+" + "*" * max(0, len(digits) - 4) + digits[-4:]
 
 
 def mask_email(email: str) -> str:
-    """``maya.chen@example.com`` as ``m***@example.com``."""
+    """``ada.l@example.com`` as ``a***@example.com``."""
     local, _, domain = email.partition("@")
     return f"{local[:1]}***@{domain}"
 
 
-def matches(customer: Customer, q: str) -> bool:
-    """Whether ``q`` occurs in the customer's name, email, member id or phone number."""
-    wanted = q.strip().casefold()
-    if not wanted:
-        return True
-    texts = (customer.name, customer.email, customer.member_id or "")
-    if any(wanted in text.casefold() for text in texts):
-        return True
-    digits = re.sub(r"\D", "", wanted)
-    return (
-        len(digits) >= 3
-        and _PHONE_LIKE.fullmatch(wanted) is not None
-        and digits in re.sub(r"\D", "", customer.phone)
-    )
-
-
-def _customer_out(customer: Customer) -> CustomerOut:
+def _customer_out(customer: CustomerRecord) -> CustomerOut:
     return CustomerOut(
         id=customer.id,
         name=customer.name,
-        phone=mask_phone(customer.phone),
-        email=mask_email(customer.email),
+        phone=mask_phone(customer.phone) if customer.phone else "",
+        email=mask_email(customer.email) if customer.email else "",
         member_id=customer.member_id,
     )
+
+
+async def _search(service: Service, q: str, limit: int) -> list[CustomerRecord]:
+    """Customers ``q`` names: the pack's search tool when it has one, else the customer an
+    identifier (phone, email, member id) or a customer id belongs to."""
+    wanted = q.strip()
+    search = service.business.pack.customers.search
+    if search is not None:
+        call = ToolCall(search, {"q": wanted, "limit": limit}, f"customer-search:{new_id()}",
+                        utcnow())  # fmt: skip
+        found = await service.systems.tools.call(call)
+        listed = found.get("customers", [])
+        return [CustomerRecord.of(c) for c in listed if isinstance(c, dict) and "id" in c]
+    ways: tuple[By, ...] = ("phone", "email", "member")
+    for by in ways:
+        customer_id = await service.recognition.customer(by, wanted)
+        if customer_id is not None:
+            return [await customer_record(service.recognition, customer_id)]
+    record = await service.systems.customers.get(wanted)
+    return [record] if record is not None else []
 
 
 # -- customers -----------------------------------------------------------------------
@@ -173,24 +168,28 @@ async def customers(
                                                           "phone or member id")] = "",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[CustomerOut]:  # fmt: skip
-    """Customers whose name, email, phone or member id contains ``q``, by name."""
+    """Customers ``q`` names, by name: the business's customer search when the pack has
+    one (a part of a name, email, phone or member id), else an exact phone, email, member id
+    or customer id."""
     _staff(caller)
-    found = sorted(
-        (c for c in service.business.customers if matches(c, q)), key=lambda c: (c.name, c.id)
-    )
-    return [_customer_out(c) for c in found[:limit]]
+    try:
+        found = await _search(service, q, limit)
+    except ToolFailure as failure:
+        raise Problem(502, "business-system", "The business's system failed",
+                      f"the customer search failed ({failure.code})") from None  # fmt: skip
+    return [_customer_out(c) for c in sorted(found, key=lambda c: (c.name, c.id))[:limit]]
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerProfile, responses=READ_PROBLEMS)
 async def customer_profile(customer_id: Id, service: ServiceDep, caller: Caller) -> CustomerProfile:
-    """A customer's profile: masked contacts, orders, appointments and conversations."""
+    """A customer's profile: masked contacts, what the business's systems list for them
+    (orders, appointments…) and their conversations."""
     if caller.kind == "customer":
         if caller.customer_id != customer_id:
             raise _refuse(caller, "customers may read only their own profile")
     else:
         _staff(caller)
-    business = service.business
-    customer = business.customer(customer_id)
+    customer = await service.systems.customers.get(customer_id)
     if customer is None:
         raise _not_found("customer", customer_id)
     index = service.index
@@ -200,20 +199,16 @@ async def customer_profile(customer_id: Id, service: ServiceDep, caller: Caller)
         for e in index.of_customer(customer_id)
         if allows(can_read_conversation, caller, e.state)
     ]
-    orders = [
-        OrderOut(number=o.number, item=o.item, status=o.status, detail=o.detail)
-        for o in business.orders_of(customer_id)
-    ]
-    appointments = [
-        AppointmentOut(id=a.id, store_id=a.store_id, service=a.service, start=a.start, end=a.end)
-        for a in business.appointments_for(customer_id)
-    ]
-    return CustomerProfile(
-        **_customer_out(customer).model_dump(),
-        orders=orders,
-        appointments=appointments,
-        conversations=conversations,
-    )
+    records: dict[str, Any] = {}
+    for tool in service.business.pack.customers.records:
+        call = ToolCall(tool, {"customer_id": customer_id}, f"customer-records:{new_id()}",
+                        utcnow())  # fmt: skip
+        try:
+            records[tool] = await service.systems.tools.call(call)
+        except ToolFailure as failure:
+            records[tool] = {"error": failure.code}
+    return CustomerProfile(**_customer_out(customer).model_dump(), records=records,
+                           conversations=conversations)  # fmt: skip
 
 
 # -- queues --------------------------------------------------------------------------

@@ -96,9 +96,12 @@ async def resolve(
     value: Annotated[str, Query(min_length=1, max_length=300)],
     reason: Annotated[str, Query(min_length=3, max_length=200, description="Why you look")],
 ) -> ResolutionOut:
-    """The customer an identifier belongs to; the look-up and its reason are recorded."""
+    """The customer an identifier belongs to (the directory, else the business's customer
+    system, whose answer the directory learns); the look-up and its reason are recorded."""
     actor = _staff(caller)
     identity = service.identity
+    if kind in {"phone", "email", "member"}:
+        await service.recognition.customer(kind, value)
     found = await identity.resolve(kind, value)
     if found is None:
         raise Problem(404, "not-found", "No such customer", f"no customer has this {kind}")
@@ -215,8 +218,7 @@ async def chat_verify(body: VerifyIn, service: ServiceDep, caller: Caller) -> Ve
     found = await identity.resolve("idp", subject.value)
     customer_id = found.customer_id if found is not None else None
     if customer_id is None and claims.get("email_verified") is True and claims.get("email"):
-        by_email = await identity.resolve("email", email(str(claims["email"])).value)
-        customer_id = by_email.customer_id if by_email is not None else None
+        customer_id = await service.recognition.customer("email", email(str(claims["email"])).value)
     customer_id = customer_id or "cus-" + new_id()
     actor = Actor("customer", customer_id)
     device = Identifier("device", visitor)

@@ -133,7 +133,7 @@ async def checkin_code(body: CodeIn, service: ServiceDep, caller: Caller) -> dic
         raise Problem(422, "validation", "The request does not fit its schema",
                       "conversation_id is required")  # fmt: skip
     if body.store_id is not None:
-        service.business.require_store(body.store_id)
+        service.business.require_location(body.store_id)
     state = await service.conversations.rehydrate(conversation_id)
     if state.seq == 0:
         raise NotFound(f"no conversation {conversation_id}")
@@ -157,8 +157,8 @@ async def associate_me(service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """The calling associate and their store."""
     _kind(caller, "associate")
     business = service.business
-    person = next((a for a in business.associates if a.id == caller.subject), None)
-    store = business.store(caller.store_id or "")
+    person = business.person(caller.subject)
+    store = business.location(caller.store_id or "")
     return {
         "id": caller.subject,
         "name": person.name if person else caller.subject,
@@ -194,7 +194,7 @@ async def look_up(body: LookupIn, service: ServiceDep, caller: Caller,
     codes = service.inperson.codes
     who = (f"who:{caller.subject}", f"store:{caller.store_id}")
     codes.attempts.check(*who)
-    customer = find_customer(service.business, body.by, body.value)
+    customer = await find_customer(service.recognition, body.by, body.value)
     if customer is None:
         codes.attempts.fail(*who)
         raise NotFound(f"no customer with that {body.by}")

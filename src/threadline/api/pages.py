@@ -1,4 +1,7 @@
-"""HTML pages and static assets: the chat demo page (and later the desk and associate app)."""
+"""HTML pages and static assets: the chat page, the desk, the associate app and the kiosk.
+
+Pages are Jinja templates (HTML-escaped) that wear the business's brand from its pack.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +10,47 @@ from importlib import resources
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from threadline.api.brand import brand_of
+from threadline.api.deps import ServiceDep
 
 router = APIRouter(include_in_schema=False)
 WEB = resources.files("threadline.web")
+_PAGES = Environment(
+    loader=FileSystemLoader(str(WEB / "templates")),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+)
 
 
 def static_files() -> StaticFiles:
     return StaticFiles(directory=str(WEB / "static"))
 
 
+def _page(name: str, service: ServiceDep) -> str:
+    return _PAGES.get_template(name).render(brand=brand_of(service.business))
+
+
 @router.get("/chat", response_class=HTMLResponse)
-async def chat_page() -> str:
-    """The demo store page with the chat widget on it."""
-    return (WEB / "templates" / "chat.html").read_text(encoding="utf-8")
+async def chat_page(service: ServiceDep) -> str:
+    """The business's page with the chat widget on it."""
+    return _page("chat.html", service)
 
 
 @router.get("/desk", response_class=HTMLResponse)
-async def desk_page() -> str:
+async def desk_page(service: ServiceDep) -> str:
     """The human agents' desk (sign in with an agent token)."""
-    return (WEB / "templates" / "desk.html").read_text(encoding="utf-8")
+    return _page("desk.html", service)
 
 
 @router.get("/associate", response_class=HTMLResponse)
-async def associate_page() -> str:
+async def associate_page(service: ServiceDep) -> str:
     """The store associates' tablet app (sign in with an associate token)."""
-    return (WEB / "templates" / "associate.html").read_text(encoding="utf-8")
+    return _page("associate.html", service)
 
 
 @router.get("/kiosk", response_class=HTMLResponse)
-async def kiosk_page() -> str:
+async def kiosk_page(service: ServiceDep) -> str:
     """The store's check-in kiosk (opened with a kiosk token)."""
-    return (WEB / "templates" / "kiosk.html").read_text(encoding="utf-8")
+    return _page("kiosk.html", service)

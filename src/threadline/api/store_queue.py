@@ -22,13 +22,14 @@ from threadline.api.deps import ServiceDep
 from threadline.api.inperson import Code, Id, IdempotencyKey, _grant, _kind
 from threadline.api.problems import Problem
 from threadline.api.streams import _refuse, _still_valid, _token
-from threadline.channels.inperson.lookup import display_name, find_customer
+from threadline.channels.inperson.lookup import customer_record, display_name, find_customer
 from threadline.channels.inperson.queue import Waiting, store_stream
 from threadline.channels.inperson.queue import waiting as in_line
 from threadline.channels.inperson.visits import OpenVisit
 from threadline.core.errors import NotFound
 from threadline.core.events import new_id, utcnow
 from threadline.security import Forbidden, Principal, Unauthenticated
+from threadline.systems import CustomerRecord
 
 router = APIRouter(tags=["in person"])
 
@@ -55,7 +56,7 @@ def _queue_frame(entries: list[Waiting], store_id: str, now: datetime) -> dict[s
 @router.get("/stores/{store_id}/queue")
 async def store_queue(store_id: Id, service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """Who waits in the store, longest first, with how long they have waited."""
-    service.business.require_store(store_id)
+    service.business.require_location(store_id)
     _may_see_store(caller, store_id)
     waiting = await service.inperson.queue.waiting(store_id)
     return _queue_frame(waiting, store_id, utcnow())
@@ -68,7 +69,7 @@ async def store_queue_stream(websocket: WebSocket, service: ServiceDep, store_id
     await websocket.accept()
     try:
         caller = verifier.verify(_token(websocket))
-        if service.business.store(store_id) is None:
+        if service.business.location(store_id) is None:
             raise Forbidden(f"there is no store {store_id}")
         _may_see_store(caller, store_id)
     except (Unauthenticated, Forbidden) as exc:
@@ -136,15 +137,16 @@ async def kiosk_checkin(body: KioskIn, service: ServiceDep, caller: Caller,
     assert store_id is not None
     codes = service.inperson.codes
     conversation_id: str | None
+    customer: CustomerRecord | None
     if body.code is not None:
         grant = await _grant(codes, body.code, caller)
         await codes.use(grant, used_by=caller.subject)
-        customer = service.business.customer(grant.customer_id)
+        customer = await customer_record(service.recognition, grant.customer_id)
         customer_id, conversation_id, method = grant.customer_id, grant.conversation_id, "code"
     else:
         who = (f"who:{caller.subject}", f"store:{store_id}")
         codes.attempts.check(*who)
-        customer = find_customer(service.business, "phone", body.phone or "")
+        customer = await find_customer(service.recognition, "phone", body.phone or "")
         if customer is None:
             codes.attempts.fail(*who)
             raise NotFound("we could not find that number; an associate will help you")

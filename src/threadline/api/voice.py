@@ -16,7 +16,7 @@ from typing import Final
 from urllib.parse import parse_qsl
 
 import structlog
-from fastapi import APIRouter, Request, Response, WebSocket
+from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from threadline.api.deps import ServiceDep
@@ -150,9 +150,10 @@ async def agent_whisper(request: Request, service: ServiceDep) -> Response:
     conversations = service.conversations
     state = await conversations.rehydrate(conversation_id) if conversation_id else None
     if state is None or state.seq == 0:
-        return _twiml(whisper("Incoming call from the Northwind assistant."))
+        return _twiml(whisper(f"Incoming call from the {service.business.brand_name} assistant."))
     packet = build_packet(state, await conversations.timeline(conversation_id))
-    return _twiml(whisper(whisper_text(packet, service.business)))
+    customer = await service.systems.customers.get(packet.customer_id)
+    return _twiml(whisper(whisper_text(packet, customer.name if customer else None)))
 
 
 class _Socket:
@@ -192,5 +193,6 @@ async def media_stream(websocket: WebSocket, service: ServiceDep) -> None:
             await websocket.close(code=exc.code, reason=exc.reason[:120])
         return
     if not socket.gone and websocket.application_state == WebSocketState.CONNECTED:
-        with contextlib.suppress(RuntimeError):
+        # The caller's side may have closed first: nothing left to close, nothing wrong.
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.close()

@@ -1,43 +1,27 @@
-"""The demo business, Northwind Devices, as typed, frozen data with look-ups and booking."""
+"""The business as configuration: a pack of files, loaded, checked and served.
 
-from threadline.business.business import DEFAULT_SERVICE, Business, SlotUnavailable
-from threadline.business.northwind import OAK_BROADWAY, SF_MARKET, northwind
-from threadline.business.values import (
-    SLOT_LENGTH,
-    TIMEZONE,
-    Appointment,
-    Associate,
-    Customer,
-    Hours,
-    HumanAgent,
-    Order,
-    OrderOption,
-    OrderStatus,
-    Queue,
-    Store,
-    WeeklyHours,
-    e164,
-)
+Everything that differs between businesses (brand, greetings, numbers,
+locations and hours, queues, staff, intents and slots, verification,
+escalation, tools, knowledge) is data in a pack; the code knows the shapes,
+never the names.
+"""
+
+from threadline.business.business import Business, Location, ReplyTemplate
+from threadline.business.checker import json_schema, load, load_configured
+from threadline.business.hours import Hours, WeeklyHours
+from threadline.business.loader import PackError, Problem
+from threadline.business.model import Pack
 
 __all__ = [
-    "DEFAULT_SERVICE",
-    "OAK_BROADWAY",
-    "SF_MARKET",
-    "SLOT_LENGTH",
-    "TIMEZONE",
-    "Appointment",
-    "Associate",
     "Business",
-    "Customer",
     "Hours",
-    "HumanAgent",
-    "Order",
-    "OrderOption",
-    "OrderStatus",
-    "Queue",
-    "SlotUnavailable",
-    "Store",
+    "Location",
+    "Pack",
+    "PackError",
+    "Problem",
+    "ReplyTemplate",
     "WeeklyHours",
-    "e164",
-    "northwind",
+    "json_schema",
+    "load",
+    "load_configured",
 ]

@@ -1,66 +1,135 @@
-"""A business as one immutable value: look-ups, opening hours and the repair-counter book.
+"""A loaded pack as the service uses it: typed look-ups, hours on a clock, compiled replies.
 
-Booking returns a new :class:`Business` with the appointment added, so every
-answer is a pure function of the value it was asked of, and tests and replays
-see exactly the bookings they made.
+:class:`Business` is immutable. Reloading a pack builds a new one; parts that
+hold the old one keep answering with it until they are handed the new one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import date, datetime, time
-from typing import Final
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from threadline.business.values import (
-    SLOT_LENGTH,
-    TIMEZONE,
-    Appointment,
-    Associate,
-    Customer,
-    Hours,
-    HumanAgent,
-    Order,
-    Queue,
-    Store,
-    e164,
-)
-from threadline.core.errors import DomainError, NotFound
+from threadline.business.behaviour import IntentSpec, Reply, ReplyForms
+from threadline.business.hours import DAY_KEYS, Hours, WeeklyHours
+from threadline.business.model import Location as LocationSpec
+from threadline.business.model import OpeningHours, Pack, Person, Queue
+from threadline.business.templates import Template, environment
+from threadline.core.errors import NotFound
 
-DEFAULT_SERVICE: Final = "repair"
+CHANNELS: Final = ("chat", "voice", "in_person")
 
 
-def _date(day: date) -> str:
-    return f"{day:%A} {day.day} {day:%B}"
-
-
-class SlotUnavailable(DomainError):
-    """The slot is outside store hours, already past, misaligned or already booked."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+def weekly(hours: OpeningHours) -> WeeklyHours:
+    days = tuple(None if getattr(hours, d) is None else Hours.parse(getattr(hours, d))
+                 for d in DAY_KEYS)  # fmt: skip
+    exceptions = {
+        day: None if span is None else Hours.parse(span) for day, span in hours.exceptions.items()
+    }
+    return WeeklyHours(days, exceptions)
 
 
 @dataclass(frozen=True, slots=True)
-class Business:
-    """Stores, customers, orders, the appointment book, and the people who serve them."""
+class Location:
+    """A place customers visit, with its hours on the location's own clock."""
 
+    id: str
     name: str
-    stores: tuple[Store, ...]
-    customers: tuple[Customer, ...]
-    orders: tuple[Order, ...]
-    appointments: tuple[Appointment, ...]
-    queues: tuple[Queue, ...]
-    agents: tuple[HumanAgent, ...]
-    supervisor: HumanAgent
-    associates: tuple[Associate, ...]
-    timezone: ZoneInfo = TIMEZONE
+    short_name: str
+    address: str
+    city: str
+    timezone: ZoneInfo
+    aliases: tuple[str, ...]
+    hours: WeeklyHours
+    services: Mapping[str, int]  # service id -> slot minutes
+    service_names: Mapping[str, str]  # service id -> what customers call it
 
-    # -- time ---------------------------------------------------------------------------
+    @classmethod
+    def of(cls, spec: LocationSpec, default_zone: ZoneInfo) -> Location:
+        return cls(
+            id=spec.id, name=spec.name, short_name=spec.short_name or spec.name,
+            address=spec.address, city=spec.city,
+            timezone=ZoneInfo(spec.timezone) if spec.timezone else default_zone,
+            aliases=spec.aliases, hours=weekly(spec.hours),
+            services={s.id: s.slot_minutes for s in spec.services},
+            service_names={s.id: s.name for s in spec.services},
+        )  # fmt: skip
+
+    def to_vars(self) -> dict[str, Any]:
+        """What a reply template sees of it."""
+        return {"id": self.id, "name": self.name, "short_name": self.short_name,
+                "address": self.address, "city": self.city,
+                "week": self.hours.describe()}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTemplate:
+    """A reply's chat form and voice form, compiled."""
+
+    chat: Template
+    voice: Template
+
+    def render(self, voice: bool, variables: Mapping[str, Any]) -> str:
+        return (self.voice if voice else self.chat).render(variables)
+
+
+def compile_reply(reply: Reply) -> ReplyTemplate:
+    env = _ENV
+    if isinstance(reply, ReplyForms):
+        chat = Template(env, reply.chat)
+        return ReplyTemplate(chat, Template(env, reply.voice) if reply.voice else chat)
+    one = Template(env, reply)
+    return ReplyTemplate(one, one)
+
+
+_ENV: Final = environment()
+
+
+def _digest(files: tuple[Path, ...]) -> str:
+    h = hashlib.sha256()
+    for file in files:
+        h.update(file.read_bytes() if file.exists() else b"")
+    return h.hexdigest()[:12]
+
+
+class Business:
+    """One business, loaded from its pack."""
+
+    def __init__(self, pack: Pack, root: Path, files: tuple[Path, ...] = ()) -> None:
+        self.pack = pack
+        self.root = root
+        self.files = files
+        self.timezone = ZoneInfo(pack.timezone)
+        self.locations = tuple(Location.of(spec, self.timezone) for spec in pack.locations)
+        self._locations = {loc.id: loc for loc in self.locations}
+        self._queues = {q.id: q for q in pack.queues}
+        self._people = {p.id: p for p in pack.staff}
+        self._replies = {name: compile_reply(r) for name, r in pack.replies.items()}
+        self._intent_replies = {
+            (intent, name): compile_reply(r)
+            for intent, spec in pack.intents.items()
+            for name, r in spec.replies.items()
+        }
+        self._knowledge = {k.id: compile_reply(k.answer) for k in pack.knowledge}
+        #: A short hash of the pack's files as they were read, to tell one version from the next.
+        self.digest = _digest(files)
+
+    @property
+    def id(self) -> str:
+        return self.pack.id
+
+    @property
+    def name(self) -> str:
+        return self.pack.name
+
+    # -- time -------------------------------------------------------------------------
 
     def local(self, moment: datetime) -> datetime:
-        """``moment`` in the business's zone; naive datetimes are refused."""
+        """``moment`` on the business's clock; naive datetimes are refused."""
         if moment.tzinfo is None:
             raise ValueError("a naive datetime has no place on the business's clock")
         return moment.astimezone(self.timezone)
@@ -68,124 +137,69 @@ class Business:
     def today(self, now: datetime) -> date:
         return self.local(now).date()
 
-    # -- look-ups -----------------------------------------------------------------------
+    # -- places and people ----------------------------------------------------------------
 
-    def store(self, store_id: str) -> Store | None:
-        return next((s for s in self.stores if s.id == store_id), None)
+    def location(self, location_id: str) -> Location | None:
+        return self._locations.get(location_id)
 
-    def require_store(self, store_id: str) -> Store:
-        store = self.store(store_id)
-        if store is None:
-            raise NotFound(f"no store {store_id!r}")
-        return store
+    def require_location(self, location_id: str) -> Location:
+        found = self._locations.get(location_id)
+        if found is None:
+            raise NotFound(f"no location {location_id!r}")
+        return found
 
-    def order(self, number: str) -> Order | None:
-        """The order numbered ``number`` (``"1042"`` or ``"#1042"``)."""
-        wanted = number.strip().lstrip("#").strip()
-        return next((o for o in self.orders if o.number == wanted), None)
-
-    def customer(self, customer_id: str) -> Customer | None:
-        return next((c for c in self.customers if c.id == customer_id), None)
-
-    def customer_by_phone(self, phone: str) -> Customer | None:
-        """The customer with this phone number, in E.164 or any common spelling of it."""
-        wanted = e164(phone)
-        return next((c for c in self.customers if c.phone == wanted), None) if wanted else None
-
-    def customer_by_email(self, email: str) -> Customer | None:
-        wanted = email.strip().casefold()
-        return next((c for c in self.customers if c.email.casefold() == wanted), None)
-
-    def customer_by_member_id(self, member_id: str) -> Customer | None:
-        wanted = member_id.strip().upper()
-        return next((c for c in self.customers if c.member_id == wanted), None)
-
-    def orders_of(self, customer_id: str) -> tuple[Order, ...]:
-        return tuple(o for o in self.orders if o.customer_id == customer_id)
+    @property
+    def queues(self) -> tuple[Queue, ...]:
+        return self.pack.queues
 
     def queue(self, queue_id: str) -> Queue | None:
-        return next((q for q in self.queues if q.id == queue_id), None)
+        return self._queues.get(queue_id)
 
-    def agent(self, agent_id: str) -> HumanAgent | None:
-        people = (*self.agents, self.supervisor)
-        return next((a for a in people if a.id == agent_id), None)
+    @property
+    def staff(self) -> tuple[Person, ...]:
+        return self.pack.staff
 
-    def associates_at(self, store_id: str) -> tuple[Associate, ...]:
-        return tuple(a for a in self.associates if a.store_id == store_id)
+    def person(self, person_id: str) -> Person | None:
+        return self._people.get(person_id)
 
-    # -- hours and the appointment book ----------------------------------------------------
+    def people(self, role: str) -> tuple[Person, ...]:
+        return tuple(p for p in self.pack.staff if p.role == role)
 
-    def hours_on(self, store_id: str, day: date) -> Hours | None:
-        """The store's hours on ``day``, or None when it is closed."""
-        return self.require_store(store_id).hours.on(day)
+    def associates_at(self, location_id: str) -> tuple[Person, ...]:
+        return tuple(p for p in self.people("associate") if p.location == location_id)
 
-    def slots(self, store_id: str, day: date) -> tuple[datetime, ...]:
-        """Every repair-counter slot start on ``day``: each 30 minutes within store hours."""
-        hours = self.hours_on(store_id, day)
-        if hours is None:
-            return ()
-        start = datetime.combine(day, hours.opens, self.timezone)
-        closes = datetime.combine(day, hours.closes, self.timezone)
-        out: list[datetime] = []
-        while start + SLOT_LENGTH <= closes:
-            out.append(start)
-            start += SLOT_LENGTH
-        return tuple(out)
+    def transfer_targets(self) -> dict[str, str]:
+        """Where a warm transfer dials each person who has a number or SIP address."""
+        return {p.id: p.transfer_to for p in self.pack.staff if p.transfer_to}
 
-    def appointments_at(self, store_id: str, day: date) -> tuple[Appointment, ...]:
-        return tuple(
-            a for a in self.appointments if a.store_id == store_id and a.start.date() == day
-        )
+    # -- words ----------------------------------------------------------------------------
 
-    def appointments_for(self, customer_id: str) -> tuple[Appointment, ...]:
-        return tuple(a for a in self.appointments if a.customer_id == customer_id)
+    def text(self, kind: str, channel: str, locale: str | None = None) -> str | None:
+        """The greeting or disclosure (``kind``) for ``channel``, in ``locale`` if the pack
+        has it, else in the pack's own locale."""
+        texts: Mapping[str, str] = getattr(getattr(self.pack, kind), channel)
+        return texts.get(locale or self.pack.locale) or texts.get(self.pack.locale)
 
-    def free_slots(
-        self, store_id: str, day: date, *, after: datetime | None = None
-    ) -> tuple[datetime, ...]:
-        """Slots on ``day`` nobody has booked, starting at or after ``after`` if given."""
-        taken = {a.start for a in self.appointments_at(store_id, day)}
-        return tuple(
-            s for s in self.slots(store_id, day) if s not in taken and (after is None or s >= after)
-        )
+    @property
+    def brand_name(self) -> str:
+        return self.pack.brand.name if self.pack.brand else self.pack.name
 
-    def slot_at(self, day: date, at: time) -> datetime:
-        """The local start time of a slot on ``day`` at ``at``."""
-        return datetime.combine(day, at, self.timezone)
+    def intent(self, name: str) -> IntentSpec | None:
+        return self.pack.intents.get(name)
 
-    def book(
-        self,
-        store_id: str,
-        start: datetime,
-        *,
-        customer_id: str | None,
-        service: str = DEFAULT_SERVICE,
-        now: datetime | None = None,
-    ) -> tuple[Business, Appointment]:
-        """This business with ``start`` booked at ``store_id``, and the new appointment.
+    def reply(self, name: str, intent: str | None = None) -> ReplyTemplate:
+        """The intent's own ``name`` reply if it has one, else the pack's."""
+        if intent is not None:
+            own = self._intent_replies.get((intent, name))
+            if own is not None:
+                return own
+        found = self._replies.get(name)
+        if found is None:
+            raise KeyError(f"no reply {name!r}" + (f" for {intent}" if intent else ""))
+        return found
 
-        Raises NotFound for an unknown store and SlotUnavailable when the slot is
-        not in store hours, already past (given ``now``) or taken.
-        """
-        store = self.require_store(store_id)
-        local = self.local(start)
-        day = local.date()
-        if self.hours_on(store_id, day) is None:
-            raise SlotUnavailable(f"{store.name} is closed on {_date(day)}", "closed")
-        if local not in self.slots(store_id, day):
-            raise SlotUnavailable(
-                f"{local:%H:%M} is not a repair slot at {store.name} on {day:%A}", "outside_hours"
-            )
-        if now is not None and local < self.local(now):
-            raise SlotUnavailable(f"{_date(day)} {local:%H:%M} has already passed", "past")
-        if local not in self.free_slots(store_id, day):
-            raise SlotUnavailable(f"{_date(day)} {local:%H:%M} is already booked", "taken")
-        appointment = Appointment(
-            id=f"apt-{store_id}-{local:%Y%m%d-%H%M}",
-            store_id=store_id,
-            customer_id=customer_id,
-            service=service,
-            start=local,
-        )
-        booked = tuple(sorted((*self.appointments, appointment), key=lambda a: a.start))
-        return replace(self, appointments=booked), appointment
+    def has_reply(self, name: str, intent: str | None = None) -> bool:
+        return (intent, name) in self._intent_replies or name in self._replies
+
+    def knowledge_answer(self, entry_id: str) -> ReplyTemplate:
+        return self._knowledge[entry_id]

@@ -201,6 +201,22 @@ class ActionRequested(Payload):
     arguments: Annotated[dict[str, Any], Pii] = Field(default_factory=dict)
 
 
+@register("action.requested", 2)
+class ActionRequestedV2(Payload):
+    """A tool call an agent decided to make, with the version of the tool it called."""
+
+    action_id: Name
+    tool: Name
+    tool_version: Annotated[str, Field(max_length=32)] | None = None
+    arguments: Annotated[dict[str, Any], Pii] = Field(default_factory=dict)
+
+
+@CATALOGUE.upcaster("action.requested", 1)
+def _action_requested_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # v1 did not say which version of the tool was called.
+    return {**payload, "tool_version": None}
+
+
 @register("action.completed", 1)
 class ActionCompleted(Payload):
     """A tool call that succeeded, with its result."""

@@ -54,7 +54,9 @@ class TokenRevoked(Payload):
 
 IdentifierKind = Literal["phone", "email", "device", "member", "idp"]
 #: How a link was made: caller id and typed values are claims; the rest are proofs.
-LinkMethod = Literal["caller_id", "typed", "oidc", "otp", "knowledge", "seed"]
+#: How a link was made: a claim (caller id, typed by staff), a proof (oidc, otp, knowledge),
+#: or the business's own records (seed, import, and its customer system).
+LinkMethod = Literal["caller_id", "typed", "oidc", "otp", "knowledge", "seed", "import", "system"]
 
 
 @register("identity.claimed", 1)

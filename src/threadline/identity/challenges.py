@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -56,14 +56,18 @@ class Verifications:
         self,
         identity: Identity,
         courier: Courier,
-        knowledge: Callable[[str], str | None],
+        knowledge: Callable[[str], Awaitable[str | None]],
         *,
+        sender: str,
         ttl: timedelta = CODE_TTL,
         max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self.identity = identity
         self.courier = courier
-        self.knowledge = knowledge  # customer id -> postcode
+        #: The answer a knowledge check expects of a customer (their postcode, say).
+        self.knowledge = knowledge
+        #: Who the code comes from, as the message says (the business's brand).
+        self.sender = sender
         self.ttl = ttl
         self.max_attempts = max_attempts
 
@@ -83,7 +87,7 @@ class Verifications:
                    "expires_at": (utcnow() + self.ttl).isoformat(),
                    "max_attempts": self.max_attempts}  # fmt: skip
         await self.identity.record(customer_id, "verification.code_sent", payload, actor)
-        await self.courier.deliver(customer_id, via, f"Your Northwind code is {code}")
+        await self.courier.deliver(customer_id, via, f"Your {self.sender} code is {code}")
         return challenge_id
 
     async def check_code(
@@ -129,7 +133,7 @@ class Verifications:
                        and e.payload["value"] == target.value)  # fmt: skip
         if failures >= MAX_KNOWLEDGE_FAILURES:
             raise DomainError("too many wrong answers; verify another way")
-        expected = self.knowledge(customer_id)
+        expected = await self.knowledge(customer_id)
         if expected is None or not hmac.compare_digest(postcode.strip(), expected):
             await self._failed(customer_id, "knowledge", target, actor, None)
             return None

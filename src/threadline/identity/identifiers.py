@@ -1,12 +1,12 @@
 """Customer identifiers, parsed into one canonical form each.
 
-* **phone**: E.164 (``+14155550123``) via ``phonenumbers``; numbers without a
+* **phone**: E.164 (``+13125550147``) via ``phonenumbers``; numbers without a
   country code are read in the default region (US).
 * **email**: trimmed and lower-cased. No provider-specific folding (Gmail dots,
   ``+tags``): those rules differ per provider and folding wrongly would join
   two people, which is worse than missing a match.
 * **device**: a chat device or session id (the chat's visitor id), kept as is.
-* **member**: a loyalty or member id, upper-case ``PREFIX-DIGITS`` (``NW-100234``).
+* **member**: a loyalty or member id, upper-case ``PREFIX-DIGITS`` (``ZX-200001``).
 * **idp**: the subject of a trusted identity provider, ``<iss>#<sub>`` (an
   OpenID issuer URL never has a fragment, so the first ``#`` splits them).
 
@@ -84,10 +84,10 @@ def device(raw: str) -> Identifier:
 
 
 def member(raw: str) -> Identifier:
-    """A loyalty or member id such as ``NW-100234`` (``nw 100234`` reads the same)."""
+    """A loyalty or member id such as ``ZX-200001`` (``zx 200001`` reads the same)."""
     match = _MEMBER.fullmatch(raw.strip().upper())
     if match is None:
-        raise _refuse("member", f"{raw!r} is not a member id like NW-100234")
+        raise _refuse("member", f"{raw!r} is not a member id like ZX-200001")
     return Identifier("member", f"{match[1]}-{match[2]}")
 
 

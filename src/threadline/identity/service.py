@@ -24,7 +24,9 @@ from threadline.identity.identifiers import Identifier, parse
 
 LINEAGE: Final = Lineage("threadline.identity", "0.1.0")
 SETTLE_SECONDS: Final = 5.0
-VERIFYING: Final = frozenset({"oidc", "otp", "knowledge", "seed"})
+#: Methods that verify an identifier: a proof, or the business's own records (``import``,
+#: ``system``: what its customer system says of a customer).
+VERIFYING: Final = frozenset({"oidc", "otp", "knowledge", "seed", "import", "system"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,18 +246,24 @@ class Identity:
         payload = {"looked_up_by": by, "reason": reason.strip(), "kind": kind}
         await self.record(customer_id, "customer.looked_up", payload, actor)
 
-    async def seed(self, profiles: Iterable[tuple[str, Iterable[Identifier]]]) -> int:
-        """Link demo identifiers as verified ``seed`` links; repeats change nothing."""
-        linked = 0
-        for customer_id, identifiers in profiles:
-            for identifier in identifiers:
-                outcome = await self.link(
-                    customer_id, identifier, verified=True, method="seed",
-                    linked_by="threadline.demo", reason="demo business",
-                    actor=Actor("system", "threadline"), key=f"seed:{identifier.key}",
-                )  # fmt: skip
-                linked += outcome.status in {"linked", "verified"}
-        return linked
+    async def learn(
+        self, customer_id: str, identifiers: Iterable[Identifier], *, method: str, source: str
+    ) -> list[LinkOutcome]:
+        """Link identifiers the business's own records give the customer, verified by
+        ``method`` (``import``, ``system``); a repeat changes nothing."""
+        return [
+            await self.link(
+                customer_id,
+                identifier,
+                verified=True,
+                method=method,
+                linked_by=source,
+                reason=f"{method} from {source}",
+                actor=Actor("system", "threadline"),
+                key=f"{method}:{identifier.key}",
+            )
+            for identifier in identifiers
+        ]
 
 
 def _listed(links: Iterable[Link]) -> list[dict[str, Any]]:
@@ -263,14 +271,3 @@ def _listed(links: Iterable[Link]) -> list[dict[str, Any]]:
         {"kind": x.kind, "value": x.value, "verified": x.verified, "method": x.method}
         for x in links
     ]
-
-
-def demo_profiles(customers: Iterable[Any]) -> list[tuple[str, list[Identifier]]]:
-    """The identifiers of the demo business's customers (phone, email, member id)."""
-    out = []
-    for c in customers:
-        ids = [parse("phone", c.phone), parse("email", c.email)]
-        if c.member_id:
-            ids.append(parse("member", c.member_id))
-        out.append((c.id, ids))
-    return out

@@ -125,9 +125,12 @@ def sign_in_links(settings: Settings, base_url: str | None = None) -> list[tuple
             "sign-in links are for development only (THREADLINE_ENV=production):"
             " issue tokens with `threadline token create` or the identity provider"
         )
+    from threadline.business import load_configured
+
     base = base_url or settings.public_url or DEFAULT_BASE_URL
     issuer = TokenIssuer.from_settings(settings)
-    return [(person.subject, url) for person, url in development_links(issuer, base)]
+    business = load_configured(settings.business)
+    return [(person.subject, url) for person, url in development_links(business, issuer, base)]
 
 
 def create_token(settings: Settings, args: argparse.Namespace) -> IssuedToken:

@@ -1,8 +1,8 @@
 """Who signs in to the staff pages, and their development sign-in links.
 
-:func:`sign_in_people` is the one place that knows who signs in: today the
-demo business's agents (with their queues), its supervisor, its associates
-(with their store) and one kiosk per store. In development, ``threadline
+:func:`sign_in_people` is the one place that knows who signs in: the business
+pack's agents (with their queues), supervisors, associates (with their
+location) and one kiosk per location. In development, ``threadline
 serve`` prints a link for each of them on the first start of a data directory
 (and ``threadline token links`` on demand). A link carries its token in the
 URL fragment (``/desk#token=…``): browsers never send the fragment, so the
@@ -19,9 +19,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from threadline.business import Business, northwind
+from threadline.business import Business
 from threadline.core.errors import ConfigurationError
-from threadline.core.events import utcnow
 from threadline.security.keys import secret_path
 from threadline.security.principal import AGENT, ASSOCIATE, KIOSK, SUPERVISOR, Kind
 from threadline.security.tokens import TokenIssuer
@@ -54,23 +53,14 @@ class SignIn:
 
 def sign_in_people(business: Business) -> tuple[SignIn, ...]:
     """Everyone who signs in to a staff page of ``business``."""
-    agents = tuple(
-        SignIn(agent.id, AGENT, {"queues": _queues_of(business, agent.id)})
-        for agent in business.agents
-    )
-    supervisor = SignIn(business.supervisor.id, SUPERVISOR)
-    associates = tuple(
-        SignIn(associate.id, ASSOCIATE, {"store": associate.store_id})
-        for associate in business.associates
-    )
-    kiosks = tuple(
-        SignIn(f"kiosk-{store.id}", KIOSK, {"store": store.id}) for store in business.stores
-    )
-    return (*agents, supervisor, *associates, *kiosks)
-
-
-def _queues_of(business: Business, agent_id: str) -> list[str]:
-    return [queue.id for queue in business.queues if agent_id in queue.agent_ids]
+    agents = tuple(SignIn(p.id, AGENT, {"queues": list(p.queues)})
+                   for p in business.people("agent"))  # fmt: skip
+    supervisors = tuple(SignIn(p.id, SUPERVISOR) for p in business.people("supervisor"))
+    associates = tuple(SignIn(p.id, ASSOCIATE, {"store": p.location})
+                       for p in business.people("associate"))  # fmt: skip
+    kiosks = tuple(SignIn(f"kiosk-{loc.id}", KIOSK, {"store": loc.id})
+                   for loc in business.locations)  # fmt: skip
+    return (*agents, *supervisors, *associates, *kiosks)
 
 
 def link(base_url: str, page: str, token: str) -> str:
@@ -78,9 +68,11 @@ def link(base_url: str, page: str, token: str) -> str:
     return f"{base_url.rstrip('/')}{page}#token={token}"
 
 
-def development_links(issuer: TokenIssuer, base_url: str) -> list[tuple[SignIn, str]]:
-    """A fresh sign-in link (:data:`LINK_TTL`) for everyone who signs in today."""
-    people = sign_in_people(northwind(utcnow()))
+def development_links(
+    business: Business, issuer: TokenIssuer, base_url: str
+) -> list[tuple[SignIn, str]]:
+    """A fresh sign-in link (:data:`LINK_TTL`) for everyone who signs in to ``business``."""
+    people = sign_in_people(business)
     return [
         (person, link(base_url, person.page,
                       issuer.issue(person.subject, [person.kind], LINK_TTL, person.claims).token))

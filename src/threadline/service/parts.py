@@ -9,6 +9,7 @@ from threadline.agents.runtime import BotRuntime
 from threadline.agents.worker import BotWorker
 from threadline.bus.memory import MemoryBus
 from threadline.business import Business
+from threadline.business.current import CurrentBusiness
 from threadline.channels.chat.adapter import ChatAdapter
 from threadline.channels.inperson.channel import InPersonChannel
 from threadline.core.ports import Storage
@@ -19,11 +20,13 @@ from threadline.engine.outbox import Relay
 from threadline.engine.projections import ConversationIndex
 from threadline.identity.challenges import Verifications
 from threadline.identity.oidc import OidcVerifier
+from threadline.identity.recognition import Recognition
 from threadline.identity.service import Identity
 from threadline.routing.router import Router
 from threadline.routing.workfeed import WorkFeed
 from threadline.security import RevocationList, TokenIssuer, TokenVerifier
 from threadline.settings import Settings
+from threadline.systems import Systems
 
 if TYPE_CHECKING:  # the voice channel is an extra
     from threadline.channels.voice.telephony.gateway import VoiceGateway
@@ -38,8 +41,12 @@ class Service:
     """
 
     settings: Settings
-    #: The business the service works for (customers, stores, queues, staff).
-    business: Business
+    #: The business the service works for now (a pack reload replaces it).
+    current: CurrentBusiness
+    #: The business's own systems: its tools and customer records.
+    systems: Systems
+    #: Who an identifier belongs to: the directory, else the business's customer system.
+    recognition: Recognition
     store: Storage
     bus: MemoryBus
     #: Publishes what the log holds to the bus (the outbox).
@@ -68,3 +75,8 @@ class Service:
     #: The phone channel; None without the ``voice`` extra.
     voice: VoiceGateway | None
     inperson: InPersonChannel
+
+    @property
+    def business(self) -> Business:
+        """The business being served now."""
+        return self.current.business

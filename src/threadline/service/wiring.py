@@ -12,16 +12,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from threadline.agents.bot import NorthwindBot
+from threadline.agents.engine import EmbeddedAgent
 from threadline.agents.runtime import BotRuntime
 from threadline.agents.worker import BotWorker
 from threadline.bus.memory import MemoryBus
-from threadline.business import Business, northwind
+from threadline.business import Business, load_configured
+from threadline.business.current import CurrentBusiness
 from threadline.channels import voice as voice_channel
 from threadline.channels.chat.adapter import ChatAdapter
 from threadline.channels.inperson.channel import inperson_channel
 from threadline.core.errors import ConfigurationError
-from threadline.core.events import utcnow
 from threadline.core.ports import Bus, Storage
 from threadline.engine.commands import Commands
 from threadline.engine.conversations import Conversations
@@ -31,14 +31,16 @@ from threadline.engine.projections import ConversationIndex
 from threadline.identity.challenges import OutboxCourier, Verifications
 from threadline.identity.links import ConversationLinks
 from threadline.identity.oidc import OidcVerifier
-from threadline.identity.service import Identity, demo_profiles
-from threadline.routing.demo import routing_config
+from threadline.identity.recognition import Recognition
+from threadline.identity.service import Identity
 from threadline.routing.router import Router
+from threadline.routing.staffing import routing_config
 from threadline.routing.workfeed import WorkFeed
 from threadline.security import RevocationList, TokenIssuer, TokenVerifier
 from threadline.service.parts import Service
-from threadline.settings import Settings
+from threadline.settings import Settings, data_dir
 from threadline.store import open_directory, open_store
+from threadline.systems import CustomerRecords, Systems
 
 
 @asynccontextmanager
@@ -49,6 +51,7 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
     store ``settings`` name is opened and closed here.
     """
     oidc = _oidc(settings)
+    current = CurrentBusiness(load_configured(settings.business))
     async with AsyncExitStack() as stack:
         if store is None:
             store = await open_store(settings.store)
@@ -79,21 +82,24 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
         hub.listen(revocations.follower(codec))  # also from other processes
         tokens = TokenIssuer.from_settings(settings)
         verifier = TokenVerifier.from_settings(settings, revocations)
-        business = northwind(utcnow())
-        identity, verifications = await _identity(store, bus, conversations, business)
+        business = current.business
+        systems = Systems.open(business, data_dir(settings))
+        stack.push_async_callback(systems.close)
+        identity, verifications = await _identity(store, bus, conversations, current, systems)
+        recognition = Recognition(identity, systems.customers)
         bot = None
         if worker is not None:
             await worker.start(store, relay.appended)
             stack.push_async_callback(worker.stop)
             relay.forward(worker.feed)
         else:
-            bot = BotRuntime(conversations, NorthwindBot(business))
+            bot = BotRuntime(conversations, EmbeddedAgent(systems))
             await bot.start(bus)
         router = Router(conversations, routing_config(business))
         await router.start(bus)
         stack.push_async_callback(router.stop)
         inperson = await inperson_channel(
-            settings, store, bus, commands, business, tokens.key, revocations
+            settings, store, bus, commands, current, tokens.key, revocations
         )
         voice = None
         if voice_channel.missing() is None:  # else the voice endpoints answer 503
@@ -101,14 +107,35 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
 
             voice = await stack.enter_async_context(
                 voice_gateway(
-                    settings, store, bus, hub, commands, business, tokens.key, revocations
+                    settings,
+                    store,
+                    bus,
+                    hub,
+                    commands,
+                    current,
+                    recognition,
+                    tokens.key,
+                    revocations,
                 )
             )
+
+        def reloaded(new: Business) -> None:
+            """The parts that keep something derived from the business take the new one."""
+            systems.use(new)
+            if bot is not None:
+                bot.replace_agent(EmbeddedAgent(systems))
+            if worker is not None:
+                worker.reload()
+            router.config = routing_config(new)
+
+        current.on_change(reloaded)
         await relay.start()
         stack.push_async_callback(relay.stop)
         yield Service(
             settings=settings,
-            business=business,
+            current=current,
+            systems=systems,
+            recognition=recognition,
             store=store,
             bus=bus,
             relay=relay,
@@ -145,18 +172,25 @@ def _oidc(settings: Settings) -> OidcVerifier | None:
 
 
 async def _identity(
-    store: Storage, bus: Bus, conversations: Conversations, business: Business
+    store: Storage,
+    bus: Bus,
+    conversations: Conversations,
+    current: CurrentBusiness,
+    systems: Systems,
 ) -> tuple[Identity, Verifications]:
-    """The identity directory, caught up and seeded with the business's customers
-    (idempotent), following the links that conversations make."""
+    """The identity directory, caught up, following the links that conversations make;
+    step-up checks compare a customer's answer to the business's record of them."""
     identity = Identity(store, await open_directory(store))
     await identity.projection.catch_up()
-    await identity.seed(demo_profiles(business.customers))
     # What conversations prove (a caller's postcode) reaches the directory too.
     await ConversationLinks(identity, conversations.codec).start(bus)
+    records: CustomerRecords = systems.customers
 
-    def postcode(customer_id: str) -> str | None:
-        customer = business.customer(customer_id)
-        return customer.postcode if customer is not None else None
+    async def knowledge(customer_id: str) -> str | None:
+        """The answer the first knowledge proof the pack names expects of the customer."""
+        fields = list(current.business.pack.verification.knowledge.values())
+        record = await records.get(customer_id)
+        return record.knowledge.get(fields[0]) if record is not None and fields else None
 
-    return identity, Verifications(identity, OutboxCourier(), postcode)
+    brand = current.business.brand_name
+    return identity, Verifications(identity, OutboxCourier(), knowledge, sender=brand)

@@ -7,20 +7,20 @@ from typing import Any
 from threadline.core.events import Actor, Event, EventCodec, EventRecord, Lineage, new_id
 
 CODEC = EventCodec()
-CUSTOMER = Actor("customer", "cus-maya")
-BOT = Actor("bot", "northwind-bot")
+CUSTOMER = Actor("customer", "cus-ada")
+BOT = Actor("bot", "shop-bot")
 
 
 def message(
     conversation_id: str,
-    text: str = "where is my order 1042?",
+    text: str = "where is my order 5120?",
     *,
     key: str | None = None,
     channel: str = "chat",
     actor: Actor = CUSTOMER,
     **envelope: Any,
 ) -> Event:
-    """A ``message.received`` event from Maya on chat."""
+    """A ``message.received`` event from a customer on chat."""
     return Event(
         conversation_id=conversation_id,
         type="message.received",
@@ -28,13 +28,13 @@ def message(
         channel=channel,
         actor=actor,
         idempotency_key=key or new_id(),
-        customer_id="cus-maya",
+        customer_id=CUSTOMER.id,
         lineage=Lineage("chat-adapter", "1"),
         **envelope,
     )
 
 
-def record(conversation_id: str, text: str = "where is my order 1042?", **kw: Any) -> EventRecord:
+def record(conversation_id: str, text: str = "where is my order 5120?", **kw: Any) -> EventRecord:
     """The stored form of :func:`message`."""
     return CODEC.encode(message(conversation_id, text, **kw))
 

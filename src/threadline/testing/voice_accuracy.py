@@ -1,4 +1,4 @@
-"""Measures speech-to-text on the demo utterances, the way a call hears them.
+"""Measures speech-to-text on a pack's voice evaluation set, the way a call hears them.
 
 Each utterance is spoken by espeak-ng in each voice, sent through the
 telephony round trip (8 kHz μ-law, 20 ms frames, silence around it), cut out
@@ -17,13 +17,13 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from threadline.agents.intents import IntentClassifier, default_classifier
-from threadline.agents.slots import normalise
+from threadline.agents.intents import IntentClassifier
+from threadline.agents.numbers import normalise
 from threadline.channels.voice.codec import pcm_for_stt, pcm_to_bytes, ulaw_decode
 from threadline.channels.voice.vad import Endpointer, EndpointerConfig, UtteranceEnded
 from threadline.core.ports import SpeechHints, SpeechToText
 from threadline.testing.voice import acaller_frames
-from threadline.testing.voice_corpus import UTTERANCES, VOICES, DemoUtterance
+from threadline.testing.voice_corpus import VOICES, DemoUtterance
 
 _WORDS = re.compile(r"[a-z0-9']+|\d+:\d+")
 
@@ -149,14 +149,14 @@ def endpointed(frames: Iterable[bytes], config: EndpointerConfig | None = None) 
 
 async def measure(
     stt: SpeechToText,
+    utterances: Sequence[DemoUtterance],
+    classifier: IntentClassifier,
     voices: Sequence[str] = VOICES,
-    utterances: Sequence[DemoUtterance] = UTTERANCES,
     hints: SpeechHints | None = None,
-    classifier: IntentClassifier | None = None,
     endpointer: EndpointerConfig | None = None,
 ) -> AccuracyReport:
     """Speak, endpoint, transcribe and classify every utterance in every voice."""
-    classify = classifier or default_classifier()
+    classify = classifier
     results = []
     for voice in voices:
         for utterance in utterances:

@@ -3,7 +3,7 @@
 ::
 
     async with ChatClient.connect("ws://127.0.0.1:8080/chat/ws") as chat:
-        await chat.say("where is my order 1042?")
+        await chat.say("where is my order 5120?")
         reply = await chat.wait_for(lambda e: e["event"] == "message.sent")
 """
 

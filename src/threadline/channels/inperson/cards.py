@@ -79,12 +79,15 @@ class CheckinCards:
         return Opened(str(data["token"]), str(data["digits"]))
 
     def message(self, issued: IssuedCode, business: Business) -> dict[str, Any]:
-        """The ``message.sent`` payload that hands ``issued`` to the customer."""
-        store = business.store(issued.store_id or "")
-        where = f" for {store.name}" if store is not None else ""
-        until = business.local(issued.expires_at)
-        text = (f"Here is your check-in code{where}: show this at the counter. "
-                f"It works once, until {until:%H:%M}.")  # fmt: skip
+        """The ``message.sent`` payload that hands ``issued`` to the customer, in the pack's
+        words (its ``checkin_code`` reply)."""
+        place = business.location(issued.store_id or "")
+        until = issued.expires_at.astimezone(place.timezone if place else business.timezone)
+        text = business.reply("checkin_code").render(False, {
+            "location": place.to_vars() if place else None, "until": until, "voice": False,
+            "business": business.name, "today": until.date(), "slots": {}, "customer": None,
+            "locations": {loc.id: loc.to_vars() for loc in business.locations},
+        })  # fmt: skip
         return {"text": text, "checkin": self.seal(issued)}
 
     async def view(
@@ -101,7 +104,7 @@ class CheckinCards:
         expires_at = card["expires_at"]
         if isinstance(expires_at, str):
             expires_at = datetime.fromisoformat(expires_at)
-        store = business.store(str(card.get("store_id") or ""))
+        store = business.location(str(card.get("store_id") or ""))
         view: dict[str, Any] = {
             "expires_at": expires_at.isoformat(),
             "store": {"id": store.id, "name": store.name} if store is not None else None,

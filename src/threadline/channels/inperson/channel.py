@@ -10,7 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final
 
-from threadline.business import Business
+from threadline.business.current import CurrentBusiness
 from threadline.channels.inperson.cards import CheckinCards
 from threadline.channels.inperson.codes import CheckinCodes
 from threadline.channels.inperson.courier import CheckinCourier
@@ -58,7 +58,7 @@ async def inperson_channel(
     store: Storage,
     bus: Bus,
     commands: Commands,
-    business: Business,
+    current: CurrentBusiness,
     key: TokenKey,
     revocations: RevocationList,
 ) -> InPersonChannel:
@@ -67,7 +67,7 @@ async def inperson_channel(
         key, store, revocations, issuer=settings.token_issuer, audience=settings.token_audience
     )
     cards = CheckinCards(key)
-    courier = CheckinCourier(commands, codes, cards, business)
+    courier = CheckinCourier(commands, codes, cards, current)
     await courier.start(bus)
     return InPersonChannel(
         codes=codes,

@@ -16,8 +16,8 @@ from typing import Any, Final
 
 import structlog
 
-from threadline.agents.tools import SEND_CHECKIN_CODE
-from threadline.business import Business
+from threadline.agents.flows import SEND_CHECKIN_CODE
+from threadline.business.current import CurrentBusiness
 from threadline.channels.inperson.cards import CheckinCards
 from threadline.channels.inperson.codes import LINEAGE, CheckinCodes
 from threadline.core.conversation import CLOSED_STATES, ConversationState
@@ -86,13 +86,14 @@ class CheckinCourier:
         commands: Commands,
         codes: CheckinCodes,
         cards: CheckinCards,
-        business: Business,
+        current: CurrentBusiness,
     ) -> None:
         self.commands = commands
         self.conversations = commands.conversations
         self.codes = codes
         self.cards = cards
-        self.business = business
+        #: The business served now: its words and locations.
+        self.current = current
 
     async def start(self, bus: Bus) -> None:
         await bus.subscribe(GROUP, self.handle, concurrency=64, types={"action.requested"})
@@ -120,7 +121,7 @@ class CheckinCourier:
             self._event(state, request, "action.completed",
                         {"action_id": action_id, "result": result}, "done"),
             self._event(state, request, "message.sent",
-                        self.cards.message(issued, self.business), "message", leg_id=chat),
+                        self.cards.message(issued, self.current.business), "message", leg_id=chat),
         ]  # fmt: skip
         try:
             await self.commands.execute(Fulfil.of(action_id, events), SELF)

@@ -1,9 +1,8 @@
 """Finding a customer at the counter, and the record that someone looked.
 
 :func:`find_customer` is the one place the in-person channel resolves an
-identifier to a customer; it asks the demo business today and is where the
-identity service plugs in. Every look-up by staff appends
-``customer.looked_up`` with its reason to the customer's stream,
+identifier to a customer: the directory, else the business's customer system.
+Every look-up by staff appends ``customer.looked_up`` with its reason to the customer's stream,
 ``customer:<customer_id>`` (the identity service's type and stream), before
 anything about the customer is shown.
 """
@@ -13,11 +12,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from threadline.business.business import Business
-from threadline.business.values import Customer
 from threadline.channels.inperson.codes import LINEAGE
 from threadline.core.events import Actor, Event, EventCodec, new_id, utcnow
 from threadline.core.ports import ANY, EventStore
+from threadline.identity.recognition import Recognition
+from threadline.systems import CustomerRecord
 
 By = Literal["phone", "email", "member"]
 LOOKED_UP: Final = "customer.looked_up"
@@ -29,18 +28,25 @@ def customer_stream(customer_id: str) -> str:
     return f"customer:{customer_id}"
 
 
-def find_customer(business: Business, by: By, value: str) -> Customer | None:
-    """The customer ``value`` identifies (a phone in any common spelling, email, member id)."""
-    if by == "phone":
-        return business.customer_by_phone(value)
-    if by == "email":
-        return business.customer_by_email(value)
-    return business.customer_by_member_id(value)
+async def find_customer(recognition: Recognition, by: By, value: str) -> CustomerRecord | None:
+    """The customer ``value`` identifies (a phone in any common spelling, email, member id),
+    with the name the business's system gives them (empty when it gives none)."""
+    customer_id = await recognition.customer(by, value)
+    if customer_id is None:
+        return None
+    return await customer_record(recognition, customer_id)
 
 
-def display_name(customer: Customer) -> str:
-    """How a queue shows a customer: first name and initial."""
+async def customer_record(recognition: Recognition, customer_id: str) -> CustomerRecord:
+    """The business's record of ``customer_id``, or one with its id alone."""
+    return await recognition.records.get(customer_id) or CustomerRecord(customer_id, "")
+
+
+def display_name(customer: CustomerRecord) -> str:
+    """How a queue shows a customer: first name and initial (the id when nameless)."""
     parts = customer.name.split()
+    if not parts:
+        return customer.id
     return parts[0] + (f" {parts[-1][0]}." if len(parts) > 1 else "")
 
 

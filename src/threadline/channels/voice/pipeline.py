@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import re
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -428,12 +429,13 @@ def speech_pipeline(
     hub: LiveHub,
     stt: SpeechToText,
     tts: TextToSpeech,
-    hints: SpeechHints | None = None,
+    hints: Callable[[], SpeechHints | None] = lambda: None,
     config: SpeechConfig | None = None,
 ) -> HandlerFactory:
-    """A factory of :class:`SpeechCall` handlers sharing the engines (and the STT model)."""
+    """A factory of :class:`SpeechCall` handlers sharing the engines (and the STT model);
+    each call takes the recognition ``hints`` of the business served when it starts."""
 
     def make(sink: CallSink) -> CallHandler:
-        return SpeechCall(sink, calls, hub, stt, tts, hints, config)
+        return SpeechCall(sink, calls, hub, stt, tts, hints(), config)
 
     return make

@@ -53,7 +53,7 @@ _DIGIT_GROUPS: Final = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
 def tidy_numbers(text: str) -> str:
-    """Digits without thousands separators: callers say codes, not amounts ("94,103" → "94103")."""
+    """Digits without thousands separators: callers say codes, not amounts ("60,601" → "60601")."""
     return _DIGIT_GROUPS.sub("", text)
 
 

@@ -56,7 +56,7 @@ class WindowResult:
 def _repeats(previous: list[str], words: list[str]) -> bool:
     """Whether ``words`` say the sentence before again: alike, and nothing it lacks.
 
-    "Where is my order? Is my order 1042?" is alike but brings the order
+    "Where is my order? Is my order 5120?" is alike but brings the order
     number, so it is not a repeat.
     """
     if not previous or not set(words) <= set(previous):

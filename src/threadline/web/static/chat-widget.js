@@ -27,15 +27,16 @@
 
   var root = document.createElement("section");
   root.className = "tl-chat";
-  root.setAttribute("aria-label", "Chat with Northwind Devices");
+  root.setAttribute("aria-label", "Chat");
   root.innerHTML =
-    '<header class="tl-chat__header"><h2>Northwind Devices</h2>' +
+    '<header class="tl-chat__header"><h2>Chat</h2>' +
     '<span class="tl-chat__status" role="status">Connecting…</span></header>' +
+    '<p class="tl-chat__disclosure" hidden></p>' +
     '<ol class="tl-chat__log" aria-live="polite" aria-label="Conversation"></ol>' +
     '<p class="tl-chat__error" role="alert" hidden></p>' +
     '<form class="tl-chat__form"><label for="tl-chat-input">Message</label>' +
     '<textarea id="tl-chat-input" rows="2" maxlength="4000" required ' +
-    'placeholder="Ask about an order, a repair or store hours"></textarea>' +
+    'placeholder="Type your message"></textarea>' +
     '<button type="submit">Send</button></form>';
   (script && script.dataset.mount ? document.querySelector(script.dataset.mount) : document.body)
     .appendChild(root);
@@ -44,6 +45,27 @@
   var errorBox = root.querySelector(".tl-chat__error");
   var input = root.querySelector("textarea");
   var form = root.querySelector("form");
+  var businessName = "";
+
+  // The business's name, colours, greeting and disclosure, from the service that serves it.
+  fetch(base + "/brand").then(function (r) { return r.ok ? r.json() : null; }).then(function (b) {
+    if (!b) return;
+    businessName = b.name;
+    root.setAttribute("aria-label", "Chat with " + b.widget_title);
+    root.querySelector(".tl-chat__header h2").textContent = b.widget_title;
+    if (b.colours && b.colours.primary) root.style.setProperty("--tl-accent", b.colours.primary);
+    if (b.disclosure) {
+      var disclosure = root.querySelector(".tl-chat__disclosure");
+      disclosure.textContent = b.disclosure;
+      disclosure.hidden = false;
+    }
+    if (b.greeting && !log.querySelector(".tl-chat__greeting")) {
+      var hello = document.createElement("li");
+      hello.className = "tl-chat__notice tl-chat__greeting";
+      hello.textContent = b.greeting;
+      log.insertBefore(hello, log.firstChild);
+    }
+  }).catch(function () { /* the chat works without the brand */ });
 
   function bubble(id, who, text, note) {
     var item = shown[id];
@@ -56,7 +78,7 @@
     }
     item.querySelector(".tl-chat__who").textContent =
       who === "customer" ? "You" : who === "bot" ? "Assistant" : who === "human" ? "Agent" :
-      who === "system" ? "Northwind Devices" : "";
+      who === "system" ? businessName : "";
     item.querySelector("p").textContent = text;
     item.querySelector("small").textContent = note || "";
     item.dataset.who = who;

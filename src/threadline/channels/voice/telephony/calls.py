@@ -14,24 +14,34 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import structlog
 
-from threadline.business import Business
-from threadline.business.values import e164
 from threadline.channels.voice.telephony.directory import CallerDirectory
-from threadline.core.errors import IllegalTransition
+from threadline.core.errors import IllegalTransition, ValidationError
 from threadline.core.events import Actor, Event, Lineage, new_id
 from threadline.engine.commands import AppendEvents, Commands, EndLeg, channel_adapter
+from threadline.identity.identifiers import phone as parse_phone
 
 log = structlog.get_logger("threadline.voice")
 
 LINEAGE: Final = Lineage("voice-twilio", "0.1.0")
 GATEWAY: Final = Actor("system", "voice-gateway")
 UNKNOWN_CALLER: Final = "caller-"
+#: Who a caller's number belongs to (the directory, else the business's customer system).
+Recognise = Callable[[str], Awaitable[str | None]]
+
+
+def e164(caller: str) -> str | None:
+    """The caller id in E.164, or None when it is not a phone number (anonymous, SIP)."""
+    try:
+        return parse_phone(caller).value
+    except ValidationError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +63,7 @@ class VoiceCalls:
         self,
         commands: Commands,
         directory: CallerDirectory,
-        business: Business,
+        recognise: Recognise,
         greeting: str,
         reopen_window: timedelta = timedelta(hours=72),
     ) -> None:
@@ -62,7 +72,8 @@ class VoiceCalls:
         #: Who the voice channel writes as.
         self.principal = channel_adapter("voice", LINEAGE.producer)
         self.directory = directory
-        self.business = business
+        self.recognise = recognise
+        #: Said first on every call: the AI and recording disclosure (the pack's voice greeting).
         self.greeting = greeting
         #: A caller whose conversation closed this recently reopens it rather than starting anew.
         self.reopen_window = reopen_window
@@ -109,13 +120,13 @@ class VoiceCalls:
             state = await self.conversations.rehydrate(known)
             if state.customer_id is not None and call_id in state.legs:
                 return CallLeg(call_id, known, state.customer_id, phone, True, state.seq)
-        customer = self.business.customer_by_phone(phone) if phone else None
-        customer_id = customer.id if customer else UNKNOWN_CALLER + new_id()
-        if customer is not None:
+        known_id = await self.recognise(phone) if phone else None
+        customer_id = known_id or UNKNOWN_CALLER + new_id()
+        if known_id is not None:
             # The directory names the candidate; the conversation's own state decides, since
             # the directory hears of a resolution only once the bus has delivered it.
             for _ in range(2):
-                candidate = await self._continuable(customer.id)
+                candidate = await self._continuable(known_id)
                 if candidate is None:
                     break
                 existing, reopen = candidate

@@ -18,7 +18,6 @@ from urllib.parse import urlencode
 import orjson
 import structlog
 
-from threadline.business import Business
 from threadline.channels.voice.telephony.calls import GATEWAY, LINEAGE, VoiceCalls
 from threadline.channels.voice.telephony.port import (
     CallControlFailed,
@@ -47,10 +46,9 @@ _REASONS: Final = {
 }
 
 
-def whisper_text(packet: HandoffPacket, business: Business) -> str:
+def whisper_text(packet: HandoffPacket, customer_name: str | None) -> str:
     """The summary an agent hears before being bridged: who, why, and what is known."""
-    customer = business.customer(packet.customer_id) if packet.customer_id else None
-    who = f"Call from {customer.name}" if customer else "Call from an unknown caller"
+    who = f"Call from {customer_name}" if customer_name else "Call from an unknown caller"
     checked = "verified" if packet.verification == "verified" else "not verified"
     parts = [f"{who}, {checked}."]
     if packet.reason_code:
@@ -78,6 +76,10 @@ class CallControl:
         self.provider = provider
         self.targets = {agent: DialTarget(address) for agent, address in targets.items()}
         self.public_url = public_url
+
+    def aim(self, targets: Mapping[str, str]) -> None:
+        """Dial these numbers or SIP addresses from the next transfer on (a reloaded pack)."""
+        self.targets = {agent: DialTarget(address) for agent, address in targets.items()}
 
     async def start(self, bus: Bus, checkpoints: CheckpointStore) -> None:
         once = idempotent(checkpoints, GROUP, self._accepted)

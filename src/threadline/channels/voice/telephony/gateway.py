@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from threadline.business import Business
+from threadline.business.current import CurrentBusiness
 from threadline.channels.voice.engines import SpeechEngines, speech_engines
 from threadline.channels.voice.hints import domain_hints
 from threadline.channels.voice.media import HandlerFactory
@@ -28,6 +29,7 @@ from threadline.channels.voice.telephony.twilio import SignatureCheck, TwilioTel
 from threadline.core.ports import Bus, Storage
 from threadline.engine.commands import Commands
 from threadline.engine.live import LiveHub
+from threadline.identity.recognition import Recognition
 from threadline.security import RevocationList, TokenKey
 from threadline.security.stream_tokens import StreamTokens
 from threadline.settings import Settings
@@ -41,14 +43,28 @@ class VoiceGateway:
     tokens: StreamTokens
     signatures: SignatureCheck | None
     public_url: str | None
-    greeting: str
-    business: Business
+    #: The business served now: its voice greeting and people.
+    current: CurrentBusiness
     control: CallControl | None
     #: Makes each call's handler: the speech pipeline, or the keypad with STT off.
     #: Tests and probes may put their own in its place once the service runs.
     handlers: HandlerFactory
     #: Seconds a new socket has to send its ``start``.
     start_timeout: float = stream.START_TIMEOUT
+
+    @property
+    def greeting(self) -> str:
+        """What a call hears first: the pack's voice greeting, with its disclosure."""
+        return voice_greeting(self.current.business)
+
+
+def voice_greeting(business: Business) -> str:
+    """The pack's voice greeting (in its own locale), or its disclosure alone."""
+    return (
+        business.text("greetings", "voice")
+        or business.text("disclosures", "voice")
+        or f"{business.brand_name}: you are speaking with an automated assistant."
+    )
 
 
 @asynccontextmanager
@@ -58,7 +74,8 @@ async def voice_gateway(
     bus: Bus,
     hub: LiveHub,
     commands: Commands,
-    business: Business,
+    current: CurrentBusiness,
+    recognition: Recognition,
     key: TokenKey,
     revocations: RevocationList,
 ) -> AsyncIterator[VoiceGateway]:
@@ -66,7 +83,12 @@ async def voice_gateway(
     directory = CallerDirectory()
     await directory.load(store, attach=lambda: hub.listen(directory.note))
     window = timedelta(hours=settings.reopen_window_hours)
-    calls = VoiceCalls(commands, directory, business, settings.voice_greeting, window)
+
+    async def recognise(phone: str) -> str | None:
+        return await recognition.customer("phone", phone)
+
+    calls = VoiceCalls(commands, directory, recognise, voice_greeting(current.business), window)
+    current.on_change(lambda business: setattr(calls, "greeting", voice_greeting(business)))
     engines = speech_engines(settings)
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     provider = None
@@ -78,9 +100,10 @@ async def voice_gateway(
         control = CallControl(
             calls,
             provider,
-            settings.voice_agent_targets,
+            current.business.transfer_targets(),
             public_url=settings.public_url,
         )
+        current.on_change(lambda business: control.aim(business.transfer_targets()))
         await control.start(bus, store)
     gateway = VoiceGateway(
         calls=calls,
@@ -93,10 +116,9 @@ async def voice_gateway(
         ),
         signatures=SignatureCheck(token) if token else None,
         public_url=settings.public_url,
-        greeting=settings.voice_greeting,
-        business=business,
+        current=current,
         control=control,
-        handlers=_handlers(calls, hub, engines, business),
+        handlers=_handlers(calls, hub, engines, current),
     )
     warming = None
     if token and engines.stt is not None and hasattr(engines.stt, "load"):
@@ -114,9 +136,12 @@ async def voice_gateway(
 
 
 def _handlers(
-    calls: VoiceCalls, hub: LiveHub, engines: SpeechEngines, business: Business
+    calls: VoiceCalls, hub: LiveHub, engines: SpeechEngines, current: CurrentBusiness
 ) -> HandlerFactory:
-    """The speech pipeline, or the keypad alone when speech-to-text is off."""
+    """The speech pipeline, or the keypad alone when speech-to-text is off. Each call takes
+    the speech-recognition hints of the business served when it starts."""
     if engines.stt is None:
         return keypad(calls)
-    return speech_pipeline(calls, hub, engines.stt, engines.tts, domain_hints(business))
+    hints = [domain_hints(current.business)]
+    current.on_change(lambda business: hints.__setitem__(0, domain_hints(business)))
+    return speech_pipeline(calls, hub, engines.stt, engines.tts, lambda: hints[0])

@@ -1,7 +1,7 @@
 """The default call handler: what the caller keys in becomes their message.
 
 Digits are collected until ``#`` or a pause, then recorded as one
-``message.received`` on the voice leg ("1042" for an order number, "2" for
+``message.received`` on the voice leg ("5120" for an order number, "2" for
 a menu choice), which the bot answers like any other message. Audio and
 marks are ignored: the speech pipeline is another handler behind the same
 :class:`~threadline.channels.voice.media.CallHandler` protocol.

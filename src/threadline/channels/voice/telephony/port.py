@@ -9,12 +9,15 @@ the whisper before the two are bridged.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Final, Literal
 
 from threadline.core.errors import ThreadlineError
-from threadline.settings import DIAL_TARGET
+
+#: A number in E.164 (+13125550100) or a SIP URI (sip:jo@pbx.example.com).
+DIAL_TARGET: Final = re.compile(r"\+[1-9][0-9]{7,14}|sips?:[^@\s]+@[^@\s]+")
 
 HOLD_MESSAGE: Final = "Thanks for waiting. I'm connecting you to a member of our team now."
 

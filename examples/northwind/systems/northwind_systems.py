@@ -1,0 +1,270 @@
+"""Northwind Devices' own systems, as in-process tools of its business pack.
+
+Customers and orders are read from ``records.yaml`` beside this file; dates in
+it are relative to the day asked. The repair-counter book is a small SQLite
+database in the service's data folder, so every process of the service sees
+the same bookings and a restart keeps them. Each tool follows the contract
+of :mod:`threadline.tools`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import date, datetime, time, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from threadline.tools import NOT_FOUND, ToolContext, ToolFailure
+
+RECORDS = Path(__file__).with_name("records.yaml")
+#: Alternatives a refused booking suggests, and how many days ahead it looks.
+SUGGESTIONS = 3
+LOOKAHEAD_DAYS = 7
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS appointments (
+    id TEXT PRIMARY KEY, location TEXT NOT NULL, start TEXT NOT NULL,
+    service TEXT NOT NULL, customer_id TEXT, request TEXT UNIQUE,
+    UNIQUE (location, start)
+)
+"""
+
+
+@cache
+def _records() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(RECORDS.read_text(encoding="utf-8"))
+    return loaded
+
+
+def _today(context: ToolContext) -> date:
+    return context.business.today(context.now)
+
+
+# -- customers ----------------------------------------------------------------------------
+
+
+async def find_customer(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+    """The customer record by ``id``, ``phone`` (E.164), ``email`` or ``member`` id."""
+    by, value = arguments["by"], str(arguments["value"]).strip()
+    field = {"id": "id", "phone": "phone", "email": "email", "member": "member_id"}[by]
+    wanted = value.casefold()
+    for customer in _records()["customers"]:
+        if str(customer.get(field) or "").casefold() == wanted:
+            return {
+                "id": customer["id"], "name": customer["name"], "phone": customer["phone"],
+                "email": customer["email"], "member_id": customer["member_id"],
+                "knowledge": {"postcode": customer["postcode"]},
+            }  # fmt: skip
+    raise ToolFailure(NOT_FOUND, f"no customer with that {by}")
+
+
+async def search_customers(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+    """Customers whose name, email, member id or phone number holds ``q``."""
+    wanted = str(arguments["q"]).strip().casefold()
+    digits = "".join(c for c in wanted if c.isdigit())
+    found = []
+    for customer in _records()["customers"]:
+        texts = (customer["name"], customer["email"], customer.get("member_id") or "")
+        phone_digits = "".join(c for c in customer["phone"] if c.isdigit())
+        if any(wanted in t.casefold() for t in texts) or (len(digits) >= 3 and
+                                                          digits in phone_digits):  # fmt: skip
+            found.append({k: customer[k] for k in ("id", "name", "phone", "email", "member_id")})
+    return {"customers": found[: int(arguments.get("limit", 50))]}
+
+
+# -- orders -------------------------------------------------------------------------------
+
+
+def _order(order: dict[str, Any], today: date) -> dict[str, Any]:
+    out = {k: order[k] for k in ("customer_id", "item", "status", "detail")}
+    out["order"] = order["number"]
+    out["reason"] = order.get("reason")
+    out["options"] = list(order.get("options", ()))
+    pickup = next((o for o in out["options"] if o["kind"] == "pickup"), None)
+    out["pickup_location"] = pickup["location"] if pickup else None
+    if "delivered_days_ago" in order:
+        out["delivered_on"] = (today - timedelta(days=order["delivered_days_ago"])).isoformat()
+    if "arriving_in_days" in order:
+        out["expected_on"] = (today + timedelta(days=order["arriving_in_days"])).isoformat()
+    return out
+
+
+async def lookup_order(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+    """The order numbered ``order_number``."""
+    number = str(arguments["order_number"]).lstrip("#")
+    for order in _records()["orders"]:
+        if order["number"] == number:
+            return _order(order, _today(context))
+    raise ToolFailure(NOT_FOUND, f"there is no order {number}")
+
+
+async def customer_orders(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+    """Every order of ``customer_id``."""
+    today = _today(context)
+    orders = [_order(o, today) for o in _records()["orders"]
+              if o["customer_id"] == arguments["customer_id"]]  # fmt: skip
+    return {"orders": orders}
+
+
+# -- the repair-counter book ----------------------------------------------------------------
+
+
+class Book:
+    """The appointments at every location, in a SQLite file of the service's data folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=10, isolation_level=None)
+
+    def taken(self, location: str, day: date) -> set[str]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT start FROM appointments WHERE location = ? AND start LIKE ?",
+                (location, f"{day.isoformat()}%"),
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def booked_for(self, customer_id: str) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT id, location, start, service FROM appointments WHERE customer_id = ?"
+                " ORDER BY start", (customer_id,),
+            ).fetchall()  # fmt: skip
+        return [dict(zip(("appointment_id", "location", "start", "service"), r, strict=True))
+                for r in rows]  # fmt: skip
+
+    def add(self, row: dict[str, Any], request: str) -> dict[str, Any] | None:
+        """The appointment booked (or booked before by the same request); None if taken."""
+        with self._connect() as db:
+            earlier = db.execute(
+                "SELECT id, location, start, service FROM appointments WHERE request = ?",
+                (request,),
+            ).fetchone()
+            if earlier is not None:
+                return dict(zip(("appointment_id", "location", "start", "service"), earlier,
+                                strict=True))  # fmt: skip
+            try:
+                db.execute(
+                    "INSERT INTO appointments VALUES (?, ?, ?, ?, ?, ?)",
+                    (row["appointment_id"], row["location"], row["start"], row["service"],
+                     row["customer_id"], request),
+                )  # fmt: skip
+            except sqlite3.IntegrityError:
+                return None
+        return {k: row[k] for k in ("appointment_id", "location", "start", "service")}
+
+
+@cache
+def _book(path: Path) -> Book:
+    return Book(path)
+
+
+def _seeded(context: ToolContext, location: str, day: date) -> set[str]:
+    """Appointments booked before any conversation, dated from today."""
+    today = _today(context)
+    out = set()
+    for a in _records()["appointments"]:
+        start = datetime.combine(
+            today + timedelta(days=a["in_days"]),
+            time.fromisoformat(a["time"]),
+            context.business.timezone,
+        )
+        if a["location"] == location and start.date() == day:
+            out.add(start.isoformat())
+    return out
+
+
+def _slots(context: ToolContext, location_id: str, service: str, day: date) -> list[datetime]:
+    location = context.business.require_location(location_id)
+    hours = location.hours.on(day)
+    minutes = location.services.get(service)
+    if hours is None or minutes is None:
+        return []
+    length = timedelta(minutes=minutes)
+    start = datetime.combine(day, hours.opens, location.timezone)
+    closes = datetime.combine(day, hours.closes, location.timezone)
+    out = []
+    while start + length <= closes:
+        out.append(start)
+        start += length
+    return out
+
+
+async def _free(context: ToolContext, location: str, service: str, day: date) -> list[datetime]:
+    book = _book(context.data_dir / "northwind-book.db")
+    taken = await asyncio.to_thread(book.taken, location, day)
+    taken |= _seeded(context, location, day)
+    now = context.business.local(context.now)
+    return [s for s in _slots(context, location, service, day)
+            if s.isoformat() not in taken and s >= now]  # fmt: skip
+
+
+async def free_slots(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+    """Free start times of ``service`` at ``location`` on ``date``."""
+    day = date.fromisoformat(arguments["date"])
+    free = await _free(context, arguments["location"], arguments["service"], day)
+    return {"slots": [f"{s:%H:%M}" for s in free]}
+
+
+async def _nearest(context: ToolContext, location: str, service: str,
+                   wanted: datetime) -> list[str]:  # fmt: skip
+    for offset in range(LOOKAHEAD_DAYS + 1):
+        free = await _free(context, location, service, wanted.date() + timedelta(days=offset))
+        if free:
+            if offset == 0:
+                free = sorted(free, key=lambda s: (abs(s - wanted), s))
+            return [s.isoformat() for s in sorted(free[:SUGGESTIONS])]
+    return []
+
+
+async def book_appointment(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+    """Book ``service`` at ``location`` on ``date`` at ``time`` for ``customer_id``."""
+    location_id, service = arguments["location"], arguments["service"]
+    location = context.business.require_location(location_id)
+    day = date.fromisoformat(arguments["date"])
+    start = datetime.combine(day, time.fromisoformat(arguments["time"]), location.timezone)
+    book = _book(context.data_dir / "northwind-book.db")
+    reason = None
+    if location.hours.on(day) is None:
+        reason = ("slot_closed", f"{location.name} is closed that day")
+    elif start not in _slots(context, location_id, service, day):
+        reason = ("slot_outside_hours", f"{start:%H:%M} is not a slot at {location.name}")
+    elif start < context.business.local(context.now):
+        reason = ("slot_past", "that time has already passed")
+    elif start.isoformat() in _seeded(context, location_id, day):
+        reason = ("slot_taken", "that time is already booked")
+    if reason is None:
+        row = {"appointment_id": f"apt-{location_id}-{start:%Y%m%d-%H%M}",
+               "location": location_id, "start": start.isoformat(),
+               "service": service, "customer_id": arguments.get("customer_id")}  # fmt: skip
+        booked = await asyncio.to_thread(book.add, row, context.idempotency_key)
+        if booked is not None:
+            return booked
+        reason = ("slot_taken", "that time is already booked")
+    suggestions = await _nearest(context, location_id, service, start)
+    raise ToolFailure(reason[0], reason[1], retryable=reason[0] == "slot_taken",
+                      details={"suggestions": suggestions})  # fmt: skip
+
+
+async def customer_appointments(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+    """Every appointment of ``customer_id``, seeded or booked."""
+    customer_id = arguments["customer_id"]
+    book = _book(context.data_dir / "northwind-book.db")
+    booked = await asyncio.to_thread(book.booked_for, customer_id)
+    today = _today(context)
+    seeded = [
+        {"appointment_id": a["id"], "location": a["location"], "service": a["service"],
+         "start": datetime.combine(today + timedelta(days=a["in_days"]),
+                                   time.fromisoformat(a["time"]),
+                                   context.business.timezone).isoformat()}
+        for a in _records()["appointments"] if a["customer_id"] == customer_id
+    ]  # fmt: skip
+    return {"appointments": sorted(seeded + booked, key=lambda a: a["start"])}

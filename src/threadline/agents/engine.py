@@ -1,0 +1,363 @@
+"""The embedded agent: offline and deterministic, driven entirely by the business pack.
+
+One turn reads what the conversation already knows, understands the text
+(intents learned from the pack's examples, slots from its declarations),
+decides whether a person should take over, runs the intent's flow (calling
+the business's tools), and returns the canonical events to record; nothing is
+written or sent here.
+
+A slot already in the state is never asked for again: an order number given on
+chat answers the question on the phone. A knowledge answer (a postcode) is the
+exception: it proves who is asking only for the contact that gave it, so a
+call that claims to be the customer by caller id is asked for it again. A text
+that only fills slots the current topic needs ("Uptown", "tomorrow at 11",
+"5120") continues that topic.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import replace
+from datetime import datetime
+from typing import Final
+
+import structlog
+
+from threadline.agents.actions import request_action
+from threadline.agents.context import ConversationContext
+from threadline.agents.escalation import EscalationPolicy, Handoff, TurnSignals, escalate
+from threadline.agents.flows import FLOWS, expecting, topic_slots
+from threadline.agents.intents import (
+    KNOWLEDGE_PREFIX,
+    UNKNOWN,
+    IntentClassifier,
+    Prediction,
+    classifier_for,
+)
+from threadline.agents.protocol import Turn, Understanding
+from threadline.agents.sentiment import sentiment
+from threadline.agents.slots import SlotReader
+from threadline.agents.step import Step
+from threadline.agents.turns import TurnWriter
+from threadline.business import Business
+from threadline.business.behaviour import IntentSpec, LookupIntent
+from threadline.core.conversation import (
+    AWAITING_HUMAN,
+    BOT_ACTIVE,
+    WAITING_ON_CUSTOMER,
+    ConversationState,
+)
+from threadline.core.events import Actor, Lineage
+from threadline.systems import Systems
+
+log = structlog.get_logger("threadline.agents")
+
+AGENT_VERSION: Final = "0.2.0"
+#: The states in which the agent answers; with a human, or closed, it stays silent.
+ANSWERS_IN: Final = frozenset({BOT_ACTIVE, WAITING_ON_CUSTOMER, AWAITING_HUMAN})
+#: Confidence of a turn read as the answer to the topic's open question.
+SLOT_ANSWER_CONFIDENCE: Final = 0.8
+#: The action a knowledge answer is recorded as (it names the entry and its source).
+KNOWLEDGE_TOOL: Final = "knowledge"
+#: What a record of the customer says for each kind of identity a conversation may claim.
+_CONTACTS: Final = {"phone": "phone", "email": "email", "member": "member_id"}
+
+
+def agent_id(business: Business) -> str:
+    """The agent's actor id: one per business (``<pack id>-bot``)."""
+    return f"{business.id}-bot"
+
+
+class EmbeddedAgent:
+    """Understands, calls the business's tools, escalates, replies."""
+
+    def __init__(
+        self,
+        systems: Systems,
+        *,
+        classifier: IntentClassifier | None = None,
+        version: str = AGENT_VERSION,
+    ) -> None:
+        business = systems.business
+        self.systems = systems
+        self.business = business
+        self.classifier = classifier or classifier_for(business)
+        self.policy = EscalationPolicy.of(business)
+        self.reader = SlotReader(business)
+        self.version = version
+        self.id = agent_id(business)
+        self.actor = Actor("bot", self.id)
+        self.lineage = Lineage(self.id, version, model=self.classifier.model_id,
+                               policy=self.policy.name)  # fmt: skip
+
+    def _writer(self, state: ConversationState, channel: str, now: datetime, anchor: str,
+                leg_id: str | None, in_reply_to: str | None) -> TurnWriter:  # fmt: skip
+        return TurnWriter(
+            conversation_id=state.conversation_id, channel=channel, now=now, actor=self.actor,
+            lineage=self.lineage, anchor=anchor, leg_id=leg_id, customer_id=state.customer_id,
+            correlation_id=state.correlation_id or "", in_reply_to=in_reply_to,
+        )  # fmt: skip
+
+    async def welcome_back(
+        self, state: ConversationState, channel: str, now: datetime, *, leg_id: str, anchor: str
+    ) -> Turn:
+        """Greet a customer who returns on a new leg with what the conversation is about.
+
+        ``anchor`` is the id of the leg's ``leg.started``. No events come back
+        when the agent does not hold the conversation, this is its first leg, or
+        there is nothing open to pick up.
+        """
+        earlier = [leg for lid, leg in state.legs.items() if lid != leg_id]
+        if state.status not in ANSWERS_IN or not earlier:
+            return Turn(())
+        context = ConversationContext.of(state, self.policy)
+        topic = self.business.intent(context.topic) if context.topic else None
+        if topic is None:
+            return Turn(())
+        writer = self._writer(state, channel, now, anchor, leg_id, anchor)
+        step = self._step(state, writer, context, "", now, channel == "voice")
+        step.intent = context.topic
+        reference = getattr(getattr(topic, "lookup", None), "slot", None)
+        value = context.slots.get(reference) if reference else None
+        if value is not None and self.business.has_reply("about", context.topic):
+            about = step.say("about", value=value)
+        elif topic.label:
+            about = topic.label
+        else:
+            return Turn(())
+        latest = max(earlier, key=lambda leg: str(leg.get("started_at")))
+        step.intent = None
+        text = step.say(
+            "welcome_back",
+            about=about,
+            earlier_on=str(latest.get("channel")),
+            needs_proof=value is not None and not context.identity_verified,
+            proof_label=self._proof_label(topic),
+        )
+        writer.emit("message.sent", {"text": text, "in_reply_to": None})
+        return Turn(tuple(writer.events), None, text)
+
+    def _proof_label(self, topic: IntentSpec) -> str:
+        """How the agent names the proof a topic's record asks for (the postcode)."""
+        pack = self.business.pack
+        protects = topic.lookup.protects if isinstance(topic, LookupIntent) else None
+        accepted = pack.verification.data.get(protects, ()) if protects else ()
+        slot = next((s for s in pack.verification.knowledge if s in accepted), None)
+        return pack.slots[slot].label if slot is not None and slot in pack.slots else ""
+
+    def _step(self, state: ConversationState, writer: TurnWriter, context: ConversationContext,
+              text: str, now: datetime, voice: bool) -> Step:  # fmt: skip
+        extraction = self.reader.read(
+            text, now, self.business, expecting=expecting(context, self.business)
+        )
+        said = extraction.values
+        knowledge = self.policy.knowledge
+        answered = {k: v for k, v in said.items() if k in knowledge}
+        return Step(
+            state=state, writer=writer, context=context, extraction=extraction,
+            business=self.business, systems=self.systems, now=now,
+            today=self.business.today(now), voice=voice,
+            slots={**context.slots, **said},
+            # A knowledge answer an earlier contact gave is recorded again for this one.
+            new_slots={k: v for k, v in said.items()
+                       if context.slots.get(k) != v
+                       or (k in knowledge and context.answers.get(k) != v)},
+            answers={**context.answers, **answered},
+            identity_verified=context.identity_verified,
+        )  # fmt: skip
+
+    async def take_turn(
+        self,
+        state: ConversationState,
+        text: str,
+        channel: str,
+        now: datetime,
+        *,
+        leg_id: str | None = None,
+        in_reply_to: str | None = None,
+    ) -> Turn:
+        """Answer ``text``, the customer's latest message, already folded into ``state``.
+
+        ``in_reply_to`` is the id of the customer's event; it anchors the turn's
+        idempotency keys (and its tool calls'), so answering the same message
+        twice yields the same events. No events come back when the agent does
+        not hold the conversation.
+        """
+        if state.status not in ANSWERS_IN:
+            return Turn(())
+        anchor = in_reply_to or f"seq-{state.seq}"
+        writer = self._writer(state, channel, now, anchor, leg_id, in_reply_to)
+        context = ConversationContext.of(state, self.policy)
+        step = self._step(state, writer, context, text, now, channel == "voice")
+        if state.status == AWAITING_HUMAN:
+            self._fill_slots(step)
+            await self._verify_by_knowledge(step)
+            queue = self.business.queue(state.queue or "")
+            return self._finish(
+                step,
+                step.say("waiting", queue=state.queue, queue_name=queue.name if queue else None),
+                None,
+            )
+        keypad = self.business.pack.voice.keypad
+        menu = step.voice and not expecting(context, self.business)
+        choice = keypad.get(text.strip()) if menu else None
+        if choice is not None:  # a key pressed on the phone's menu
+            understanding = Understanding(choice, 1.0, {})
+            step.new_slots.clear()
+            step.slots = dict(context.slots)
+            step.answers = dict(context.answers)
+        else:
+            prediction = self.classifier.classify(step.extraction.text)
+            understanding = self._understand(prediction, step)
+        writer.emit("intent.detected", {
+            "intent": understanding.intent, "confidence": understanding.confidence,
+            "alternatives": dict(understanding.alternatives),
+        })  # fmt: skip
+        self._fill_slots(step)
+        await self._verify_by_knowledge(step)
+        policy = self.policy
+        confident = understanding.confidence >= policy.min_confidence
+        topical = confident and understanding.intent in policy.topics
+        signals = TurnSignals(
+            intent=understanding.intent,
+            confidence=understanding.confidence,
+            topic=understanding.intent if topical else context.topic,
+            low_confidence_before=context.low_confidence_streak,
+            sentiment=sentiment(text),
+        )
+        handoff = escalate(signals, policy)
+        if handoff is not None:
+            return self._finish(step, self._handoff_reply(step, handoff), handoff)
+        try:
+            reply = await self._act(step, understanding.intent if confident else None)
+        except Exception:  # a pack's template or tool result the flow could not use
+            log.exception("agent turn failed; handing over", conversation_id=state.conversation_id,
+                          intent=understanding.intent)  # fmt: skip
+            return self._handed_over_after_failure(step)
+        failed = [tool for tool, ok in step.outcomes if not ok]
+        if failed:
+            streak = context.tool_failure_streak
+            for _, ok in step.outcomes:
+                streak = 0 if ok else streak + 1
+            signals = replace(signals, tool_failures=streak, failed_tool=failed[-1])
+            handoff = escalate(signals, policy)
+            if handoff is not None:
+                reply = self._handoff_reply(step, handoff)
+        return self._finish(step, reply, handoff)
+
+    async def _act(self, step: Step, intent_name: str | None) -> str:
+        if intent_name is not None and intent_name.startswith(KNOWLEDGE_PREFIX):
+            return self._knowledge(step, intent_name.removeprefix(KNOWLEDGE_PREFIX))
+        intent = self.business.intent(intent_name) if intent_name else None
+        if intent is None:
+            return step.say("not_understood")
+        step.intent = intent_name
+        reply = await FLOWS[intent.does](step, intent)
+        step.intent = None
+        return reply
+
+    def _knowledge(self, step: Step, entry_id: str) -> str:
+        """A knowledge answer, recorded as a use of the pack's entry with its source."""
+        entry = next(k for k in self.business.pack.knowledge if k.id == entry_id)
+        requested = request_action(step, KNOWLEDGE_TOOL, {"entry": entry.id})
+        step.writer.emit("action.completed", {
+            "action_id": requested.payload["action_id"],
+            "result": {"entry": entry.id, "source": entry.source},
+        }, caused_by=requested)  # fmt: skip
+        answer = self.business.knowledge_answer(entry.id)
+        return answer.render(step.voice, step.variables())
+
+    def _handed_over_after_failure(self, step: Step) -> Turn:
+        """A turn the agent could not finish goes to a person, never round and round."""
+        route = self.policy.default_route
+        handoff = Handoff(route.queue, "other", "the agent could not finish this turn",
+                          route.skills)  # fmt: skip
+        step.intent = None
+        try:
+            reply = self._handoff_reply(step, handoff)
+        except Exception:  # the pack's handoff words fail too: say it plainly
+            reply = "Sorry, something went wrong on our side. A colleague will take over."
+        return self._finish(step, reply, handoff)
+
+    def _handoff_reply(self, step: Step, handoff: Handoff) -> str:
+        queue = self.business.queue(handoff.queue)
+        return step.say(
+            "handoff",
+            reason_code=handoff.reason_code,
+            queue=handoff.queue,
+            queue_name=(queue.name if queue and queue.name else handoff.queue),
+        )
+
+    # -- understanding -----------------------------------------------------------------------
+
+    def _understand(self, prediction: Prediction, step: Step) -> Understanding:
+        topic = step.context.topic
+        found = step.extraction.values
+        topic_spec = self.business.intent(topic) if topic else None
+        moving = topic_slots(topic_spec, self.policy.knowledge)
+        relevant = topic is not None and bool(set(found) & moving)
+        unsure = prediction.confidence < self.policy.min_confidence
+        if topic is not None and relevant and (step.extraction.only_slots or unsure):
+            return _continued(topic, prediction)
+        if not unsure:
+            return Understanding(prediction.intent, prediction.confidence, prediction.alternatives)
+        if step.extraction.only_slots:
+            for slot, spec in self.business.pack.slots.items():
+                if slot in found and spec.implies is not None:
+                    return _continued(spec.implies, prediction)
+        return Understanding(prediction.intent, prediction.confidence, prediction.alternatives)
+
+    def _fill_slots(self, step: Step) -> None:
+        for name in self.reader.order:
+            if name in step.new_slots:
+                step.writer.emit("slot.filled",
+                                 {"name": name, "value": step.new_slots[name],
+                                  "source": "customer"})  # fmt: skip
+
+    async def _verify_by_knowledge(self, step: Step) -> None:
+        """A knowledge answer said this turn that matches the known customer's record verifies
+        their claimed identifiers, the same answer again too once a new contact claim has
+        reset them."""
+        said = {k: v for k, v in step.extraction.values.items() if k in self.policy.knowledge}
+        customer_id = step.context.customer_id
+        if not said or customer_id is None:
+            return
+        unverified = [kind for kind, ok in sorted(step.state.identities.items()) if not ok]
+        if not unverified:
+            return
+        customer = await self.systems.customers.get(customer_id)
+        if customer is None:
+            return
+        fields = self.business.pack.verification.knowledge
+        method = next(
+            (
+                slot
+                for slot, value in said.items()
+                if (expected := customer.knowledge.get(fields[slot]))
+                and hmac.compare_digest(value.encode(), expected.encode())
+            ),
+            None,
+        )
+        if method is None:
+            return
+        for kind in unverified:
+            value = getattr(customer, _CONTACTS.get(kind, ""), None)
+            if value:
+                step.writer.emit(
+                    "identity.linked",
+                    {"kind": kind, "value": value, "verified": True, "method": method},
+                )
+                step.identity_verified = True
+
+    def _finish(self, step: Step, reply: str, handoff: Handoff | None) -> Turn:
+        writer = step.writer
+        if handoff is not None:
+            writer.emit("handoff.requested", handoff.to_payload())
+        writer.emit("message.sent", {"text": reply, "in_reply_to": writer.in_reply_to})
+        return Turn(tuple(writer.events), handoff, reply)
+
+
+def _continued(intent: str, prediction: Prediction) -> Understanding:
+    others = {prediction.intent: prediction.confidence, **prediction.alternatives}
+    alternatives = {i: c for i, c in others.items() if i not in {intent, UNKNOWN} and c > 0.0}
+    return Understanding(intent, SLOT_ANSWER_CONFIDENCE, alternatives)

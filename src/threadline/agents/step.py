@@ -1,0 +1,55 @@
+"""The working state of one turn of the embedded agent, shared by the flow it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from threadline.agents.context import ConversationContext
+from threadline.agents.slots import Extraction
+from threadline.agents.turns import TurnWriter
+from threadline.business import Business
+from threadline.core.conversation import ConversationState
+from threadline.systems import CustomerRecord, Systems
+
+
+@dataclass(slots=True)
+class Step:
+    """One turn in progress.
+
+    ``slots`` is everything the conversation knows, this turn's included;
+    ``answers`` the knowledge answers (a postcode) this contact has given, which
+    alone prove who is asking — never ``slots`` from earlier contacts.
+    """
+
+    state: ConversationState
+    writer: TurnWriter
+    context: ConversationContext
+    extraction: Extraction
+    business: Business
+    systems: Systems
+    now: datetime
+    today: date
+    voice: bool
+    intent: str | None = None
+    slots: dict[str, str] = field(default_factory=dict)
+    new_slots: dict[str, str] = field(default_factory=dict)
+    answers: dict[str, str] = field(default_factory=dict)
+    identity_verified: bool = False
+    outcomes: list[tuple[str, bool]] = field(default_factory=list)
+
+    def variables(self, customer: CustomerRecord | None = None, **more: Any) -> dict[str, Any]:
+        """What every reply template of this turn sees, and ``more``."""
+        business = self.business
+        return {
+            "voice": self.voice, "business": business.name, "today": self.today,
+            "locations": {loc.id: loc.to_vars() for loc in business.locations},
+            "customer": customer.to_vars() if customer is not None else None,
+            "slots": dict(self.slots), **more,
+        }  # fmt: skip
+
+    def say(self, reply: str, customer: CustomerRecord | None = None, **more: Any) -> str:
+        """The text of reply ``reply`` (the intent's own, else the pack's) for this turn."""
+        values = self.variables(customer, **more)
+        return self.business.reply(reply, self.intent).render(self.voice, values)

@@ -1,0 +1,61 @@
+"""The replies every pack has unless it says otherwise, and which replies each flow needs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+import yaml
+
+
+def _load() -> Mapping[str, Any]:
+    text = (Path(__file__).parent / "defaults.yaml").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return MappingProxyType(loaded)
+
+
+#: The product's default replies (``defaults.yaml``), under the pack's own.
+DEFAULT_REPLIES: Final = _load()
+
+#: Replies the agent itself speaks, whatever the intent.
+GENERAL_REPLIES: Final = (
+    "not_understood", "needs_person", "handoff", "waiting", "welcome_back", "checkin_code",
+)  # fmt: skip
+
+#: What every reply template sees.
+COMMON_VARIABLES: Final = frozenset({"voice", "business", "today", "slots", "locations",
+                                     "customer"})  # fmt: skip
+
+#: What each reply sees beyond the common variables, by the reply's name.
+REPLY_VARIABLES: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
+    name: frozenset(extra) for name, extra in {
+        "not_understood": (), "needs_person": (), "text": (),
+        "handoff": ("reason_code", "queue", "queue_name"),
+        "waiting": ("queue", "queue_name"),
+        "welcome_back": ("about", "earlier_on", "needs_proof", "proof_label"),
+        "checkin_code": ("location", "until"),
+        "ask": ("label",), "found": ("label", "value", "record"),
+        "found_public": ("label", "value", "record", "proof_label"),
+        "mismatch": ("label", "value", "record", "proof_label"),
+        "not_found": ("label", "value", "code"), "about": ("value",),
+        "ask_location": ("locations", "location_label"), "ask_day": ("location",),
+        "offer_times": ("location", "day", "free"), "none_free": ("location", "day", "closed"),
+        "booked": ("appointment", "location", "start", "service_name"),
+        "already_booked": ("location", "start"),
+        "refused": ("error", "suggestions", "location"),
+        "answer": ("answers",), "by_phone": ("location",), "code_coming": ("location",),
+    }.items()
+})  # fmt: skip
+
+#: Replies each flow speaks: the intent's own, or the pack's of that name.
+FLOW_REPLIES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
+    "answer": ("text",),
+    "handoff": (),
+    "lookup": ("ask", "found", "found_public", "mismatch", "not_found"),
+    "booking": ("ask_location", "ask_day", "offer_times", "none_free", "booked",
+                "already_booked", "refused"),
+    "hours": ("answer",),
+    "visit": ("ask_location", "by_phone", "code_coming"),
+})  # fmt: skip

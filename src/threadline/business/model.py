@@ -1,0 +1,238 @@
+"""The business pack: everything that differs between businesses, as one validated value.
+
+A pack is a directory with one main file, ``business.yaml``, and whatever it
+references (more YAML through ``!include``, a logo, the Python modules of its
+in-process tools). :func:`threadline.business.loader.load_pack` reads it;
+``threadline business check`` reports every problem with file and line;
+``threadline business schema`` prints this model's JSON Schema.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from threadline.business.behaviour import (
+    IntentSpec,
+    KnowledgeEntry,
+    Name,
+    Reply,
+    Route,
+    SlotSpec,
+)
+from threadline.business.hours import DAY_KEYS, Hours
+from threadline.business.tool_specs import Spec, ToolSpec
+
+FORMAT: Final = 1
+
+Id = Annotated[
+    str,
+    Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="lower case, digits, . _ -"),
+]
+Locale = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$", examples=["en-US"])]
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+Colour = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
+E164 = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{7,14}$", description="+14155550100")]
+DialTarget = Annotated[
+    str,
+    Field(
+        pattern=r"^(\+[1-9][0-9]{7,14}|sips?:[^@\s]+@[^@\s]+)$",
+        description="an E.164 number or a SIP URI",
+    ),
+]
+Span = Annotated[
+    str, Field(pattern=r"^\d{2}:\d{2}\s*[-–]\s*\d{2}:\d{2}$", examples=["09:00-17:00"])
+]
+Texts = dict[Locale, Text]
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name: Europe/Paris)") from None
+    return value
+
+
+class Brand(Spec):
+    name: str = Field(min_length=1, max_length=100)
+    widget_title: str | None = Field(None, max_length=100, description="default: name")
+    tagline: str = Field("", max_length=200)
+    colours: dict[Literal["primary", "accent", "background", "text"], Colour] = Field(
+        default_factory=dict
+    )
+    logo: str | None = Field(None, description="an image file in the pack (SVG, PNG)")
+
+
+class ChannelTexts(Spec):
+    """A text per channel and locale (greetings, disclosures)."""
+
+    chat: Texts = Field(default_factory=dict)
+    voice: Texts = Field(default_factory=dict)
+    in_person: Texts = Field(default_factory=dict)
+
+
+class PhoneNumber(Spec):
+    number: E164
+    label: str = Field("", max_length=100)
+    locale: Locale | None = None
+
+
+class OpeningHours(Spec):
+    """A week of spans (``null``: closed), and dated exceptions."""
+
+    mon: Span | None
+    tue: Span | None
+    wed: Span | None
+    thu: Span | None
+    fri: Span | None
+    sat: Span | None
+    sun: Span | None
+    exceptions: dict[date, Span | None] = Field(
+        default_factory=dict, description="a date and its span, or null when closed"
+    )
+
+    @model_validator(mode="after")
+    def _spans(self) -> OpeningHours:
+        for span in [*(getattr(self, d) for d in DAY_KEYS), *self.exceptions.values()]:
+            if span is not None:
+                Hours.parse(span)  # closing after opening
+        return self
+
+
+class LocationService(Spec):
+    """A counter service that takes bookings in slots (a repair counter, a workshop)."""
+
+    id: Name
+    name: str = Field(min_length=1, max_length=100)
+    slot_minutes: int = Field(30, ge=5, le=480)
+
+
+class Location(Spec):
+    id: Id
+    name: str = Field(min_length=1, max_length=100)
+    short_name: str | None = Field(None, max_length=60, description="said on the phone")
+    address: str = Field(min_length=1, max_length=300)
+    city: str = Field("", max_length=100)
+    timezone: str | None = Field(None, description="default: the pack's")
+    aliases: tuple[str, ...] = Field((), description="other ways customers name it")
+    hours: OpeningHours
+    services: tuple[LocationService, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def known_zone(cls, value: str | None) -> str | None:
+        return value if value is None else _zone(value)
+
+
+class Queue(Spec):
+    id: Name
+    name: str | None = Field(None, max_length=100)
+    skills: tuple[str, ...] = ()
+    hours: OpeningHours | None = Field(None, description="default: always staffed")
+    target_answer_seconds: int = Field(120, ge=1, le=86_400)
+
+
+class Person(Spec):
+    """Someone who signs in: an agent on queues, a supervisor, or a location's associate."""
+
+    id: Id
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["agent", "supervisor", "associate"]
+    queues: tuple[Name, ...] = ()
+    location: Id | None = None
+    transfer_to: DialTarget | None = Field(None, description="where a warm transfer dials")
+    capacity: int = Field(2, ge=0, le=50, description="conversations at once")
+
+    @model_validator(mode="after")
+    def _role(self) -> Person:
+        if self.role == "associate" and self.location is None:
+            raise ValueError("an associate needs a location")
+        if self.role != "associate" and self.location is not None and self.role != "supervisor":
+            raise ValueError(f"an {self.role} works queues, not a location")
+        return self
+
+
+class Verification(Spec):
+    """Which proofs verify a customer for which data."""
+
+    knowledge: dict[Name, str] = Field(
+        default_factory=dict,
+        description="a slot the agent may ask for, and the customer record's field it must match",
+    )
+    data: dict[Name, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="a data class and the proof methods that unlock it (a knowledge slot's"
+        " name, or login, oidc, otp, agent)",
+    )
+
+
+class Escalation(Spec):
+    """When the agent hands a conversation to a person."""
+
+    policy: str = Field("escalation-v1", min_length=1, max_length=60)
+    min_confidence: float = Field(0.5, ge=0, le=1)
+    low_confidence_turns: int = Field(2, ge=1, le=10)
+    tool_failures: int = Field(2, ge=1, le=10)
+    negative_sentiment: float = Field(-0.6, ge=-1, le=0)
+    default_route: Route = Field(description="where a handoff goes when its topic has no route")
+
+
+class Customers(Spec):
+    """How the business's customer records are found."""
+
+    lookup: Name | None = Field(
+        None,
+        description="a tool taking {by: phone|email|member|id, value}, returning the record",
+    )
+    search: Name | None = Field(
+        None, description="a tool taking {q, limit}, returning {customers: [records]}"
+    )
+    records: tuple[Name, ...] = Field(
+        (), description="tools taking {customer_id} that list what staff see on a customer"
+    )
+
+
+class Voice(Spec):
+    keypad: dict[Annotated[str, Field(pattern=r"^[0-9*#]$")], Name] = Field(
+        default_factory=dict, description="a key pressed at the menu, and the intent it picks"
+    )
+    prompt: tuple[str, ...] = Field(
+        (), description="sentences in the business's words, to bias speech recognition"
+    )
+    phrases: tuple[str, ...] = Field((), description="key words and values callers say")
+
+
+class Pack(Spec):
+    """A business, as Threadline serves it."""
+
+    format: Literal[1] = Field(FORMAT, description="the pack format's version")
+    id: Id
+    name: str = Field(min_length=1, max_length=100)
+    timezone: str
+    locale: Locale = "en-US"
+    python_path: tuple[str, ...] = Field((), description="pack folders importable by python tools")
+    brand: Brand | None = None
+    greetings: ChannelTexts = Field(default_factory=ChannelTexts)
+    disclosures: ChannelTexts = Field(default_factory=ChannelTexts)
+    numbers: tuple[PhoneNumber, ...] = ()
+    locations: tuple[Location, ...] = ()
+    queues: tuple[Queue, ...] = Field(min_length=1)
+    staff: tuple[Person, ...] = ()
+    slots: dict[Name, SlotSpec] = Field(default_factory=dict)
+    intents: dict[Name, IntentSpec] = Field(min_length=1)
+    knowledge: tuple[KnowledgeEntry, ...] = ()
+    verification: Verification = Field(default_factory=Verification)
+    escalation: Escalation
+    tools: dict[Name, ToolSpec] = Field(default_factory=dict)
+    customers: Customers = Customers()
+    voice: Voice = Voice()
+    replies: dict[Name, Reply] = Field(default_factory=dict, description="the agent's own words")
+
+    @field_validator("timezone")
+    @classmethod
+    def known_zone(cls, value: str) -> str:
+        return _zone(value)

@@ -1,0 +1,52 @@
+"""An ASGI app served for real: uvicorn on a free loopback port, inside the caller's event loop.
+
+Tests serve the service (and fakes of the services it calls) this way, and so
+does ``threadline demo``: every request crosses a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+
+class LiveServer:
+    """``app`` on ``http``/``ws`` (``127.0.0.1:<free port>``) while the block runs."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.bind(("127.0.0.1", 0))
+        host, port = self.socket.getsockname()
+        self.http = f"http://{host}:{port}"
+        self.ws = f"ws://{host}:{port}"
+        # Chat frames are a few hundred bytes: compressing them costs more than it saves.
+        config = uvicorn.Config(app, log_level="warning", lifespan="on",
+                                ws="websockets-sansio", ws_per_message_deflate=False)  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LiveServer:
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.socket]))
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()  # a start-up error is raised here
+                self.socket.close()
+                raise RuntimeError("the server stopped while starting (its log says why)")
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            await self.task
+        self.socket.close()
