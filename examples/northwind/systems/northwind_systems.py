@@ -10,10 +10,14 @@ of :mod:`threadline.tools`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import yaml
@@ -24,6 +28,8 @@ RECORDS = Path(__file__).with_name("records.yaml")
 #: Alternatives a refused booking suggests, and how many days ahead it looks.
 SUGGESTIONS = 3
 LOOKAHEAD_DAYS = 7
+#: Seconds which times are taken on a day is kept before it is read again.
+TAKEN_FOR = 2.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS appointments (
     id TEXT PRIMARY KEY, location TEXT NOT NULL, start TEXT NOT NULL,
@@ -113,16 +119,38 @@ async def customer_orders(arguments: dict[str, Any], context: ToolContext) -> di
 
 
 class Book:
-    """The appointments at every location, in a SQLite file of the service's data folder."""
+    """The appointments at every location, in a SQLite file of the service's data folder.
+
+    One connection, opened once and used by one worker thread at a time: opening the file
+    for every question cost more than the question. Which times are taken on a day is kept
+    for a moment (:data:`TAKEN_FOR` seconds; at once after a booking made here): asking a
+    thread for it cost more than the question too, and a booking is what decides anyway
+    (two bookings of one time are refused by the table's key).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=10, isolation_level=None,
+                                   check_same_thread=False)  # fmt: skip
+        self._lock = threading.Lock()
+        self._taken: dict[tuple[str, date], tuple[float, frozenset[str]]] = {}
         with self._connect() as db:
             db.execute(SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=10, isolation_level=None)
+    async def taken_on(self, location: str, day: date) -> frozenset[str]:
+        """The start times taken at ``location`` on ``day``."""
+        kept = self._taken.get((location, day))
+        if kept is not None and kept[0] > monotonic():
+            return kept[1]
+        taken = frozenset(await asyncio.to_thread(self.taken, location, day))
+        self._taken[(location, day)] = (monotonic() + TAKEN_FOR, taken)
+        return taken
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._db
 
     def taken(self, location: str, day: date) -> set[str]:
         with self._connect() as db:
@@ -159,6 +187,8 @@ class Book:
                 )  # fmt: skip
             except sqlite3.IntegrityError:
                 return None
+        day = date.fromisoformat(str(row["start"])[:10])
+        self._taken.pop((str(row["location"]), day), None)
         return {k: row[k] for k in ("appointment_id", "location", "start", "service")}
 
 
@@ -200,8 +230,7 @@ def _slots(context: ToolContext, location_id: str, service: str, day: date) -> l
 
 async def _free(context: ToolContext, location: str, service: str, day: date) -> list[datetime]:
     book = _book(context.data_dir / "northwind-book.db")
-    taken = await asyncio.to_thread(book.taken, location, day)
-    taken |= _seeded(context, location, day)
+    taken = await book.taken_on(location, day) | _seeded(context, location, day)
     now = context.business.local(context.now)
     return [s for s in _slots(context, location, service, day)
             if s.isoformat() not in taken and s >= now]  # fmt: skip

@@ -31,11 +31,15 @@ def _at(value: str, location: Location) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=location.timezone)
 
 
+def _vars(step: Step, location: Location) -> dict[str, Any]:
+    return step.business.location_vars[location.id]
+
+
 def _refused(step: Step, failure: ToolFailure, location: Location) -> str:
     raw = failure.details.get("suggestions", ())
     suggestions = [s for s in (_at(str(v), location) for v in raw) if s is not None]
     return step.say("refused", error={"code": failure.code, "message": str(failure)},
-                    suggestions=suggestions, location=location.to_vars())  # fmt: skip
+                    suggestions=suggestions, location=_vars(step, location))  # fmt: skip
 
 
 async def _already_booked(step: Step, intent: BookingIntent, location: Location,
@@ -61,13 +65,13 @@ async def booking(step: Step, intent: BookingIntent) -> str:
     if location is None and len(offering) == 1:
         location = offering[0]  # one place offers it: nothing to ask
     if location is None or spec.service not in location.services:
-        offered = {loc.id: loc.to_vars() for loc in offering}
+        offered = {loc.id: _vars(step, loc) for loc in offering}
         return step.say("ask_location", locations=offered,
                         location_label=_location_label(step, intent))  # fmt: skip
     day_text = step.slots.get(spec.date_slot)
     day = date.fromisoformat(day_text) if day_text else None
     if day is None or day < step.today:
-        return step.say("ask_day", location=location.to_vars())
+        return step.say("ask_day", location=_vars(step, location))
     at_text = step.slots.get(spec.time_slot)
     where: dict[str, Any] = {"location": location.id, "date": day.isoformat(),
                              "service": spec.service}  # fmt: skip
@@ -79,16 +83,16 @@ async def booking(step: Step, intent: BookingIntent) -> str:
                   for t in free.get("slots", ())]  # fmt: skip
         if not starts:
             closed = location.hours.on(day) is None
-            return step.say("none_free", location=location.to_vars(), day=day, closed=closed)
-        return step.say("offer_times", location=location.to_vars(), day=day, free=starts)
+            return step.say("none_free", location=_vars(step, location), day=day, closed=closed)
+        return step.say("offer_times", location=_vars(step, location), day=day, free=starts)
     start = datetime.combine(day, time.fromisoformat(at_text), location.timezone)
     if await _already_booked(step, intent, location, start):
-        return step.say("already_booked", location=location.to_vars(), start=start)
+        return step.say("already_booked", location=_vars(step, location), start=start)
     booked = await call_tool(
         step, spec.book, {**where, "time": at_text, "customer_id": step.context.customer_id}
     )
     if isinstance(booked, ToolFailure):
         return _refused(step, booked, location)
     when = _at(str(booked.get("start", "")), location) or start
-    return step.say("booked", appointment=booked, location=location.to_vars(), start=when,
+    return step.say("booked", appointment=booked, location=_vars(step, location), start=when,
                     service_name=location.service_names[spec.service])  # fmt: skip

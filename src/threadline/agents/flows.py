@@ -55,7 +55,8 @@ async def hours(step: Step, intent: HoursIntent) -> str:
     answers = []
     for place in places:
         span = place.hours.on(day)
-        answers.append({"location": place.to_vars(), "day": day, "closed": span is None,
+        where = step.business.location_vars[place.id]
+        answers.append({"location": where, "day": day, "closed": span is None,
                         "hours": str(span) if span else None})  # fmt: skip
     return step.say("answer", answers=answers)
 
@@ -77,12 +78,12 @@ async def visit(step: Step, intent: VisitIntent) -> str:
         return step.say(
             "ask_location",
             location_label=label,
-            locations={loc.id: loc.to_vars() for loc in business.locations},
+            locations=business.location_vars,
         )
     if step.voice:  # a phone cannot show a QR code; the kiosk knows the number
-        return step.say("by_phone", location=place.to_vars())
+        return step.say("by_phone", location=business.location_vars[place.id])
     request_action(step, SEND_CHECKIN_CODE, {"store": place.id})
-    return step.say("code_coming", location=place.to_vars())
+    return step.say("code_coming", location=business.location_vars[place.id])
 
 
 async def _record_location(step: Step, business: Business, lookup_intent: str) -> Location | None:

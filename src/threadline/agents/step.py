@@ -44,7 +44,7 @@ class Step:
         business = self.business
         return {
             "voice": self.voice, "business": business.name, "today": self.today,
-            "locations": {loc.id: loc.to_vars() for loc in business.locations},
+            "locations": business.location_vars,
             "customer": customer.to_vars() if customer is not None else None,
             "slots": dict(self.slots), **more,
         }  # fmt: skip

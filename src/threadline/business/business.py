@@ -106,6 +106,8 @@ class Business:
         self.timezone = ZoneInfo(pack.timezone)
         self.locations = tuple(Location.of(spec, self.timezone) for spec in pack.locations)
         self._locations = {loc.id: loc for loc in self.locations}
+        #: What a reply template sees of each location (worked out once: replies are many).
+        self.location_vars = {loc.id: loc.to_vars() for loc in self.locations}
         self._queues = {q.id: q for q in pack.queues}
         self._people = {p.id: p for p in pack.staff}
         self._replies = {name: compile_reply(r) for name, r in pack.replies.items()}

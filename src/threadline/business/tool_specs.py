@@ -63,12 +63,12 @@ class ToolBase(Spec):
     @field_validator("parameters", "result")
     @classmethod
     def _schema(cls, value: JsonSchema) -> JsonSchema:
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError
+        import jsonschema_rs
 
         try:
-            Draft202012Validator.check_schema(value)
-        except SchemaError as exc:
+            jsonschema_rs.meta.validate(value)
+            jsonschema_rs.Draft202012Validator(value, offline=True)  # its $refs resolve here
+        except jsonschema_rs.ValidationError as exc:
             raise ValueError(f"not a JSON Schema: {exc.message}") from None
         return value
 

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import httpx
 import structlog
-from jsonschema import Draft202012Validator
+from jsonschema_rs import Draft202012Validator
 
 from threadline.business import Business
 from threadline.business.checks import importable
@@ -94,7 +94,8 @@ class ToolRunner:
         key = (tool, which)
         found = self._validators.get(key)
         if found is None:
-            found = self._validators[key] = Draft202012Validator(schema)
+            # Compiled once per tool; remote $refs are never fetched.
+            found = self._validators[key] = Draft202012Validator(schema, offline=True)
         return found
 
     async def call(self, call: ToolCall) -> dict[str, Any]:
@@ -103,10 +104,9 @@ class ToolRunner:
         if spec is None:
             raise ToolFailure("unknown_tool", f"the pack has no tool {call.tool!r}")
         arguments = dict(call.arguments)
-        error = next(iter(self._validator(call.tool, "parameters", spec.parameters)
-                          .iter_errors(arguments)), None)  # fmt: skip
-        if error is not None:
-            raise ToolFailure("bad_arguments", f"{call.tool}: {error.message}")
+        problem = self._problem(call.tool, "parameters", spec.parameters, arguments)
+        if problem is not None:
+            raise ToolFailure("bad_arguments", f"{call.tool}: {problem}")
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -122,11 +122,17 @@ class ToolRunner:
                     raise
             attempt += 1
             await asyncio.sleep(BACKOFF * 2 ** (attempt - 1) * (0.5 + random.random()))
-        error = next(iter(self._validator(call.tool, "result", spec.result)
-                          .iter_errors(result)), None)  # fmt: skip
-        if error is not None:
-            raise ToolFailure("bad_result", f"{call.tool} answered off its schema: {error.message}")
+        problem = self._problem(call.tool, "result", spec.result, result)
+        if problem is not None:
+            raise ToolFailure("bad_result", f"{call.tool} answered off its schema: {problem}")
         return result
+
+    def _problem(self, tool: str, which: str, schema: dict[str, Any], value: Any) -> str | None:
+        """What is wrong with ``value`` under the tool's ``which`` schema, or None."""
+        validator = self._validator(tool, which, schema)
+        if validator.is_valid(value):
+            return None
+        return next(iter(validator.iter_errors(value))).message
 
     async def _attempt(
         self, spec: HttpTool | PythonTool, call: ToolCall, arguments: dict[str, Any]
