@@ -10,26 +10,25 @@ of :mod:`threadline.tools`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from time import monotonic
 from typing import Any
 
 import yaml
 
+from threadline.business import Business
 from threadline.tools import NOT_FOUND, ToolContext, ToolFailure
 
 RECORDS = Path(__file__).with_name("records.yaml")
 #: Alternatives a refused booking suggests, and how many days ahead it looks.
 SUGGESTIONS = 3
 LOOKAHEAD_DAYS = 7
-#: Seconds which times are taken on a day is kept before it is read again.
-TAKEN_FOR = 2.0
+#: Seconds the book is kept in memory before it is read again.
+KEPT_FOR = 2.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS appointments (
     id TEXT PRIMARY KEY, location TEXT NOT NULL, start TEXT NOT NULL,
@@ -121,12 +120,13 @@ async def customer_orders(arguments: dict[str, Any], context: ToolContext) -> di
 class Book:
     """The appointments at every location, in a SQLite file of the service's data folder.
 
-    One connection, opened once and used by one worker thread at a time: opening the file
-    for every question cost more than the question. Which times are taken on a day is kept
-    for a moment (:data:`TAKEN_FOR` seconds; at once after a booking made here): asking a
-    thread for it cost more than the question too, and a booking is what decides anyway
-    (two bookings of one time are refused by the table's key).
+    The table is small; it is kept in memory for a moment (:data:`KEPT_FOR` seconds, and
+    read again at once after a booking made here), because a trip to a worker thread and the
+    file cost more than the questions asked of it. A booking is what decides: two bookings
+    of one time are refused by the table's key, whatever a kept copy said was free.
     """
+
+    FIELDS = ("appointment_id", "location", "start", "service", "customer_id")
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -134,62 +134,60 @@ class Book:
         self._db = sqlite3.connect(path, timeout=10, isolation_level=None,
                                    check_same_thread=False)  # fmt: skip
         self._lock = threading.Lock()
-        self._taken: dict[tuple[str, date], tuple[float, frozenset[str]]] = {}
-        with self._connect() as db:
-            db.execute(SCHEMA)
+        self._kept: tuple[float, tuple[dict[str, Any], ...]] = (0.0, ())
+        with self._lock:
+            self._db.execute(SCHEMA)
+
+    async def rows(self) -> tuple[dict[str, Any], ...]:
+        """Every appointment booked here, as recently as :data:`KEPT_FOR` seconds ago."""
+        until, rows = self._kept
+        if until > monotonic():
+            return rows
+        rows = await asyncio.to_thread(self._read)
+        self._kept = (monotonic() + KEPT_FOR, rows)
+        return rows
+
+    def _read(self) -> tuple[dict[str, Any], ...]:
+        with self._lock:
+            found = self._db.execute(
+                "SELECT id, location, start, service, customer_id FROM appointments ORDER BY start"
+            ).fetchall()
+        return tuple(dict(zip(self.FIELDS, row, strict=True)) for row in found)
 
     async def taken_on(self, location: str, day: date) -> frozenset[str]:
         """The start times taken at ``location`` on ``day``."""
-        kept = self._taken.get((location, day))
-        if kept is not None and kept[0] > monotonic():
-            return kept[1]
-        taken = frozenset(await asyncio.to_thread(self.taken, location, day))
-        self._taken[(location, day)] = (monotonic() + TAKEN_FOR, taken)
-        return taken
+        prefix = day.isoformat()
+        return frozenset(
+            r["start"]
+            for r in await self.rows()
+            if r["location"] == location and r["start"].startswith(prefix)
+        )
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._db
-
-    def taken(self, location: str, day: date) -> set[str]:
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT start FROM appointments WHERE location = ? AND start LIKE ?",
-                (location, f"{day.isoformat()}%"),
-            ).fetchall()
-        return {row[0] for row in rows}
-
-    def booked_for(self, customer_id: str) -> list[dict[str, Any]]:
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT id, location, start, service FROM appointments WHERE customer_id = ?"
-                " ORDER BY start", (customer_id,),
-            ).fetchall()  # fmt: skip
-        return [dict(zip(("appointment_id", "location", "start", "service"), r, strict=True))
-                for r in rows]  # fmt: skip
+    async def booked_for(self, customer_id: str) -> list[dict[str, Any]]:
+        """The appointments of ``customer_id``, soonest first."""
+        return [{k: r[k] for k in self.FIELDS[:4]} for r in await self.rows()
+                if r["customer_id"] == customer_id]  # fmt: skip
 
     def add(self, row: dict[str, Any], request: str) -> dict[str, Any] | None:
         """The appointment booked (or booked before by the same request); None if taken."""
-        with self._connect() as db:
-            earlier = db.execute(
+        with self._lock:
+            earlier = self._db.execute(
                 "SELECT id, location, start, service FROM appointments WHERE request = ?",
                 (request,),
             ).fetchone()
             if earlier is not None:
-                return dict(zip(("appointment_id", "location", "start", "service"), earlier,
-                                strict=True))  # fmt: skip
+                return dict(zip(self.FIELDS[:4], earlier, strict=True))
             try:
-                db.execute(
+                self._db.execute(
                     "INSERT INTO appointments VALUES (?, ?, ?, ?, ?, ?)",
                     (row["appointment_id"], row["location"], row["start"], row["service"],
                      row["customer_id"], request),
                 )  # fmt: skip
             except sqlite3.IntegrityError:
                 return None
-        day = date.fromisoformat(str(row["start"])[:10])
-        self._taken.pop((str(row["location"]), day), None)
-        return {k: row[k] for k in ("appointment_id", "location", "start", "service")}
+            finally:
+                self._kept = (0.0, ())  # read again: this booking, or the one that won
+        return {k: row[k] for k in self.FIELDS[:4]}
 
 
 @cache
@@ -213,27 +211,34 @@ def _seeded(context: ToolContext, location: str, day: date) -> set[str]:
 
 
 def _slots(context: ToolContext, location_id: str, service: str, day: date) -> list[datetime]:
-    location = context.business.require_location(location_id)
+    return [start for start, _ in _day_slots(context.business, location_id, service, day)]
+
+
+@lru_cache(maxsize=256)
+def _day_slots(business: Business, location_id: str, service: str,
+               day: date) -> tuple[tuple[datetime, str], ...]:  # fmt: skip
+    """The service's slot starts at the location on ``day``, each with its ISO form."""
+    location = business.require_location(location_id)
     hours = location.hours.on(day)
     minutes = location.services.get(service)
     if hours is None or minutes is None:
-        return []
+        return ()
     length = timedelta(minutes=minutes)
     start = datetime.combine(day, hours.opens, location.timezone)
     closes = datetime.combine(day, hours.closes, location.timezone)
     out = []
     while start + length <= closes:
-        out.append(start)
+        out.append((start, start.isoformat()))
         start += length
-    return out
+    return tuple(out)
 
 
 async def _free(context: ToolContext, location: str, service: str, day: date) -> list[datetime]:
     book = _book(context.data_dir / "northwind-book.db")
     taken = await book.taken_on(location, day) | _seeded(context, location, day)
     now = context.business.local(context.now)
-    return [s for s in _slots(context, location, service, day)
-            if s.isoformat() not in taken and s >= now]  # fmt: skip
+    return [start for start, iso in _day_slots(context.business, location, service, day)
+            if iso not in taken and start >= now]  # fmt: skip
 
 
 async def free_slots(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
@@ -287,7 +292,7 @@ async def customer_appointments(arguments: dict[str, Any], context: ToolContext)
     """Every appointment of ``customer_id``, seeded or booked."""
     customer_id = arguments["customer_id"]
     book = _book(context.data_dir / "northwind-book.db")
-    booked = await asyncio.to_thread(book.booked_for, customer_id)
+    booked = await book.booked_for(customer_id)
     today = _today(context)
     seeded = [
         {"appointment_id": a["id"], "location": a["location"], "service": a["service"],

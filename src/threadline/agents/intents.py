@@ -280,15 +280,16 @@ class IntentClassifier:
         familiar = min(1.0, max(0.0, (top - cal.floor) / (cal.ceiling - cal.floor)))
         if familiar == 0.0:
             return Prediction(UNKNOWN, 0.0, {}, round(top, 4))
-        exps = {i: math.exp((s - top) / cal.temperature) for i, s in ranked}
-        total = sum(exps.values())
-        confidence = {i: round(e / total * familiar, 4) for i, e in exps.items()}
-        alternatives = {
-            i: confidence[i]
-            for i, _ in ranked[1 : 1 + cal.max_alternatives]
-            if confidence[i] >= cal.min_alternative
-        }
-        return Prediction(top_intent, confidence[top_intent], alternatives, round(top, 4))
+        temperature = cal.temperature
+        exps = [math.exp((s - top) / temperature) for _, s in ranked]
+        total = sum(exps)
+        # Only the best and the alternatives reported need their confidence worked out.
+        shown = [
+            (i, round(e / total * familiar, 4))
+            for (i, _), e in zip(ranked[: 1 + cal.max_alternatives], exps, strict=False)
+        ]
+        alternatives = {i: c for i, c in shown[1:] if c >= cal.min_alternative}
+        return Prediction(top_intent, shown[0][1], alternatives, round(top, 4))
 
 
 #: The intent of a question a knowledge entry answers: the prefix and the entry's id.
