@@ -2,7 +2,8 @@
 
 ``python -m bench.run [--runs 5] [--quick]`` measures each scenario ``runs``
 times on SQLite and PostgreSQL, prints median and min–max, and writes the
-table with the machine's description to ``docs/benchmarks.md``.
+table with the machine's description to ``var/benchmarks-storage.md`` (the figures of record
+are copied into ``docs/benchmarks.md`` by hand, with their date).
 """
 
 from __future__ import annotations
@@ -389,6 +390,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--output", type=Path, default=Path("var/benchmarks-storage.md"))
     args = parser.parse_args()
     asyncio.run(main(args.runs, args.quick, args.output))
