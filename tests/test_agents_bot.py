@@ -164,7 +164,8 @@ async def test_the_order_number_from_chat_is_not_asked_for_again_on_the_phone(co
     filled = [e.payload["name"] for e in turn.events if e.type == "slot.filled"]
     assert filled == ["postcode"]
     assert payload(turn, "identity.linked") == {"kind": "phone", "value": "+14155550123",
-                                                "verified": True, "method": "postcode"}  # fmt: skip
+                                                "verified": True, "method": "postcode",
+                                                "level": "knowledge"}  # fmt: skip
     assert payload(turn, "action.requested")["arguments"]["order_number"] == "1042"
     assert "order number" not in payload(turn, "message.sent")["text"]
     assert chat.state.identities == {"phone": True}

@@ -226,4 +226,4 @@ def test_the_context_holds_slots_and_whether_an_identity_is_verified(
         ("identity.linked", {"kind": "phone", "value": "+14155550123", "verified": True}),
     )
     context = ConversationContext.of(state, policy)
-    assert (dict(context.slots), context.identity_verified) == ({"order_number": "1042"}, True)
+    assert (dict(context.slots), context.level) == ({"order_number": "1042"}, "knowledge")

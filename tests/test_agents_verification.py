@@ -172,7 +172,14 @@ async def test_the_same_postcode_said_again_on_the_call_verifies_the_caller(
     await maya.says("CA-1", "yes, where is it?")
     reply = await maya.says("CA-1", "94103")
     assert await maya.verified_on("CA-1") == [
-        {"kind": "phone", "value": PHONE, "verified": True, "method": "postcode"}
+        {
+            "kind": "phone",
+            "value": PHONE,
+            "verified": True,
+            "method": "postcode",
+            "level": "knowledge",
+            "customer_id": None,
+        }
     ]
     linked = (await maya.on_leg("CA-1", "identity.linked"))[-1]
     assert linked.actor.id == BOT_ID and linked.lineage.producer == BOT_ID
@@ -182,7 +189,7 @@ async def test_the_same_postcode_said_again_on_the_call_verifies_the_caller(
     assert await maya.lookups_on("CA-1") == [False, True]
     assert "carrier lost the parcel" in reply
     state = await maya.conversations.rehydrate(maya.conversation_id)
-    assert state.identities == {"phone": True}
+    assert state.identities == {"device": False, "phone": True}
 
 
 async def test_every_new_call_asks_again_and_a_correct_postcode_verifies_it_again(
@@ -208,7 +215,7 @@ async def test_a_wrong_postcode_on_the_call_never_verifies(maya: Journey) -> Non
     assert await maya.verified_on("CA-1") == []
     assert await maya.lookups_on("CA-1") == [False, False, False]
     state = await maya.conversations.rehydrate(maya.conversation_id)
-    assert state.identities == {"phone": False}
+    assert state.identities == {"device": False, "phone": False}
 
 
 async def test_the_welcome_back_on_a_call_names_the_order_and_nothing_sensitive(

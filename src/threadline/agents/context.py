@@ -27,7 +27,8 @@ class ConversationContext:
     topic: str | None
     low_confidence_streak: int
     tool_failure_streak: int
-    identity_verified: bool
+    #: The strongest proof the current contact has given (None: none).
+    level: str | None
     customer_id: str | None
 
     @classmethod
@@ -38,7 +39,7 @@ class ConversationContext:
             topic=topic_of(state, policy),
             low_confidence_streak=low_confidence_streak(state, policy),
             tool_failure_streak=tool_failure_streak(state, policy.tools),
-            identity_verified=any(state.identities.values()),
+            level=state.level,
             customer_id=state.customer_id,
         )
 

@@ -16,7 +16,6 @@ that only fills slots the current topic needs ("Uptown", "tomorrow at 11",
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import replace
 from datetime import datetime
 from typing import Final
@@ -24,6 +23,7 @@ from typing import Final
 import structlog
 
 from threadline.agents.actions import request_action
+from threadline.agents.codes import CodeSending, answer_code
 from threadline.agents.context import ConversationContext
 from threadline.agents.escalation import EscalationPolicy, Handoff, TurnSignals, escalate
 from threadline.agents.flows import FLOWS, expecting, topic_slots
@@ -34,6 +34,8 @@ from threadline.agents.intents import (
     Prediction,
     classifier_for,
 )
+from threadline.agents.lookup import find, proof_label
+from threadline.agents.proofs import by_knowledge, code_in, prove, rejections
 from threadline.agents.protocol import Turn, Understanding
 from threadline.agents.sentiment import sentiment
 from threadline.agents.slots import SlotReader
@@ -48,6 +50,7 @@ from threadline.core.conversation import (
     ConversationState,
 )
 from threadline.core.events import Actor, Lineage
+from threadline.core.verification import anonymous, at_least, rank
 from threadline.systems import Systems
 
 log = structlog.get_logger("threadline.agents")
@@ -59,8 +62,6 @@ ANSWERS_IN: Final = frozenset({BOT_ACTIVE, WAITING_ON_CUSTOMER, AWAITING_HUMAN})
 SLOT_ANSWER_CONFIDENCE: Final = 0.8
 #: The action a knowledge answer is recorded as (it names the entry and its source).
 KNOWLEDGE_TOOL: Final = "knowledge"
-#: What a record of the customer says for each kind of identity a conversation may claim.
-_CONTACTS: Final = {"phone": "phone", "email": "email", "member": "member_id"}
 
 
 def agent_id(business: Business) -> str:
@@ -77,9 +78,12 @@ class EmbeddedAgent:
         *,
         classifier: IntentClassifier | None = None,
         version: str = AGENT_VERSION,
+        codes: CodeSending | None = None,
     ) -> None:
         business = systems.business
         self.systems = systems
+        #: How one-time codes are sent and checked (None: the agent offers none).
+        self.codes = codes
         self.business = business
         self.classifier = classifier or classifier_for(business)
         self.policy = EscalationPolicy.of(business)
@@ -115,7 +119,7 @@ class EmbeddedAgent:
         if topic is None:
             return Turn(())
         writer = self._writer(state, channel, now, anchor, leg_id, anchor)
-        step = self._step(state, writer, context, "", now, channel == "voice")
+        step = self._step(state, writer, context, "", now, channel)
         step.intent = context.topic
         reference = getattr(getattr(topic, "lookup", None), "slot", None)
         value = context.slots.get(reference) if reference else None
@@ -127,26 +131,24 @@ class EmbeddedAgent:
             return Turn(())
         latest = max(earlier, key=lambda leg: str(leg.get("started_at")))
         step.intent = None
+        needed = self._needed(topic, channel)
         text = step.say(
             "welcome_back",
             about=about,
             earlier_on=str(latest.get("channel")),
-            needs_proof=value is not None and not context.identity_verified,
-            proof_label=self._proof_label(topic),
+            needs_proof=value is not None and not at_least(context.level, needed),
+            proof_label=proof_label(step, needed),
         )
         writer.emit("message.sent", {"text": text, "in_reply_to": None})
         return Turn(tuple(writer.events), None, text)
 
-    def _proof_label(self, topic: IntentSpec) -> str:
-        """How the agent names the proof a topic's record asks for (the postcode)."""
-        pack = self.business.pack
+    def _needed(self, topic: IntentSpec, channel: str) -> str | None:
+        """The level a topic's record asks for on ``channel`` (None: no proof)."""
         protects = topic.lookup.protects if isinstance(topic, LookupIntent) else None
-        accepted = pack.verification.data.get(protects, ()) if protects else ()
-        slot = next((s for s in pack.verification.knowledge if s in accepted), None)
-        return pack.slots[slot].label if slot is not None and slot in pack.slots else ""
+        return self.business.pack.verification.needed(protects, channel)
 
     def _step(self, state: ConversationState, writer: TurnWriter, context: ConversationContext,
-              text: str, now: datetime, voice: bool) -> Step:  # fmt: skip
+              text: str, now: datetime, channel: str) -> Step:  # fmt: skip
         extraction = self.reader.read(
             text, now, self.business, expecting=expecting(context, self.business)
         )
@@ -156,14 +158,15 @@ class EmbeddedAgent:
         return Step(
             state=state, writer=writer, context=context, extraction=extraction,
             business=self.business, systems=self.systems, now=now,
-            today=self.business.today(now), voice=voice,
+            today=self.business.today(now), voice=channel == "voice",
             slots={**context.slots, **said},
             # A knowledge answer an earlier contact gave is recorded again for this one.
             new_slots={k: v for k, v in said.items()
                        if context.slots.get(k) != v
                        or (k in knowledge and context.answers.get(k) != v)},
             answers={**context.answers, **answered},
-            identity_verified=context.identity_verified,
+            customer_id=context.customer_id, level=context.level, channel=channel,
+            codes=self.codes,
         )  # fmt: skip
 
     async def take_turn(
@@ -188,16 +191,12 @@ class EmbeddedAgent:
         anchor = in_reply_to or f"seq-{state.seq}"
         writer = self._writer(state, channel, now, anchor, leg_id, in_reply_to)
         context = ConversationContext.of(state, self.policy)
-        step = self._step(state, writer, context, text, now, channel == "voice")
+        step = self._step(state, writer, context, text, now, channel)
+        code = code_in(text, self.business.pack.verification.codes.length)
+        if code is not None and state.challenge is not None and self.codes is not None:
+            return await self._answered_code(step, code)
         if state.status == AWAITING_HUMAN:
-            self._fill_slots(step)
-            await self._verify_by_knowledge(step)
-            queue = self.business.queue(state.queue or "")
-            return self._finish(
-                step,
-                step.say("waiting", queue=state.queue, queue_name=queue.name if queue else None),
-                None,
-            )
+            return await self._while_waiting(step)
         keypad = self.business.pack.voice.keypad
         menu = step.voice and not expecting(context, self.business)
         choice = keypad.get(text.strip()) if menu else None
@@ -315,42 +314,54 @@ class EmbeddedAgent:
                                   "source": "customer"})  # fmt: skip
 
     async def _verify_by_knowledge(self, step: Step) -> None:
-        """A knowledge answer said this turn that matches the known customer's record verifies
-        their claimed identifiers, the same answer again too once a new contact claim has
-        reset them."""
-        said = {k: v for k, v in step.extraction.values.items() if k in self.policy.knowledge}
-        customer_id = step.context.customer_id
-        if not said or customer_id is None:
+        """A knowledge answer said this turn that matches the conversation's customer's own
+        record proves this contact is them (a record's owner is checked by its flow)."""
+        said = [k for k in step.extraction.values if k in self.policy.knowledge]
+        owner = step.customer_id
+        if not said or owner is None or anonymous(owner) or at_least(step.level, "knowledge"):
             return
-        unverified = [kind for kind, ok in sorted(step.state.identities.items()) if not ok]
-        if not unverified:
-            return
-        customer = await self.systems.customers.get(customer_id)
-        if customer is None:
-            return
-        fields = self.business.pack.verification.knowledge
-        method = next(
-            (
-                slot
-                for slot, value in said.items()
-                if (expected := customer.knowledge.get(fields[slot]))
-                and hmac.compare_digest(value.encode(), expected.encode())
-            ),
-            None,
-        )
-        if method is None:
-            return
-        for kind in unverified:
-            value = getattr(customer, _CONTACTS.get(kind, ""), None)
-            if value:
-                step.writer.emit(
-                    "identity.linked",
-                    {"kind": kind, "value": value, "verified": True, "method": method},
-                )
-                step.identity_verified = True
+        slot = await by_knowledge(step, owner)
+        if slot is not None:
+            await prove(step, owner, slot)
+
+    async def _while_waiting(self, step: Step) -> Turn:
+        """In line for a person, the customer's answers still count: a knowledge answer
+        proves who they are (the owner of the record they asked about, when the
+        conversation does not know yet), and the desk sees it at once."""
+        self._fill_slots(step)
+        before = step.level
+        await self._verify_by_knowledge(step)
+        said = any(k in self.policy.knowledge for k in step.extraction.values)
+        if said and anonymous(step.customer_id):
+            topic = self.business.intent(step.context.topic) if step.context.topic else None
+            if isinstance(topic, LookupIntent):
+                await find(step, topic)
+        state = step.state
+        queue = self.business.queue(state.queue or "")
+        reply = step.say("waiting", queue=state.queue, queue_name=queue.name if queue else None,
+                         verified=rank(step.level) > rank(before))  # fmt: skip
+        return self._finish(step, reply, None)
+
+    async def _answered_code(self, step: Step, code: str) -> Turn:
+        """A one-time code: checked, and when right the turn answers what the conversation is
+        about with the new proof (or, in line for a person, says it is confirmed)."""
+        reply = await answer_code(step, code)
+        if reply is not None:
+            return self._finish(step, reply, None)
+        topic = step.context.topic
+        if step.state.status == AWAITING_HUMAN or topic is None:
+            return self._finish(step, step.say("verified"), None)
+        try:
+            reply = await self._act(step, topic)
+        except Exception:
+            log.exception("agent turn failed; handing over",
+                          conversation_id=step.state.conversation_id, intent=topic)  # fmt: skip
+            return self._handed_over_after_failure(step)
+        return self._finish(step, reply, None)
 
     def _finish(self, step: Step, reply: str, handoff: Handoff | None) -> Turn:
         writer = step.writer
+        rejections(step)
         if handoff is not None:
             writer.emit("handoff.requested", handoff.to_payload())
         writer.emit("message.sent", {"text": reply, "in_reply_to": writer.in_reply_to})

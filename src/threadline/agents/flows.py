@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from threadline.agents.actions import request_action
 from threadline.agents.booking import booking
+from threadline.agents.codes import offer_code
 from threadline.agents.context import ConversationContext
 from threadline.agents.lookup import find, lookup
 from threadline.agents.step import Step
@@ -25,6 +26,7 @@ from threadline.business.behaviour import (
     LookupIntent,
     VisitIntent,
 )
+from threadline.core.verification import anonymous, at_least
 
 #: Requested by the agent, carried out by the service after the turn: it signs and records a
 #: check-in code and sends it to the customer's chat (see threadline.channels.inperson).
@@ -98,6 +100,29 @@ async def _record_location(step: Step, business: Business, lookup_intent: str) -
     return business.location(str(found[0].get(spec.lookup.visit_location) or ""))
 
 
+async def verify(step: Step, intent: IntentSpec) -> str:
+    """The customer asks to prove who they are by a code: sent to the conversation's
+    customer, else to the owner of the record the conversation is about."""
+    owner = None if anonymous(step.customer_id) else step.customer_id
+    if owner is None:
+        owner = await _topic_owner(step)
+    if owner is None:
+        return step.say("verify_ask")
+    if step.customer_id == owner and at_least(step.level, "possession"):
+        return step.say("already_verified")
+    offered = await offer_code(step, owner)
+    return offered if offered is not None else step.say("proof_unavailable", needed="possession")
+
+
+async def _topic_owner(step: Step) -> str | None:
+    topic = step.business.intent(step.context.topic) if step.context.topic else None
+    if not isinstance(topic, LookupIntent):
+        return None
+    found = await find(step, topic)
+    owner = found[0].get(topic.lookup.owner) if found is not None else None
+    return str(owner) if owner is not None else None
+
+
 FLOWS: Final[Mapping[str, Flow]] = MappingProxyType({
     "answer": answer,
     "handoff": needs_person,
@@ -105,6 +130,7 @@ FLOWS: Final[Mapping[str, Flow]] = MappingProxyType({
     "booking": booking,
     "hours": hours,
     "visit": visit,
+    "verify": verify,
 })  # fmt: skip
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from threadline.agents.context import ConversationContext
 from threadline.agents.slots import Extraction
@@ -12,6 +12,9 @@ from threadline.agents.turns import TurnWriter
 from threadline.business import Business
 from threadline.core.conversation import ConversationState
 from threadline.systems import CustomerRecord, Systems
+
+if TYPE_CHECKING:
+    from threadline.agents.codes import CodeSending
 
 
 @dataclass(slots=True)
@@ -36,7 +39,15 @@ class Step:
     slots: dict[str, str] = field(default_factory=dict)
     new_slots: dict[str, str] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
-    identity_verified: bool = False
+    #: Who the conversation is about, and the strongest proof this contact has given:
+    #: both change within the turn when the customer proves who they are.
+    customer_id: str | None = None
+    level: str | None = None
+    #: Knowledge answers said this turn that matched nobody, and whose record they were for.
+    rejected: dict[str, str] = field(default_factory=dict)
+    channel: str = "chat"
+    #: How this agent sends and checks one-time codes; None when it offers none.
+    codes: CodeSending | None = None
     outcomes: list[tuple[str, bool]] = field(default_factory=list)
 
     def variables(self, customer: CustomerRecord | None = None, **more: Any) -> dict[str, Any]:

@@ -183,8 +183,21 @@ class VisitIntent(IntentBase):
     )
 
 
+class VerifyIntent(IntentBase):
+    """The customer asks to prove who they are with a one-time code (they do not know the
+    knowledge answer, or want to): sent to the phone or email on their record."""
+
+    does: Literal["verify"]
+
+
 IntentSpec = Annotated[
-    AnswerIntent | HandoffIntent | LookupIntent | BookingIntent | HoursIntent | VisitIntent,
+    AnswerIntent
+    | HandoffIntent
+    | LookupIntent
+    | BookingIntent
+    | HoursIntent
+    | VisitIntent
+    | VerifyIntent,
     Field(discriminator="does"),
 ]
 

@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from jinja2 import meta, nodes
 
@@ -33,12 +33,13 @@ from threadline.business.defaults import (
     REPLY_VARIABLES,
 )
 from threadline.business.loader import Problem, Source
-from threadline.business.model import Pack
-from threadline.business.templates import Template, TemplateProblem, environment
+from threadline.business.model import ChannelName, Pack
+from threadline.business.templates import Template, TemplateProblem, environment, listing
 from threadline.business.tool_specs import HttpTool, PythonTool
 
 #: Proof methods that do not name a knowledge slot.
 PROOF_METHODS: Final = frozenset({"login", "oidc", "otp", "agent"})
+CHANNELS: Final = get_args(ChannelName)
 
 Check = Callable[[Pack, Source], Iterator[Problem]]
 _SLOT_KINDS: Final[dict[type, str]] = {
@@ -247,16 +248,23 @@ def check_slots(pack: Pack, source: Source) -> Iterator[Problem]:
 
 
 def check_verification(pack: Pack, source: Source) -> Iterator[Problem]:
-    for slot in pack.verification.knowledge:
+    verification = pack.verification
+    for slot in verification.knowledge:
         if slot not in pack.slots:
             yield source.problem(("verification", "knowledge", slot),
                                  _unknown("slot", slot, pack.slots))  # fmt: skip
-    methods = PROOF_METHODS | set(pack.verification.knowledge)
-    for data, proofs in pack.verification.data.items():
-        for i, proof in enumerate(proofs):
-            if proof not in methods:
-                yield source.problem(("verification", "data", data, i),
-                                     _unknown("proof", proof, methods))  # fmt: skip
+    methods = PROOF_METHODS | set(verification.knowledge)
+    for method in verification.methods:
+        if method not in methods:
+            yield source.problem(("verification", "methods", method),
+                                 _unknown("proof method", method, methods))  # fmt: skip
+    for data, need in verification.data.items():
+        if isinstance(need, dict) and "default" not in need and set(need) != set(CHANNELS):
+            yield source.problem(
+                ("verification", "data", data),
+                f"says nothing for {listing(sorted(set(CHANNELS) - set(need)), 'and')}:"
+                " add default (the level on the other channels)",
+            )
 
 
 def check_references(pack: Pack, source: Source) -> Iterator[Problem]:

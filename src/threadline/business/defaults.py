@@ -22,6 +22,8 @@ DEFAULT_REPLIES: Final = _load()
 #: Replies the agent itself speaks, whatever the intent.
 GENERAL_REPLIES: Final = (
     "not_understood", "needs_person", "handoff", "waiting", "welcome_back", "checkin_code",
+    "code_sent", "code_wrong", "code_expired", "code_message", "verified",
+    "proof_unavailable",
 )  # fmt: skip
 
 #: What every reply template sees.
@@ -33,9 +35,17 @@ REPLY_VARIABLES: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
     name: frozenset(extra) for name, extra in {
         "not_understood": (), "needs_person": (), "text": (),
         "handoff": ("reason_code", "queue", "queue_name"),
-        "waiting": ("queue", "queue_name"),
+        "waiting": ("queue", "queue_name", "verified"),
         "welcome_back": ("about", "earlier_on", "needs_proof", "proof_label"),
         "checkin_code": ("location", "until"),
+        "code_sent": ("to", "via", "again", "length", "minutes"),
+        "code_wrong": ("tries_left", "length", "minutes"),
+        "code_expired": ("length", "minutes"),
+        "code_message": ("code", "minutes"),
+        "verified": (),
+        "proof_unavailable": ("label", "value", "record", "proof_label", "needed"),
+        "locked": ("label", "value", "record", "proof_label"),
+        "verify_ask": (), "already_verified": (),
         "ask": ("label",), "found": ("label", "value", "record"),
         "found_public": ("label", "value", "record", "proof_label"),
         "mismatch": ("label", "value", "record", "proof_label"),
@@ -53,9 +63,10 @@ REPLY_VARIABLES: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
 FLOW_REPLIES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
     "answer": ("text",),
     "handoff": (),
-    "lookup": ("ask", "found", "found_public", "mismatch", "not_found"),
+    "lookup": ("ask", "found", "found_public", "mismatch", "locked", "not_found"),
     "booking": ("ask_location", "ask_day", "offer_times", "none_free", "booked",
                 "already_booked", "refused"),
     "hours": ("answer",),
     "visit": ("ask_location", "by_phone", "code_coming"),
+    "verify": ("verify_ask", "already_verified"),
 })  # fmt: skip

@@ -25,6 +25,7 @@ from threadline.business.behaviour import (
 )
 from threadline.business.hours import DAY_KEYS, Hours
 from threadline.business.tool_specs import Spec, ToolSpec
+from threadline.core.verification import default_level
 
 FORMAT: Final = 1
 
@@ -156,18 +157,72 @@ class Person(Spec):
         return self
 
 
+ProofLevel = Literal["knowledge", "possession", "idp"]
+ChannelName = Literal["chat", "voice", "in_person"]
+
+
+class Codes(Spec):
+    """One-time codes sent to a phone or email on the customer's record."""
+
+    length: int = Field(6, ge=6, le=8, description="digits in a code")
+    minutes: int = Field(10, ge=1, le=60, description="how long a code stays good")
+    attempts: int = Field(3, ge=1, le=10, description="wrong tries before a code is spent")
+    per_conversation: int = Field(3, ge=1, le=10, description="codes one conversation may send")
+    per_customer_hour: int = Field(
+        5, ge=1, le=50, description="codes one customer may be sent in an hour, on any channel"
+    )
+    per_customer_failures: int = Field(
+        10, ge=1, le=100, description="wrong codes a customer may give in a day before codes stop"
+    )
+
+
 class Verification(Spec):
-    """Which proofs verify a customer for which data."""
+    """How strongly a customer must prove who they are for which data.
+
+    Proof levels, weakest first: knowledge (a postcode), possession (a one-time
+    code), idp (a sign-in with the business's identity provider).
+    """
 
     knowledge: dict[Name, str] = Field(
         default_factory=dict,
         description="a slot the agent may ask for, and the customer record's field it must match",
     )
-    data: dict[Name, tuple[str, ...]] = Field(
+    methods: dict[Name, ProofLevel] = Field(
         default_factory=dict,
-        description="a data class and the proof methods that unlock it (a knowledge slot's"
-        " name, or login, oidc, otp, agent)",
+        description="the level a proof method counts as here (default: a knowledge slot and"
+        " agent: knowledge, otp: possession, oidc and login: idp)",
     )
+    data: dict[Name, ProofLevel | dict[ChannelName | Literal["default"], ProofLevel]] = Field(
+        default_factory=dict,
+        description="a data class and the least level that unlocks it, for every channel or"
+        " per channel ({voice: possession, default: knowledge})",
+    )
+    history: ProofLevel = Field(
+        "knowledge",
+        description="the least level with which a contact continues the customer's open"
+        " conversation from another channel, and reads its earlier turns",
+    )
+    knowledge_attempts: int = Field(
+        3, ge=1, le=10, description="wrong knowledge answers one conversation may give"
+    )
+    codes: Codes = Field(default_factory=Codes)
+
+    def level_of(self, method: str) -> str:
+        """The level a verified proof by ``method`` counts as for this business."""
+        if method in self.methods:
+            return self.methods[method]
+        if method in self.knowledge:
+            return "knowledge"
+        return default_level(method, True)
+
+    def needed(self, data_class: str | None, channel: str) -> str | None:
+        """The least level that unlocks ``data_class`` on ``channel`` (None: no proof)."""
+        if data_class is None or data_class not in self.data:
+            return None
+        need = self.data[data_class]
+        if isinstance(need, str):
+            return need
+        return need.get(channel) or need.get("default")  # type: ignore[call-overload]
 
 
 class Escalation(Spec):

@@ -24,6 +24,7 @@ from threadline.core.state import (
     OPEN_STATES,
     RECENT_INTENTS,
     RECENT_KEYS,
+    RECENT_PROOFS,
     RESOLVED,
     STATE_SCHEMA_VERSION,
     SUMMARY_LINES,
@@ -34,6 +35,7 @@ from threadline.core.state import (
     Policy,
     evolve,
 )
+from threadline.core.verification import anonymous
 
 Apply = Callable[[Any, Event], None]
 _APPLY: dict[str, Apply] = {}
@@ -237,15 +239,56 @@ CONTACT_CLAIMS: Final = frozenset({"caller_id"})
 
 @_applies("identity.linked")
 def _identity(d: Any, e: Event) -> None:
-    kind = e.payload["kind"]
-    if not e.payload["verified"] and e.payload.get("method") in CONTACT_CLAIMS:
+    p = e.payload
+    kind = p["kind"]
+    if not p["verified"] and p.get("method") in CONTACT_CLAIMS:
         for known in d.identities:
             d.identities[known] = False
         d.identities[kind] = False
         d.contact_seq = d.seq
+        d.contact = {"kind": kind, "value": p["value"]}
         d.note(f"{kind} claimed by a new contact, not verified")
         return
-    d.identities[kind] = bool(e.payload["verified"]) or bool(d.identities.get(kind))
+    d.identities[kind] = bool(p["verified"]) or bool(d.identities.get(kind))
+    if p["verified"]:
+        d.proofs.append({"method": p["method"], "level": p["level"], "kind": kind,
+                         "channel": e.channel, "seq": d.seq, "at": _ts(e)})  # fmt: skip
+        if len(d.proofs) > RECENT_PROOFS:
+            del d.proofs[0]
+        if kind == "device" and p["value"] not in d.aliases:
+            d.aliases.append(p["value"])  # a chat session that proved itself speaks for it
+        if p["method"] == "otp":
+            d.challenge = None
+        d.note(f"{kind} verified by {p['method']} ({p['level']}) on {e.channel}")
+    identified = p.get("customer_id")
+    if identified and identified != d.customer_id:
+        if d.customer_id and d.customer_id not in d.aliases:
+            d.aliases.append(d.customer_id)
+        d.customer_id = identified
+        d.note(f"identified as {identified}")
+
+
+@_applies("verification.challenged")
+def _challenged(d: Any, e: Event) -> None:
+    p = e.payload
+    d.challenge = {"challenge_id": p["challenge_id"], "customer_id": p["customer_id"],
+                   "via": p["via"], "to": p["to"], "digest": p["digest"],
+                   "expires_at": p["expires_at"].isoformat(),
+                   "max_attempts": p["max_attempts"], "attempts": 0}  # fmt: skip
+    d.note(f"one-time code sent by {p['via']}")
+
+
+@_applies("verification.rejected")
+def _rejected(d: Any, e: Event) -> None:
+    p = e.payload
+    if p["reason"] == "wrong":
+        d.failed_proofs[p["method"]] = d.failed_proofs.get(p["method"], 0) + 1
+    challenge = d.challenge
+    if challenge is not None and challenge["challenge_id"] == p.get("challenge_id"):
+        attempts = challenge["attempts"] + (p["reason"] == "wrong")
+        spent = p["reason"] != "wrong" or attempts >= challenge["max_attempts"]
+        d.challenge = None if spent else {**challenge, "attempts": attempts}
+    d.note(f"{p['method']} not passed: {p['reason']}")
 
 
 def _apply(draft: Any, event: Event, seq: int) -> None:
@@ -317,6 +360,8 @@ _ALLOWED_IN: dict[str, frozenset[str | None]] = {
     "consent.granted": OPEN_STATES | CLOSED_STATES,
     "consent.revoked": OPEN_STATES | CLOSED_STATES,
     "identity.linked": OPEN_STATES | CLOSED_STATES,
+    "verification.challenged": OPEN_STATES,
+    "verification.rejected": OPEN_STATES,
 }
 _GUARDS: dict[str, Guard] = {}
 
@@ -373,6 +418,19 @@ def _leg_is_live(state: ConversationState, event: Event, policy: Policy) -> None
 def _leg_is_new(state: ConversationState, event: Event, policy: Policy) -> None:
     if event.payload["leg_id"] in state.legs:
         raise IllegalTransition(event.type, str(state.status), "that leg has already started")
+
+
+@_guards("identity.linked")
+def _identified_by_proof_only(state: ConversationState, event: Event, policy: Policy) -> None:
+    identified = event.payload.get("customer_id")
+    if not identified or identified == state.customer_id:
+        return
+    if not event.payload["verified"]:
+        raise IllegalTransition(event.type, str(state.status), "only a proof identifies")
+    if not anonymous(state.customer_id):
+        raise IllegalTransition(
+            event.type, str(state.status), "the conversation is another customer's"
+        )
 
 
 def check(state: ConversationState, event: Event, policy: Policy = DEFAULT_POLICY) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from threadline.core.catalogue import CATALOGUE, Payload, Pii
+from threadline.core.verification import Level, default_level
 
 register = CATALOGUE.register
 
@@ -339,6 +340,35 @@ class ConsentRevoked(Payload):
     purpose: Name
 
 
+@register("verification.challenged", 1)
+class VerificationChallenged(Payload):
+    """A one-time code went to a phone or email on file of ``customer_id``.
+
+    Only a digest keyed with the service's secret is kept, so the log cannot be
+    searched for the code; ``to`` is the destination as the customer may be told it.
+    """
+
+    challenge_id: Name
+    customer_id: Name
+    via: Literal["phone", "email"]
+    to: Annotated[Name, Pii]
+    digest: Name
+    expires_at: AwareDatetime
+    max_attempts: int = Field(ge=1, le=10)
+
+
+@register("verification.rejected", 1)
+class VerificationRejected(Payload):
+    """A proof did not pass: a wrong code or answer, or a code that expired or ran out of
+    tries. ``method`` is ``otp`` or the knowledge slot asked for."""
+
+    method: Name
+    reason: Literal["wrong", "expired", "exhausted"]
+    challenge_id: str | None = None
+    #: Whose proof it was meant to be (the record's owner, the code's customer).
+    customer_id: Name | None = None
+
+
 @register("identity.linked", 1)
 class IdentityLinked(Payload):
     """An identifier is linked to the conversation's customer."""
@@ -347,3 +377,34 @@ class IdentityLinked(Payload):
     value: Annotated[Name, Pii]
     verified: bool = False
     method: Name = "claimed"
+
+
+@register("identity.linked", 2)
+class IdentityLinkedV2(Payload):
+    """An identifier is linked to the conversation's customer, with the strength of the proof.
+
+    ``customer_id`` names who the proof shows the customer to be when the conversation
+    did not know yet (an anonymous visitor or an unrecognised caller): the conversation
+    is theirs from then on.
+    """
+
+    kind: Literal["phone", "email", "device", "member", "idp"]
+    value: Annotated[Name, Pii]
+    verified: bool = False
+    method: Name = "claimed"
+    level: Level | None = None
+    customer_id: Name | None = None
+
+    @model_validator(mode="after")
+    def _level_of_method(self) -> IdentityLinkedV2:
+        # A writer that names no level gets the method's default, so the log always says.
+        if self.level is None:
+            object.__setattr__(self, "level", default_level(self.method, self.verified))
+        return self
+
+
+@CATALOGUE.upcaster("identity.linked", 1)
+def _identity_linked_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # v1 said verified or not; its method says how strong that was.
+    level = default_level(str(payload.get("method", "claimed")), bool(payload.get("verified")))
+    return {**payload, "level": level, "customer_id": None}

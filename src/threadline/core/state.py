@@ -10,15 +10,17 @@ without the checks, for the hot path. Serialising a state
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any, Final
 
 import orjson
 
+from threadline.core.verification import rank
+
 #: Bump when the shape of ConversationState changes; older snapshots are then ignored.
-STATE_SCHEMA_VERSION: Final = 2
+STATE_SCHEMA_VERSION: Final = 3
 
 BOT_ACTIVE: Final = "bot_active"
 AWAITING_HUMAN: Final = "awaiting_human"
@@ -32,6 +34,7 @@ CLOSED_STATES: Final = frozenset({RESOLVED, ABANDONED})
 SUMMARY_LINES: Final = 40
 RECENT_KEYS: Final = 64
 RECENT_INTENTS: Final = 20
+RECENT_PROOFS: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,15 @@ class Policy:
 
 
 DEFAULT_POLICY: Final = Policy()
+
+
+def strongest(proofs: Iterable[Mapping[str, Any]], since_seq: int) -> str | None:
+    """The strongest level among ``proofs`` given after ``since_seq``."""
+    best: str | None = None
+    for proof in proofs:
+        if proof["seq"] > since_seq and rank(proof["level"]) > rank(best):
+            best = proof["level"]
+    return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,19 @@ class ConversationState:
     #: The seq of the latest contact claim (a call's caller id): slots filled before it
     #: are what an earlier contact said, and answer no knowledge check for this one.
     contact_seq: int = 0
+    #: The identifier the latest contact claimed (a call's number): what a proof on this
+    #: contact links to the customer it identifies.
+    contact: Mapping[str, Any] | None = None
+    #: Verified proofs, oldest first (method, level, kind, channel, seq, at); the latest
+    #: :data:`RECENT_PROOFS` are kept.
+    proofs: tuple[Mapping[str, Any], ...] = ()
+    #: Customer ids the conversation was known by before a proof identified the customer
+    #: (an anonymous visitor), and chat sessions linked to it: they still speak for it.
+    aliases: tuple[str, ...] = ()
+    #: The one-time code challenge open on this conversation, if any.
+    challenge: Mapping[str, Any] | None = None
+    #: Wrong answers given on this conversation, by proof method.
+    failed_proofs: Mapping[str, int] = field(default_factory=dict)
     summary: tuple[str, ...] = ()
     messages_in: int = 0
     messages_out: int = 0
@@ -88,6 +113,11 @@ class ConversationState:
     def is_open(self) -> bool:
         return self.status in OPEN_STATES
 
+    @property
+    def level(self) -> str | None:
+        """The strongest proof the current contact has given (None: none)."""
+        return strongest(self.proofs, self.contact_seq)
+
     def to_bytes(self) -> bytes:
         return orjson.dumps(self)
 
@@ -97,6 +127,8 @@ class ConversationState:
         raw["intents"] = tuple(raw["intents"])
         raw["summary"] = tuple(raw["summary"])
         raw["recent_keys"] = tuple(raw["recent_keys"])
+        raw["proofs"] = tuple(raw["proofs"])
+        raw["aliases"] = tuple(raw["aliases"])
         return cls(**raw)
 
 

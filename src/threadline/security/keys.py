@@ -94,6 +94,22 @@ class TokenKey:
             raise ConfigurationError("token keys must be Ed25519 (EdDSA) or P-256 (ES256)")
         return cls(algorithm, public, private)
 
+    def secret_material(self) -> bytes | None:
+        """Secret bytes to derive other keys from (the HS256 secret, or the private key's
+        raw bytes); None for a verify-only key."""
+        if self.signing is None:
+            return None
+        if self.algorithm == "HS256":
+            return bytes(self.signing)
+        from cryptography.hazmat.primitives import serialization
+
+        raw: bytes = self.signing.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return raw
+
     def public(self) -> TokenKey:
         """The verify-only half of an asymmetric key (an HS256 secret has no such half)."""
         if self.algorithm == "HS256":
