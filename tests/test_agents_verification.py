@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from threadline.agents import EmbeddedAgent
+from threadline.agents.codes import CodeSending
 from threadline.agents.runtime import BotRuntime
 from threadline.bus.memory import MemoryBus
 from threadline.channels.voice.telephony.calls import VoiceCalls
@@ -40,12 +41,20 @@ SENSITIVE = ("Aster", "carrier", "replacement", "Market Street", "901 Market")
 class Journey:
     """Maya on chat, then calling from her number, through the app's real pieces."""
 
-    def __init__(self, store: Any, systems: Systems) -> None:
+    def __init__(
+        self,
+        store: Any,
+        systems: Systems,
+        chat_customer: str = "cus-maya",
+        codes: CodeSending | None = None,
+    ) -> None:
         self.store = store
         self.bus = MemoryBus(store)
         self.relay = Relay(store, self.bus, store, poll_interval=0.01)
         self.conversations = Conversations(store, on_append=self.relay.poke)
-        self.agent = EmbeddedAgent(systems)
+        self.agent = EmbeddedAgent(systems, codes=codes)
+        #: Who the chat is from: Maya signed in, or an anonymous visitor.
+        self.chat_customer = chat_customer
         self.runtime = BotRuntime(self.conversations, self.agent, clock=lambda: NOW)
         self.directory = CallerDirectory()
 
@@ -89,8 +98,9 @@ class Journey:
     async def chats(self, text: str) -> str:
         def event(type_: str, payload: dict[str, object]) -> Event:
             self.said += 1
+            who = self.chat_customer
             return Event(self.conversation_id, type_, payload, channel="chat", leg_id="chat-1",
-                         actor=MAYA, customer_id="cus-maya", lineage=CHAT,
+                         actor=Actor("customer", who), customer_id=who, lineage=CHAT,
                          idempotency_key=f"chat:{self.said}")  # fmt: skip
 
         events = []

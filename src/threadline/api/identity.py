@@ -194,19 +194,33 @@ async def chat_nonce(caller: Caller) -> NonceOut:
 class VerifyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id_token: str = Field(min_length=10, max_length=16000)
+    conversation_id: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="The visitor's chat conversation: it becomes the customer's, proven by "
+        "the sign-in, and joins her open conversation from another channel if she has one.",
+    )  # fmt: skip
 
 
 class VerifyOut(BaseModel):
     customer_id: str
     visitor_id: str
     verified: bool
+    level: str = Field(description="The proof level the business grants the sign-in.")
+    conversation_id: str | None = Field(
+        None, description="The conversation the sign-in was recorded on, if one was named."
+    )
     token: str = Field(description="A customer session token for the verified customer.")
 
 
 @router.post("/chat/verify", response_model=VerifyOut,
-             responses=problem_responses(401, 403, 409, 422))  # fmt: skip
+             responses=problem_responses(401, 403, 404, 409, 422))  # fmt: skip
 async def chat_verify(body: VerifyIn, service: ServiceDep, caller: Caller) -> VerifyOut:
-    """Verify a chat visitor with an ID token; links the visitor to the real customer."""
+    """Verify a chat visitor with an ID token; links the visitor to the real customer.
+
+    With ``conversation_id``, the visitor's chat is the customer's from now on: its
+    timeline records the sign-in (``identity.linked``, method ``oidc``, at the level the
+    business grants it), so the bot asks no more proof for data that level covers.
+    """
     visitor = _session(caller)
     oidc = service.oidc
     if oidc is None:
@@ -228,10 +242,13 @@ async def chat_verify(body: VerifyIn, service: ServiceDep, caller: Caller) -> Ve
                                       actor=actor)  # fmt: skip
         if outcome.status == "conflict":
             raise _conflict(outcome)
+    level = service.business.pack.verification.level_of("oidc")
+    if body.conversation_id is not None:
+        await service.chat.sign_in(body.conversation_id, visitor, customer_id, "oidc", level)
     issued = service.tokens.issue(customer_id, ["customer"], SESSION_TTL,
                                             {"customer": customer_id})  # fmt: skip
-    return VerifyOut(customer_id=customer_id, visitor_id=visitor, verified=True,
-                     token=issued.token)  # fmt: skip
+    return VerifyOut(customer_id=customer_id, visitor_id=visitor, verified=True, level=level,
+                     conversation_id=body.conversation_id, token=issued.token)  # fmt: skip
 
 
 # -- supervisors: merges and conflicts ---------------------------------------------------

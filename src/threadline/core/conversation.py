@@ -275,6 +275,7 @@ def _challenged(d: Any, e: Event) -> None:
                    "via": p["via"], "to": p["to"], "digest": p["digest"],
                    "expires_at": p["expires_at"].isoformat(),
                    "max_attempts": p["max_attempts"], "attempts": 0}  # fmt: skip
+    d.codes_sent += 1
     d.note(f"one-time code sent by {p['via']}")
 
 

@@ -35,10 +35,25 @@ class ConversationStarted(Payload):
 
 @register("conversation.resolved", 1)
 class ConversationResolved(Payload):
-    """The conversation is closed with an outcome code."""
+    """The conversation is closed with an outcome code (v1)."""
 
     outcome: Name
     note: Annotated[str | None, Pii] = None
+
+
+@register("conversation.resolved", 2)
+class ConversationResolvedV2(Payload):
+    """The conversation is closed with an outcome code; ``continued_in`` names the
+    conversation it goes on in (a chat that joined the customer's open conversation)."""
+
+    outcome: Name
+    note: Annotated[str | None, Pii] = None
+    continued_in: str | None = None
+
+
+@CATALOGUE.upcaster("conversation.resolved", 1)
+def _resolved_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "continued_in": None}
 
 
 @register("conversation.reopened", 1)

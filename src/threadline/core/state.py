@@ -97,6 +97,8 @@ class ConversationState:
     aliases: tuple[str, ...] = ()
     #: The one-time code challenge open on this conversation, if any.
     challenge: Mapping[str, Any] | None = None
+    #: One-time codes sent on this conversation.
+    codes_sent: int = 0
     #: Wrong answers given on this conversation, by proof method.
     failed_proofs: Mapping[str, int] = field(default_factory=dict)
     summary: tuple[str, ...] = ()

@@ -11,8 +11,12 @@ changes nothing for a link the directory already has, so a redelivery, or
 a replay after a restart, records nothing twice.
 
 Only links of real customers travel: a caller nobody recognised and an
-anonymous chat visitor have placeholder ids that belong to no one. A claim
-made on a new contact (caller id) proves nothing and is not copied either.
+anonymous chat visitor have placeholder ids that belong to no one, until a
+proof names the customer (the link's ``customer_id``). A claim made on a new
+contact (caller id) proves nothing and is not copied either; of device links,
+only chat sessions (``visitor-…``) travel, so a returning browser is known.
+A wrong or expired code (``verification.rejected``) is copied as
+``verification.failed``, so the limit on wrong codes holds across channels.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import structlog
 from threadline.core.errors import ValidationError
 from threadline.core.events import Actor, EventCodec, EventRecord
 from threadline.core.ports import Bus
+from threadline.core.verification import anonymous
 from threadline.identity.fold import CUSTOMER_PREFIX
 from threadline.identity.identifiers import parse
 from threadline.identity.service import Identity
@@ -31,17 +36,12 @@ from threadline.identity.service import Identity
 log = structlog.get_logger("threadline.identity")
 
 GROUP: Final = "identity-links"
-#: How a conversation's verification method reads on the customer's stream.
-VERIFIED_BY: Final = {
-    "postcode": "knowledge",
-    "knowledge": "knowledge",
-    "otp": "otp",
-    "oidc": "oidc",
-}
+#: The device id of an anonymous chat session.
+VISITOR: Final = "visitor-"
+#: How a conversation's proof reads on the customer's stream, by its level.
+VERIFIED_BY: Final = {"knowledge": "knowledge", "possession": "otp", "idp": "oidc"}
 #: Claims a conversation may carry over (caller id is left out: see the module docstring).
 CLAIMED_BY: Final = {"typed": "typed"}
-#: Customer ids that stand for nobody yet: unrecognised callers, anonymous chat visitors.
-PLACEHOLDERS: Final = ("caller-", "visitor-")
 
 
 def link_key(record: EventRecord) -> str:
@@ -57,22 +57,34 @@ class ConversationLinks:
         self.codec = codec or EventCodec()
 
     async def start(self, bus: Bus) -> None:
-        await bus.subscribe(GROUP, self.handle, concurrency=16, types={"identity.linked"})
+        await bus.subscribe(GROUP, self.handle, concurrency=16,
+                            types={"identity.linked", "verification.rejected"})  # fmt: skip
 
     async def handle(self, record: EventRecord) -> None:
-        if record.type != "identity.linked" or record.conversation_id.startswith(CUSTOMER_PREFIX):
+        if record.conversation_id.startswith(CUSTOMER_PREFIX):
             return
-        customer_id = record.customer_id
-        if not customer_id or customer_id.startswith(PLACEHOLDERS):
-            return
+        if record.type == "verification.rejected":
+            await self._failed(record)
+        elif record.type == "identity.linked":
+            await self._linked(record)
+
+    async def _linked(self, record: EventRecord) -> None:
         payload = self.codec.decode(record).payload
+        customer_id = payload.get("customer_id") or record.customer_id
+        if anonymous(customer_id):
+            return
+        assert customer_id is not None
         verified = bool(payload["verified"])
-        method = (VERIFIED_BY if verified else CLAIMED_BY).get(str(payload.get("method")))
+        kind, value = str(payload["kind"]), str(payload["value"])
+        if kind == "device" and not value.startswith(VISITOR):
+            return  # a call's leg is not a device anyone comes back on
+        method = (VERIFIED_BY.get(str(payload["level"])) if verified
+                  else CLAIMED_BY.get(str(payload.get("method"))))  # fmt: skip
         if method is None:
             return
         try:
             outcome = await self.identity.link(
-                customer_id, parse(str(payload["kind"]), str(payload["value"])),
+                customer_id, parse(kind, value),
                 verified=verified, method=method, linked_by=record.actor_id,
                 reason=f"{payload.get('method')} on a {record.channel} contact",
                 actor=Actor(record.actor_kind, record.actor_id),
@@ -85,3 +97,17 @@ class ConversationLinks:
         if outcome.status == "conflict":
             log.warning("conversation link conflicts", conversation_id=record.conversation_id,
                         conflict_id=outcome.conflict_id)  # fmt: skip
+
+    async def _failed(self, record: EventRecord) -> None:
+        payload = self.codec.decode(record).payload
+        customer_id = payload.get("customer_id")
+        if anonymous(customer_id):
+            return
+        assert customer_id is not None
+        method = "otp" if payload["method"] == "otp" else "knowledge"  # else a knowledge slot
+        failed = {"method": method, "reason": payload["reason"],
+                  "challenge_id": payload.get("challenge_id"),
+                  "conversation_id": record.conversation_id}  # fmt: skip
+        await self.identity.record(customer_id, "verification.failed", failed,
+                                   Actor(record.actor_kind, record.actor_id),
+                                   key=link_key(record))  # fmt: skip

@@ -153,7 +153,8 @@ def _admin_appends(principal: Principal, state: ConversationState, event: Event)
 
 @_rule(_READ, "customer")
 def _customer_reads(principal: Principal, state: ConversationState) -> None:
-    if state.customer_id is None or state.customer_id != principal.customer_id:
+    who = principal.customer_id
+    if who is None or (who != state.customer_id and who not in state.aliases):
         raise _deny(principal, f"conversation {state.conversation_id} is not theirs")
     bound = principal.conversation_id
     if bound is not None and bound != state.conversation_id:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from threadline.agents.engine import EmbeddedAgent
 from threadline.agents.runtime import BotRuntime
@@ -20,6 +21,7 @@ from threadline.business import Business, load_configured
 from threadline.business.current import CurrentBusiness
 from threadline.channels import voice as voice_channel
 from threadline.channels.chat.adapter import ChatAdapter
+from threadline.channels.chat.joins import ChatJoins
 from threadline.channels.inperson.channel import inperson_channel
 from threadline.core.errors import ConfigurationError
 from threadline.core.ports import Bus, Storage
@@ -28,7 +30,7 @@ from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
 from threadline.engine.outbox import Relay
 from threadline.engine.projections import ConversationIndex
-from threadline.identity.challenges import OutboxCourier, Verifications
+from threadline.identity.challenges import Verifications
 from threadline.identity.links import ConversationLinks
 from threadline.identity.oidc import OidcVerifier
 from threadline.identity.recognition import Recognition
@@ -95,6 +97,8 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
         else:
             bot = BotRuntime(conversations, EmbeddedAgent(systems))
             await bot.start(bus)
+        joins = ChatJoins(commands, index, current, timedelta(hours=settings.reopen_window_hours))
+        await joins.start(bus)
         router = Router(conversations, routing_config(business))
         await router.start(bus)
         stack.push_async_callback(router.stop)
@@ -192,5 +196,4 @@ async def _identity(
         record = await records.get(customer_id)
         return record.knowledge.get(fields[0]) if record is not None and fields else None
 
-    brand = current.business.brand_name
-    return identity, Verifications(identity, OutboxCourier(), knowledge, sender=brand)
+    return identity, Verifications(identity, knowledge)

@@ -6,12 +6,13 @@ adapter principal, which may write chat events only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from threadline.core.conversation import CLOSED_STATES, ConversationState
-from threadline.core.errors import NotFound
+from threadline.core.errors import DomainError, NotFound
 from threadline.core.events import Actor, Event, Lineage, new_id
+from threadline.core.verification import anonymous
 from threadline.engine.commands import (
     Acting,
     AppendEvents,
@@ -58,13 +59,15 @@ def _event(
 @dataclass(frozen=True, slots=True)
 class OpenChat(Command):
     """A chat leg for the customer: on a new conversation, or on their own one (reopened
-    if it closed). The leg's id is the command's key."""
+    if it closed). A visitor session that proved itself the customer's speaks for them
+    (the conversation's aliases). The leg's id is the command's key."""
 
     customer_id: str
     new: bool
 
     def admit(self, by: Principal, state: ConversationState) -> None:
-        if not self.new and (state.seq == 0 or state.customer_id != self.customer_id):
+        theirs = self.customer_id == state.customer_id or self.customer_id in state.aliases
+        if not self.new and (state.seq == 0 or not theirs):
             raise NotFound(f"no conversation {self.conversation_id} for this customer")
 
     def decide(self, state: ConversationState, by: Acting) -> list[Event]:
@@ -80,6 +83,39 @@ class OpenChat(Command):
         key = f"{leg_id}:leg" if events else leg_id
         events.append(_event(cid, customer, "leg.started", leg, key, leg_id))
         return events
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn(Command):
+    """A chat visitor signed in: the visitor's conversation is the customer's, proven at
+    ``level`` by ``method``. Refused on a conversation the visitor may not read, and on one
+    a proof already showed to be someone else's."""
+
+    visitor: str
+    customer_id: str
+    method: str
+    level: str
+
+    def admit(self, by: Principal, state: ConversationState) -> None:
+        if state.seq == 0 or (self.visitor != state.customer_id
+                              and self.visitor not in state.aliases):  # fmt: skip
+            raise NotFound(f"no conversation {self.conversation_id} for this customer")
+        if not anonymous(state.customer_id) and state.customer_id != self.customer_id:
+            raise DomainError("this conversation is another customer's")
+
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        if (
+            self.visitor in state.aliases
+            and state.customer_id == self.customer_id
+            and any(p["method"] == self.method for p in state.proofs)
+        ):
+            return []  # signed in already
+        payload = {"kind": "device", "value": self.visitor, "verified": True,
+                   "method": self.method, "level": self.level,
+                   "customer_id": self.customer_id}  # fmt: skip
+        event = _event(self.conversation_id, self.customer_id, "identity.linked", payload,
+                       self.key)  # fmt: skip
+        return [replace(event, actor=Actor("customer", self.visitor))]
 
 
 class ChatAdapter:
@@ -104,6 +140,14 @@ class ChatAdapter:
         executed = await self.commands.execute(AppendEvents.of([event]), self.principal)
         assert executed.result is not None
         return executed.result.seqs[0]
+
+    async def sign_in(
+        self, conversation_id: str, visitor: str, customer_id: str, method: str, level: str
+    ) -> None:
+        """Record that the visitor of ``conversation_id`` signed in as ``customer_id``."""
+        command = SignIn(conversation_id, f"sign-in:{visitor}:{customer_id}", visitor,
+                         customer_id, method, level)  # fmt: skip
+        await self.commands.execute(command, self.principal)
 
     async def close(self, leg: ChatLeg, reason: str = "disconnected") -> None:
         """End the leg if it is still live."""

@@ -14,6 +14,7 @@ Server → client
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -62,7 +63,10 @@ def visible(event: Event) -> dict[str, Any]:
         "event": event.type,
         "channel": event.channel,
         "actor": event.actor.kind,
-        "at": event.occurred_at.isoformat().replace("+00:00", "Z"),
+        # Always to the microsecond, so the widget can order events by comparing the text.
+        "at": event.occurred_at.astimezone(UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z"),
     }
     if "text" in payload:
         view["text"] = payload["text"]
@@ -72,4 +76,6 @@ def visible(event: Event) -> dict[str, Any]:
         view["agent"] = payload["agent_id"]
     if event.type == "conversation.resolved":
         view["outcome"] = payload["outcome"]
+        if payload.get("continued_in"):
+            view["continued_in"] = payload["continued_in"]
     return view

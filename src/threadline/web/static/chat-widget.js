@@ -3,6 +3,13 @@
 // keeps the conversation and the last seq seen in localStorage, and resends
 // unacknowledged messages with the same client id after a reconnect, so a
 // refresh or a dropped network loses nothing and doubles nothing.
+//
+// The host page may sign the visitor in with its identity provider:
+//   Threadline.nonce().then(function (nonce) { /* ask the IdP for an ID token with it */ });
+//   Threadline.identify(idToken).then(function (result) { /* result.customer_id, .level */ });
+// A visitor who proves who she is (signed in, or by answering the bot) and has an open
+// conversation on another channel continues it here: the widget switches to it and shows
+// its earlier turns.
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -67,13 +74,27 @@
     }
   }).catch(function () { /* the chat works without the brand */ });
 
-  function bubble(id, who, text, note) {
+  // Items go in the order they happened: a conversation this chat continues shows its
+  // earlier turns above what was said here.
+  function place(item, at) {
+    if (at) item.dataset.at = at;
+    var later = null;
+    if (at) {
+      var items = log.querySelectorAll("li[data-at]");
+      for (var i = 0; i < items.length; i++) {
+        if (items[i] !== item && items[i].dataset.at > at) { later = items[i]; break; }
+      }
+    }
+    if (later) log.insertBefore(item, later); else log.appendChild(item);
+  }
+
+  function bubble(id, who, text, note, at) {
     var item = shown[id];
     if (!item) {
       item = document.createElement("li");
       item.className = "tl-chat__msg tl-chat__msg--" + who;
       item.innerHTML = '<span class="tl-chat__who"></span><p></p><small></small>';
-      log.appendChild(item);
+      place(item, at);
       shown[id] = item;
     }
     item.querySelector(".tl-chat__who").textContent =
@@ -118,30 +139,46 @@
     log.scrollTop = log.scrollHeight;
   }
 
-  function notice(id, text) {
+  function notice(id, text, at) {
     var item = shown[id];
     if (item) return;
     item = document.createElement("li");
     item.className = "tl-chat__notice";
     item.textContent = text;
-    log.appendChild(item);
+    place(item, at);
     shown[id] = item;
+  }
+
+  // This chat goes on in another conversation: follow it there and replay it from the start.
+  function moveTo(conversationId) {
+    if (saved.conversationId === conversationId) return;
+    Object.keys(shown).forEach(function (id) { if (id.indexOf("seq") === 0) delete shown[id]; });
+    saved.conversationId = conversationId;
+    seen = 0;
+    save();
+    root.dataset.conversation = conversationId;
+    reconnect();
   }
 
   function showEvent(e) {
     seen = Math.max(seen, e.seq);
     var id = "seq" + e.seq;
     if (e.event === "message.received") {
-      bubble(id, "customer", e.text, "Delivered");
+      bubble(id, "customer", e.text, "Delivered", e.at);
+    } else if (e.event === "utterance.transcribed") {
+      bubble(id, "customer", e.text, e.channel === "voice" ? "On the phone" : "", e.at);
     } else if (e.event === "message.sent") {
-      var item = bubble(id, e.actor, e.text, "");
+      var item = bubble(id, e.actor, e.text, e.channel === "chat" ? "" : "On the " +
+        (e.channel === "voice" ? "phone" : e.channel), e.at);
       if (e.checkin) checkin(item, e.checkin);
     } else if (e.event === "handoff.requested") {
-      notice(id, "Connecting you with a person…");
+      notice(id, "Connecting you with a person…", e.at);
     } else if (e.event === "handoff.accepted") {
-      notice(id, "An agent has joined the conversation.");
+      notice(id, "An agent has joined the conversation.", e.at);
+    } else if (e.event === "conversation.resolved" && e.continued_in) {
+      moveTo(e.continued_in);
     } else if (e.event === "conversation.resolved") {
-      notice(id, "This conversation is resolved. Write again any time.");
+      notice(id, "This conversation is resolved. Write again any time.", e.at);
     }
   }
 
@@ -162,6 +199,14 @@
 
   function send(frame) {
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+  }
+
+  // Close the socket and open it again at once (a new token, or another conversation).
+  function reconnect() {
+    var old = socket;
+    socket = null;
+    if (old) { old.onclose = null; old.close(); }
+    connect();
   }
 
   function connect() {
@@ -225,13 +270,48 @@
   });
 
   function start() {
-    if (saved.token) return connect();
-    fetch(base + "/chat/session", { method: "POST" })
+    if (saved.token) { connect(); return Promise.resolve(); }
+    return fetch(base + "/chat/session", { method: "POST" })
       .then(function (r) { return r.ok ? r.json() : {}; })
       .then(function (body) { if (body.token) { saved.token = body.token; save(); } })
       .catch(function () {})
       .then(connect);
   }
+
+  function call(method, path, body) {
+    return ready.then(function () {
+      var init = { method: method, headers: { Authorization: "Bearer " + saved.token } };
+      if (body) {
+        init.headers["Content-Type"] = "application/json";
+        init.body = JSON.stringify(body);
+      }
+      return fetch(base + path, init);
+    }).then(function (r) {
+      return r.json().then(function (answer) {
+        if (!r.ok) throw new Error(answer.detail || answer.title || ("HTTP " + r.status));
+        return answer;
+      });
+    });
+  }
+
+  window.Threadline = window.Threadline || {};
+  // The nonce the identity provider must put in the ID token for this chat session.
+  window.Threadline.nonce = function () {
+    return call("GET", "/chat/verify/nonce").then(function (answer) { return answer.nonce; });
+  };
+  // Sign the visitor in with an ID token of the business's identity provider.
+  window.Threadline.identify = function (idToken) {
+    var body = { id_token: idToken };
+    if (saved.conversationId) body.conversation_id = saved.conversationId;
+    return call("POST", "/chat/verify", body).then(function (answer) {
+      saved.token = answer.token;
+      save();
+      root.dataset.customer = answer.customer_id;
+      reconnect();
+      return { customer_id: answer.customer_id, level: answer.level,
+               conversation_id: answer.conversation_id };
+    });
+  };
   Object.keys(pending).forEach(function (id) { bubble(id, "customer", pending[id].text, "Sending…"); });
-  start();
+  var ready = start();
 })();

@@ -4,7 +4,8 @@ A small read model folded from the log: for each conversation its customer
 and whether it is open, and for each voice leg (a call) its conversation.
 It is built from ``read_all`` at start-up and kept current by a LiveHub
 listener and by the voice adapter's own appends, so a second call placed
-right after the first already finds the conversation.
+right after the first already finds the conversation. A conversation that an
+anonymous visitor started becomes its customer's when a proof identifies her.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 
 from threadline.core.events import EventRecord
 from threadline.core.ports import EventStore
+from threadline.core.verification import anonymous
 
 PAGE: Final = 1000
 MAX_CALLS: Final = 100_000
@@ -81,6 +83,10 @@ class CallerDirectory:
         if entry.customer_id is None and record.customer_id:
             entry.customer_id = record.customer_id
             self._by_customer.setdefault(record.customer_id, set()).add(record.conversation_id)
+        elif record.type == "identity.linked" and anonymous(entry.customer_id):
+            identified = orjson.loads(record.payload).get("customer_id")
+            if isinstance(identified, str) and identified != entry.customer_id:
+                self._identified(record.conversation_id, entry, identified)
         if record.type in OPENS:
             entry.open, entry.closed_at = True, None
         elif record.type in CLOSES:
@@ -89,6 +95,13 @@ class CallerDirectory:
             leg_id = orjson.loads(record.payload).get("leg_id")
             if isinstance(leg_id, str):
                 self._remember_call(leg_id, record.conversation_id)
+
+    def _identified(self, conversation_id: str, entry: _Entry, customer_id: str) -> None:
+        """A proof showed whose the conversation is: it is that customer's from now on."""
+        if entry.customer_id is not None:
+            self._by_customer.get(entry.customer_id, set()).discard(conversation_id)
+        entry.customer_id = customer_id
+        self._by_customer.setdefault(customer_id, set()).add(conversation_id)
 
     def _remember_call(self, call_id: str, conversation_id: str) -> None:
         self._calls[call_id] = conversation_id
