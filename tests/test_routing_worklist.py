@@ -97,6 +97,26 @@ def test_an_offer_reaches_the_agent_it_is_made_to_and_overseers_only() -> None:
     assert for_(Viewer("agent-bea", frozenset({"orders"})), change) is None  # their queue only
 
 
+def test_a_proof_given_while_an_offer_is_open_updates_the_offer_for_whom_it_is_made() -> None:
+    log = Log()
+    requested(log, "c1")
+    assert needs_decoding(log.state, "identity.linked", "c1")  # it waits: its proofs count
+    assert log.add("c1", "identity.linked", kind="phone", value="+1", verified=True) is None
+    offered(log, "c1", "agent-ana")
+    claim = log.add("c1", "identity.linked", kind="phone", value="+1", verified=False)
+    assert claim is None  # a claim proves nothing
+    change = log.add("c1", "identity.linked", kind="phone", value="+1", verified=True,
+                     method="postcode")  # fmt: skip
+    frame = for_(ANA, change)
+    assert frame == {
+        "type": "offer.updated", "cursor": 5, "conversation_id": "c1",
+        "offer_id": "offer-c1-1", "agent_id": "agent-ana", "queue": "orders",
+        "expires_at": (T0 + timedelta(minutes=5)).isoformat(),
+    }  # fmt: skip
+    assert for_(BEN, change) is None and for_(SAM, change) == frame
+    assert not needs_decoding(log.state, "identity.linked", "c2")  # not waiting: skipped
+
+
 def test_a_handoff_into_a_queue_moves_its_count_for_the_agents_of_that_queue() -> None:
     log = Log()
     change = requested(log, "c1")

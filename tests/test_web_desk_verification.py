@@ -66,3 +66,30 @@ async def test_a_caller_who_gave_the_postcode_shows_how_they_were_verified(
     await a_caller_says(live_server, "conv-verified", "Where is my order 1042?",
                         "My postcode is 94103", "I want to talk to a person please")  # fmt: skip
     await ana_sees(live_server, browser, "verified by postcode")
+
+
+async def test_a_postcode_keyed_in_while_waiting_shows_on_the_offer_without_a_reload(
+    live_server, browser
+) -> None:
+    cid = "conv-keyed"
+    await a_caller_says(live_server, cid, "Where is my order 1042?",
+                        "I want to talk to a person please")  # fmt: skip
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    desk = await context.new_page()
+    token = bearer(live_server.app, "agent-ana", "agent", queues=["orders", "billing"])
+    await desk.goto(f"{live_server.http}/desk#token={token['Authorization'].split()[1]}")
+    await desk.get_by_label("Presence").select_option("available")
+    offer = desk.locator(".offer-detail").first
+    await expect(offer).to_contain_text("cus-maya (unverified)", timeout=10_000)
+    loads = []
+    desk.on("framenavigated", lambda frame: loads.append(frame.url))
+    keyed = Event(cid, "message.received", {"text": "94103"}, channel="voice", leg_id="call-1",
+                  actor=MAYA, customer_id="cus-maya", idempotency_key=f"{cid}-keyed")  # fmt: skip
+    await service_of(live_server.app).conversations.record(cid, [keyed])
+    await expect(offer).to_contain_text("cus-maya (verified by postcode)", timeout=10_000)
+    assert loads == []  # the same page, told by its work stream
+    await desk.get_by_role("button", name="Accept offer from queue orders").click()
+    context_panel = desk.get_by_role("complementary", name="Context")
+    await expect(context_panel).to_contain_text("Proofs")
+    await expect(context_panel).to_contain_text("postcode on voice (knowledge)")
+    await context.close()

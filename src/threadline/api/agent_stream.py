@@ -12,11 +12,13 @@ without ``after`` first gets a ``snapshot`` (its open offers with the reason
 and a packet summary, its conversations, its queues' counts); one that
 reconnects with ``after=<last cursor>`` gets exactly the frames it missed.
 Then come ``handoff.offered``, ``offer.accepted|declined|expired|withdrawn``,
-``conversation.changed``, ``queue.changed``, ``presence.changed``, and a
-``heartbeat`` when the log moved on without concerning the desk. A refused
-caller gets ``{"type": "error", "code", "problem", "status", "detail"}`` and
-the socket is closed with 1008; a desk too slow to keep up is closed with
-1013 and resumes from its cursor.
+``offer.updated`` (the customer proved who they are while the offer was open:
+the offer again, with its packet summary), ``conversation.changed``,
+``queue.changed``, ``presence.changed``, and a ``heartbeat`` when the log
+moved on without concerning the desk. A refused caller gets
+``{"type": "error", "code", "problem", "status", "detail"}`` and the socket
+is closed with 1008; a desk too slow to keep up is closed with 1013 and
+resumes from its cursor.
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ async def _frame(
     if isinstance(item, Snapshot):
         return await snapshot_frame(conversations, viewer, item)
     frame = frame_for(item, viewer)
-    if frame is not None and frame["type"] == "handoff.offered":
+    if frame is not None and frame["type"] in ("handoff.offered", "offer.updated"):
         frame = {**frame, **await _offer_details(conversations, frame)}
     if frame is not None and frame.get("held") and frame["event"] == "handoff.accepted":
         frame["conversation"] = await _card(conversations, item.conversation_id)

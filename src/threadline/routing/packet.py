@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from threadline.core.conversation import ConversationState
 from threadline.core.events import Event
+from threadline.core.verification import rank
 
 LAST_MESSAGES: Final = 10
 VERIFIED: Final = "verified"
@@ -92,6 +93,10 @@ class HandoffPacket:
     customer_id: str | None
     verification: str
     verified_by: str | None
+    #: The strongest proof the current contact gave (None: none): claimed .. idp.
+    level: str | None
+    #: Every proof given in the conversation, oldest first: method, level, kind, channel, at.
+    proofs: tuple[Mapping[str, Any], ...]
     identities: Mapping[str, bool]
     consent: Mapping[str, bool]
     assignee: str | None
@@ -138,7 +143,6 @@ class _Reading:
         self.messages: list[MessageSeen] = []
         self.notes: list[dict[str, Any]] = []
         self.request: Mapping[str, Any] = {}
-        self.verified_by: str | None = None
 
 
 Collect = Callable[[_Reading, Event], None]
@@ -222,16 +226,14 @@ def _request(r: _Reading, e: Event) -> None:
     r.request = e.payload
 
 
-@_collects("identity.linked")
-def _identity(r: _Reading, e: Event) -> None:
-    if e.payload["verified"]:
-        r.verified_by = e.payload["method"]
-
-
-def _verification(identities: Mapping[str, bool]) -> str:
-    if any(identities.values()):
-        return VERIFIED
-    return UNVERIFIED if identities else ANONYMOUS
+def _verification(state: ConversationState) -> tuple[str, str | None]:
+    """How sure we are who the person on the current contact is, and by what proof: a
+    proof given on an earlier contact (a chat before this call) does not count for it."""
+    current = [p for p in state.proofs if p["seq"] > state.contact_seq]
+    if current:
+        best = max(current, key=lambda p: (rank(p["level"]), p["seq"]))
+        return VERIFIED, str(best["method"])
+    return (UNVERIFIED if state.identities or state.contact else ANONYMOUS), None
 
 
 def build_packet(
@@ -255,6 +257,7 @@ def build_packet(
         for leg_id, leg in in_order
     )
     request = reading.request
+    verification, verified_by = _verification(state)
     return HandoffPacket(
         conversation_id=state.conversation_id,
         as_of_seq=state.seq,
@@ -264,8 +267,10 @@ def build_packet(
         reason_detail=str(request.get("reason_detail", "")),
         skills=tuple(request.get("skills", ())),
         customer_id=state.customer_id,
-        verification=_verification(state.identities),
-        verified_by=reading.verified_by,
+        verification=verification,
+        verified_by=verified_by,
+        level=state.level,
+        proofs=tuple(dict(p) for p in state.proofs),
         identities=dict(state.identities),
         consent=dict(state.consent),
         assignee=state.assignee,

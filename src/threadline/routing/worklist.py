@@ -32,6 +32,8 @@ from threadline.routing.queues import (
 EXPIRED: Final = "expired"
 PREVIEW_CHARS: Final = 120
 SUMMARY_LINES: Final = 5
+#: A customer's proof: an offer open for them shows it.
+PROOF: Final = "identity.linked"
 #: The conversation's status once a held conversation's event is folded, where it says.
 STATUS_AFTER: Final = {
     "handoff.accepted": "with_human",
@@ -88,6 +90,8 @@ class WorkChange:
     queues: Mapping[str, int] = field(default_factory=dict)
     presence: tuple[str, str] | None = None
     preview: str | None = None
+    #: The customer proved who they are while the conversation was offered to someone.
+    proved: Offer | None = None
 
 
 def agent_of_stream(conversation_id: str) -> str | None:
@@ -98,11 +102,13 @@ def agent_of_stream(conversation_id: str) -> str | None:
 
 
 def needs_decoding(state: RoutingState, type_: str, conversation_id: str) -> bool:
-    """Whether an event can change any worklist: a routing event, or any on a held conversation.
+    """Whether an event can change any worklist: a routing event, any on a held conversation,
+    or a proof on a waiting one (its offer shows who the customer is).
 
     Everything else (the bulk of a busy log) is skipped without decoding its payload.
     """
-    return type_ in ROUTING_TYPES or conversation_id in state.assignees
+    return (type_ in ROUTING_TYPES or conversation_id in state.assignees
+            or (type_ == PROOF and conversation_id in state.waiting))  # fmt: skip
 
 
 def awaiting(state: RoutingState, queues: Iterable[str] | None = None) -> dict[str, int]:
@@ -161,7 +167,8 @@ def changes(before: RoutingState, after: RoutingState, event: Event) -> WorkChan
     holder_before, holder_after = before.assignees.get(cid), after.assignees.get(cid)
     queues = _queue_moves(before, after, cid)
     presence = _presence(before, after, event)
-    if not (offered or closed or holder_before or holder_after or queues or presence):
+    proved = now if event.type == PROOF and event.payload["verified"] and not offered else None
+    if not (offered or closed or holder_before or holder_after or queues or presence or proved):
         return None
     waiting = after.waiting.get(cid)
     return WorkChange(
@@ -171,13 +178,14 @@ def changes(before: RoutingState, after: RoutingState, event: Event) -> WorkChan
         seq=event.seq,
         at=event.occurred_at.isoformat(),
         offered=offered,
-        offered_queue=waiting.queue if offered is not None and waiting is not None else None,
+        offered_queue=waiting.queue if (offered or proved) is not None and waiting else None,
         closed=closed,
         holder_before=holder_before,
         holder_after=holder_after,
         queues=queues,
         presence=presence,
         preview=_preview(event) if holder_before or holder_after else None,
+        proved=proved,
     )
 
 
@@ -204,6 +212,9 @@ def frame_for(change: WorkChange, viewer: Viewer) -> dict[str, Any] | None:
     elif closed is not None and viewer.sees_offer_of(closed.agent_id):
         kind = f"offer.{closed.why}"
         frame.update(offer_id=closed.offer_id, agent_id=closed.agent_id)
+    elif change.proved is not None and viewer.sees_offer_of(change.proved.agent_id):
+        kind = "offer.updated"
+        frame.update(offer_out(change.conversation_id, change.proved, change.offered_queue))
     if viewer.agent_id in (change.holder_before, change.holder_after):
         kind = kind or "conversation.changed"
         frame["held"] = change.holder_after == viewer.agent_id

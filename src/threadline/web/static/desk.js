@@ -116,8 +116,12 @@
       Object.keys(frame.queues).forEach(function (q) { queues[q] = frame.queues[q]; });
       if (frame.agent.presence) $("presence").value = frame.agent.presence;
     }
-    if (frame.type === "handoff.offered") offers[cid] = frame;
-    if (frame.type.indexOf("offer.") === 0 && offers[cid] && offers[cid].offer_id === frame.offer_id) {
+    if (frame.type === "handoff.offered" || frame.type === "offer.updated") {
+      frame.revision = frame.cursor;
+      offers[cid] = frame;
+    }
+    if (frame.type.indexOf("offer.") === 0 && frame.type !== "offer.updated" && offers[cid] &&
+        offers[cid].offer_id === frame.offer_id) {
       delete offers[cid];
     }
     if ("held" in frame) {
@@ -173,7 +177,8 @@
 
   function renderOffers() {
     var items = Object.keys(offers).map(function (cid) {
-      return { key: cid, version: offers[cid].offer_id, value: offers[cid] };
+      return { key: cid, version: offers[cid].offer_id + ":" + (offers[cid].revision || 0),
+               value: offers[cid] };
     });
     sync($("offers"), items, offerItem, $("offers-title"));
     $("no-offers").hidden = items.length > 0;
@@ -183,6 +188,13 @@
   function verification(packet) {
     var level = packet.verification || "unverified";
     return level === "verified" && packet.verified_by ? "verified by " + words(packet.verified_by) : level;
+  }
+
+  // Every proof the customer gave in this conversation, with its channel, newest first.
+  function proofs(packet) {
+    return (packet.proofs || []).slice().reverse().map(function (p) {
+      return words(p.method) + " on " + words(p.channel) + " (" + words(p.level) + ")";
+    }).join(", ");
   }
 
   function offerItem(offer) {
@@ -346,6 +358,7 @@
         dl.appendChild(dt); dl.appendChild(dd);
       }
       row("Customer", (packet.customer_id || "unknown") + " (" + verification(packet) + ")");
+      if (packet.proofs && packet.proofs.length) row("Proofs", proofs(packet));
       row("Reason", (packet.reason_code || "-") + (packet.reason_detail ? ": " + packet.reason_detail : ""));
       row("Queue", packet.queue || "-");
       row("Status", packet.status || "-");
