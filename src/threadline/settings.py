@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -30,6 +30,11 @@ OUTSIDE = frozenset(
 BUSES: Final = ("memory",)
 CACHES: Final = ("memory",)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+#: The settings each notifier cannot send without.
+NOTIFIER_NEEDS: Final = {
+    "twilio": ("twilio_account_sid", "twilio_auth_token", "sms_from"),
+    "smtp": ("smtp_host", "email_from"),
+}
 
 
 def _unsupported(value: str, supported: tuple[str, ...]) -> PydanticCustomError:
@@ -148,6 +153,35 @@ class Settings(BaseSettings):
         None, pattern=r"^https?://\S+$", description="where the identity provider's JWKS is"
     )
 
+    sms_from: str | None = Field(
+        None, min_length=1, description="the Twilio number (E.164) or sender ID texts come from"
+    )
+    smtp_host: str | None = Field(None, min_length=1, description="the SMTP server e-mail goes to")
+    smtp_port: int = Field(587, ge=1, le=65535, description="the SMTP server's port")
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        "starttls",
+        description="starttls: upgrade the connection (port 587); tls: TLS from the start"
+        " (port 465); none: plain text, for a relay on the same host only",
+    )
+    smtp_username: str | None = Field(None, min_length=1, description="SMTP login; unset: none")
+    smtp_password: SecretStr | None = Field(None, min_length=1, description="SMTP password")
+    email_from: str | None = Field(
+        None,
+        pattern=r"^[^@\s<>]+@[^@\s<>]+$",
+        description="the address e-mail comes from; the business's name is shown with it",
+    )
+    # Last: their checks read the settings above, which pydantic has validated by then.
+    notify_sms: Literal["off", "log", "twilio"] = Field(
+        "off",
+        description="how one-time codes go by text message: off; log (development: written to"
+        " the log); twilio (needs THREADLINE_TWILIO_ACCOUNT_SID, _AUTH_TOKEN and SMS_FROM)",
+    )
+    notify_email: Literal["off", "log", "smtp"] = Field(
+        "off",
+        description="how one-time codes go by e-mail: off; log (development: written to the"
+        " log); smtp (needs THREADLINE_SMTP_HOST and THREADLINE_EMAIL_FROM)",
+    )
+
     @field_validator("bus")
     @classmethod
     def _built_in_bus(cls, value: str) -> str:
@@ -160,6 +194,24 @@ class Settings(BaseSettings):
     def _built_in_cache(cls, value: str) -> str:
         if value not in CACHES:
             raise _unsupported(value, CACHES)
+        return value
+
+    @field_validator("notify_sms", "notify_email")
+    @classmethod
+    def _notifier_can_send(cls, value: str, info: ValidationInfo) -> str:
+        if value == "log" and info.data.get("env") == "production":
+            raise PydanticCustomError(
+                "development_only",
+                "log writes one-time codes to the log: development only, not with"
+                " THREADLINE_ENV=production",
+            )
+        missing = [n for n in NOTIFIER_NEEDS.get(value, ()) if info.data.get(n) is None]
+        if missing:
+            raise PydanticCustomError(
+                "incomplete",
+                "{value} needs {missing}",
+                {"value": value, "missing": ", ".join(PREFIX + n.upper() for n in missing)},
+            )
         return value
 
     @field_validator("public_url", "twilio_api_base")
