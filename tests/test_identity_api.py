@@ -14,9 +14,8 @@ from tests.conftest import TOKEN_SECRET, bearer
 from tests.test_identity_oidc import AUDIENCE, ISSUER, IdentityProvider
 from threadline.api.app import create_app
 from threadline.api.deps import service_of
-from threadline.core.errors import DomainError
 from threadline.core.events import Actor
-from threadline.identity.identifiers import email, phone
+from threadline.identity.identifiers import email
 from threadline.settings import Settings
 
 PROBLEM = "application/problem+json"
@@ -222,40 +221,3 @@ async def test_what_the_directory_learned_survives_a_restart_and_is_not_learned_
         assert (await service_of(second).identity.resolve("phone", "+14155550123")).verified
         await service_of(second).recognition.customer("phone", "+14155550123")
         assert len(await service_of(second).identity.history("cus-maya")) == before == 3
-
-
-async def test_a_one_time_code_goes_to_a_verified_channel_and_verifies(known_app) -> None:
-    app = known_app
-    verifications = service_of(app).verifications
-    target = phone("+1 415 555 0199")
-    ana = Actor("human", "agent-ana")
-    await service_of(app).identity.link("cus-maya", target, verified=False, method="caller_id",
-                                  linked_by="voice", reason="caller id", actor=ana)  # fmt: skip
-    challenge = await verifications.send_code("cus-maya", target, actor=ana)
-    ((_, to, text),) = service_of(app).verifications.courier.sent
-    assert to.kind in {"phone", "email"} and to.value != target.value
-    code = text.rsplit(" ", 1)[-1]
-    sent = [e for e in await service_of(app).identity.history("cus-maya")
-            if e.type == "verification.code_sent"]  # fmt: skip
-    assert code not in str(sent[0].payload)  # only a hash is kept
-    wrong = "000000" if code != "000000" else "111111"
-    assert await verifications.check_code("cus-maya", challenge, wrong, actor=ana) is None
-    outcome = await verifications.check_code("cus-maya", challenge, code, actor=ana)
-    assert outcome.status == "verified"
-    assert (await service_of(app).identity.resolve("phone", target.value)).method == "otp"
-    with pytest.raises(DomainError):
-        await verifications.check_code("cus-maya", challenge, code, actor=ana)
-
-
-async def test_a_code_allows_only_so_many_wrong_attempts(known_app) -> None:
-    app = known_app
-    verifications = service_of(app).verifications
-    ana = Actor("human", "agent-ana")
-    target = email("maya@new.example")
-    challenge = await verifications.send_code("cus-maya", target, actor=ana)
-    code = service_of(app).verifications.courier.sent[-1][2].rsplit(" ", 1)[-1]
-    wrong = "000000" if code != "000000" else "111111"
-    for _ in range(verifications.max_attempts):
-        assert await verifications.check_code("cus-maya", challenge, wrong, actor=ana) is None
-    with pytest.raises(DomainError):
-        await verifications.check_code("cus-maya", challenge, code, actor=ana)

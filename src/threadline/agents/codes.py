@@ -20,6 +20,8 @@ from threadline.agents.actions import request_action
 from threadline.agents.proofs import prove
 from threadline.agents.step import Step
 from threadline.identity.codes import SEND_CODE, CodeKey, told
+from threadline.security.keys import TokenKey
+from threadline.settings import Settings
 
 #: The order in which a customer's contacts are tried for a code.
 _VIA: Final = ("phone", "email")
@@ -32,6 +34,19 @@ class CodeSending:
 
     key: CodeKey
     reaches: frozenset[str]
+
+
+def code_sending_from(settings: Settings, key: TokenKey) -> CodeSending | None:
+    """How this deployment sends codes: to phones when SMS is on, to email when email is;
+    None when neither is, or the token key holds no secret to derive the code key from."""
+    reaches = frozenset(
+        via for via, setting in (("phone", settings.notify_sms), ("email", settings.notify_email))
+        if setting != "off"
+    )  # fmt: skip
+    secret = key.secret_material()
+    if not reaches or secret is None:
+        return None
+    return CodeSending(CodeKey(secret), reaches)
 
 
 def live_challenge(step: Step, now: datetime) -> dict[str, Any] | None:

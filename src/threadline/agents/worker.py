@@ -26,6 +26,7 @@ from typing import Any, Final
 
 import structlog
 
+from threadline.agents.codes import CodeSending, code_sending_from
 from threadline.agents.engine import EmbeddedAgent
 from threadline.agents.runtime import BotRuntime
 from threadline.agents.supervision import (
@@ -43,6 +44,7 @@ from threadline.core.events import EventRecord
 from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import PAGE, Relay
+from threadline.security.keys import key_from_settings
 from threadline.settings import Settings, data_dir, load_settings
 from threadline.store import open_store
 from threadline.store.forwarding import (
@@ -368,7 +370,9 @@ async def serve_bot(settings: Settings) -> None:
     conversations = Conversations(store, snapshot_every=settings.snapshot_every,
                                   on_append=on_append)  # fmt: skip
     systems = Systems.open(_business(settings), data_dir(settings))
-    runtime = BotRuntime(conversations, EmbeddedAgent(systems))
+    # The same code key as the service's: it sends the codes, this process checks them.
+    codes = code_sending_from(settings, key_from_settings(settings))
+    runtime = BotRuntime(conversations, EmbeddedAgent(systems, codes=codes))
     await runtime.start(bus)
     await relay.start()
     send(READY)
@@ -382,7 +386,7 @@ async def serve_bot(settings: Settings) -> None:
             elif message[0] == "poke":
                 relay.poke()
             elif message[0] == "reload":
-                systems = _reloaded(settings, systems, runtime)
+                systems = _reloaded(settings, systems, runtime, codes)
     finally:
         await systems.close()
         if forwarding is not None:
@@ -400,7 +404,9 @@ def _business(settings: Settings) -> Business:
     return load(settings.business)
 
 
-def _reloaded(settings: Settings, systems: Systems, runtime: BotRuntime) -> Systems:
+def _reloaded(
+    settings: Settings, systems: Systems, runtime: BotRuntime, codes: CodeSending | None
+) -> Systems:
     """The pack read again: a valid one answers the next turns, an invalid one is logged and
     the running one stays (the service checked it before asking)."""
     try:
@@ -409,7 +415,7 @@ def _reloaded(settings: Settings, systems: Systems, runtime: BotRuntime) -> Syst
         log.error("business pack not reloaded", error=str(exc))
         return systems
     systems.use(business)
-    runtime.replace_agent(EmbeddedAgent(systems))
+    runtime.replace_agent(EmbeddedAgent(systems, codes=codes))
     return systems
 
 

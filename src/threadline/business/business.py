@@ -200,6 +200,13 @@ class Business:
             raise KeyError(f"no reply {name!r}" + (f" for {intent}" if intent else ""))
         return found
 
+    def say(self, name: str, *, voice: bool, today: date, **more: Any) -> str:
+        """Reply ``name`` as the service says it outside a turn of the bot (a message it
+        sends by itself): the common variables hold no customer and no slots."""
+        values = {"voice": voice, "business": self.name, "today": today, "slots": {},
+                  "customer": None, "locations": self.location_vars, **more}  # fmt: skip
+        return self.reply(name).render(voice, values)
+
     def has_reply(self, name: str, intent: str | None = None) -> bool:
         return (intent, name) in self._intent_replies or name in self._replies
 

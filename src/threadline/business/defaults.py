@@ -22,7 +22,7 @@ DEFAULT_REPLIES: Final = _load()
 #: Replies the agent itself speaks, whatever the intent.
 GENERAL_REPLIES: Final = (
     "not_understood", "needs_person", "handoff", "waiting", "welcome_back", "checkin_code",
-    "code_sent", "code_wrong", "code_expired", "code_message", "verified",
+    "code_sent", "code_wrong", "code_expired", "code_message", "code_unsent", "verified",
     "proof_unavailable",
 )  # fmt: skip
 
@@ -42,6 +42,7 @@ REPLY_VARIABLES: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
         "code_wrong": ("tries_left", "length", "minutes"),
         "code_expired": ("length", "minutes"),
         "code_message": ("code", "minutes"),
+        "code_unsent": ("reason",),
         "verified": (),
         "proof_unavailable": ("label", "value", "record", "proof_label", "needed"),
         "locked": ("label", "value", "record", "proof_label"),

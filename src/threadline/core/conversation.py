@@ -53,6 +53,11 @@ def _ts(event: Event) -> str:
     return event.occurred_at.isoformat()
 
 
+def _iso(value: Any) -> str:
+    """A payload's time as text: a datetime once decoded, its text while being decided."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 @_applies("conversation.started")
 def _started(d: Any, e: Event) -> None:
     d.status = BOT_ACTIVE
@@ -273,7 +278,7 @@ def _challenged(d: Any, e: Event) -> None:
     p = e.payload
     d.challenge = {"challenge_id": p["challenge_id"], "customer_id": p["customer_id"],
                    "via": p["via"], "to": p["to"], "digest": p["digest"],
-                   "expires_at": p["expires_at"].isoformat(),
+                   "expires_at": _iso(p["expires_at"]),
                    "max_attempts": p["max_attempts"], "attempts": 0}  # fmt: skip
     d.codes_sent += 1
     d.note(f"one-time code sent by {p['via']}")

@@ -8,7 +8,7 @@ visits (``customer:<customer_id>``). The conversation's own types are in
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -176,31 +176,43 @@ class CustomerLookedUp(Payload):
     store_id: str | None = None
 
 
-@register("verification.code_sent", 1)
+@register("verification.code_sent", 2)
 class VerificationCodeSent(Payload):
-    """A one-time code went to a verified identifier to prove ``kind``/``value``.
+    """A one-time code went to the customer's phone or email, asked for in a conversation.
 
-    Only a salted hash of the code is kept.
+    The code itself is kept nowhere: the conversation holds a keyed digest of it.
     """
 
     challenge_id: Name
-    kind: IdentifierKind
-    value: Annotated[Name, Pii]
-    via_kind: IdentifierKind
-    via_value: Annotated[Name, Pii]
-    code_hash: Name
+    conversation_id: str | None = None
+    via: Literal["phone", "email"]
     expires_at: AwareDatetime
-    max_attempts: int = Field(ge=1, le=10)
 
 
-@register("verification.failed", 1)
+@CATALOGUE.upcaster("verification.code_sent", 1)
+def _code_sent_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # v1 was sent by the identity API to a verified identifier; it kept a hash of the code.
+    via = payload["via_kind"] if payload["via_kind"] in ("phone", "email") else "phone"
+    return {"challenge_id": payload["challenge_id"], "conversation_id": None, "via": via,
+            "expires_at": payload["expires_at"]}  # fmt: skip
+
+
+@register("verification.failed", 2)
 class VerificationFailed(Payload):
-    """A verification step did not pass: a wrong code or a wrong answer."""
+    """A verification step did not pass: a wrong, expired or spent code, or a wrong answer;
+    ``kind``/``value`` name the identifier it was to prove, where there was one."""
 
     method: Literal["otp", "knowledge"]
+    reason: Literal["wrong", "expired", "exhausted"] = "wrong"
     challenge_id: str | None = None
-    kind: IdentifierKind
-    value: Annotated[Name, Pii]
+    conversation_id: str | None = None
+    kind: IdentifierKind | None = None
+    value: Annotated[Name, Pii] | None = None
+
+
+@CATALOGUE.upcaster("verification.failed", 1)
+def _failed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "reason": "wrong", "conversation_id": None}
 
 
 # -- in person (codes on ``system:checkin``, queues on ``store:<id>``) ---------------------

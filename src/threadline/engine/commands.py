@@ -134,6 +134,26 @@ class AppendEvents(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Fulfil(Command):
+    """Record what fulfilled a requested action, while the action is still pending: a
+    redelivered request whose result is recorded already records nothing."""
+
+    action_id: str
+    events: tuple[Event, ...]
+
+    @classmethod
+    def of(cls, action_id: str, events: Sequence[Event]) -> Fulfil:
+        first = events[0]
+        return cls(first.conversation_id, first.idempotency_key, action_id, tuple(events))
+
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        return list(self.events) if self.action_id in state.pending_actions else []
+
+    def fixed_events(self) -> Sequence[Event]:
+        return self.events
+
+
+@dataclass(frozen=True, slots=True)
 class EndLeg(Command):
     """End a channel leg (a chat that disconnected, a call that hung up) if it is live."""
 

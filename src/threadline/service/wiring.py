@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
+from threadline.agents.codes import code_sending_from
 from threadline.agents.engine import EmbeddedAgent
 from threadline.agents.runtime import BotRuntime
 from threadline.agents.worker import BotWorker
@@ -31,10 +32,12 @@ from threadline.engine.live import LiveHub
 from threadline.engine.outbox import Relay
 from threadline.engine.projections import ConversationIndex
 from threadline.identity.challenges import Verifications
+from threadline.identity.code_courier import CodeCourier
 from threadline.identity.links import ConversationLinks
 from threadline.identity.oidc import OidcVerifier
 from threadline.identity.recognition import Recognition
 from threadline.identity.service import Identity
+from threadline.notify import notifiers_from
 from threadline.routing.router import Router
 from threadline.routing.staffing import routing_config
 from threadline.routing.workfeed import WorkFeed
@@ -89,14 +92,19 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
         stack.push_async_callback(systems.close)
         identity, verifications = await _identity(store, bus, conversations, current, systems)
         recognition = Recognition(identity, systems.customers)
+        codes = code_sending_from(settings, tokens.key)
         bot = None
         if worker is not None:
             await worker.start(store, relay.appended)
             stack.push_async_callback(worker.stop)
             relay.forward(worker.feed)
         else:
-            bot = BotRuntime(conversations, EmbeddedAgent(systems))
+            bot = BotRuntime(conversations, EmbeddedAgent(systems, codes=codes))
             await bot.start(bus)
+        if codes is not None:  # the service sends the codes its agents ask for
+            notifiers = notifiers_from(settings, business.brand_name)
+            await CodeCourier(commands, codes.key, notifiers, current, systems.customers,
+                              identity).start(bus)  # fmt: skip
         joins = ChatJoins(commands, index, current, timedelta(hours=settings.reopen_window_hours))
         await joins.start(bus)
         router = Router(conversations, routing_config(business))
@@ -127,7 +135,7 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
             """The parts that keep something derived from the business take the new one."""
             systems.use(new)
             if bot is not None:
-                bot.replace_agent(EmbeddedAgent(systems))
+                bot.replace_agent(EmbeddedAgent(systems, codes=codes))
             if worker is not None:
                 worker.reload()
             router.config = routing_config(new)

@@ -10,7 +10,6 @@ twice. A conversation that closed in between gets ``action.failed`` instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,7 +23,7 @@ from threadline.core.conversation import CLOSED_STATES, ConversationState
 from threadline.core.errors import IllegalTransition
 from threadline.core.events import Actor, Event, EventRecord
 from threadline.core.ports import Bus
-from threadline.engine.commands import Acting, Command, Commands, Component
+from threadline.engine.commands import Acting, Command, Commands, Component, Fulfil
 from threadline.security import Principal, can_read_conversation
 
 log = structlog.get_logger("threadline.inperson")
@@ -33,25 +32,6 @@ GROUP: Final = "checkin-courier"
 COURIER: Final = Actor("system", "checkin")
 #: The courier acts by itself, as a part of the service.
 SELF: Final = Component("checkin-courier")
-
-
-@dataclass(frozen=True, slots=True)
-class Fulfil(Command):
-    """Record what fulfilled a requested action, while the action is still pending."""
-
-    action_id: str
-    events: tuple[Event, ...]
-
-    @classmethod
-    def of(cls, action_id: str, events: Sequence[Event]) -> Fulfil:
-        first = events[0]
-        return cls(first.conversation_id, first.idempotency_key, action_id, tuple(events))
-
-    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
-        return list(self.events) if self.action_id in state.pending_actions else []
-
-    def fixed_events(self) -> Sequence[Event]:
-        return self.events
 
 
 @dataclass(frozen=True, slots=True)
