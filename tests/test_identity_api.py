@@ -193,6 +193,42 @@ async def test_an_id_token_links_the_chat_visitor_to_the_real_customer(app, prov
     assert found.customer_id == "cus-maya"
 
 
+async def test_a_sign_in_on_a_chat_is_recorded_on_its_timeline_at_its_level(app, provider) -> None:
+    client, service = app.state.client, service_of(app)
+    headers, visitor, nonce = await _session(app)
+    leg = await service.chat.open(visitor)
+    body = {"id_token": provider.token(nonce=nonce, sub="maya-at-idp"),
+            "conversation_id": leg.conversation_id}  # fmt: skip
+    response = await client.post("/chat/verify", headers=headers, json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["customer_id"], answer["level"], answer["conversation_id"]) == (
+        "cus-maya", "idp", leg.conversation_id,
+    )  # fmt: skip
+    timeline = await service.conversations.timeline(leg.conversation_id)
+    linked = [dict(e.payload) for e in timeline if e.type == "identity.linked"]
+    assert linked == [{"kind": "device", "value": visitor, "verified": True, "method": "oidc",
+                       "level": "idp", "customer_id": "cus-maya"}]  # fmt: skip
+    state = await service.conversations.rehydrate(leg.conversation_id)
+    assert state.customer_id == "cus-maya" and visitor in state.aliases
+    # The new session token is the customer's: it opens her chat again.
+    again = await service.chat.open("cus-maya", leg.conversation_id)
+    assert again.conversation_id == leg.conversation_id
+
+
+async def test_a_sign_in_on_someone_elses_chat_is_refused(app, provider) -> None:
+    client, service = app.state.client, service_of(app)
+    headers, _, nonce = await _session(app)
+    other = await service.chat.open("visitor-someone-else")
+    body = {"id_token": provider.token(nonce=nonce, sub="maya-at-idp"),
+            "conversation_id": other.conversation_id}  # fmt: skip
+    response = await client.post("/chat/verify", headers=headers, json=body)
+    assert response.status_code == 404 and response.headers["content-type"] == PROBLEM
+    timeline = await service.conversations.timeline(other.conversation_id)
+    assert not any(e.type == "identity.linked" for e in timeline)
+    assert await service.identity.resolve("idp", f"{ISSUER}#maya-at-idp") is None  # no half
+
+
 @pytest.mark.parametrize(
     ("claims", "slug"),
     [

@@ -26,6 +26,7 @@ from threadline.api.deps import ServiceDep
 from threadline.api.directory import mask_email, mask_phone
 from threadline.api.documented import problem_responses
 from threadline.api.problems import Problem
+from threadline.core.errors import NotFound
 from threadline.core.events import Actor, new_id
 from threadline.identity.fold import Conflict, Link
 from threadline.identity.identifiers import Identifier, email, idp, parse
@@ -227,6 +228,10 @@ async def chat_verify(body: VerifyIn, service: ServiceDep, caller: Caller) -> Ve
         raise Problem(404, "not-found", "No identity provider",
                       "this deployment trusts no identity provider")  # fmt: skip
     claims = await oidc.verify(body.id_token, nonce_of(caller))
+    if body.conversation_id is not None:  # refused before anything is linked
+        chat = await service.conversations.rehydrate(body.conversation_id)
+        if chat.seq == 0 or (visitor != chat.customer_id and visitor not in chat.aliases):
+            raise NotFound(f"no conversation {body.conversation_id} for this customer")
     identity = service.identity
     subject = idp(oidc.issuer, claims["sub"])
     found = await identity.resolve("idp", subject.value)
