@@ -184,6 +184,7 @@ async def test_a_chat_identified_after_an_earlier_call_continues_that_call(
         earlier = await visitor.conversations.rehydrate(call.conversation_id)
         assert VISITOR in earlier.aliases and earlier.customer_id == "cus-maya"
         assert earlier.slots["order_number"]["value"] == "1042"
+        assert "postcode" not in earlier.slots  # the proof travels, not the answer
         assert [(p["channel"], p["level"]) for p in earlier.proofs] == [("chat", "knowledge")]
         # Her chat session may open that conversation now (the widget follows it there).
         chat = ChatAdapter(Commands(visitor.conversations))

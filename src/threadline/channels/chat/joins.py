@@ -7,7 +7,7 @@ closed within the reopen window, the chat goes on there:
 
 * the other conversation reopens if it closed, takes the chat's proof (the
   visitor's session as a verified device, at the proof's level, on the chat)
-  and what the chat collected (its slots);
+  and what the chat collected (its slots, but for knowledge answers);
 * the chat is resolved with the outcome ``continued`` and ``continued_in``
   naming it; the widget, which sees that, opens the other conversation and
   shows its earlier turns.
@@ -53,6 +53,8 @@ class TakeChat(Command):
 
     proof: Event
     chat: ConversationState
+    #: Slots that are knowledge answers (the postcode): not copied.
+    private: frozenset[str]
 
     def decide(self, state: ConversationState, by: Acting) -> list[Event]:
         if self.proof.payload["value"] in state.aliases:
@@ -64,6 +66,8 @@ class TakeChat(Command):
         proof = {k: v for k, v in self.proof.payload.items() if k != "customer_id"}
         events.append(self._event(state, "identity.linked", proof, "proof"))
         for name, slot in self.chat.slots.items():
+            if name in self.private:
+                continue  # a knowledge answer proved the chat; the proof is what travels
             if state.slots.get(name, {}).get("value") != slot.get("value"):
                 events.append(self._event(state, "slot.filled",
                                           {"name": name, "value": slot["value"],
@@ -138,7 +142,8 @@ class ChatJoins:
             return
         key = f"join:{proof.event_id}"
         try:
-            await self.commands.execute(TakeChat(into, key, proof, chat), SELF)
+            private = frozenset(self.current.business.pack.verification.knowledge)
+            await self.commands.execute(TakeChat(into, key, proof, chat, private), SELF)
             await self.commands.execute(HandOver(chat.conversation_id, key, proof, into), SELF)
         except (DomainError, NotFound) as exc:  # it changed in between: the chat stays
             log.info("chat not joined", conversation_id=chat.conversation_id, reason=str(exc))

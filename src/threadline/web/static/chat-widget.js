@@ -96,6 +96,8 @@
       item.innerHTML = '<span class="tl-chat__who"></span><p></p><small></small>';
       place(item, at);
       shown[id] = item;
+    } else if (at && !item.dataset.at) {
+      item.dataset.at = at;  // sent from here: now it has its time in the log
     }
     item.querySelector(".tl-chat__who").textContent =
       who === "customer" ? "You" : who === "bot" ? "Assistant" : who === "human" ? "Agent" :
