@@ -7,6 +7,9 @@ check-in code. She then calls from her number: she is welcomed back with the ope
 verifies by postcode, and asks for a person; Ana takes the call. At Market Street Priya
 checks her in by the code, sees the chat and the call, and resolves. The log must hold one
 conversation with three legs in that order, and no question the customer answered asked again.
+
+The anonymous path: Maya chats without signing in and proves order 1042 hers with its
+postcode; her call from her number continues that conversation and proves itself again.
 """
 
 from __future__ import annotations
@@ -165,3 +168,68 @@ def test_the_journey_check_catches_a_question_asked_again_after_its_answer() -> 
     assert asked_after_answer([asked, answered, again]) == [
         ("order_number", "Sure — what's the order number?")
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("espeak")
+async def test_an_anonymous_visitor_who_proves_who_she_is_is_known_on_her_call(
+    northwind, twilio_rest, browser
+) -> None:
+    """No sign-in anywhere: Maya chats anonymously and proves order 1042 hers; her call
+    from her number continues the chat, asks for proof at the phone's level, and the
+    agent's packet shows both proofs with their channels."""
+    server = northwind
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto(f"{server.http}/chat")
+    chat = page.get_by_role("region", name="Chat with Northwind Devices")
+    await expect(chat.get_by_role("status")).to_have_text("Online")
+    await chat.get_by_label("Message").fill("My order 1042 hasn't arrived.")
+    await chat.get_by_label("Message").press("Enter")
+    await expect(chat.locator(".tl-chat__msg--bot").last).to_contain_text("postcode")
+    await chat.get_by_label("Message").fill("It's 94103")
+    await chat.get_by_label("Message").press("Enter")
+    await expect(chat.locator(".tl-chat__msg--bot").last).to_contain_text("carrier")
+    cid = await conversation_on(page)
+    await context.close()
+    await wait_for_event(server, cid, lambda e: e.type == "leg.ended" and e.channel == "chat")
+
+    call = PhoneCaller(server.http, AUTH_TOKEN, ACCOUNT_SID)
+    await call.dial(MAYA_PHONE)
+    assert call.conversation_id == cid  # her number finds the chat she proved hers
+    welcome = await wait_for_event(
+        server, cid, lambda e: e.type == "message.sent" and e.channel == "voice"
+        and "Welcome back" in e.payload["text"],
+    )  # fmt: skip
+    assert "order 1042" in welcome.payload["text"] and "postcode" in welcome.payload["text"]
+    assert "carrier" not in welcome.payload["text"]
+    await call.next_reply(0)
+    await call.until_quiet()
+    await call.say("My postcode is 94103.")
+    await wait_for_event(
+        server, cid, lambda e: e.type == "identity.linked" and e.channel == "voice"
+        and e.payload["verified"], timeout=30,
+    )  # fmt: skip
+    await call.hang_up()
+
+    sam = bearer(server.app, "sup-sam", "supervisor")
+    async with httpx.AsyncClient(base_url=server.http, headers=sam) as desk:
+        response = await desk.get(f"/conversations/{cid}/packet")
+    assert response.status_code == 200, response.text
+    packet = response.json()
+    assert packet["customer_id"] == "cus-maya"
+    assert [(p["channel"], p["method"], p["level"]) for p in packet["proofs"]] == [
+        ("chat", "postcode", "knowledge"), ("voice", "postcode", "knowledge"),
+    ]  # fmt: skip
+    assert packet["verification"] == "verified" and packet["verified_by"] == "postcode"
+    async with asyncio.timeout(10):  # the index (PostgreSQL's read_all may lag a commit)
+        while not service_of(server.app).index.of_customer("cus-maya"):
+            await asyncio.sleep(0.05)
+    assert [e.conversation_id for e in service_of(server.app).index.of_customer("cus-maya")] == [
+        cid
+    ]
+    timeline = await service_of(server.app).conversations.timeline(cid)
+    legs = [e.payload["channel"] for e in timeline if e.type == "leg.started"]
+    assert legs == ["chat", "voice"]
+    # Only the postcode is asked again: the call proves itself, as caller id proves nothing.
+    assert {slot for slot, _ in asked_after_answer(timeline)} <= {"postcode"}
