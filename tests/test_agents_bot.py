@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from threadline.agents import AGENT_VERSION, MODEL_ID, EmbeddedAgent, Turn
+from threadline.business import Business
 from threadline.core.conversation import (
     AWAITING_HUMAN,
     BOT_ACTIVE,
@@ -21,6 +23,7 @@ from threadline.core.conversation import (
 from threadline.core.events import Actor, Event, EventCodec, Lineage
 from threadline.engine.conversations import Conversations
 from threadline.store.sqlite import SQLiteStore, open_sqlite
+from threadline.systems import Systems
 
 NOW = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # Tuesday 09:00 in Los Angeles
 CODEC = EventCodec()
@@ -257,15 +260,35 @@ async def test_a_repair_is_booked_over_several_turns_around_omars_slot(conversat
     assert "Which store" in payload(await chat.says("can I book a repair?"), "message.sent")["text"]
     assert "Which day" in payload(await chat.says("Oakland"), "message.sent")["text"]
     offered = payload(await chat.says("tomorrow"), "message.sent")["text"]
-    assert "10:30, 11:30" in offered  # 11:00 is Omar's
+    assert "10:30 AM, 11:30 AM" in offered  # 11:00 is Omar's
+    assert offered.endswith("PM PT. Which suits you?")  # the zone once, after the list
     refused = await chat.says("11")
     assert payload(refused, "action.failed")["error"].startswith("slot_taken")
-    assert "10:30" in payload(refused, "message.sent")["text"]
+    assert "Free tomorrow: 10:00 AM, 10:30 AM or 11:30 AM PT." in payload(
+        refused, "message.sent")["text"]  # fmt: skip
     booked = await chat.says("11:30 then")
     done = [e.payload["result"] for e in booked.events if e.type == "action.completed"]
     assert done[-1]["start"] == "2025-03-05T11:30:00-08:00"
+    # The system's "-08:00" start is said on the store's clock, with the zone's name.
+    assert "tomorrow at 11:30 AM PT." in payload(booked, "message.sent")["text"]
     again = await chat.says("can I book a repair in Oakland tomorrow at 11:30?")
     assert "already booked" in payload(again, "message.sent")["text"]
+
+
+async def test_a_store_with_a_locale_of_its_own_offers_times_on_its_clock(
+    northwind: Business, tmp_path: Path
+) -> None:
+    stores = tuple(s.model_copy(update={"locale": "en-GB"}) if s.id == "oak-broadway" else s
+                   for s in northwind.pack.locations)  # fmt: skip
+    pack = northwind.pack.model_copy(update={"locations": stores})
+    systems = Systems.open(Business(pack, northwind.root, northwind.files), tmp_path / "systems")
+    try:
+        turn = await opened(EmbeddedAgent(systems)).says("can I book a repair in Oakland tomorrow?")
+    finally:
+        await systems.close()
+    assert payload(turn, "message.sent")["text"] == (
+        "Free times at Northwind Broadway tomorrow: 10:00, 10:30, 11:30, 12:00, 12:30 or 13:00"
+        " Pacific Time. Which suits you?")  # fmt: skip
 
 
 async def test_store_hours_are_answered_for_the_store_and_day_asked(conversation) -> None:

@@ -12,6 +12,7 @@ import textwrap
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from jinja2.exceptions import SecurityError, UndefinedError
@@ -89,6 +90,48 @@ def test_a_minimal_pack_loads_with_the_products_default_replies() -> None:
     assert text.startswith("Of course. I'm passing this conversation to our front desk team")
 
 
+#: A location in London, with ``LOCALE`` replaced by a locale line (or nothing).
+STRAND = """\
+locations:
+  - id: strand
+    name: Lumen Strand
+    address: 1 Strand, London WC2N 5HR
+    timezone: Europe/London
+    LOCALE
+    hours: {mon: "09:00-17:00", tue: null, wed: null, thu: null, fri: null, sat: null,
+            sun: null}
+"""
+
+
+def test_a_packs_locale_is_kept_as_a_bcp_47_tag_and_its_replies_say_times_in_it(
+    tmp_path: Path,
+) -> None:
+    business = load(pack(tmp_path, "locale: en_GB\n"))
+    until = datetime(2026, 7, 15, 16, 56, tzinfo=ZoneInfo("Europe/London"))
+    text = business.reply("checkin_code").render(False, {"location": None, "until": until})
+    assert business.locale == "en-GB"
+    assert text.endswith("It works once, until 16:56 BST.")
+
+
+def test_a_location_may_say_times_in_a_locale_of_its_own(tmp_path: Path) -> None:
+    business = load(pack(tmp_path, STRAND.replace("LOCALE", "locale: en-GB")))
+    assert (business.locale, business.require_location("strand").locale) == ("en-US", "en-GB")
+
+
+def test_a_location_without_a_locale_says_times_in_the_packs(tmp_path: Path) -> None:
+    business = load(pack(tmp_path, "locale: fr-CA\n" + STRAND.replace("LOCALE", "")))
+    assert business.require_location("strand").locale == "fr-CA"
+
+
+def test_a_reply_may_name_the_locale_it_says_times_in(tmp_path: Path) -> None:
+    business = load(pack(tmp_path, """\
+        locale: en-GB
+        knowledge:
+          - {id: clock, questions: [which clock], answer: "{{ locale }}", source: house rules}
+    """))  # fmt: skip
+    assert business.knowledge_answer("clock").render(False, {}) == "en-GB"
+
+
 def test_a_changed_file_changes_the_digest(tmp_path: Path) -> None:
     root = pack(tmp_path)
     before = load(root).digest
@@ -154,6 +197,25 @@ def test_a_value_of_the_wrong_type_is_reported_with_its_line(tmp_path: Path) -> 
         "locale",
     )
     assert "string" in problem.message
+
+
+def test_an_unknown_locale_is_refused_with_its_line_and_examples(tmp_path: Path) -> None:
+    root = pack(tmp_path, "locale: en-XX\n")
+    problem = only(root)
+    assert (problem.file, problem.line, problem.where, problem.message) == (
+        "business.yaml",
+        line_of(root / "business.yaml", "locale: en-XX"),
+        "locale",
+        "unknown locale 'en-XX' (use a language and country: en-US, en-GB, fr-CA)",
+    )
+
+
+def test_a_locations_unknown_locale_is_refused(tmp_path: Path) -> None:
+    root = pack(tmp_path, STRAND.replace("LOCALE", "locale: british"))
+    problem = only(root)
+    assert (problem.where, problem.line) == (
+        "locations[0].locale", line_of(root / "business.yaml", "locale: british"))  # fmt: skip
+    assert problem.message.startswith("unknown locale 'british'")
 
 
 def test_a_missing_section_is_required(tmp_path: Path) -> None:
@@ -464,11 +526,11 @@ def test_the_days_ago_filter_counts_back_from_today() -> None:
     assert render("{{ d|days_ago }} days ago", d="2025-03-01") == "3 days ago"
 
 
-def test_the_clock_and_times_filters_say_hours_and_minutes() -> None:
+def test_the_clock_and_times_filters_say_naive_times_on_the_locales_clock() -> None:
     starts = ["09:00", datetime(2025, 3, 4, 9, 30), time(10, 0)]
     assert render("{{ t|clock }} {{ s|clock }}", t=time(9, 5),
-                  s="2025-03-05T11:30:00-08:00") == "09:05 11:30"  # fmt: skip
-    assert render("{{ s|times }}; {{ s|times('and') }}", s=starts) == (
+                  s="2025-03-05T11:30:00-08:00") == "9:05 AM 11:30 AM"  # fmt: skip
+    assert render("{{ s|times }}; {{ s|times('and') }}", s=starts, locale="en-GB") == (
         "09:00, 09:30 or 10:00; 09:00, 09:30 and 10:00")  # fmt: skip
 
 

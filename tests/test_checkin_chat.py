@@ -4,6 +4,9 @@ the message so the log never holds a usable code, shown to the customer, used on
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,11 +14,16 @@ import pytest
 
 from tests.conftest import bearer
 from tests.test_agents_bot import opened, payload, types
+from tests.test_business_pack import STRAND, pack
 from threadline.agents import EmbeddedAgent
 from threadline.agents.flows import SEND_CHECKIN_CODE
 from threadline.api.deps import service_of
+from threadline.business import Business, load
 from threadline.channels.chat.client import ChatClient
+from threadline.channels.inperson.cards import CheckinCards
+from threadline.channels.inperson.codes import IssuedCode
 from threadline.channels.inperson.courier import CheckinCourier
+from threadline.security import TokenKey
 
 COME_IN = "Can I come to the Market Street store to pick it up?"
 
@@ -73,6 +81,30 @@ async def test_on_the_phone_the_caller_is_pointed_to_the_kiosk_instead(conversat
     assert "kiosk" in payload(turn, "message.sent")["text"]
 
 
+# -- the code's message ---------------------------------------------------------------------
+
+
+def message(business: Business, store_id: str, expires_at: datetime) -> str:
+    """The text of the message that hands the customer a code for ``store_id``."""
+    cards = CheckinCards(TokenKey.hs256("Qz7Lm2Wx9Tb4Nc6Vr1Hd8Ks3Jf5Gp0Ya"))
+    issued = IssuedCode(
+        token="token", digits="123456", token_id="tok-1", conversation_id="c-1",
+        customer_id="cus-maya", store_id=store_id, expires_at=expires_at,
+    )  # fmt: skip
+    return str(cards.message(issued, business)["text"])
+
+
+def test_the_code_works_until_a_time_on_the_stores_clock(northwind) -> None:
+    expires_at = datetime(2025, 3, 5, 0, 56, tzinfo=UTC)  # 16:56 on the 4th in San Francisco
+    assert message(northwind, "sf-market", expires_at).endswith("It works once, until 4:56 PM PT.")
+
+
+def test_the_code_works_until_a_time_in_the_stores_own_locale(tmp_path: Path) -> None:
+    business = load(pack(tmp_path, STRAND.replace("LOCALE", "locale: en-GB")))  # pack: en-US
+    expires_at = datetime(2026, 7, 15, 15, 56, tzinfo=UTC)  # 16:56 in London's summer time
+    assert message(business, "strand", expires_at).endswith("until 16:56 BST.")
+
+
 # -- the service ---------------------------------------------------------------------------
 
 
@@ -102,6 +134,7 @@ async def test_the_code_reaches_the_chat_sealed_and_is_used_once(live_server) ->
     assert card["qr"].startswith("data:image/png;base64,")
     assert card["alt"] == f"QR code of check-in code {code[:3]} {code[3:]}"
     assert "show this at the counter" in shown["text"]
+    assert re.search(r"until 1?\d:\d\d [AP]M PT\.$", shown["text"]), shown["text"]
 
     records = await service_of(live_server.app).store.read(chat.conversation_id)
     sent = next(r for r in records if r.type == "message.sent" and b"sealed" in r.payload)

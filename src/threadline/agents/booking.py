@@ -24,22 +24,30 @@ def _location_label(step: Step, intent: BookingIntent) -> str:
 
 
 def _at(value: str, location: Location) -> datetime | None:
+    """A time the system gave, on the location's clock (a naive one is its wall time)."""
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=location.timezone)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=location.timezone)
+    return moment.astimezone(location.timezone)
 
 
 def _vars(step: Step, location: Location) -> dict[str, Any]:
     return step.business.location_vars[location.id]
 
 
+def _place(step: Step, location: Location) -> dict[str, Any]:
+    """What a reply about ``location`` sees of it: the place, and the locale its times read in."""
+    return {"location": _vars(step, location), "locale": location.locale}
+
+
 def _refused(step: Step, failure: ToolFailure, location: Location) -> str:
     raw = failure.details.get("suggestions", ())
     suggestions = [s for s in (_at(str(v), location) for v in raw) if s is not None]
     return step.say("refused", error={"code": failure.code, "message": str(failure)},
-                    suggestions=suggestions, location=_vars(step, location))  # fmt: skip
+                    suggestions=suggestions, **_place(step, location))  # fmt: skip
 
 
 async def _already_booked(step: Step, intent: BookingIntent, location: Location,
@@ -71,7 +79,7 @@ async def booking(step: Step, intent: BookingIntent) -> str:
     day_text = step.slots.get(spec.date_slot)
     day = date.fromisoformat(day_text) if day_text else None
     if day is None or day < step.today:
-        return step.say("ask_day", location=_vars(step, location))
+        return step.say("ask_day", **_place(step, location))
     at_text = step.slots.get(spec.time_slot)
     where: dict[str, Any] = {"location": location.id, "date": day.isoformat(),
                              "service": spec.service}  # fmt: skip
@@ -83,16 +91,16 @@ async def booking(step: Step, intent: BookingIntent) -> str:
                   for t in free.get("slots", ())]  # fmt: skip
         if not starts:
             closed = location.hours.on(day) is None
-            return step.say("none_free", location=_vars(step, location), day=day, closed=closed)
-        return step.say("offer_times", location=_vars(step, location), day=day, free=starts)
+            return step.say("none_free", **_place(step, location), day=day, closed=closed)
+        return step.say("offer_times", **_place(step, location), day=day, free=starts)
     start = datetime.combine(day, time.fromisoformat(at_text), location.timezone)
     if await _already_booked(step, intent, location, start):
-        return step.say("already_booked", location=_vars(step, location), start=start)
+        return step.say("already_booked", **_place(step, location), start=start)
     booked = await call_tool(
         step, spec.book, {**where, "time": at_text, "customer_id": step.context.customer_id}
     )
     if isinstance(booked, ToolFailure):
         return _refused(step, booked, location)
     when = _at(str(booked.get("start", "")), location) or start
-    return step.say("booked", appointment=booked, location=_vars(step, location), start=when,
+    return step.say("booked", appointment=booked, **_place(step, location), start=when,
                     service_name=location.service_names[spec.service])  # fmt: skip

@@ -18,7 +18,7 @@ from threadline.business.behaviour import IntentSpec, Reply, ReplyForms
 from threadline.business.hours import DAY_KEYS, Hours, WeeklyHours
 from threadline.business.model import Location as LocationSpec
 from threadline.business.model import OpeningHours, Pack, Person, Queue
-from threadline.business.templates import Template, environment
+from threadline.business.templates import LOCALE, Template, environment
 from threadline.core.errors import NotFound
 
 CHANNELS: Final = ("chat", "voice", "in_person")
@@ -43,17 +43,19 @@ class Location:
     address: str
     city: str
     timezone: ZoneInfo
+    locale: str  # how its times read: en-US, en-GB
     aliases: tuple[str, ...]
     hours: WeeklyHours
     services: Mapping[str, int]  # service id -> slot minutes
     service_names: Mapping[str, str]  # service id -> what customers call it
 
     @classmethod
-    def of(cls, spec: LocationSpec, default_zone: ZoneInfo) -> Location:
+    def of(cls, spec: LocationSpec, default_zone: ZoneInfo, default_locale: str) -> Location:
         return cls(
             id=spec.id, name=spec.name, short_name=spec.short_name or spec.name,
             address=spec.address, city=spec.city,
             timezone=ZoneInfo(spec.timezone) if spec.timezone else default_zone,
+            locale=spec.locale or default_locale,
             aliases=spec.aliases, hours=weekly(spec.hours),
             services={s.id: s.slot_minutes for s in spec.services},
             service_names={s.id: s.name for s in spec.services},
@@ -77,12 +79,14 @@ class ReplyTemplate:
         return (self.voice if voice else self.chat).render(variables)
 
 
-def compile_reply(reply: Reply) -> ReplyTemplate:
-    env = _ENV
+def compile_reply(reply: Reply, locale: str) -> ReplyTemplate:
+    """``reply`` compiled; it says times in ``locale`` unless a render gives another."""
+    env, defaults = _ENV, {LOCALE: locale}
     if isinstance(reply, ReplyForms):
-        chat = Template(env, reply.chat)
-        return ReplyTemplate(chat, Template(env, reply.voice) if reply.voice else chat)
-    one = Template(env, reply)
+        chat = Template(env, reply.chat, defaults)
+        voice = Template(env, reply.voice, defaults) if reply.voice else chat
+        return ReplyTemplate(chat, voice)
+    one = Template(env, reply, defaults)
     return ReplyTemplate(one, one)
 
 
@@ -104,19 +108,22 @@ class Business:
         self.root = root
         self.files = files
         self.timezone = ZoneInfo(pack.timezone)
-        self.locations = tuple(Location.of(spec, self.timezone) for spec in pack.locations)
+        #: How the business's replies say times (a location may say them its own way).
+        self.locale = pack.locale
+        self.locations = tuple(Location.of(spec, self.timezone, self.locale)
+                               for spec in pack.locations)  # fmt: skip
         self._locations = {loc.id: loc for loc in self.locations}
         #: What a reply template sees of each location (worked out once: replies are many).
         self.location_vars = {loc.id: loc.to_vars() for loc in self.locations}
         self._queues = {q.id: q for q in pack.queues}
         self._people = {p.id: p for p in pack.staff}
-        self._replies = {name: compile_reply(r) for name, r in pack.replies.items()}
+        self._replies = {name: compile_reply(r, self.locale) for name, r in pack.replies.items()}
         self._intent_replies = {
-            (intent, name): compile_reply(r)
+            (intent, name): compile_reply(r, self.locale)
             for intent, spec in pack.intents.items()
             for name, r in spec.replies.items()
         }
-        self._knowledge = {k.id: compile_reply(k.answer) for k in pack.knowledge}
+        self._knowledge = {k.id: compile_reply(k.answer, self.locale) for k in pack.knowledge}
         #: A short hash of the pack's files as they were read, to tell one version from the next.
         self.digest = _digest(files)
 

@@ -26,9 +26,9 @@ GENERAL_REPLIES: Final = (
     "proof_unavailable",
 )  # fmt: skip
 
-#: What every reply template sees.
+#: What every reply template sees (``locale``: the one its times are said in).
 COMMON_VARIABLES: Final = frozenset({"voice", "business", "today", "slots", "locations",
-                                     "customer"})  # fmt: skip
+                                     "customer", "locale"})  # fmt: skip
 
 #: What each reply sees beyond the common variables, by the reply's name.
 REPLY_VARIABLES: Final[Mapping[str, frozenset[str]]] = MappingProxyType({

@@ -13,7 +13,7 @@ from datetime import date
 from typing import Annotated, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from threadline.business.behaviour import (
     IntentSpec,
@@ -23,6 +23,7 @@ from threadline.business.behaviour import (
     Route,
     SlotSpec,
 )
+from threadline.business.clock import DEFAULT_LOCALE, locale_tag
 from threadline.business.hours import DAY_KEYS, Hours
 from threadline.business.tool_specs import Spec, ToolSpec
 from threadline.core.verification import default_level
@@ -34,6 +35,12 @@ Id = Annotated[
     Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="lower case, digits, . _ -"),
 ]
 Locale = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$", examples=["en-US"])]
+#: A locale Babel knows, written ``en-GB`` or ``en_GB`` and kept as ``en-GB``.
+KnownLocale = Annotated[
+    str,
+    AfterValidator(locale_tag),
+    Field(examples=["en-US", "en-GB"], description="a language and country: en-US, en_GB"),
+]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 Colour = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
 E164 = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{7,14}$", description="+14155550100")]
@@ -119,6 +126,7 @@ class Location(Spec):
     address: str = Field(min_length=1, max_length=300)
     city: str = Field("", max_length=100)
     timezone: str | None = Field(None, description="default: the pack's")
+    locale: KnownLocale | None = Field(None, description="how its times read; default: the pack's")
     aliases: tuple[str, ...] = Field((), description="other ways customers name it")
     hours: OpeningHours
     services: tuple[LocationService, ...] = ()
@@ -268,7 +276,9 @@ class Pack(Spec):
     id: Id
     name: str = Field(min_length=1, max_length=100)
     timezone: str
-    locale: Locale = "en-US"
+    locale: KnownLocale = Field(
+        DEFAULT_LOCALE, description="the greetings' locale, and how replies say times"
+    )
     python_path: tuple[str, ...] = Field((), description="pack folders importable by python tools")
     brand: Brand | None = None
     greetings: ChannelTexts = Field(default_factory=ChannelTexts)

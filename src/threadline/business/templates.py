@@ -4,7 +4,9 @@ A pack's replies are Jinja templates rendered in a sandbox (no attribute
 access to Python internals, no file or network access). Whitespace is
 collapsed after rendering, so a template may span lines in YAML. The filters
 speak of the business's clock: ``day`` says "today", "tomorrow" or "on Sunday
-9 March" against the turn's ``today``.
+9 March" against the turn's ``today``; ``clock`` and ``times`` say times in the
+``locale`` variable's clock, with the zone of an aware datetime ("4:56 PM PT",
+"16:56 BST"; ``clock(zone=false)`` leaves it out).
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from threadline.business.clock import DEFAULT_LOCALE, time_of_day, zone_name
+
 #: The name a template's variables give the turn's date.
 TODAY: Final = "today"
+#: The name a template's variables give the locale its times are said in (``en-US``).
+LOCALE: Final = "locale"
 
 
 def _as_date(value: Any) -> date:
@@ -48,12 +54,33 @@ def _days_ago(context: Context, value: Any) -> int:
     return (_as_date(context[TODAY]) - _as_date(value)).days
 
 
-def clock(value: Any) -> str:
-    """A time of day as ``HH:MM``."""
+def _moment(value: Any) -> time | datetime | str:
+    """A time to say: a datetime or time as it is; a string as the wall time it writes
+    (``09:30``, ``2025-03-05T11:30:00-08:00``), or unchanged when it is not a time."""
     if isinstance(value, datetime | time):
-        return f"{value:%H:%M}"
+        return value
     text = str(value)
-    return f"{datetime.fromisoformat(text):%H:%M}" if "T" in text else text[:5]
+    try:
+        if "T" in text:
+            return datetime.fromisoformat(text).replace(tzinfo=None)
+        return time.fromisoformat(text)
+    except ValueError:
+        return text
+
+
+def _aware(moment: time | datetime | str) -> datetime | None:
+    return moment if isinstance(moment, datetime) and moment.tzinfo is not None else None
+
+
+def clock(value: Any, locale: str = DEFAULT_LOCALE, zone: bool = True) -> str:
+    """A time of day on ``locale``'s clock, and its zone when ``value`` is an aware
+    datetime: ``4:56 PM PT`` (en-US), ``16:56 GMT`` (en-GB); ``4:56 PM`` when naive."""
+    moment = _moment(value)
+    if isinstance(moment, str):
+        return moment
+    said = time_of_day(moment, locale)
+    aware = _aware(moment)
+    return f"{said} {zone_name(aware, locale)}" if zone and aware is not None else said
 
 
 def listing(items: Iterable[Any], last: str = "or") -> str:
@@ -64,8 +91,32 @@ def listing(items: Iterable[Any], last: str = "or") -> str:
     return ", ".join(words[:-1]) + f" {last} " + words[-1]
 
 
-def _times(values: Iterable[Any], last: str = "or") -> str:
-    return listing((clock(v) for v in values), last)
+def times(
+    values: Iterable[Any], last: str = "or", locale: str = DEFAULT_LOCALE, zone: bool = True
+) -> str:
+    """Times as a list, the zone said once at the end when they all share it:
+    ``9:00 AM, 9:30 AM or 10:00 AM PT``; else each time with its own."""
+    moments = [_moment(v) for v in values]
+    aware = [_aware(m) for m in moments]
+    if zone and aware and None not in aware:
+        zones = {zone_name(a, locale) for a in aware if a is not None}
+        if len(zones) == 1:
+            return f"{listing((clock(m, locale, zone=False) for m in moments), last)} {zones.pop()}"
+    return listing((clock(m, locale, zone) for m in moments), last)
+
+
+def _locale(context: Context) -> str:
+    return str(context.get(LOCALE) or DEFAULT_LOCALE)
+
+
+@pass_context
+def _clock(context: Context, value: Any, zone: bool = True) -> str:
+    return clock(value, _locale(context), zone)
+
+
+@pass_context
+def _times(context: Context, values: Iterable[Any], last: str = "or", zone: bool = True) -> str:
+    return times(values, last, _locale(context), zone)
 
 
 def _first_upper(text: str) -> str:
@@ -75,7 +126,7 @@ def _first_upper(text: str) -> str:
 FILTERS: Final[Mapping[str, Callable[..., Any]]] = {
     "day": _day,
     "days_ago": _days_ago,
-    "clock": clock,
+    "clock": _clock,
     "times": _times,
     "listing": listing,
     "first_upper": _first_upper,
@@ -104,10 +155,16 @@ class Template:
 
     __slots__ = ("_compiled", "source")
 
-    def __init__(self, env: ImmutableSandboxedEnvironment, source: str) -> None:
+    def __init__(
+        self,
+        env: ImmutableSandboxedEnvironment,
+        source: str,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``defaults``: variables the template sees unless a render gives them."""
         self.source = source
         try:
-            self._compiled = env.from_string(source)
+            self._compiled = env.from_string(source, globals=dict(defaults or {}))
         except TemplateSyntaxError as exc:
             raise TemplateProblem(exc.message or "bad template", exc.lineno) from None
 

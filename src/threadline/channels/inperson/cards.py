@@ -87,6 +87,7 @@ class CheckinCards:
             "location": place.to_vars() if place else None, "until": until, "voice": False,
             "business": business.name, "today": until.date(), "slots": {}, "customer": None,
             "locations": {loc.id: loc.to_vars() for loc in business.locations},
+            "locale": place.locale if place else business.locale,
         })  # fmt: skip
         return {"text": text, "checkin": self.seal(issued)}
 
