@@ -234,3 +234,50 @@ async def test_a_code_that_cannot_be_sent_says_so(courier: Any) -> None:
     said = [e.payload["text"] for e in await courier.conversations.timeline("conv-a")
             if e.type == "message.sent"]  # fmt: skip
     assert said and said[0].startswith("I couldn't send the code just now.")
+
+
+# -- the service, wired from its settings -------------------------------------------------
+
+
+@pytest.mark.parametrize("bot_process", [False, True], ids=["in-process", "worker"])
+async def test_the_service_sends_codes_its_settings_name(
+    tmp_path: Any,
+    smtp_server: Any,  # noqa: F811
+    bot_process: bool,
+) -> None:
+    """An anonymous visitor who does not know the postcode proves order 1042 hers by the
+    code the service emails Maya, in the service as its settings wire it."""
+    import httpx
+
+    from tests.conftest import TOKEN_SECRET, LiveServer
+    from threadline.api.app import create_app
+    from threadline.api.deps import service_of
+    from threadline.channels.chat.client import ChatClient
+    from threadline.settings import Settings
+
+    mailbox = Mailbox()
+    settings = Settings(store=f"sqlite:///{tmp_path / 'codes.db'}", token_secret=TOKEN_SECRET,
+                        bot_process=bot_process, notify_email="smtp", smtp_host="127.0.0.1",
+                        smtp_port=smtp_server(mailbox), smtp_security="none",
+                        email_from="codes@northwind.example")  # fmt: skip
+    app = create_app(settings)
+    async with LiveServer(app) as server:
+        async with httpx.AsyncClient() as http:
+            token = (await http.post(f"{server.http}/chat/session")).json()["token"]
+        async with ChatClient.connect(f"{server.ws}/chat/ws", token=token) as chat:
+
+            async def answer(text: str) -> str:
+                await chat.say(text)
+                reply = await chat.wait_for(lambda e: e["event"] == "message.sent", timeout=20)
+                return str(reply["text"])
+
+            assert "postcode" in await answer("where is my order 1042?")
+            assert "m***@example.com" in await answer("I don't know my postcode")
+            async with asyncio.timeout(10):
+                while not mailbox.received:
+                    await asyncio.sleep(0.02)
+            found = re.search(r"\b(\d{6})\b", mailbox.received[0].message.get_content())
+            assert found is not None
+            assert "carrier lost the parcel" in await answer(found.group(1))
+        state = await service_of(app).conversations.rehydrate(chat.conversation_id)
+        assert state.customer_id == "cus-maya" and state.level == "possession"

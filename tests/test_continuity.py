@@ -82,6 +82,7 @@ async def test_her_call_continues_the_chat_and_proves_itself_again(visitor: Jour
     await proves_order_1042(visitor)
     welcome = await visitor.calls_in("CA-1")  # the same conversation, by her number
     assert "order 1042" in welcome and "postcode" in welcome
+    assert "check it's you" in welcome and "To pick it up" not in welcome  # asks for proof
     assert _reveals(welcome) == []
     state = await visitor.conversations.rehydrate(visitor.conversation_id)
     assert state.level is None  # caller id inherits nothing from the chat

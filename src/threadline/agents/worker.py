@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import structlog
+from pydantic import SecretStr
 
 from threadline.agents.codes import CodeSending, code_sending_from
 from threadline.agents.engine import EmbeddedAgent
@@ -45,7 +46,7 @@ from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import PAGE, Relay
 from threadline.security.keys import key_from_settings
-from threadline.settings import Settings, data_dir, load_settings
+from threadline.settings import PREFIX, Settings, data_dir, load_settings
 from threadline.store import open_store
 from threadline.store.forwarding import (
     POKE,
@@ -93,6 +94,27 @@ class _Run:
         if self.process.returncode is None:
             self.process.kill()
         await self.process.wait()
+
+
+#: Settings the worker's agent needs as the service has them: the token key (the code key
+#: derives from it) and which notifiers send codes (the agent offers only what is sent).
+SHARED: Final = ("env", "token_secret", "token_key_file", "notify_sms", "notify_email",
+                 "sms_from", "twilio_account_sid", "twilio_auth_token", "smtp_host",
+                 "smtp_port", "smtp_security", "smtp_username", "smtp_password",
+                 "email_from")  # fmt: skip
+
+
+def _shared_settings(settings: Settings) -> dict[str, str]:
+    """:data:`SHARED` as environment variables, for the worker process (the service's own
+    child, so a secret goes no further than where the service keeps it)."""
+    shared = {}
+    for name in SHARED:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        shared[f"{PREFIX}{name.upper()}"] = text
+    return shared
 
 
 class BotWorker:
@@ -154,7 +176,8 @@ class BotWorker:
 
     async def _spawn(self, store: Storage, appended: Callable[[], None]) -> _Run:
         """A new worker process, once it says it is ready; it becomes the current run."""
-        env = {**os.environ, "THREADLINE_STORE": self.settings.store,
+        env = {**os.environ, **_shared_settings(self.settings),
+               "THREADLINE_STORE": self.settings.store,
                "THREADLINE_SNAPSHOT_EVERY": str(self.settings.snapshot_every),
                "THREADLINE_DATA_DIR": str(data_dir(self.settings).resolve())}  # fmt: skip
         if self.settings.business is not None:
