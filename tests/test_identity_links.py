@@ -95,3 +95,52 @@ async def test_caller_id_claims_and_placeholder_customers_stay_out(app) -> None:
             await links.handle(record)
     assert await service_of(app).identity.resolve("phone", SECOND_PHONE) is None
     assert await service_of(app).identity.resolve("phone", "+12025550199") is None
+
+
+async def test_a_proof_that_identifies_a_visitor_links_her_session_to_the_customer(app) -> None:
+    visitor = "visitor-5f1c9a02"
+    proof = {"kind": "device", "value": visitor, "verified": True, "method": "postcode",
+             "customer_id": "cus-maya"}  # fmt: skip
+    await linked(app, "conv-chat", visitor, proof, channel="chat")
+    identity = service_of(app).identity
+    async with asyncio.timeout(10):
+        while (found := await identity.resolve("device", visitor)) is None:
+            await asyncio.sleep(0.05)
+    assert (found.customer_id, found.verified, found.method) == ("cus-maya", True, "knowledge")
+    # A call's leg is no device anyone comes back on: it stays out.
+    leg = {"kind": "device", "value": "CA-1234567", "verified": True, "method": "otp"}
+    await linked(app, "conv-leg", "cus-maya", leg)
+    await linked(app, "conv-after", "cus-omar", claim("+15105550112", False, "typed"),
+                 actor=Actor("human", "agent-ana"))  # fmt: skip
+    await settled(app, "+15105550112", verified=False)
+    assert await identity.resolve("device", "CA-1234567") is None
+
+
+async def test_a_wrong_code_counts_against_the_customer_it_was_for(app) -> None:
+    rejected = {"method": "otp", "reason": "wrong", "challenge_id": "otp-1",
+                "customer_id": "cus-maya"}  # fmt: skip
+    cid = "conv-wrong"
+    await service_of(app).conversations.record(cid, [
+        Event(cid, "conversation.started", {"origin": "voice"}, channel="voice",
+              actor=Actor("customer", "caller-77"), customer_id="caller-77",
+              idempotency_key=f"{cid}-start"),
+        Event(cid, "verification.rejected", rejected, channel="voice", actor=BOT,
+              customer_id="caller-77", idempotency_key=f"{cid}-wrong"),
+    ])  # fmt: skip
+    identity = service_of(app).identity
+
+    async def failures() -> list[Any]:
+        return [e for e in await identity.history("cus-maya") if e.type == "verification.failed"]
+
+    async with asyncio.timeout(10):
+        while not (found := await failures()):
+            await asyncio.sleep(0.05)
+    (failed,) = found
+    assert dict(failed.payload) == {
+        "method": "otp", "reason": "wrong", "challenge_id": "otp-1", "conversation_id": cid,
+        "kind": None, "value": None,
+    }  # fmt: skip
+    links = ConversationLinks(identity)
+    for record in await service_of(app).store.read(cid):  # a redelivery
+        await links.handle(record)
+    assert len(await failures()) == 1
