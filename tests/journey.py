@@ -63,6 +63,23 @@ async def chat_as(browser: Any, server: Any, customer_id: str) -> tuple[Any, Any
     return context, chat
 
 
+async def anonymous_chat(browser: Any, server: Any) -> tuple[Any, Any]:
+    """The chat widget as a new visitor opens it: no session, nobody known yet."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto(f"{server.http}/chat")
+    chat = page.get_by_role("region", name="Chat with Northwind Devices")
+    await expect(chat.get_by_role("status")).to_have_text("Online")
+    return context, chat
+
+
+async def chat_says(chat: Any, text: str, reply_has: str) -> None:
+    """Type ``text`` in the widget and wait for the bot's reply saying ``reply_has``."""
+    await chat.get_by_label("Message").fill(text)
+    await chat.get_by_label("Message").press("Enter")
+    await expect(chat.locator(".tl-chat__msg--bot").last).to_contain_text(reply_has)
+
+
 async def conversation_on(page: Any) -> str:
     """The conversation the widget on ``page`` is on."""
     found = await page.evaluate(

@@ -22,7 +22,15 @@ import pytest
 from playwright.async_api import expect
 
 from tests.conftest import LiveServer, bearer
-from tests.journey import asked_after_answer, chat_as, conversation_on, milestones, wait_for_event
+from tests.journey import (
+    anonymous_chat,
+    asked_after_answer,
+    chat_as,
+    chat_says,
+    conversation_on,
+    milestones,
+    wait_for_event,
+)
 from tests.test_web_associate import checked_in, signed_in
 from tests.twilio_fakes import (
     ACCOUNT_SID,
@@ -179,18 +187,10 @@ async def test_an_anonymous_visitor_who_proves_who_she_is_is_known_on_her_call(
     from her number continues the chat, asks for proof at the phone's level, and the
     agent's packet shows both proofs with their channels."""
     server = northwind
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    page = await context.new_page()
-    await page.goto(f"{server.http}/chat")
-    chat = page.get_by_role("region", name="Chat with Northwind Devices")
-    await expect(chat.get_by_role("status")).to_have_text("Online")
-    await chat.get_by_label("Message").fill("My order 1042 hasn't arrived.")
-    await chat.get_by_label("Message").press("Enter")
-    await expect(chat.locator(".tl-chat__msg--bot").last).to_contain_text("postcode")
-    await chat.get_by_label("Message").fill("It's 94103")
-    await chat.get_by_label("Message").press("Enter")
-    await expect(chat.locator(".tl-chat__msg--bot").last).to_contain_text("carrier")
-    cid = await conversation_on(page)
+    context, chat = await anonymous_chat(browser, server)
+    await chat_says(chat, "My order 1042 hasn't arrived.", "postcode")
+    await chat_says(chat, "It's 94103", "carrier")
+    cid = await conversation_on(chat.page)
     await context.close()
     await wait_for_event(server, cid, lambda e: e.type == "leg.ended" and e.channel == "chat")
 

@@ -143,6 +143,8 @@ async def test_a_known_number_is_the_customer_but_only_as_an_unverified_claim(se
         "value": MAYA_PHONE,
         "verified": False,
         "method": "caller_id",
+        "level": "claimed",
+        "customer_id": None,
     }
     service = service_of(server.app)
     assert payload(greeting)["text"] == service.voice.greeting

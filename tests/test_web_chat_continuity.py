@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.conftest import LiveServer
-from tests.journey import conversation_on, wait_for_event
+from tests.journey import anonymous_chat, chat_says, conversation_on, wait_for_event
 from tests.test_identity_oidc import AUDIENCE, ISSUER, IdentityProvider
 from threadline.api.app import create_app
 from threadline.api.deps import service_of
@@ -65,19 +65,12 @@ async def test_a_visitor_who_proves_who_she_is_continues_her_earlier_call(
     server: Any, browser: Any
 ) -> None:
     await maya_called_earlier(server, "conv-call")
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    page = await context.new_page()
-    await page.goto(f"{server.http}/chat")
-    chat = page.get_by_role("region", name="Chat with Northwind Devices")
-    await expect(chat.get_by_role("status")).to_have_text("Online")
+    context, chat = await anonymous_chat(browser, server)
+    page = chat.page
     first = await conversation_on(page)
     assert first != "conv-call"
-    await chat.get_by_label("Message").fill("Where is my order 1042?")
-    await chat.get_by_label("Message").press("Enter")
-    await expect(chat.locator(".tl-chat__msg--bot").last).to_contain_text("postcode")
-    await chat.get_by_label("Message").fill("94103")
-    await chat.get_by_label("Message").press("Enter")
-    await expect(chat.locator(".tl-chat__msg--bot").last).to_contain_text("carrier")
+    await chat_says(chat, "Where is my order 1042?", "postcode")
+    await chat_says(chat, "94103", "carrier")
 
     # The chat goes on in the call's conversation, the call's turns shown first.
     await expect(chat.locator(".tl-chat__msg").first).to_contain_text(
@@ -105,21 +98,15 @@ async def test_a_visitor_who_proves_who_she_is_continues_her_earlier_call(
 async def test_a_visitor_signed_in_by_the_host_page_is_not_asked_for_the_postcode(
     server: Any, browser: Any, provider: IdentityProvider
 ) -> None:
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    page = await context.new_page()
-    await page.goto(f"{server.http}/chat")
-    chat = page.get_by_role("region", name="Chat with Northwind Devices")
-    await expect(chat.get_by_role("status")).to_have_text("Online")
+    context, chat = await anonymous_chat(browser, server)
+    page = chat.page
     nonce = await page.evaluate("Threadline.nonce()")
     token = provider.token(nonce=nonce, sub="maya-at-idp")
     signed = await page.evaluate("token => Threadline.identify(token)", token)
     assert (signed["customer_id"], signed["level"]) == ("cus-maya", "idp")
     await expect(chat.get_by_role("status")).to_have_text("Online")
-    await chat.get_by_label("Message").fill("Where is my order 1042?")
-    await chat.get_by_label("Message").press("Enter")
-    reply = chat.locator(".tl-chat__msg--bot").last
-    await expect(reply).to_contain_text("carrier")
-    assert "postcode" not in (await reply.inner_text())
+    await chat_says(chat, "Where is my order 1042?", "carrier")
+    assert "postcode" not in (await chat.locator(".tl-chat__msg--bot").last.inner_text())
     cid = await conversation_on(page)
     linked = await wait_for_event(server, cid, lambda e: e.type == "identity.linked")
     assert (linked.payload["method"], linked.payload["level"]) == ("oidc", "idp")

@@ -154,6 +154,32 @@ class Fulfil(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """A requested action still waiting for its result, and the conversation it is on."""
+
+    request: Event
+    action_id: str
+    state: ConversationState
+
+
+async def pending_request(
+    conversations: Conversations, record: EventRecord, tool: str
+) -> Pending | None:
+    """The ``action.requested`` of ``tool`` in ``record`` while its action is pending on the
+    live state; None for another event or tool, or once it is fulfilled (a redelivery)."""
+    if record.type != "action.requested":
+        return None
+    request = conversations.codec.decode(record)
+    if request.payload["tool"] != tool:
+        return None
+    action_id = str(request.payload["action_id"])
+    state = await conversations.current(record.conversation_id, record.seq)
+    if action_id not in state.pending_actions:
+        return None
+    return Pending(request, action_id, state)
+
+
+@dataclass(frozen=True, slots=True)
 class EndLeg(Command):
     """End a channel leg (a chat that disconnected, a call that hung up) if it is live."""
 

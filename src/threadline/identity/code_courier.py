@@ -28,7 +28,7 @@ from threadline.core.conversation import CLOSED_STATES, ConversationState
 from threadline.core.errors import IllegalTransition
 from threadline.core.events import Actor, Event, EventRecord, Lineage, utcnow
 from threadline.core.ports import Bus
-from threadline.engine.commands import Commands, Component, Fulfil
+from threadline.engine.commands import Commands, Component, Fulfil, pending_request
 from threadline.identity.codes import SEND_CODE, CodeKey, told
 from threadline.identity.service import Identity
 from threadline.notify import Notifier, Notifiers, NotifyFailure, Via
@@ -73,15 +73,10 @@ class CodeCourier:
         await bus.subscribe(GROUP, self.handle, concurrency=16, types={"action.requested"})
 
     async def handle(self, record: EventRecord) -> None:
-        if record.type != "action.requested":
-            return
-        request = self.conversations.codec.decode(record)
-        if request.payload["tool"] != SEND_CODE:
-            return
-        action_id = str(request.payload["action_id"])
-        state = await self.conversations.current(record.conversation_id, record.seq)
-        if action_id not in state.pending_actions:
-            return  # sent already (a redelivery)
+        pending = await pending_request(self.conversations, record, SEND_CODE)
+        if pending is None:
+            return  # another event, or sent already (a redelivery)
+        request, action_id, state = pending.request, pending.action_id, pending.state
         arguments = request.payload["arguments"]
         customer_id, via = str(arguments["customer_id"]), _via(arguments.get("via"))
         if state.status in CLOSED_STATES:

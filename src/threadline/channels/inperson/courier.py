@@ -23,7 +23,14 @@ from threadline.core.conversation import CLOSED_STATES, ConversationState
 from threadline.core.errors import IllegalTransition
 from threadline.core.events import Actor, Event, EventRecord
 from threadline.core.ports import Bus
-from threadline.engine.commands import Acting, Command, Commands, Component, Fulfil
+from threadline.engine.commands import (
+    Acting,
+    Command,
+    Commands,
+    Component,
+    Fulfil,
+    pending_request,
+)
 from threadline.security import Principal, can_read_conversation
 
 log = structlog.get_logger("threadline.inperson")
@@ -79,15 +86,10 @@ class CheckinCourier:
         await bus.subscribe(GROUP, self.handle, concurrency=64, types={"action.requested"})
 
     async def handle(self, record: EventRecord) -> None:
-        if record.type != "action.requested":
-            return
-        request = self.conversations.codec.decode(record)
-        if request.payload["tool"] != SEND_CHECKIN_CODE:
-            return
-        action_id = str(request.payload["action_id"])
-        state = await self.conversations.current(record.conversation_id, record.seq)
-        if action_id not in state.pending_actions:
-            return  # sent already (a redelivery)
+        pending = await pending_request(self.conversations, record, SEND_CHECKIN_CODE)
+        if pending is None:
+            return  # another event, or sent already (a redelivery)
+        request, action_id, state = pending.request, pending.action_id, pending.state
         store_id = request.payload["arguments"].get("store")
         if state.status in CLOSED_STATES or state.customer_id is None:
             await self._failed(state, request, action_id, "conversation_closed")
