@@ -24,3 +24,17 @@ class CountingReads:
             return await attribute(*args, **kwargs)
 
         return counted
+
+
+async def read_through(store: Any, after: int, through: int, timeout: float = 5.0) -> list[Any]:
+    """The log after ``after`` up to ``through``, once all of it is visible: PostgreSQL's
+    ``read_all`` holds a fresh event back while an older transaction anywhere in the
+    cluster is still open, so a read right after an append may come back short."""
+    import asyncio
+
+    async with asyncio.timeout(timeout):
+        while True:
+            records = [r for r in await store.read_all(after, 1000) if r.position <= through]
+            if records and records[-1].position == through:
+                return records
+            await asyncio.sleep(0.005)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.counting import CountingReads
+from tests.counting import CountingReads, read_through
 from threadline.bus.memory import MemoryBus
 from threadline.core.events import Event, EventRecord
 from threadline.engine.outbox import Relay
@@ -345,7 +345,8 @@ async def test_a_group_saves_its_checkpoint_at_most_once_a_pause_however_often_i
     started = asyncio.get_running_loop().time()
     for i in range(30):  # one event at a time, each handled before the next arrives
         result = await any_store.append("c", [record("c", f"m{i}", key=f"k{i}")])
-        await bus.publish(await any_store.read_all(result.positions[0] - 1, 1))
+        position = result.positions[0]
+        await bus.publish(await read_through(any_store, position - 1, position))
         await asyncio.wait_for(_until(lambda i=i: len(got) == i + 1), 5)
         await asyncio.sleep(0.005)
     elapsed = asyncio.get_running_loop().time() - started

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from tests.counting import CountingReads
+from tests.counting import CountingReads, read_through
 from threadline.core.events import Event, EventCodec, utcnow
 from threadline.routing.queues import agent_stream
 from threadline.routing.workfeed import Idle, Snapshot, WorkFeed
@@ -23,10 +23,11 @@ async def append(store, cid: str, type_: str, **payload: Any) -> int:
     return result.positions[-1]
 
 
-async def hand_to_ana(store, cid: str) -> None:
+async def hand_to_ana(store, cid: str) -> int:
+    """Offer ``cid`` to Ana; the log position of the offer."""
     await append(store, cid, "handoff.requested", queue="orders", reason_code="customer_request")
-    await append(store, cid, "handoff.offered", offer_id=f"o-{cid}", agent_id="agent-ana",
-                 queue="orders", expires_at=utcnow() + timedelta(minutes=1))  # fmt: skip
+    return await append(store, cid, "handoff.offered", offer_id=f"o-{cid}", agent_id="agent-ana",
+                        queue="orders", expires_at=utcnow() + timedelta(minutes=1))  # fmt: skip
 
 
 async def take(items: AsyncIterator[Any], n: int) -> list[Any]:
@@ -101,8 +102,7 @@ async def test_a_cursor_too_far_behind_gets_a_snapshot_instead(any_store) -> Non
 async def test_events_the_hub_hands_over_in_order_need_no_read_back(any_store) -> None:
     store = CountingReads(any_store, "read_all")
     feed = WorkFeed(store)
-    await hand_to_ana(any_store, "c1")
-    first = await any_store.read_all(0, 100)
+    first = await read_through(any_store, 0, await hand_to_ana(any_store, "c1"))
     with feed.subscribe(ANA) as subscription:
         items = feed.follow(subscription, None, idle=5)
         await take(items, 1)
@@ -111,8 +111,9 @@ async def test_events_the_hub_hands_over_in_order_need_no_read_back(any_store) -
         assert feed.position == first[-1].position
         reads = store.reads
         await hand_to_ana(any_store, "c2")
-        await append(any_store, "c1", "handoff.accepted", offer_id="o-c1", agent_id="agent-ana")
-        for record in await any_store.read_all(first[-1].position, 100):
+        last = await append(any_store, "c1", "handoff.accepted", offer_id="o-c1",
+                            agent_id="agent-ana")  # fmt: skip
+        for record in await read_through(any_store, first[-1].position, last):
             feed.ring(record)
         changes: list[WorkChange] = await take(items, 5)
         assert store.reads == reads
@@ -125,16 +126,15 @@ async def test_events_the_hub_hands_over_in_order_need_no_read_back(any_store) -
 async def test_a_feed_behind_what_it_heard_reads_back_in_log_order(any_store) -> None:
     store = CountingReads(any_store, "read_all")
     feed = WorkFeed(store)
-    await hand_to_ana(any_store, "c1")
-    heard = await any_store.read_all(0, 100)
+    heard = await read_through(any_store, 0, await hand_to_ana(any_store, "c1"))
     for record in heard:
         feed.ring(record)  # heard with no desk: nothing is folded
     with feed.subscribe(ANA) as subscription:
         items = feed.follow(subscription, None, idle=5)
         (snapshot,) = await take(items, 1)
         assert isinstance(snapshot, Snapshot) and not snapshot.state.waiting
-        await hand_to_ana(any_store, "c2")
-        for record in await any_store.read_all(heard[-1].position, 100):
+        last = await hand_to_ana(any_store, "c2")
+        for record in await read_through(any_store, heard[-1].position, last):
             feed.ring(record)  # in order, but the feed is behind what it heard
         changes: list[WorkChange] = await take(items, 4)
         assert store.reads > 0
