@@ -187,10 +187,15 @@ async def test_a_chat_identified_after_an_earlier_call_continues_that_call(
         assert earlier.slots["order_number"]["value"] == "1042"
         assert "postcode" not in earlier.slots  # the proof travels, not the answer
         assert [(p["channel"], p["level"]) for p in earlier.proofs] == [("chat", "knowledge")]
-        # Her chat session may open that conversation now (the widget follows it there).
+        # Her chat session may open that conversation now (the widget follows it there), and
+        # a widget that comes back to the chat it left lands there too, reopening nothing.
         chat = ChatAdapter(Commands(visitor.conversations))
         leg = await chat.open(VISITOR, call.conversation_id)
         assert leg.conversation_id == call.conversation_id
+        back = await chat.open(VISITOR, visitor.conversation_id)
+        assert back.conversation_id == call.conversation_id
+        left = await visitor.conversations.rehydrate(visitor.conversation_id)
+        assert (left.status, left.continued_in) == ("resolved", call.conversation_id)
         taken = [e for e in await _timeline(visitor, call.conversation_id)
                  if e.type == "identity.linked" and e.channel == "chat"]  # fmt: skip
         assert len(taken) == 1  # once, however often it is delivered

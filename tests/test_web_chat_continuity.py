@@ -115,3 +115,31 @@ async def test_a_visitor_signed_in_by_the_host_page_is_not_asked_for_the_postcod
     )
     assert refused != "accepted"
     await context.close()
+
+
+async def test_a_chat_client_back_on_the_chat_it_left_is_taken_where_it_went_on(
+    server: Any,
+) -> None:
+    import httpx
+
+    from threadline.channels.chat.client import ChatClient
+
+    await maya_called_earlier(server, "conv-call")
+    async with httpx.AsyncClient() as http:
+        token = (await http.post(f"{server.http}/chat/session")).json()["token"]
+    async with ChatClient.connect(f"{server.ws}/chat/ws", token=token) as chat:
+        first = chat.conversation_id
+        for text in ("Where is my order 1042?", "94103"):
+            await chat.say(text)
+            await chat.wait_for(lambda e: e["event"] == "message.sent", timeout=20)
+        moved = await chat.wait_for(lambda e: e["event"] == "conversation.resolved", timeout=10)
+        assert moved["continued_in"] == "conv-call" and moved["outcome"] == "continued"
+    # Back with the chat it left and how far it had read there: the conversation it went on
+    # in, from its start (that seq meant nothing there).
+    async with ChatClient.connect(f"{server.ws}/chat/ws", conversation_id=first,
+                                  after_seq=moved["seq"], token=token) as back:  # fmt: skip
+        assert back.conversation_id == "conv-call"
+        said = await back.wait_for(lambda e: e.get("text") == "My order 1042 hasn't arrived.")
+        assert said["seq"] < moved["seq"] and said["channel"] == "voice"
+    state = await service_of(server.app).conversations.rehydrate(first)
+    assert state.status == "resolved"  # not reopened by the return

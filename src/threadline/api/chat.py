@@ -103,7 +103,9 @@ async def chat_socket(websocket: WebSocket, service: ServiceDep) -> None:
             "seq": leg.seq,
         },
     )
-    pump = asyncio.create_task(_pump(websocket, service, leg, hello.after_seq))
+    # A chat that went on in another conversation replays that one from its start.
+    after_seq = hello.after_seq if leg.conversation_id == hello.conversation_id else 0
+    pump = asyncio.create_task(_pump(websocket, service, leg, after_seq))
     try:
         await _receive(websocket, adapter, leg)
     finally:

@@ -71,6 +71,7 @@ def _resolved(d: Any, e: Event) -> None:
     d.status = RESOLVED
     d.closed_at = _ts(e)
     d.outcome = e.payload["outcome"]
+    d.continued_in = e.payload.get("continued_in")
     d.assignee = None
     d.offer = None
     d.note(f"resolved: {e.payload['outcome']}")
@@ -89,6 +90,7 @@ def _reopened(d: Any, e: Event) -> None:
     d.status = BOT_ACTIVE
     d.closed_at = None
     d.outcome = None
+    d.continued_in = None
     # An abandoned conversation may still name the human who held it; the bot holds it now.
     d.assignee = None
     d.note(f"reopened: {e.payload['reason']}")

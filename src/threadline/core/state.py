@@ -69,6 +69,8 @@ class ConversationState:
     updated_at: str | None = None
     closed_at: str | None = None
     outcome: str | None = None
+    #: The conversation this one goes on in (a chat that joined the customer's open one).
+    continued_in: str | None = None
     customer_id: str | None = None
     correlation_id: str | None = None
     legs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

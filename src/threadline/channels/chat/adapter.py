@@ -24,6 +24,8 @@ from threadline.engine.commands import (
 from threadline.security import Principal
 
 LINEAGE: Final = Lineage("chat-adapter", "1")
+#: How many joins a chat follows to the conversation it goes on in.
+MAX_HOPS: Final = 5
 CHANNEL: Final = "chat"
 
 
@@ -56,6 +58,12 @@ def _event(
     )
 
 
+def _theirs(state: ConversationState, customer_id: str) -> bool:
+    """Whether ``customer_id`` (a customer, or a visitor session that proved itself theirs)
+    may open a chat on the conversation."""
+    return customer_id == state.customer_id or customer_id in state.aliases
+
+
 @dataclass(frozen=True, slots=True)
 class OpenChat(Command):
     """A chat leg for the customer: on a new conversation, or on their own one (reopened
@@ -66,8 +74,7 @@ class OpenChat(Command):
     new: bool
 
     def admit(self, by: Principal, state: ConversationState) -> None:
-        theirs = self.customer_id == state.customer_id or self.customer_id in state.aliases
-        if not self.new and (state.seq == 0 or not theirs):
+        if not self.new and (state.seq == 0 or not _theirs(state, self.customer_id)):
             raise NotFound(f"no conversation {self.conversation_id} for this customer")
 
     def decide(self, state: ConversationState, by: Acting) -> list[Event]:
@@ -126,9 +133,17 @@ class ChatAdapter:
         self.principal = channel_adapter(CHANNEL, LINEAGE.producer)
 
     async def open(self, customer_id: str, conversation_id: str | None = None) -> ChatLeg:
-        """Start a chat leg: on a new conversation, or on the customer's existing one."""
+        """Start a chat leg: on a new conversation, or on the customer's existing one (or
+        the one it goes on in, when it joined another)."""
         leg_id = "chat-" + new_id()
         new = conversation_id is None
+        for _ in range(MAX_HOPS):
+            if conversation_id is None:
+                break
+            state = await self.commands.conversations.rehydrate(conversation_id)
+            if state.continued_in is None or not _theirs(state, customer_id):
+                break
+            conversation_id = state.continued_in
         command = OpenChat(conversation_id or new_id(), leg_id, customer_id, new)
         executed = await self.commands.execute(command, self.principal)
         return ChatLeg(command.conversation_id, leg_id, customer_id, executed.last_seq)

@@ -151,12 +151,17 @@
     shown[id] = item;
   }
 
+  // What this page showed by seq belongs to the conversation it was on.
+  function forget() {
+    Object.keys(shown).forEach(function (id) { if (id.indexOf("seq") === 0) delete shown[id]; });
+    seen = 0;
+  }
+
   // This chat goes on in another conversation: follow it there and replay it from the start.
   function moveTo(conversationId) {
     if (saved.conversationId === conversationId) return;
-    Object.keys(shown).forEach(function (id) { if (id.indexOf("seq") === 0) delete shown[id]; });
+    forget();
     saved.conversationId = conversationId;
-    seen = 0;
     save();
     root.dataset.conversation = conversationId;
     reconnect();
@@ -222,6 +227,9 @@
     socket.onmessage = function (message) {
       var frame = JSON.parse(message.data);
       if (frame.type === "welcome") {
+        if (saved.conversationId && saved.conversationId !== frame.conversation_id) {
+          forget();  // it went on in another conversation, which replays from its start
+        }
         saved.conversationId = frame.conversation_id;
         save();
         retry = 500;
