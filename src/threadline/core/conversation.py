@@ -277,11 +277,8 @@ def _identity(d: Any, e: Event) -> None:
 
 @_applies("verification.challenged")
 def _challenged(d: Any, e: Event) -> None:
-    p = e.payload
-    d.challenge = {"challenge_id": p["challenge_id"], "customer_id": p["customer_id"],
-                   "via": p["via"], "to": p["to"], "digest": p["digest"],
-                   "expires_at": _iso(p["expires_at"]),
-                   "max_attempts": p["max_attempts"], "attempts": 0}  # fmt: skip
+    p = e.payload  # the challenge, its time as text (the state is plain data)
+    d.challenge = {**p, "expires_at": _iso(p["expires_at"]), "attempts": 0}
     d.codes_sent += 1
     d.note(f"one-time code sent by {p['via']}")
 
