@@ -216,3 +216,28 @@ async def test_a_visitor_with_no_other_conversation_stays_where_she_is(
         await asyncio.sleep(0.3)  # the join consumer has heard the proof by now
         state = await visitor.conversations.rehydrate(visitor.conversation_id)
         assert state.status == "bot_active" and state.customer_id == "cus-maya"
+
+
+async def test_a_caller_nobody_knew_who_proves_an_order_hers_in_the_queue_is_its_owner(
+    any_store: Any, systems: Systems
+) -> None:
+    async with Journey(any_store, systems) as journey:
+        leg = await journey.calls.answer("CA-9", "+12025550199")  # a number on no record
+        journey.conversation_id = leg.conversation_id
+        stranger = (await journey.conversations.rehydrate(leg.conversation_id)).customer_id
+        assert stranger is not None and stranger.startswith("caller-")
+        await journey.says("CA-9", "where is my order 1042?")
+        await journey.says("CA-9", "I want to talk to a person please")
+        before = await journey._replies()
+        await journey.calls.keyed_in("CA-9", leg.conversation_id, stranger, "94103", "key-9")
+        reply = await journey._next_reply(before)
+        assert str(reply.payload["text"]).startswith("Thanks, that's you confirmed.")
+        state = await journey.conversations.rehydrate(leg.conversation_id)
+        assert (state.customer_id, state.level, state.status) == (
+            "cus-maya", "knowledge", "awaiting_human",
+        )  # fmt: skip
+        assert stranger in state.aliases
+        assert await journey.verified_on("CA-9") == [{
+            "kind": "phone", "value": "+12025550199", "verified": True, "method": "postcode",
+            "level": "knowledge", "customer_id": "cus-maya",
+        }]  # fmt: skip
