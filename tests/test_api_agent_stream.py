@@ -208,8 +208,10 @@ async def test_a_reconnect_after_the_last_cursor_loses_and_repeats_nothing(
                            {"offer_id": seen[-1]["offer_id"]})  # fmt: skip
         await service.call("POST", "/conversations/conv-a/reply", ana, {"text": "one moment"})
         await service.asks_for_a_person("conv-b")
+        # The router offers conv-b when it hears of it: wait, so the order below is known.
+        everything = await until(watcher, of_type("handoff.offered", conversation_id="conv-b"))
         await service.call("POST", "/conversations/conv-a/reply", ana, {"text": "done"})
-        everything = await until(watcher, of_type("conversation.changed", preview="done"))
+        everything += await until(watcher, of_type("conversation.changed", preview="done"))
         async with websockets.connect(service.url(ana, after=last)) as ws:
             resumed = await until(ws, of_type("conversation.changed", preview="done"))
             # And it carries on live.
