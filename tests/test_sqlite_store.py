@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import stat
 import time
 
 import pytest
@@ -272,3 +274,33 @@ async def test_a_query_that_raises_fails_alone_and_the_reader_goes_on(tmp_path) 
         assert len(await asyncio.wait_for(store.read("c"), 10)) == 1
     finally:
         await store.close()
+
+
+async def test_the_database_and_its_log_are_readable_by_this_user_only(tmp_path) -> None:
+    old = os.umask(0o022)  # the usual umask: files 0644 unless the store says otherwise
+    try:
+        store = await open_sqlite(tmp_path / "var" / "threadline.db")
+        await store.append("c", [record("c", "my card is on its way")])
+    finally:
+        os.umask(old)
+    try:
+        folder = tmp_path / "var"
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        files = sorted(p.name for p in folder.iterdir())
+        assert files == ["threadline.db", "threadline.db-shm", "threadline.db-wal",
+                         "threadline.db-writer"]  # fmt: skip
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {
+            name: 0o600 for name in files
+        }
+    finally:
+        await store.close()
+
+
+async def test_a_database_made_readable_to_others_before_is_made_private(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    first = await open_sqlite(path)
+    await first.close()
+    path.chmod(0o644)
+    again = await open_sqlite(path)
+    await again.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

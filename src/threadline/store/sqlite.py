@@ -378,11 +378,26 @@ class SQLiteStore(Storage):
         await asyncio.to_thread(self._readers.stop)
 
 
+def _private(target: Path) -> None:
+    """Make the database file (and a folder made for it) readable by this user only.
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the database file's
+    permissions, so a private database keeps its log private too.
+    """
+    if not target.parent.exists():
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(target, os.O_RDWR | os.O_CREAT, 0o600))
+    for path in (target, *(target.with_name(target.name + suffix) for suffix in ("-wal", "-shm"))):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)  # made before, by an older version or another umask
+
+
 async def open_sqlite(path: str | os.PathLike[str], *, readers: int = 2) -> SQLiteStore:
     """Open (creating if needed) the store at ``path`` and apply pending migrations."""
     target = Path(path)
     if str(target) != ":memory:":
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _private(target)
     store = SQLiteStore(str(target), readers=readers)
     try:
         await store._start()
