@@ -28,6 +28,21 @@ router = APIRouter(tags=["chat"])
 HELLO_TIMEOUT = 10.0
 
 
+class BinaryFrame(ValueError):
+    """A binary frame where the protocol speaks JSON text."""
+
+
+async def _text(websocket: WebSocket) -> str:
+    """The next text frame; a binary one raises :class:`BinaryFrame`."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise BinaryFrame("frames are JSON text; a binary frame is refused")
+    return str(text)
+
+
 async def _send(websocket: WebSocket, frame: dict[str, Any]) -> None:
     await websocket.send_text(orjson.dumps(frame).decode())
 
@@ -81,14 +96,14 @@ async def chat_socket(websocket: WebSocket, service: ServiceDep) -> None:
         await websocket.close(code=1008)
         return
     try:
-        raw = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT)
+        raw = await asyncio.wait_for(_text(websocket), HELLO_TIMEOUT)
         hello = FRAME.validate_json(raw)
         if not isinstance(hello, Hello):
             await _error(websocket, "hello-first", "the first frame must be hello")
             await websocket.close(code=1008)
             return
         leg = await adapter.open(customer_id, hello.conversation_id)
-    except (TimeoutError, ValidationError, ThreadlineError) as exc:
+    except (TimeoutError, ValidationError, ThreadlineError, BinaryFrame) as exc:
         await _error(websocket, "bad-hello", str(exc).splitlines()[0])
         await websocket.close(code=1008)
         return
@@ -119,9 +134,12 @@ async def chat_socket(websocket: WebSocket, service: ServiceDep) -> None:
 async def _receive(websocket: WebSocket, adapter: ChatAdapter, leg: ChatLeg) -> None:
     while True:
         try:
-            raw = await websocket.receive_text()
+            raw = await _text(websocket)
         except WebSocketDisconnect:
             return
+        except BinaryFrame as exc:
+            await _error(websocket, "bad-frame", str(exc))
+            continue
         try:
             frame = FRAME.validate_json(raw)
         except ValidationError as exc:

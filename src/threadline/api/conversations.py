@@ -37,7 +37,7 @@ from threadline.api.listing import (
 from threadline.api.problems import Problem
 from threadline.core.conversation import ConversationState
 from threadline.core.errors import ConflictError
-from threadline.core.events import Actor, Event, Lineage, new_id, utcnow
+from threadline.core.events import MAX_SEQ, Actor, Event, Lineage, new_id, utcnow
 from threadline.engine.commands import AppendEvents
 from threadline.engine.conversations import Conversations
 from threadline.security import Forbidden, Principal, allows, can_read_conversation
@@ -265,7 +265,7 @@ async def timeline(
     conversation_id: Id,
     service: ServiceDep,
     caller: Caller,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> list[EventOut]:
     """The conversation's events after ``after_seq``, in order, in their current shape.

@@ -22,7 +22,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from threadline.api.conversations import event_out
 from threadline.api.deps import ServiceDep
 from threadline.core.conversation import ConversationState, fold
-from threadline.core.events import Event, utcnow
+from threadline.core.events import MAX_SEQ, Event, utcnow
 from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
 from threadline.security import (
@@ -56,8 +56,11 @@ def _still_valid(verifier: TokenVerifier, caller: Principal) -> None:
         raise RevokedToken(f"token {caller.token_id} has been revoked")
 
 
-async def _refuse(websocket: WebSocket, exc: Unauthenticated | Forbidden) -> None:
-    code = "forbidden" if isinstance(exc, Forbidden) else "unauthenticated"
+async def _refuse(websocket: WebSocket, exc: Unauthenticated | Forbidden | ValueError) -> None:
+    code = (
+        "forbidden" if isinstance(exc, Forbidden)
+        else "unauthenticated" if isinstance(exc, Unauthenticated) else "validation"
+    )  # fmt: skip
     frame = {"type": "error", "code": code, "detail": str(exc)}
     await websocket.send_text(orjson.dumps(frame).decode())
     await websocket.close(code=POLICY_VIOLATION, reason=code)
@@ -110,6 +113,9 @@ async def conversation_stream(
     """
     hub, conversations, verifier = service.hub, service.conversations, service.verifier
     await websocket.accept()
+    if not 0 <= after_seq <= MAX_SEQ:
+        await _refuse(websocket, ValueError(f"after_seq must be 0 to {MAX_SEQ}"))
+        return
     try:
         try:
             caller = verifier.verify(_token(websocket))

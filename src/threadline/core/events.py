@@ -24,6 +24,9 @@ from threadline.core.errors import ValidationError
 Channel = Literal["voice", "chat", "in_person", "sms", "system"]
 ActorKind = Literal["customer", "bot", "human", "system"]
 CHANNELS: Final = frozenset({"voice", "chat", "in_person", "sms", "system"})
+#: The largest seq or log position a store holds (a signed 64-bit integer): a client's
+#: "after" beyond it is refused as bad input, not passed to the database.
+MAX_SEQ: Final = 2**63 - 1
 ACTOR_KINDS: Final = frozenset({"customer", "bot", "human", "system"})
 
 

@@ -17,7 +17,8 @@ from threadline.core.verification import Level, default_level
 register = CATALOGUE.register
 
 ChannelName = Literal["voice", "chat", "in_person", "sms", "system"]
-Text = Annotated[str, Field(min_length=1, max_length=8000)]
+#: What someone said or wrote: no NUL characters (no store, log or terminal takes them).
+Text = Annotated[str, Field(min_length=1, max_length=8000, pattern=r"^[^\x00]*$")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
 

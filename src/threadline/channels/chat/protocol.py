@@ -19,7 +19,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from threadline.core.events import Event
+from threadline.core.events import MAX_SEQ, Event
 
 MAX_TEXT: Final = 4000
 
@@ -35,7 +35,7 @@ class Hello(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["hello"]
     conversation_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    after_seq: Annotated[int, Field(ge=0)] = 0
+    after_seq: Annotated[int, Field(ge=0, le=MAX_SEQ)] = 0
 
 
 class Message(BaseModel):
