@@ -285,3 +285,25 @@ async def test_kiosk_check_in_appears_in_the_store_queue_and_can_be_taken(counte
     unknown = await counter.client.post("/kiosk/checkin", json={"phone": "+1 212 555 0000"},
                                         headers=counter.kiosk())  # fmt: skip
     assert unknown.status_code == 404
+
+
+async def test_a_code_for_one_store_admits_nobody_at_another(counter) -> None:
+    cid = await maya_chats(counter)
+    response = await counter.client.post("/chat/checkin-code", json={"store_id": "sf-market"},
+                                         headers=counter.maya(cid))  # fmt: skip
+    assert response.status_code == 201, response.text
+    code = response.json()
+    elsewhere = [
+        ("/visits/checkin", {"code": code["code"]}, counter.diego()),
+        ("/visits/checkin", {"code": code["token"]}, counter.diego()),
+        ("/kiosk/checkin", {"code": code["code"]}, counter.kiosk("oak-broadway")),
+    ]
+    for path, body, headers in elsewhere:
+        refused = await counter.client.post(path, json=body, headers=headers)
+        assert refused.status_code == 422 and refused.headers["content-type"] == PROBLEM
+        assert "another store" in refused.json()["detail"]
+    timeline = await counter.events(cid)
+    assert not any(e.type == "leg.started" and e.channel == "in_person" for e in timeline)
+    here = await counter.client.post("/visits/checkin", json={"code": code["code"]},
+                                     headers=counter.priya())  # fmt: skip
+    assert here.status_code == 201, here.text  # not used up by the refusals

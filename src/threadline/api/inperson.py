@@ -23,6 +23,7 @@ from threadline.channels.inperson.codes import (
     CheckinCodes,
     CheckinGrant,
     CheckinRefused,
+    OtherStore,
     TooManyAttempts,
     UsedCode,
     qr_data_url,
@@ -115,10 +116,16 @@ def _kind(caller: Principal, *kinds: str) -> Principal:
 
 
 async def _grant(codes: CheckinCodes, code: str, caller: Principal) -> CheckinGrant:
-    """What a typed code (six digits) or a scanned QR token admits."""
+    """What a typed code (six digits) or a scanned QR token admits at the caller's store:
+    a code issued for another store admits nobody here."""
     if "." in code:
-        return codes.check_token(code)
-    return await codes.check_digits(code, f"who:{caller.subject}", f"store:{caller.store_id}")
+        grant = codes.check_token(code)
+    else:
+        who = (f"who:{caller.subject}", f"store:{caller.store_id}")
+        grant = await codes.check_digits(code, *who)
+    if grant.store_id is not None and grant.store_id != caller.store_id:
+        raise OtherStore("this check-in code is for another store")
+    return grant
 
 
 # -- the customer's code -----------------------------------------------------------------

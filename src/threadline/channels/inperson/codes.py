@@ -59,6 +59,12 @@ class CheckinRefused(ThreadlineError):
     reason = "invalid"
 
 
+class OtherStore(CheckinRefused):
+    """The check-in code was issued for another store than the one checking it (422)."""
+
+    reason = "other_store"
+
+
 class ExpiredCode(CheckinRefused):
     """The check-in code was valid once but has expired."""
 
