@@ -307,3 +307,25 @@ async def test_a_code_for_one_store_admits_nobody_at_another(counter) -> None:
     here = await counter.client.post("/visits/checkin", json={"code": code["code"]},
                                      headers=counter.priya())  # fmt: skip
     assert here.status_code == 201, here.text  # not used up by the refusals
+
+
+async def test_a_kiosk_that_guesses_wrong_is_limited_and_its_store_is_not(counter) -> None:
+    cid = await maya_chats(counter)
+    code = await counter.code(cid)
+    wrong = f"{(int(code['code']) + 1) % 1_000_000:06d}"
+    statuses = []
+    for _ in range(6):
+        response = await counter.client.post("/kiosk/checkin", json={"code": wrong},
+                                             headers=counter.kiosk())  # fmt: skip
+        statuses.append(response.status_code)
+    assert statuses[-1] == 429  # the guessing kiosk waits
+    # The store's associate still looks customers up, and another kiosk takes a valid code.
+    lookup = await counter.client.post(
+        "/customers/lookup", headers=counter.priya(),
+        json={"by": "phone", "value": "+14155550123", "reason": "customer at the counter"},
+    )  # fmt: skip
+    assert lookup.status_code == 200, lookup.text
+    other = bearer(counter.app, "kiosk-sf-market-2", "kiosk", store="sf-market")
+    valid = await counter.client.post("/kiosk/checkin", json={"code": code["code"]},
+                                      headers=other)  # fmt: skip
+    assert valid.status_code == 201, valid.text

@@ -144,7 +144,7 @@ async def kiosk_checkin(body: KioskIn, service: ServiceDep, caller: Caller,
         customer = await customer_record(service.recognition, grant.customer_id)
         customer_id, conversation_id, method = grant.customer_id, grant.conversation_id, "code"
     else:
-        who = (f"who:{caller.subject}", f"store:{store_id}")
+        who = (f"who:{caller.subject}",)
         codes.attempts.check(*who)
         customer = await find_customer(service.recognition, "phone", body.phone or "")
         if customer is None:

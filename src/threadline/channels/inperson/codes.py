@@ -304,7 +304,7 @@ class CheckinCodes:
     async def check_digits(self, digits: str, *who: str) -> CheckinGrant:
         """What six digits admit, without using them up.
 
-        Raises TooManyAttempts once any of ``who`` (the caller, its store) has
+        Raises TooManyAttempts once any of ``who`` (the caller) has
         guessed wrong too often, and CheckinRefused (counted) for wrong digits.
         """
         self.attempts.check(*who)
