@@ -237,3 +237,47 @@ async def test_a_stream_of_someone_elses_conversation_sends_nothing(live_server)
     frame, code = await refusal(url)
     assert frame["type"] == "error" and frame["code"] == "forbidden"
     assert code == 1008
+
+
+# -- what each role sees -----------------------------------------------------------------
+
+
+async def _a_conversation_with_internals(api: Api, cid: str) -> None:
+    """Maya's chat: what she said and was told, and what staff and the bot keep inside."""
+    await chat_started(api, cid)
+    maya = api.token("maya", "customer", customer="cus-maya")
+    assert (await api.post(cid, said("where is my order 1042?"), auth=maya,
+                           key="said")).status_code == 201  # fmt: skip
+    bot = Actor("bot", "northwind-bot")
+    inside = [
+        Event(cid, "intent.detected", {"intent": "order_status", "confidence": 0.9},
+              channel="chat", actor=bot, customer_id="cus-maya", idempotency_key="intent"),
+        Event(cid, "message.sent", {"text": "Order 1042 is on its way."}, channel="chat",
+              actor=bot, customer_id="cus-maya", idempotency_key="answer"),
+        Event(cid, "note.added", {"author_id": "sup-sam", "text": "VIP, be kind"},
+              actor=Actor("human", "sup-sam"), customer_id="cus-maya", idempotency_key="note"),
+    ]  # fmt: skip
+    await service_of(api.app).conversations.record(cid, inside)
+
+
+async def test_a_customer_reads_what_was_said_to_and_by_her_and_nothing_inside(
+    api: Api,
+) -> None:
+    await _a_conversation_with_internals(api, "conv-1")
+    maya = api.token("maya", "customer", customer="cus-maya")
+    events = (await api.client.get("/conversations/conv-1/events", headers=maya)).json()
+    said_and_told = [(e["type"], e["payload"].get("text")) for e in events]
+    assert ("message.received", "where is my order 1042?") in said_and_told
+    assert ("message.sent", "Order 1042 is on its way.") in said_and_told
+    assert {kind for kind, _ in said_and_told} == {"message.received", "message.sent"}
+    assert all(e["lineage"] == {} and e["idempotency_key"] == "" for e in events)
+    assert "VIP" not in json.dumps(events) and "order_status" not in json.dumps(events)
+    state = (await api.client.get("/conversations/conv-1", headers=maya)).json()
+    assert "summary" not in state and "slots" not in state and "identities" not in state
+    assert state["status"] == "bot_active" and "VIP" not in json.dumps(state)
+    packet = await api.client.get("/conversations/conv-1/packet", headers=maya)
+    assert packet.status_code == 403 and packet.headers["content-type"] == PROBLEM
+    # Staff still see everything.
+    sam = api.token("sup-sam", "supervisor")
+    staff = (await api.client.get("/conversations/conv-1/events", headers=sam)).json()
+    assert "note.added" in [e["type"] for e in staff] and "VIP" in json.dumps(staff)

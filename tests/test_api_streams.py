@@ -24,6 +24,11 @@ def maya(server) -> str:
     return token(server, "maya", "customer", customer="cus-maya")
 
 
+def sam(server) -> str:
+    """A supervisor: every event of the conversation, internal ones included."""
+    return token(server, "sup-sam", "supervisor")
+
+
 async def append(server, key: str, event: dict) -> None:
     """Appended by the chat adapter, as the web chat would."""
     async with httpx.AsyncClient(base_url=server.http) as http:
@@ -61,7 +66,7 @@ async def until_text(ws, text: str) -> list[dict]:
 async def test_a_stream_sends_the_backlog_then_live_events(live_server) -> None:
     await append(live_server, "a", started())
     await append(live_server, "b", said("hello"))
-    url = f"{live_server.ws}/conversations/conv-1/stream?after_seq=0&token={maya(live_server)}"
+    url = f"{live_server.ws}/conversations/conv-1/stream?after_seq=0&token={sam(live_server)}"
     async with websockets.connect(url) as ws:
         backlog = await until_text(ws, "hello")
         assert [e["seq"] for e in backlog] == [1, 2]
@@ -70,9 +75,23 @@ async def test_a_stream_sends_the_backlog_then_live_events(live_server) -> None:
     assert [e["seq"] for e in backlog + live] == list(range(1, len(live) + 3))
 
 
+async def test_a_customer_streams_what_was_said_and_nothing_inside(live_server) -> None:
+    await append(live_server, "a", started())
+    await append(live_server, "b", said("where is my order 1042?"))
+    url = f"{live_server.ws}/conversations/conv-1/stream?after_seq=0&token={maya(live_server)}"
+    async with websockets.connect(url) as ws:
+        frames = await until_text(ws, "where is my order 1042?")
+        async with asyncio.timeout(10):  # the bot's answer, past its intent and tool call
+            while frames[-1]["type"] != "message.sent":
+                frames.append(json.loads(await ws.recv()))
+    assert [f["type"] for f in frames] == ["message.received", "message.sent"]
+    assert all(f["lineage"] == {} for f in frames)
+    assert set(frames[1]["payload"]) <= {"text", "in_reply_to"}
+
+
 async def test_a_reconnect_resumes_after_the_last_seq_seen(live_server) -> None:
     await append(live_server, "a", started())
-    auth = {"Authorization": f"Bearer {maya(live_server)}"}
+    auth = {"Authorization": f"Bearer {sam(live_server)}"}
     url = f"{live_server.ws}/conversations/conv-1/stream"
     async with websockets.connect(url, additional_headers=auth) as ws:
         assert json.loads(await ws.recv())["seq"] == 1

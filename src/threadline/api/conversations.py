@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import orjson
 from fastapi import APIRouter, Header, Query, Response
@@ -35,6 +35,7 @@ from threadline.api.listing import (
     item_of,
 )
 from threadline.api.problems import Problem
+from threadline.channels.chat.protocol import VISIBLE, visible
 from threadline.core.conversation import ConversationState
 from threadline.core.errors import ConflictError
 from threadline.core.events import MAX_SEQ, Actor, Event, Lineage, new_id, utcnow
@@ -135,6 +136,36 @@ async def readable(
             404, "not-found", "No such conversation", f"no conversation {conversation_id}"
         )
     return state
+
+
+#: What a customer's view of the conversation's state holds: where it stands, not what
+#: staff and agents know about it.
+CUSTOMER_STATE: Final = ("conversation_id", "seq", "status", "origin", "opened_at",
+                         "updated_at", "closed_at", "outcome", "continued_in")  # fmt: skip
+#: Envelope fields of the event frames the chat shows, not payload.
+_FRAME_ENVELOPE: Final = frozenset({"type", "seq", "event", "channel", "actor", "at"})
+
+
+def for_customer(caller: Principal) -> bool:
+    """Whether ``caller`` gets the customer's view: what was said to and by them."""
+    return caller.kind == "customer"
+
+
+def customer_event_out(event: Event) -> EventOut | None:
+    """``event`` as its customer sees it (None for what stays internal: intents, notes,
+    tool calls, offers, proofs): no lineage, no keys, only what the chat shows of it."""
+    if event.type not in VISIBLE:
+        return None
+    shown = {k: v for k, v in visible(event).items() if k not in _FRAME_ENVELOPE}
+    return EventOut(
+        event_id=event.event_id, conversation_id=event.conversation_id, seq=event.seq,
+        position=0, type=event.type, version=event.version, occurred_at=event.occurred_at,
+        recorded_at=None, channel=event.channel, leg_id=None,
+        actor={"kind": event.actor.kind, "id": event.actor.id if event.actor.kind == "customer"
+               else ""},
+        customer_id=event.customer_id, correlation_id="", causation_id=None,
+        idempotency_key="", lineage={}, payload=shown,
+    )  # fmt: skip
 
 
 def event_out(event: Event) -> EventOut:
@@ -256,6 +287,11 @@ async def conversation_state(
     state = await readable(service.conversations, caller, conversation_id)
     response.headers["ETag"] = f'"{state.seq}"'
     data: dict[str, Any] = orjson.loads(state.to_bytes())
+    if for_customer(caller):
+        data = {key: data[key] for key in CUSTOMER_STATE}
+        data["live_channels"] = sorted({str(leg.get("channel"))
+                                        for leg in state.live_legs.values()})  # fmt: skip
+        return data
     data["live_legs"] = sorted(state.live_legs)
     return data
 
@@ -270,9 +306,13 @@ async def timeline(
 ) -> list[EventOut]:
     """The conversation's events after ``after_seq``, in order, in their current shape.
 
-    Only events up to the state the read was authorized on are returned.
+    Only events up to the state the read was authorized on are returned. A customer
+    gets what was said to and by them (the chat's view), without the internal ones.
     """
     conversations = service.conversations
     state = await readable(conversations, caller, conversation_id, must_exist=after_seq == 0)
     records = await conversations.store.read(conversation_id, from_seq=after_seq + 1, limit=limit)
-    return [event_out(conversations.codec.decode(r)) for r in records if r.seq <= state.seq]
+    events = [conversations.codec.decode(r) for r in records if r.seq <= state.seq]
+    if for_customer(caller):
+        return [out for e in events if (out := customer_event_out(e)) is not None]
+    return [event_out(e) for e in events]

@@ -206,7 +206,10 @@ async def decline(
 
 @router.get("/conversations/{conversation_id}/packet")
 async def packet(conversation_id: Id, service: ServiceDep, caller: Caller) -> dict[str, Any]:
-    """The handoff packet: who the customer is, what happened, what is pending."""
+    """The handoff packet: who the customer is, what happened, what is pending (staff
+    only: it holds what the customer is not shown)."""
+    if caller.kind == "customer":
+        raise Forbidden(f"customer {caller.subject}: the handoff packet is for staff")
     state = await _state(service.conversations, caller, conversation_id)
     timeline = await service.conversations.timeline(conversation_id)
     return build_packet(state, timeline).to_dict()

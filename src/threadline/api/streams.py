@@ -19,7 +19,7 @@ from typing import Final
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from threadline.api.conversations import event_out
+from threadline.api.conversations import customer_event_out, event_out, for_customer
 from threadline.api.deps import ServiceDep
 from threadline.core.conversation import ConversationState, fold
 from threadline.core.events import MAX_SEQ, Event, utcnow
@@ -97,8 +97,10 @@ async def _send_events(
             except (Unauthenticated, Forbidden) as exc:
                 await _refuse(websocket, exc)
                 return
-            frame = event_out(event).model_dump(mode="json")
-            await websocket.send_text(orjson.dumps(frame).decode())
+            out = customer_event_out(event) if for_customer(caller) else event_out(event)
+            if out is None:
+                continue  # internal: not for the customer's eyes
+            await websocket.send_text(orjson.dumps(out.model_dump(mode="json")).decode())
         await websocket.close(code=1013, reason="too slow; reconnect with after_seq")
 
 
