@@ -281,3 +281,63 @@ async def test_a_customer_reads_what_was_said_to_and_by_her_and_nothing_inside(
     sam = api.token("sup-sam", "supervisor")
     staff = (await api.client.get("/conversations/conv-1/events", headers=sam)).json()
     assert "note.added" in [e["type"] for e in staff] and "VIP" in json.dumps(staff)
+
+
+async def _held_by_ben(api: Api, cid: str) -> None:
+    """Maya's chat, in the orders queue, accepted by Ben."""
+    await chat_started(api, cid)
+    router = Actor("system", "router")
+    ben = Actor("human", "agent-ben")
+    expires = (utcnow() + timedelta(minutes=2)).isoformat()
+    await service_of(api.app).conversations.record(cid, [
+        Event(cid, "handoff.requested", {"queue": "orders", "reason_code": "customer_request"},
+              actor=Actor("bot", "northwind-bot"), customer_id="cus-maya", idempotency_key="hr"),
+        Event(cid, "handoff.offered", {"offer_id": "o-1", "agent_id": "agent-ben",
+                                       "queue": "orders", "expires_at": expires},
+              actor=router, customer_id="cus-maya", idempotency_key="ho"),
+        Event(cid, "handoff.accepted", {"offer_id": "o-1", "agent_id": "agent-ben"},
+              actor=ben, customer_id="cus-maya", idempotency_key="ha"),
+    ])  # fmt: skip
+
+
+def _staff(who: str, type_: str, payload: dict) -> dict:
+    return {"type": type_, "payload": payload, "channel": "chat",
+            "actor": {"kind": "human", "id": who}, "customer_id": "cus-maya"}  # fmt: skip
+
+
+async def test_only_the_assignee_works_a_conversation_through_the_events_api(api: Api) -> None:
+    await _held_by_ben(api, "conv-1")
+    before = await api.stored("conv-1")
+    ana = api.token("agent-ana", "agent", queues=["orders"])
+    work = [
+        ("message.sent", {"text": "Ana here, I'll take it from Ben"}),
+        ("conversation.resolved", {"outcome": "answered"}),
+        ("consent.granted", {"purpose": "marketing"}),
+        ("identity.linked", {"kind": "phone", "value": "+14155550123", "verified": False,
+                             "method": "typed"}),
+    ]  # fmt: skip
+    for n, (type_, payload) in enumerate(work):
+        refused = await api.post("conv-1", _staff("agent-ana", type_, payload), auth=ana,
+                                 key=f"ana-{n}")  # fmt: skip
+        assert refused.status_code == 403, (type_, refused.text)
+        assert refused.headers["content-type"] == PROBLEM
+    assert await api.stored("conv-1") == before
+    note = _staff("agent-ana", "note.added", {"author_id": "agent-ana", "text": "Ben has it"})
+    assert (await api.post("conv-1", note, auth=ana, key="ana-note")).status_code == 201
+
+
+async def test_staff_cannot_record_a_proof_the_customer_never_gave(api: Api) -> None:
+    await _held_by_ben(api, "conv-1")
+    ben = api.token("agent-ben", "agent", queues=["orders"])
+    sam = api.token("sup-sam", "supervisor")
+    proof = {"kind": "phone", "value": "+14155550123", "verified": True, "method": "postcode"}
+    for who, auth in (("agent-ben", ben), ("sup-sam", sam)):
+        forged = await api.post("conv-1", _staff(who, "identity.linked", proof), auth=auth,
+                                key=f"{who}-forged")  # fmt: skip
+        assert forged.status_code == 403, forged.text
+    confirmed = {**proof, "method": "agent"}  # what Ben checked himself, recorded as his
+    ok = await api.post("conv-1", _staff("agent-ben", "identity.linked", confirmed), auth=ben,
+                        key="ben-confirmed")  # fmt: skip
+    assert ok.status_code == 201, ok.text
+    state = await service_of(api.app).conversations.rehydrate("conv-1")
+    assert [(p["method"], p["level"]) for p in state.proofs] == [("agent", "knowledge")]

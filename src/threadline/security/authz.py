@@ -9,8 +9,11 @@ is denied unless a rule below allows it:
 * **adapter** appends only events on its own channel(s), of the types a
   channel produces (never routing decisions, tool calls or system events),
   and reads conversations that have a leg on its channel.
-* **agent** reads and works conversations in their queues, assigned to them or
-  offered to them, acting only as themselves.
+* **agent** reads conversations in their queues, assigned to them or offered to
+  them; answers an offer or adds a note before holding one, and does the rest of
+  the work (replies, resolving, consent, identity) only on those assigned to them,
+  acting only as themselves. Staff never record a customer's proof: they confirm
+  who a customer is as method ``agent``.
 * **supervisor** reads every conversation and intervenes as themselves in any.
 * **associate** reads conversations with an in-person leg at their store and,
   while a visit there is live, records the visit's events as themselves; the
@@ -44,6 +47,13 @@ AGENT_EVENTS: Final = frozenset({
     "consent.revoked", "action.requested", "handoff.requested", "handoff.accepted",
     "handoff.declined", "handoff.returned", "conversation.waiting", "conversation.resolved",
 })  # fmt: skip
+#: What an agent may write on a conversation before they hold it (it waits in their queue
+#: or is offered to them): their answer to the offer, and a note. The rest is the
+#: assignee's work, as on the desk.
+AGENT_BEFORE_HOLDING: Final = frozenset({"handoff.accepted", "handoff.declined", "note.added"})
+#: How staff record that they confirmed who a customer is; every other proof (a knowledge
+#: answer, a code, a sign-in) is the customer's, recorded by what checked it.
+STAFF_PROOFS: Final = frozenset({"agent"})
 #: What a supervisor may write on any conversation: an agent's events, and interventions.
 SUPERVISOR_EVENTS: Final = AGENT_EVENTS | {
     "handoff.offered",
@@ -222,6 +232,19 @@ def _holds(principal: Principal, state: ConversationState) -> bool:
     )
 
 
+def _no_proof_of_their_own(principal: Principal, event: Event) -> None:
+    """Staff may link an identifier, or confirm one as themselves (method ``agent``), but
+    not record a proof the customer never gave."""
+    payload = event.payload
+    if (
+        event.type == "identity.linked"
+        and payload.get("verified")
+        and (payload.get("method") not in STAFF_PROOFS)
+    ):
+        raise _deny(principal, f"staff confirm who a customer is as method 'agent', not "
+                               f"{payload.get('method')!r}")  # fmt: skip
+
+
 def _as_themselves(principal: Principal, event: Event, fields: dict[str, str]) -> None:
     if event.actor.kind != "human" or event.actor.id != principal.subject:
         raise _deny(principal, "may only write as themselves")
@@ -244,7 +267,12 @@ def _agent_appends(principal: Principal, state: ConversationState, event: Event)
     _agent_reads(principal, state)
     if event.type not in AGENT_EVENTS:
         raise _deny(principal, f"agents may not write {event.type}")
+    if event.type not in AGENT_BEFORE_HOLDING and state.assignee != principal.subject:
+        held = f"assigned to {state.assignee}" if state.assignee else "not assigned to them"
+        raise _deny(principal, f"{event.type} is the assignee's: conversation "
+                               f"{state.conversation_id} is {held}")  # fmt: skip
     _as_themselves(principal, event, _AGENT_FIELDS)
+    _no_proof_of_their_own(principal, event)
 
 
 @_rule(_READ, "supervisor")
@@ -258,6 +286,7 @@ def _supervisor_appends(principal: Principal, state: ConversationState, event: E
         raise _deny(principal, f"supervisors may not write {event.type}")
     # Supervisors may accept or return on an agent's behalf; notes are still their own.
     _as_themselves(principal, event, {"note.added": "author_id"})
+    _no_proof_of_their_own(principal, event)
 
 
 # -- store associates --------------------------------------------------------------
