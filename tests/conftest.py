@@ -102,7 +102,7 @@ async def any_store(request, tmp_path, pg_schema):
 class LiveServer:
     """The real app on uvicorn, on a free loopback port, inside the test's event loop."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, log_level: str = "warning") -> None:
         import socket
 
         import uvicorn
@@ -113,7 +113,7 @@ class LiveServer:
         host, port = self.socket.getsockname()
         self.http = f"http://{host}:{port}"
         self.ws = f"ws://{host}:{port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio")
+        config = uvicorn.Config(app, log_level=log_level, lifespan="on", ws="websockets-sansio")
         self.server = uvicorn.Server(config)
 
     async def __aenter__(self) -> LiveServer:

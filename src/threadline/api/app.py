@@ -23,6 +23,7 @@ from threadline.api import (
     streams,
 )  # fmt: skip
 from threadline.api import identity as identity_api
+from threadline.api.access_log import scrub_server_logs
 from threadline.api.limits import BodyLimit
 from threadline.api.voice_extra import voice_router
 from threadline.core.ports import Storage
@@ -33,6 +34,7 @@ from threadline.settings import Settings, load_settings
 
 def create_app(settings: Settings | None = None, store: Storage | None = None) -> FastAPI:
     """The Threadline service. Pass ``store`` to serve an already open store (tests)."""
+    scrub_server_logs()  # tokens and personal data in query strings never reach the log
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
