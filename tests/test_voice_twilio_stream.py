@@ -96,6 +96,16 @@ async def test_a_used_token_cannot_start_a_second_stream(server) -> None:
     await first.ws.close()
 
 
+async def test_a_replayed_webhook_opens_no_second_stream_for_a_live_call(server) -> None:
+    answer = await place_call(server)
+    first = await open_stream(server, answer)
+    await first.dtmf("5")
+    replayed = await place_call(server, answer.parameters["callSid"])  # the same signed post
+    assert replayed.parameters["conversationId"] == answer.parameters["conversationId"]
+    assert await refused(server, replayed.parameters) == POLICY_VIOLATION
+    await first.ws.close()
+
+
 async def test_a_token_stays_used_after_a_restart(tmp_path) -> None:
     settings = voice_settings(store=f"sqlite:///{tmp_path / 'voice.db'}")
     async with LiveServer(create_app(settings)) as live:

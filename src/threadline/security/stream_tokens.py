@@ -90,9 +90,15 @@ class StreamTokens:
         )
 
     def issue(self, call_id: str, conversation_id: str, customer_id: str) -> str:
-        """A token that admits one stream of ``call_id`` on ``conversation_id``."""
+        """A token that admits one stream of ``call_id`` on ``conversation_id``.
+
+        Every token of a call has the call's token id, so once one stream used one, a
+        token minted again for that call (a replayed webhook) admits nothing: one stream
+        per call, whichever process answers.
+        """
         claims = {"customer": customer_id, "conversation": conversation_id}
-        return self._issuer.issue(call_id, ["customer"], self.ttl, claims).token
+        return self._issuer.issue(call_id, ["customer"], self.ttl, claims,
+                                  token_id=f"stream-{call_id}").token  # fmt: skip
 
     def check(self, token: str, call_id: str, conversation_id: str | None) -> StreamGrant:
         """What ``token`` admits, if it is a live stream token for this call (and

@@ -116,8 +116,11 @@ class TokenIssuer:
         scopes: str | Iterable[str],
         ttl: timedelta,
         claims: Mapping[str, Any] | None = None,
+        *,
+        token_id: str | None = None,
     ) -> IssuedToken:
-        """A token for ``subject`` with ``scopes`` and their binding ``claims``.
+        """A token for ``subject`` with ``scopes`` and their binding ``claims``; its id is
+        ``token_id`` when given (tokens that share an id are revoked, or used up, together).
 
         Raises ValidationError for a bad subject, unknown or mixed scopes, missing
         or foreign binding claims, or a ``ttl`` outside (0, max_ttl].
@@ -131,6 +134,7 @@ class TokenIssuer:
                 raise BadClaims(f"claim {name!r} cannot be set; binding claims are "
                                 f"{', '.join(sorted(BINDING_CLAIMS))}")  # fmt: skip
             bound = bindings(kind, extra)
+            token_id = identifier(token_id, "token_id") if token_id is not None else new_id()
         except BadClaims as exc:
             raise ValidationError(str(exc), [{"field": "token", "reason": str(exc)}]) from None
         seconds = math.ceil(ttl.total_seconds())
@@ -139,7 +143,6 @@ class TokenIssuer:
             raise ValidationError(reason, [{"field": "ttl", "reason": reason}])
         issued_at = int(self._clock().timestamp())
         expires_at = issued_at + seconds
-        token_id = new_id()
         payload = {
             "iss": self.issuer,
             "aud": self.audience,
