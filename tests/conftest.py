@@ -12,6 +12,7 @@ import pytest
 
 from threadline.api.deps import service_of
 from threadline.store.sqlite import SQLiteStore, open_sqlite
+from threadline.testing.live import LiveServer
 
 #: The demo business pack every test serves (DEMO.md): the service in and out of process
 #: is configured with it as an operator would, through THREADLINE_BUSINESS.
@@ -97,39 +98,6 @@ async def any_store(request, tmp_path, pg_schema):
     yield store
     await store.close()
     await drop_schema(pg_schema)
-
-
-class LiveServer:
-    """The real app on uvicorn, on a free loopback port, inside the test's event loop."""
-
-    def __init__(self, app, log_level: str = "warning") -> None:
-        import socket
-
-        import uvicorn
-
-        self.app = app
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.bind(("127.0.0.1", 0))
-        host, port = self.socket.getsockname()
-        self.http = f"http://{host}:{port}"
-        self.ws = f"ws://{host}:{port}"
-        config = uvicorn.Config(app, log_level=log_level, lifespan="on", ws="websockets-sansio")
-        self.server = uvicorn.Server(config)
-
-    async def __aenter__(self) -> LiveServer:
-        import asyncio
-
-        self.task = asyncio.create_task(self.server.serve(sockets=[self.socket]))
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-            await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.server.should_exit = True
-        await self.task
-        self.socket.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import uvicorn
 class LiveServer:
     """``app`` on ``http``/``ws`` (``127.0.0.1:<free port>``) while the block runs."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, log_level: str = "warning") -> None:
         self.app = app
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.bind(("127.0.0.1", 0))
@@ -25,7 +25,7 @@ class LiveServer:
         self.http = f"http://{host}:{port}"
         self.ws = f"ws://{host}:{port}"
         # Chat frames are a few hundred bytes: compressing them costs more than it saves.
-        config = uvicorn.Config(app, log_level="warning", lifespan="on",
+        config = uvicorn.Config(app, log_level=log_level, lifespan="on",
                                 ws="websockets-sansio", ws_per_message_deflate=False)  # fmt: skip
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None
