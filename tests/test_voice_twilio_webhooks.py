@@ -125,6 +125,16 @@ async def test_a_signed_webhook_without_a_call_sid_is_refused_as_invalid(server)
     assert response.json()["errors"][0]["field"] == "CallSid"
 
 
+@pytest.mark.parametrize("sid", ["CA 1 2", "CA/../x", "CAé" + "0" * 31, "CA" + "g" * 32, "CA12"])
+async def test_a_malformed_call_sid_is_refused_before_anything_is_recorded(server, sid) -> None:
+    before = len(await everything(server))
+    params = {**incoming_params(call_sid()), "CallSid": sid}
+    response = await post_webhook(server, INCOMING, params)
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"field": "CallSid", "reason": "malformed"}]
+    assert len(await everything(server)) == before
+
+
 # -- who is calling -----------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ against ``THREADLINE_PUBLIC_URL`` plus the path when set, else the request URL.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Mapping
 from typing import Final
 from urllib.parse import parse_qsl
@@ -46,6 +47,9 @@ ENDED: Final = {
     "no-answer": "no_answer",
     "canceled": "canceled",
 }
+
+#: A Twilio call SID: "CA" and 32 hexadecimal digits.
+CALL_SID: Final = re.compile(r"CA[0-9a-fA-F]{32}")
 
 router = APIRouter(tags=["voice"])
 
@@ -91,7 +95,8 @@ async def _signed_form(request: Request, gateway: VoiceGateway) -> dict[str, str
     return params
 
 
-def _required(params: Mapping[str, str], name: str) -> str:
+def _required(params: Mapping[str, str], name: str, form: re.Pattern[str] | None = None) -> str:
+    """The field ``name``, refused (before anything is recorded) when absent or malformed."""
     value = params.get(name, "").strip()
     if not value or len(value) > 64:
         raise Problem(
@@ -100,6 +105,14 @@ def _required(params: Mapping[str, str], name: str) -> str:
             "The request does not fit its schema",
             f"{name} is required",
             errors=[{"field": name, "reason": "required"}],
+        )
+    if form is not None and form.fullmatch(value) is None:
+        raise Problem(
+            422,
+            "validation",
+            "The request does not fit its schema",
+            f"{name} is not a Twilio call SID",
+            errors=[{"field": name, "reason": "malformed"}],
         )
     return value
 
@@ -113,7 +126,7 @@ async def incoming_call(request: Request, service: ServiceDep) -> Response:
     """Answer a call: the greeting, then the media stream with the call's context."""
     gateway = _gateway(service)
     params = await _signed_form(request, gateway)
-    call_id = _required(params, "CallSid")
+    call_id = _required(params, "CallSid", CALL_SID)
     caller, callee = params.get("From", ""), params.get("To", "")
     leg = await gateway.calls.answer(call_id, caller)
     base = gateway.public_url or str(request.base_url).rstrip("/")
@@ -133,7 +146,7 @@ async def call_status(request: Request, service: ServiceDep) -> Response:
     """A call-status callback: a terminal status ends the call's leg (once)."""
     gateway = _gateway(service)
     params = await _signed_form(request, gateway)
-    call_id = _required(params, "CallSid")
+    call_id = _required(params, "CallSid", CALL_SID)
     status = _required(params, "CallStatus")
     reason = ENDED.get(status)
     if reason is not None:
