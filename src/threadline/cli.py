@@ -84,6 +84,7 @@ def _serve(host: str, port: int, pack: Path | None) -> None:
     import uvicorn
 
     from threadline.api.app import create_app
+    from threadline.api.serving import server_config
     from threadline.business import load_configured
     from threadline.channels.voice import missing as voice_missing
 
@@ -108,12 +109,8 @@ def _serve(host: str, port: int, pack: Path | None) -> None:
     for line in _sign_in(settings, business, issuer, base):
         print(line)
     sys.stdout.flush()
-    # Chat frames are a few hundred bytes: compressing them costs more CPU than it saves.
     app = create_app(settings)
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="info",
-        ws="websockets-sansio", ws_per_message_deflate=False,
-    )  # fmt: skip
+    config = server_config(app, host=host, port=port)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:

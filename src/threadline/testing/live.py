@@ -13,20 +13,24 @@ from typing import Any
 
 import uvicorn
 
+from threadline.api.serving import HEADER_TIMEOUT, server_config
+
 
 class LiveServer:
     """``app`` on ``http``/``ws`` (``127.0.0.1:<free port>``) while the block runs."""
 
-    def __init__(self, app: Any, log_level: str = "warning") -> None:
+    def __init__(
+        self, app: Any, log_level: str = "warning", header_timeout: float = HEADER_TIMEOUT
+    ) -> None:
         self.app = app
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.bind(("127.0.0.1", 0))
         host, port = self.socket.getsockname()
         self.http = f"http://{host}:{port}"
         self.ws = f"ws://{host}:{port}"
-        # Chat frames are a few hundred bytes: compressing them costs more than it saves.
-        config = uvicorn.Config(app, log_level=log_level, lifespan="on",
-                                ws="websockets-sansio", ws_per_message_deflate=False)  # fmt: skip
+        config = server_config(
+            app, host=host, port=port, log_level=log_level, header_timeout=header_timeout
+        )
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None
 
