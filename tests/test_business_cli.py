@@ -129,3 +129,35 @@ def test_customers_import_refuses_a_bad_row_and_writes_nothing(tmp_path, capsys)
             await opened.close()
 
     assert asyncio.run(events()) == 0
+
+
+def test_customers_unlock_lifts_a_lockout_from_the_shell(tmp_path, monkeypatch, capsys) -> None:
+    import asyncio
+
+    from threadline.business.model import Lockout
+    from threadline.core.events import Actor
+    from threadline.identity.lockouts import Lockouts
+    from threadline.identity.service import Identity
+    from threadline.store import open_directory, open_store
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    monkeypatch.setenv("THREADLINE_STORE", url)
+
+    async def failures(wrong: int = 0) -> int:
+        store = await open_store(url)
+        try:
+            identity = Identity(store, await open_directory(store))
+            for n in range(wrong):
+                await identity.record("cus-maya", "verification.failed",
+                                      {"method": "knowledge", "conversation_id": f"c-{n}"},
+                                      Actor("bot", "northwind-bot"))  # fmt: skip
+            return await Lockouts(store).customer_failures("cus-maya", Lockout())
+        finally:
+            await store.close()
+
+    assert asyncio.run(failures(5)) == 5
+    assert main(["customers", "unlock", "cus-maya", "--reason", "checked her ID in store"]) == 0
+    assert capsys.readouterr().out == "lifted the lockout on cus-maya\n"
+    assert asyncio.run(failures()) == 0
+    assert main(["customers", "unlock", "cus-maya", "--reason", "  "]) == 1
+    assert capsys.readouterr().err.count("\n") == 1

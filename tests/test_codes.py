@@ -226,6 +226,23 @@ async def test_a_customer_with_many_wrong_codes_gets_no_more(courier: Any) -> No
     assert courier.mailbox.received == []
 
 
+async def test_wrong_postcodes_stop_codes_too_until_a_person_lifts_the_lockout(
+    courier: Any,
+) -> None:
+    for n in range(5):
+        await courier.identity.record("cus-maya", "verification.failed",
+                                      {"method": "knowledge", "conversation_id": f"conv-{n}"},
+                                      Actor("bot", "northwind-bot"))  # fmt: skip
+    await courier.courier.handle(await _request(courier, "conv-a", 1))
+    assert await _outcome(courier, "conv-a", "conv-a-a1") == "locked_customer"
+    await courier.identity.record("cus-maya", "verification.unlocked",
+                                  {"unlocked_by": "sup-sam", "reason": "checked her ID"},
+                                  Actor("human", "sup-sam"))  # fmt: skip
+    await courier.courier.handle(await _request(courier, "conv-a", 2))
+    assert await _outcome(courier, "conv-a", "conv-a-a2") == "sent"
+    assert len(courier.mailbox.received) == 1
+
+
 async def test_a_code_that_cannot_be_sent_says_so(courier: Any) -> None:
     courier.mailbox.refused.add(MAYA_EMAIL)
     record = await _request(courier, "conv-a", 1)

@@ -51,6 +51,7 @@ from threadline.core.conversation import (
 )
 from threadline.core.events import Actor, Lineage
 from threadline.core.verification import anonymous, at_least, rank
+from threadline.identity.lockouts import Lockouts
 from threadline.systems import Systems
 
 log = structlog.get_logger("threadline.agents")
@@ -79,11 +80,14 @@ class EmbeddedAgent:
         classifier: IntentClassifier | None = None,
         version: str = AGENT_VERSION,
         codes: CodeSending | None = None,
+        lockouts: Lockouts | None = None,
     ) -> None:
         business = systems.business
         self.systems = systems
         #: How one-time codes are sent and checked (None: the agent offers none).
         self.codes = codes
+        #: The limits on wrong proofs across conversations (None: only per conversation).
+        self.lockouts = lockouts
         self.business = business
         self.classifier = classifier or classifier_for(business)
         self.policy = EscalationPolicy.of(business)
@@ -166,7 +170,7 @@ class EmbeddedAgent:
                        or (k in knowledge and context.answers.get(k) != v)},
             answers={**context.answers, **answered},
             customer_id=context.customer_id, level=context.level, channel=channel,
-            codes=self.codes,
+            codes=self.codes, lockouts=self.lockouts,
         )  # fmt: skip
 
     async def take_turn(

@@ -67,7 +67,7 @@ async def proof_of(step: Step, intent: LookupIntent, record: dict[str, Any]) -> 
             await prove(step, owner, slot)
             return Proof(True, needed, owner)
         return Proof(False, needed, owner, mismatch=bool(step.rejected),
-                     locked=knowledge_locked(step), label=label)  # fmt: skip
+                     locked=knowledge_locked(step) or step.locked_out, label=label)  # fmt: skip
     return Proof(False, needed, owner, label=label)
 
 
@@ -108,7 +108,7 @@ async def lookup(step: Step, intent: LookupIntent) -> str:
     words: dict[str, Any] = {"label": label, "value": value, "record": public,
                              "proof_label": proof.label}  # fmt: skip
     if proof.locked:
-        return step.say("locked", **words)
+        return step.say("locked_out" if step.locked_out else "locked", **words)
     if proof.mismatch:
         return step.say("mismatch", **words)
     if proof.owner is not None and not at_least("knowledge", proof.needed):

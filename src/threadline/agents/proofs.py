@@ -58,6 +58,9 @@ async def by_knowledge(step: Step, owner: str, record: CustomerRecord | None = N
     given = [slot for slot in fields if slot in step.answers]
     if not given or knowledge_locked(step):
         return None
+    if await locked_out(step, owner):
+        step.locked_out = True
+        return None
     customer = record or await step.systems.customers.get(owner)
     for slot in given:
         expected = customer.knowledge.get(fields[slot]) if customer is not None else None
@@ -67,6 +70,25 @@ async def by_knowledge(step: Step, owner: str, record: CustomerRecord | None = N
         if slot in step.extraction.values:  # said this turn: one wrong answer, counted once
             step.rejected.setdefault(slot, owner)
     return None
+
+
+def client_of(step: Step) -> str | None:
+    """Who gives this contact's answers, for the per-client limit: the calling number or
+    the chat session."""
+    contact = contact_identifier(step)
+    return None if contact is None else f"{contact[0]}:{contact[1]}"
+
+
+async def locked_out(step: Step, owner: str) -> bool:
+    """Whether too many wrong proofs, about ``owner`` on any channel or from this client about
+    anyone, stop this contact from trying another."""
+    if step.lockouts is None:
+        return False
+    policy = step.business.pack.verification.lockout
+    client = client_of(step)
+    if client is not None and step.lockouts.client_locked(client, policy):
+        return True
+    return await step.lockouts.customer_locked(owner, policy)
 
 
 async def prove(step: Step, owner: str, method: str) -> None:
@@ -107,9 +129,12 @@ async def prove(step: Step, owner: str, method: str) -> None:
 
 def rejections(step: Step) -> None:
     """Record the wrong knowledge answers of this turn, once each."""
+    client = client_of(step)
     for slot, owner in step.rejected.items():
         step.writer.emit("verification.rejected", {"method": slot, "reason": "wrong",
                                                    "customer_id": owner})  # fmt: skip
+        if step.lockouts is not None and client is not None:
+            step.lockouts.client_failed(client, step.business.pack.verification.lockout)
 
 
 def code_in(text: str, length: int) -> str | None:

@@ -15,6 +15,7 @@ from threadline.systems import CustomerRecord, Systems
 
 if TYPE_CHECKING:
     from threadline.agents.codes import CodeSending
+    from threadline.identity.lockouts import Lockouts
 
 
 @dataclass(slots=True)
@@ -49,6 +50,10 @@ class Step:
     #: How this agent sends and checks one-time codes; None when it offers none.
     codes: CodeSending | None = None
     outcomes: list[tuple[str, bool]] = field(default_factory=list)
+    #: The limits on wrong proofs across conversations; None when this agent keeps none.
+    lockouts: Lockouts | None = None
+    #: Whether a lockout (of the customer asked about, or of this client) stopped a proof.
+    locked_out: bool = False
 
     def variables(self, customer: CustomerRecord | None = None, **more: Any) -> dict[str, Any]:
         """What every reply template of this turn sees, and ``more``."""

@@ -45,6 +45,7 @@ from threadline.core.events import EventRecord
 from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import PAGE, Relay
+from threadline.identity.lockouts import Lockouts
 from threadline.security.keys import key_from_settings
 from threadline.settings import PREFIX, Settings, data_dir, load_settings
 from threadline.store import open_store
@@ -395,7 +396,8 @@ async def serve_bot(settings: Settings) -> None:
     systems = Systems.open(_business(settings), data_dir(settings))
     # The same code key as the service's: it sends the codes, this process checks them.
     codes = code_sending_from(settings, key_from_settings(settings))
-    runtime = BotRuntime(conversations, EmbeddedAgent(systems, codes=codes))
+    lockouts = Lockouts(store)
+    runtime = BotRuntime(conversations, EmbeddedAgent(systems, codes=codes, lockouts=lockouts))
     await runtime.start(bus)
     await relay.start()
     send(READY)
@@ -409,7 +411,7 @@ async def serve_bot(settings: Settings) -> None:
             elif message[0] == "poke":
                 relay.poke()
             elif message[0] == "reload":
-                systems = _reloaded(settings, systems, runtime, codes)
+                systems = _reloaded(settings, systems, runtime, codes, lockouts)
     finally:
         await systems.close()
         if forwarding is not None:
@@ -428,7 +430,11 @@ def _business(settings: Settings) -> Business:
 
 
 def _reloaded(
-    settings: Settings, systems: Systems, runtime: BotRuntime, codes: CodeSending | None
+    settings: Settings,
+    systems: Systems,
+    runtime: BotRuntime,
+    codes: CodeSending | None,
+    lockouts: Lockouts,
 ) -> Systems:
     """The pack read again: a valid one answers the next turns, an invalid one is logged and
     the running one stays (the service checked it before asking)."""
@@ -438,7 +444,7 @@ def _reloaded(
         log.error("business pack not reloaded", error=str(exc))
         return systems
     systems.use(business)
-    runtime.replace_agent(EmbeddedAgent(systems, codes=codes))
+    runtime.replace_agent(EmbeddedAgent(systems, codes=codes, lockouts=lockouts))
     return systems
 
 

@@ -9,6 +9,8 @@
   IdP subject are linked, verified, to the real customer.
 * ``POST /customers/{id}/merge`` and ``/unmerge``, ``GET /identity/conflicts``,
   ``POST /identity/conflicts/{id}/resolve``: supervisors and admins.
+* ``GET /customers/{id}/lockout``: staff; ``POST /customers/{id}/unlock``: supervisors
+  and admins lift the lockout that wrong proofs put on a customer.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from threadline.identity.identifiers import Identifier, email, idp, parse
 from threadline.identity.oidc import PROBLEMS
 from threadline.identity.service import LinkOutcome
 from threadline.security import Forbidden, Principal
+from threadline.service import Service
 
 router = APIRouter(tags=["identity"])
 for _cls, _status, _slug, _title in PROBLEMS:
@@ -295,6 +298,46 @@ async def unmerge(
     merge_id = await service.identity.unmerge(customer_id, reason=body.reason,
                                                 by=caller.subject, actor=actor)  # fmt: skip
     return MergeOut(merge_id=merge_id, customer_id=customer_id)
+
+
+class LockoutOut(BaseModel):
+    customer_id: str
+    locked: bool = Field(description="Whether proofs by knowledge and code are stopped.")
+    failures: int = Field(description="Wrong proofs that count now, on any channel.")
+    limit: int = Field(description="Wrong proofs that stop proofs (the pack's lockout).")
+
+
+class UnlockIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Reason
+
+
+async def _lockout(service: Service, customer_id: str) -> LockoutOut:
+    policy = service.business.pack.verification.lockout
+    failures = await service.lockouts.customer_failures(customer_id, policy)
+    return LockoutOut(customer_id=customer_id, locked=failures >= policy.customer_failures,
+                      failures=failures, limit=policy.customer_failures)  # fmt: skip
+
+
+@router.get("/customers/{customer_id}/lockout", response_model=LockoutOut,
+            responses=problem_responses(401, 403))  # fmt: skip
+async def lockout(customer_id: str, service: ServiceDep, caller: Caller) -> LockoutOut:
+    """Whether wrong proofs have stopped proofs for this customer."""
+    _staff(caller)
+    return await _lockout(service, customer_id)
+
+
+@router.post("/customers/{customer_id}/unlock", response_model=LockoutOut,
+             responses=problem_responses(401, 403, 422))  # fmt: skip
+async def unlock(
+    customer_id: str, body: UnlockIn, service: ServiceDep, caller: Caller
+) -> LockoutOut:
+    """Lift the lockout: the wrong proofs so far stop counting against the customer."""
+    actor = _overseer(caller)
+    await service.identity.record(customer_id, "verification.unlocked",
+                                  {"unlocked_by": caller.subject, "reason": body.reason}, actor,
+                                  key=f"unlock:{new_id()}")  # fmt: skip
+    return await _lockout(service, customer_id)
 
 
 class ConflictOut(BaseModel):

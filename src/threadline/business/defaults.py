@@ -46,6 +46,7 @@ REPLY_VARIABLES: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
         "verified": (),
         "proof_unavailable": ("label", "value", "record", "proof_label", "needed"),
         "locked": ("label", "value", "record", "proof_label"),
+        "locked_out": ("label", "value", "record", "proof_label"),
         "verify_ask": (), "already_verified": (),
         "ask": ("label",), "found": ("label", "value", "record"),
         "found_public": ("label", "value", "record", "proof_label"),
@@ -64,7 +65,7 @@ REPLY_VARIABLES: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
 FLOW_REPLIES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
     "answer": ("text",),
     "handoff": (),
-    "lookup": ("ask", "found", "found_public", "mismatch", "locked", "not_found"),
+    "lookup": ("ask", "found", "found_public", "mismatch", "locked", "locked_out", "not_found"),
     "booking": ("ask_location", "ask_day", "offer_times", "none_free", "booked",
                 "already_booked", "refused"),
     "hours": ("answer",),

@@ -184,6 +184,22 @@ class Codes(Spec):
     )
 
 
+class Lockout(Spec):
+    """How many wrong proofs stop proofs by knowledge and code, beyond one conversation's
+    ``knowledge_attempts``: about one customer (on any channel, until a person lifts the
+    lockout), and from one client (a chat session or a calling number)."""
+
+    customer_failures: int = Field(
+        5, ge=1, le=100,
+        description="wrong proofs about one customer, on any channel, before proofs stop until"
+        " a person lifts the lockout",
+    )  # fmt: skip
+    client_failures: int = Field(
+        10, ge=1, le=100, description="wrong proofs one client may give, about anyone"
+    )
+    hours: int = Field(24, ge=1, le=24 * 30, description="how long a wrong proof counts")
+
+
 class Verification(Spec):
     """How strongly a customer must prove who they are for which data.
 
@@ -214,6 +230,7 @@ class Verification(Spec):
         3, ge=1, le=10, description="wrong knowledge answers one conversation may give"
     )
     codes: Codes = Field(default_factory=Codes)
+    lockout: Lockout = Field(default_factory=Lockout)
 
     def level_of(self, method: str) -> str:
         """The level a verified proof by ``method`` counts as for this business."""

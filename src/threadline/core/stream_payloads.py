@@ -215,6 +215,15 @@ def _failed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "reason": "wrong", "conversation_id": None}
 
 
+@register("verification.unlocked", 1)
+class VerificationUnlocked(Payload):
+    """A person lifted the lockout that wrong proofs put on the customer: the failures before
+    this event no longer count against them."""
+
+    unlocked_by: Name
+    reason: Annotated[str, Field(min_length=3, max_length=500)]
+
+
 # -- in person (codes on ``system:checkin``, queues on ``store:<id>``) ---------------------
 
 

@@ -98,19 +98,23 @@ class CodeCourier:
         self, state: ConversationState, customer_id: str, at: datetime
     ) -> str | None:
         """Why no code may be sent now, or None."""
-        policy = self.current.business.pack.verification.codes
+        verification = self.current.business.pack.verification
+        policy, lockout = verification.codes, verification.lockout
         if state.codes_sent >= policy.per_conversation:
             return "limit_conversation"
-        sent = failed = 0
+        sent = failed = wrong = 0  # wrong: any failed proof since a person last lifted a lockout
         for event in await self.identity.history(customer_id):
             age = at - event.occurred_at
             if event.type == "verification.code_sent" and age < timedelta(hours=1):
                 sent += 1
-            elif event.type == "verification.failed" and event.payload["method"] == "otp":
-                failed += age < FAILURE_WINDOW
+            elif event.type == "verification.unlocked":
+                failed = wrong = 0
+            elif event.type == "verification.failed":
+                failed += event.payload["method"] == "otp" and age < FAILURE_WINDOW
+                wrong += age < timedelta(hours=lockout.hours)
         if sent >= policy.per_customer_hour:
             return "limit_customer"
-        if failed >= policy.per_customer_failures:
+        if failed >= policy.per_customer_failures or wrong >= lockout.customer_failures:
             return "locked_customer"
         return None
 

@@ -1,4 +1,6 @@
-"""``threadline customers import FILE``: load a customer export into the directory."""
+"""``threadline customers import FILE``: load a customer export into the directory.
+``threadline customers unlock ID --reason R``: lift the lockout wrong proofs put on a customer.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from threadline.core.errors import ValidationError
+from threadline.core.events import Actor, new_id
 from threadline.identity.imports import import_customers
 from threadline.identity.service import Identity
 from threadline.settings import load_settings
@@ -19,6 +23,11 @@ def add_customers_parser(commands: Any) -> None:
         "import", help="load a CSV or JSON Lines export (id, phone, email, member_id)"
     )
     load.add_argument("file", type=Path)
+    unlock = actions.add_parser(
+        "unlock", help="lift the lockout that wrong proofs put on a customer"
+    )
+    unlock.add_argument("customer_id")
+    unlock.add_argument("--reason", required=True, help="why (recorded on the customer)")
 
 
 async def run_customers_command(args: argparse.Namespace) -> None:
@@ -26,6 +35,9 @@ async def run_customers_command(args: argparse.Namespace) -> None:
     store = await open_store(settings.store)
     try:
         identity = Identity(store, await open_directory(store))
+        if args.customers_command == "unlock":
+            await _unlock(identity, args.customer_id, args.reason)
+            return
         counts = await import_customers(identity, args.file)
     finally:
         await store.close()
@@ -34,3 +46,13 @@ async def run_customers_command(args: argparse.Namespace) -> None:
         f" identifiers linked, {counts['verified']} verified, {counts['unchanged']} unchanged,"
         f" {counts['conflict']} conflicts"
     )
+
+
+async def _unlock(identity: Identity, customer_id: str, reason: str) -> None:
+    if len(reason.strip()) < 3:
+        raise ValidationError("--reason needs at least 3 characters",
+                              [{"field": "reason", "reason": "too short"}])  # fmt: skip
+    await identity.record(customer_id, "verification.unlocked",
+                          {"unlocked_by": "cli", "reason": reason.strip()},
+                          Actor("system", "cli"), key=f"unlock:{new_id()}")  # fmt: skip
+    print(f"lifted the lockout on {customer_id}")

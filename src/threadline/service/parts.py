@@ -19,6 +19,7 @@ from threadline.engine.live import LiveHub
 from threadline.engine.outbox import Relay
 from threadline.engine.projections import ConversationIndex
 from threadline.identity.challenges import Verifications
+from threadline.identity.lockouts import Lockouts
 from threadline.identity.oidc import OidcVerifier
 from threadline.identity.recognition import Recognition
 from threadline.identity.service import Identity
@@ -68,6 +69,8 @@ class Service:
     verifier: TokenVerifier
     revocations: RevocationList
     identity: Identity
+    #: The limits on wrong proofs, per customer and per client.
+    lockouts: Lockouts
     verifications: Verifications
     #: Checks a customer's ID token from the trusted identity provider, when one is set.
     oidc: OidcVerifier | None

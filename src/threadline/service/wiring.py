@@ -34,6 +34,7 @@ from threadline.engine.projections import ConversationIndex
 from threadline.identity.challenges import Verifications
 from threadline.identity.code_courier import CodeCourier
 from threadline.identity.links import ConversationLinks
+from threadline.identity.lockouts import Lockouts
 from threadline.identity.oidc import OidcVerifier
 from threadline.identity.recognition import Recognition
 from threadline.identity.service import Identity
@@ -93,13 +94,14 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
         identity, verifications = await _identity(store, bus, conversations, current, systems)
         recognition = Recognition(identity, systems.customers)
         codes = code_sending_from(settings, tokens.key)
+        lockouts = Lockouts(store)
         bot = None
         if worker is not None:
             await worker.start(store, relay.appended)
             stack.push_async_callback(worker.stop)
             relay.forward(worker.feed)
         else:
-            bot = BotRuntime(conversations, EmbeddedAgent(systems, codes=codes))
+            bot = BotRuntime(conversations, EmbeddedAgent(systems, codes=codes, lockouts=lockouts))
             await bot.start(bus)
         if codes is not None:  # the service sends the codes its agents ask for
             notifiers = notifiers_from(settings, business.brand_name)
@@ -135,7 +137,7 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
             """The parts that keep something derived from the business take the new one."""
             systems.use(new)
             if bot is not None:
-                bot.replace_agent(EmbeddedAgent(systems, codes=codes))
+                bot.replace_agent(EmbeddedAgent(systems, codes=codes, lockouts=lockouts))
             if worker is not None:
                 worker.reload()
             router.config = routing_config(new)
@@ -163,6 +165,7 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
             verifier=verifier,
             revocations=revocations,
             identity=identity,
+            lockouts=lockouts,
             verifications=verifications,
             oidc=oidc,
             chat=ChatAdapter(commands),
