@@ -1,6 +1,7 @@
 """The server's own log lines name the request, never a token or personal data in its
-query (issue 14, hole 8): the desk, associate app, kiosk and widget pass their token as
-``?token=`` on sockets, and look-ups may carry a phone number or an email."""
+query (issue 14, hole 8): sockets take their token as a subprotocol, a ``?token=`` a
+client still sends is refused and scrubbed, and look-ups may carry a phone number or an
+email."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import websockets
 from tests.conftest import TOKEN_SECRET, LiveServer
 from threadline.api.access_log import LOGGERS, ScrubQuery, scrubbed
 from threadline.api.app import create_app
+from threadline.api.auth import bearer_subprotocols
 from threadline.settings import Settings
 
 
@@ -46,9 +48,12 @@ async def test_the_running_server_logs_no_token_and_no_phone_number(tmp_path) ->
             async with httpx.AsyncClient() as http:
                 token = (await http.post(f"{server.http}/chat/session")).json()["token"]
                 await http.get(f"{server.http}/health", params={"phone": "+14155550123"})
-            async with websockets.connect(f"{server.ws}/chat/ws?token={token}") as ws:
+            offered = bearer_subprotocols(token)
+            async with websockets.connect(f"{server.ws}/chat/ws", subprotocols=offered) as ws:
                 await ws.send('{"type": "hello"}')
                 await ws.recv()
+            async with websockets.connect(f"{server.ws}/chat/ws?token={token}") as refused:
+                await refused.recv()  # an old client's token: refused, and not logged
     finally:
         for name in LOGGERS:
             logging.getLogger(name).removeHandler(kept)

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from tests.conftest import TOKEN_SECRET, LiveServer
 from threadline.api.app import create_app
+from threadline.api.auth import bearer_subprotocols
 from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event, utcnow
 from threadline.security import TokenIssuer, revoke
@@ -40,9 +41,11 @@ class Service:
     def ana(self, **kwargs: Any) -> str:
         return self.token("agent-ana", "agent", queues=["orders", "billing"], **kwargs)
 
-    def url(self, token: str, agent: str = "me", after: int | None = None) -> str:
-        query = f"token={token}" + (f"&after={after}" if after is not None else "")
-        return f"{self.server.ws}/agents/{agent}/stream?{query}"
+    def stream(self, token: str, agent: str = "me", after: int | str | None = None) -> Any:
+        """Opens the work stream of ``agent`` as ``token``, as the desk does."""
+        query = f"?after={after}" if after is not None else ""
+        url = f"{self.server.ws}/agents/{agent}/stream{query}"
+        return websockets.connect(url, subprotocols=bearer_subprotocols(token))
 
     async def call(self, method: str, path: str, token: str, body: Any = None) -> Any:
         async with httpx.AsyncClient(base_url=self.server.http) as http:
@@ -90,8 +93,8 @@ def of_type(type_: str, **fields: Any) -> Callable[[Frame], bool]:
     return lambda f: f["type"] == type_ and all(f.get(k) == v for k, v in fields.items())
 
 
-async def refusal(url: str) -> tuple[Frame, int | None]:
-    async with websockets.connect(url) as ws:
+async def refusal(connecting: Any) -> tuple[Frame, int | None]:
+    async with connecting as ws:
         async with asyncio.timeout(10):
             frame = json.loads(await ws.recv())
             with pytest.raises(websockets.ConnectionClosed):
@@ -116,7 +119,7 @@ async def test_a_desk_gets_a_snapshot_then_its_offer_live_with_the_reason_and_pa
     service: Service,
 ) -> None:
     ana = service.ana()
-    async with websockets.connect(service.url(ana)) as ws:
+    async with service.stream(ana) as ws:
         (snapshot,) = await until(ws, of_type("snapshot"))
         assert snapshot["offers"] == [] and snapshot["conversations"] == []
         assert snapshot["queues"] == {"billing": 0, "orders": 0}
@@ -143,7 +146,7 @@ async def test_a_desk_gets_a_snapshot_then_its_offer_live_with_the_reason_and_pa
 async def test_accepting_replying_and_resolving_come_back_as_changes(service: Service) -> None:
     ana = service.ana()
     await service.call("PUT", "/agents/me/presence", ana, {"presence": "available"})
-    async with websockets.connect(service.url(ana)) as ws:
+    async with service.stream(ana) as ws:
         await until(ws, of_type("snapshot"))
         await service.asks_for_a_person("conv-work")
         offer = (await until(ws, of_type("handoff.offered")))[-1]
@@ -160,7 +163,7 @@ async def test_accepting_replying_and_resolving_come_back_as_changes(service: Se
         resolved = (await until(ws, lambda f: f.get("event") == "conversation.resolved"))[-1]
     assert resolved["type"] == "conversation.changed"
     assert resolved["held"] is False and resolved["status"] == "resolved"
-    async with websockets.connect(service.url(ana)) as ws:
+    async with service.stream(ana) as ws:
         (snapshot,) = await until(ws, of_type("snapshot"))
     assert snapshot["conversations"] == [] and snapshot["offers"] == []
 
@@ -168,20 +171,20 @@ async def test_accepting_replying_and_resolving_come_back_as_changes(service: Se
 async def test_a_snapshot_lists_open_offers_and_held_conversations(service: Service) -> None:
     ana = service.ana()
     await service.call("PUT", "/agents/me/presence", ana, {"presence": "available"})
-    async with websockets.connect(service.url(ana)) as ws:
+    async with service.stream(ana) as ws:
         await until(ws, of_type("snapshot"))
         await service.asks_for_a_person("conv-held")
         offer = (await until(ws, of_type("handoff.offered")))[-1]
         await service.call("POST", "/conversations/conv-held/accept", ana,
                            {"offer_id": offer["offer_id"]})  # fmt: skip
         await until(ws, of_type("offer.accepted"))
-    async with websockets.connect(service.url(ana)) as ws:
+    async with service.stream(ana) as ws:
         (snapshot,) = await until(ws, of_type("snapshot"))
     (card,) = snapshot["conversations"]
     assert card["conversation_id"] == "conv-held" and card["status"] == "with_human"
     assert card["customer_id"] == "cus-maya" and card["channels"] == ["chat"]
     sam = service.token("sup-sam", "supervisor")
-    async with websockets.connect(service.url(sam, agent="agent-ana")) as ws:
+    async with service.stream(sam, agent="agent-ana") as ws:
         (watched,) = await until(ws, of_type("snapshot"))
     assert watched["agent"]["id"] == "agent-ana"
     assert [c["conversation_id"] for c in watched["conversations"]] == ["conv-held"]
@@ -194,10 +197,10 @@ async def test_a_reconnect_after_the_last_cursor_loses_and_repeats_nothing(
     service: Service,
 ) -> None:
     ana = service.ana()
-    async with websockets.connect(service.url(ana)) as watcher:
+    async with service.stream(ana) as watcher:
         # A second desk stays connected throughout: what the resumed one must match.
         await until(watcher, of_type("snapshot"))
-        async with websockets.connect(service.url(ana)) as ws:
+        async with service.stream(ana) as ws:
             seen = await until(ws, of_type("snapshot"))
             await service.call("PUT", "/agents/me/presence", ana, {"presence": "available"})
             await service.asks_for_a_person("conv-a")
@@ -212,7 +215,7 @@ async def test_a_reconnect_after_the_last_cursor_loses_and_repeats_nothing(
         everything = await until(watcher, of_type("handoff.offered", conversation_id="conv-b"))
         await service.call("POST", "/conversations/conv-a/reply", ana, {"text": "done"})
         everything += await until(watcher, of_type("conversation.changed", preview="done"))
-        async with websockets.connect(service.url(ana, after=last)) as ws:
+        async with service.stream(ana, after=last) as ws:
             resumed = await until(ws, of_type("conversation.changed", preview="done"))
             # And it carries on live.
             await service.call("POST", "/conversations/conv-a/reply", ana, {"text": "live"})
@@ -229,7 +232,7 @@ async def test_a_reconnect_after_the_last_cursor_loses_and_repeats_nothing(
 
 
 async def test_a_cursor_from_another_log_gets_a_fresh_snapshot(service: Service) -> None:
-    async with websockets.connect(service.url(service.ana(), after=10**12)) as ws:
+    async with service.stream(service.ana(), after=10**12) as ws:
         (frame,) = await until(ws, lambda f: True)
     assert frame["type"] == "snapshot" and frame["cursor"] < 10**12
 
@@ -241,7 +244,7 @@ async def test_a_quiet_desk_gets_heartbeats_with_the_cursor_to_resume_from(
 
     monkeypatch.setattr(agent_stream, "HEARTBEAT", 0.2)
     ben = service.token("agent-ben", "agent", queues=["repairs"])
-    async with websockets.connect(service.url(ben)) as ws:
+    async with service.stream(ben) as ws:
         (snapshot,) = await until(ws, of_type("snapshot"))
         await service.asks_for_a_person("conv-not-bens")  # orders: nothing for Ben
         beat = (await until(ws, of_type("heartbeat")))[-1]
@@ -259,14 +262,14 @@ async def test_tokens_of_the_wrong_kind_or_for_another_agent_are_refused(
     maya = service.token("maya", "customer", customer="cus-maya")
     chat = service.token("web-chat", "adapter:chat")
     for token, agent in ((maya, "me"), (chat, "me"), (service.ana(), "agent-ben")):
-        frame, code = await refusal(service.url(token, agent=agent))
+        frame, code = await refusal(service.stream(token, agent=agent))
         assert frame["type"] == "error" and frame["code"] == "forbidden"
         assert frame["status"] == 403 and frame["problem"] == "urn:threadline:problem:forbidden"
         assert code == 1008
-    frame, code = await refusal(f"{service.server.ws}/agents/me/stream")
+    frame, code = await refusal(websockets.connect(f"{service.server.ws}/agents/me/stream"))
     assert frame["problem"] == "urn:threadline:problem:missing-token" and frame["status"] == 401
     assert code == 1008
-    frame, code = await refusal(service.url(service.ana()) + "&after=-3")
+    frame, code = await refusal(service.stream(service.ana(), after="-3"))
     assert frame["code"] == "validation" and code == 1008
 
 
@@ -277,11 +280,11 @@ async def test_an_expired_token_is_refused_and_a_live_one_is_cut_off_when_it_exp
     earlier = TokenIssuer(tokens.key, issuer=tokens.issuer, audience=tokens.audience,
                           clock=lambda: utcnow() - 2 * HOUR)  # fmt: skip
     stale = earlier.issue("agent-ana", ["agent"], HOUR, {"queues": ["orders"]}).token
-    frame, code = await refusal(service.url(stale))
+    frame, code = await refusal(service.stream(stale))
     assert frame["problem"] == "urn:threadline:problem:token-expired" and code == 1008
 
     brief = service.ana(ttl=timedelta(seconds=2))
-    async with websockets.connect(service.url(brief)) as ws:
+    async with service.stream(brief) as ws:
         frames = await until(ws, of_type("error"), timeout=10)
         with pytest.raises(websockets.ConnectionClosed):
             await ws.recv()
@@ -293,7 +296,7 @@ async def test_an_expired_token_is_refused_and_a_live_one_is_cut_off_when_it_exp
 async def test_a_revoked_token_gets_no_further_frames(service: Service) -> None:
     tokens = service_of(service.app).tokens
     issued = tokens.issue("agent-ana", ["agent"], HOUR, {"queues": ["orders"]})
-    async with websockets.connect(service.url(issued.token)) as ws:
+    async with service.stream(issued.token) as ws:
         await until(ws, of_type("snapshot"))
         store = service_of(service.app).store
         await revoke(store, issued.principal.token_id, reason="lost laptop",

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from tests.conftest import OTHER_TOKEN_SECRET, TOKEN_SECRET, bearer
 from threadline.api.app import create_app
+from threadline.api.auth import bearer_subprotocols
 from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event, utcnow
 from threadline.security import TokenIssuer
@@ -222,7 +223,8 @@ async def test_a_stream_without_a_token_is_closed_with_an_error_frame(live_serve
     assert frame["type"] == "error" and frame["code"] == "unauthenticated"
     assert frame["detail"]
     assert code == 1008
-    frame, code = await refusal(f"{live_server.ws}/conversations/conv-1/stream?token=nonsense")
+    url = f"{live_server.ws}/conversations/conv-1/stream"
+    frame, code = await refusal(url, subprotocols=bearer_subprotocols("nonsense"))
     assert frame["code"] == "unauthenticated" and code == 1008
 
 
@@ -233,8 +235,8 @@ async def test_a_stream_of_someone_elses_conversation_sends_nothing(live_server)
               actor=Actor("customer", "cus-maya"), customer_id="cus-maya", idempotency_key="s"),
     ])  # fmt: skip
     other = service.tokens.issue("eve", ["customer"], HOUR, {"customer": "cus-eve"}).token
-    url = f"{live_server.ws}/conversations/conv-1/stream?token={other}"
-    frame, code = await refusal(url)
+    url = f"{live_server.ws}/conversations/conv-1/stream"
+    frame, code = await refusal(url, subprotocols=bearer_subprotocols(other))
     assert frame["type"] == "error" and frame["code"] == "forbidden"
     assert code == 1008
 

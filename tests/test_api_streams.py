@@ -9,6 +9,7 @@ from datetime import timedelta
 import httpx
 import websockets
 
+from threadline.api.auth import bearer_subprotocols
 from threadline.api.deps import service_of
 
 MAYA = {"kind": "customer", "id": "cus-maya"}
@@ -66,8 +67,8 @@ async def until_text(ws, text: str) -> list[dict]:
 async def test_a_stream_sends_the_backlog_then_live_events(live_server) -> None:
     await append(live_server, "a", started())
     await append(live_server, "b", said("hello"))
-    url = f"{live_server.ws}/conversations/conv-1/stream?after_seq=0&token={sam(live_server)}"
-    async with websockets.connect(url) as ws:
+    url = f"{live_server.ws}/conversations/conv-1/stream?after_seq=0"
+    async with websockets.connect(url, subprotocols=bearer_subprotocols(sam(live_server))) as ws:
         backlog = await until_text(ws, "hello")
         assert [e["seq"] for e in backlog] == [1, 2]
         await append(live_server, "c", said("anyone there?"))
@@ -78,8 +79,8 @@ async def test_a_stream_sends_the_backlog_then_live_events(live_server) -> None:
 async def test_a_customer_streams_what_was_said_and_nothing_inside(live_server) -> None:
     await append(live_server, "a", started())
     await append(live_server, "b", said("where is my order 1042?"))
-    url = f"{live_server.ws}/conversations/conv-1/stream?after_seq=0&token={maya(live_server)}"
-    async with websockets.connect(url) as ws:
+    url = f"{live_server.ws}/conversations/conv-1/stream?after_seq=0"
+    async with websockets.connect(url, subprotocols=bearer_subprotocols(maya(live_server))) as ws:
         frames = await until_text(ws, "where is my order 1042?")
         async with asyncio.timeout(10):  # the bot's answer, past its intent and tool call
             while frames[-1]["type"] != "message.sent":

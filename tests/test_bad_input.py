@@ -12,6 +12,7 @@ import pytest
 import websockets
 
 from tests.conftest import bearer
+from threadline.api.auth import bearer_subprotocols
 from threadline.api.deps import service_of
 from threadline.channels.chat.client import ChatClient
 
@@ -45,8 +46,8 @@ async def test_a_stream_asked_from_beyond_any_store_is_refused_on_the_socket(liv
     _, cid = await _chat(live_server)
     token = service_of(live_server.app).tokens.issue("sup-sam", ["supervisor"],
                                                      timedelta(hours=1), {}).token  # fmt: skip
-    url = f"{live_server.ws}/conversations/{cid}/stream?after_seq={10**24}&token={token}"
-    async with websockets.connect(url) as ws:
+    url = f"{live_server.ws}/conversations/{cid}/stream?after_seq={10**24}"
+    async with websockets.connect(url, subprotocols=bearer_subprotocols(token)) as ws:
         frame = json.loads(await ws.recv())
         with pytest.raises(websockets.ConnectionClosed):
             await ws.recv()
@@ -65,8 +66,8 @@ async def test_a_binary_frame_is_refused_and_the_chat_goes_on(live_server) -> No
 
 async def test_a_binary_hello_is_refused_cleanly(live_server) -> None:
     token = await _session(live_server)
-    url = f"{live_server.ws}/chat/ws?token={token}"
-    async with websockets.connect(url) as ws:
+    url = f"{live_server.ws}/chat/ws"
+    async with websockets.connect(url, subprotocols=bearer_subprotocols(token)) as ws:
         await ws.send(b"\x00hello")
         frame = json.loads(await ws.recv())
         with pytest.raises(websockets.ConnectionClosed):
@@ -77,7 +78,8 @@ async def test_a_binary_hello_is_refused_cleanly(live_server) -> None:
 
 async def test_a_hello_from_beyond_any_store_is_refused(live_server) -> None:
     token, cid = await _chat(live_server)
-    async with websockets.connect(f"{live_server.ws}/chat/ws?token={token}") as ws:
+    offered = bearer_subprotocols(token)
+    async with websockets.connect(f"{live_server.ws}/chat/ws", subprotocols=offered) as ws:
         await ws.send(json.dumps({"type": "hello", "conversation_id": cid, "after_seq": 10**30}))
         frame = json.loads(await ws.recv())
     assert (frame["type"], frame["code"]) == ("error", "bad-hello")

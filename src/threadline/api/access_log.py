@@ -1,9 +1,9 @@
 """What the server's own log lines may say of a request: its path, never its query values.
 
-Browsers cannot put headers on a WebSocket, so the desk, the associate app, the
-kiosk and the chat widget pass their token as ``?token=``; and a look-up may
-carry a phone number or an email in its query. Uvicorn logs every request and
-every accepted socket with the full path and query. :class:`ScrubQuery` keeps
+Sockets take their token as a subprotocol and refuse one in the URL, but a
+client may still send ``?token=`` (and is refused), and a look-up may carry a
+phone number or an email in its query. Uvicorn logs every request and every
+accepted socket with the full path and query. :class:`ScrubQuery` keeps
 the query's names and replaces each value, so a log line tells which request
 it was and holds no secret and no personal data.
 """

@@ -2,9 +2,10 @@
 
 ``/agents/me/stream`` is the signed-in agent's; ``/agents/{agent_id}/stream``
 lets a supervisor watch any agent (an agent only themselves). The token comes
-as in the conversation stream (:mod:`threadline.api.streams`): the
-``Authorization`` header or the ``token`` query parameter, checked before
-anything is sent and again before every frame and when it expires.
+as on every socket (:func:`~threadline.api.auth.accept_socket`): in the
+subprotocol ``threadline.bearer.<token>`` or an ``Authorization`` header, never
+in the URL; it is checked before anything is sent and again before every frame
+and when it expires.
 
 Every frame is a JSON object with a ``type`` and a ``cursor``: the log
 position of the event it reports, increasing strictly. A desk that connects
@@ -30,9 +31,10 @@ from typing import Any, Final
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from threadline.api.auth import accept_socket
 from threadline.api.deps import ServiceDep
 from threadline.api.problems import problem_type
-from threadline.api.streams import POLICY_VIOLATION, _still_valid, _token
+from threadline.api.streams import POLICY_VIOLATION, _still_valid
 from threadline.core.events import utcnow
 from threadline.engine.conversations import Conversations
 from threadline.routing.packet import build_packet
@@ -208,10 +210,9 @@ async def _send_work(
 async def agent_work_stream(websocket: WebSocket, service: ServiceDep, agent_id: str) -> None:
     """The work of agent ``agent_id`` (``me``: the caller), live and resumable by cursor."""
     verifier = service.verifier
-    await websocket.accept()
     try:
         try:
-            caller = verifier.verify(_token(websocket))
+            caller = verifier.verify(await accept_socket(websocket))
             viewer = viewer_for(caller, agent_id, service.router)
             after = cursor_from(websocket.query_params.get("after"))
         except (Unauthenticated, Forbidden, BadCursor) as exc:

@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ValidationError
 
+from threadline.api.auth import accept_socket
 from threadline.api.deps import ServiceDep
 from threadline.channels.chat.adapter import ChatAdapter, ChatLeg
 from threadline.channels.chat.protocol import FRAME, VISIBLE, Attachment, Hello, Message, visible
@@ -20,7 +21,6 @@ from threadline.security import (
     Forbidden,
     TokenVerifier,
     Unauthenticated,
-    bearer_token,
 )
 from threadline.service import Service
 
@@ -74,11 +74,8 @@ async def chat_session(service: ServiceDep) -> SessionOut:
                       expires_at=issued.principal.expires_at)  # fmt: skip
 
 
-def _customer(websocket: WebSocket, verifier: TokenVerifier) -> str:
-    """The customer this socket speaks for, from its customer session token."""
-    token = websocket.query_params.get("token") or bearer_token(
-        websocket.headers.get("authorization")
-    )
+def _customer(token: str, verifier: TokenVerifier) -> str:
+    """The customer a socket speaks for, from its customer session ``token``."""
     principal = verifier.verify(token)
     if principal.kind != "customer" or principal.customer_id is None:
         raise Forbidden("the chat needs a customer session token")
@@ -87,10 +84,9 @@ def _customer(websocket: WebSocket, verifier: TokenVerifier) -> str:
 
 @router.websocket("/chat/ws")
 async def chat_socket(websocket: WebSocket, service: ServiceDep) -> None:
-    await websocket.accept()
     adapter = service.chat
     try:
-        customer_id = _customer(websocket, service.verifier)
+        customer_id = _customer(await accept_socket(websocket), service.verifier)
     except (Unauthenticated, Forbidden) as exc:
         await _error(websocket, "unauthenticated", str(exc))
         await websocket.close(code=1008)

@@ -17,11 +17,11 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 
-from threadline.api.auth import Caller
+from threadline.api.auth import Caller, accept_socket
 from threadline.api.deps import ServiceDep
 from threadline.api.inperson import Code, Id, IdempotencyKey, _grant, _kind
 from threadline.api.problems import Problem
-from threadline.api.streams import _refuse, _still_valid, _token
+from threadline.api.streams import _refuse, _still_valid
 from threadline.channels.inperson.lookup import customer_record, display_name, find_customer
 from threadline.channels.inperson.queue import Waiting, store_stream
 from threadline.channels.inperson.queue import waiting as in_line
@@ -66,9 +66,8 @@ async def store_queue(store_id: Id, service: ServiceDep, caller: Caller) -> dict
 async def store_queue_stream(websocket: WebSocket, service: ServiceDep, store_id: str) -> None:
     """The store's queue now, then again each time someone joins or is taken."""
     verifier = service.verifier
-    await websocket.accept()
     try:
-        caller = verifier.verify(_token(websocket))
+        caller = verifier.verify(await accept_socket(websocket))
         if service.business.location(store_id) is None:
             raise Forbidden(f"there is no store {store_id}")
         _may_see_store(caller, store_id)

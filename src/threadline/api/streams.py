@@ -1,11 +1,11 @@
 """Live streams over WebSocket: one conversation's events, resumable by seq.
 
-Browsers cannot set headers on a WebSocket, so the bearer token comes from the
-``Authorization`` header or, failing that, the ``token`` query parameter. The
-caller must be allowed to read the conversation (:func:`can_read_conversation`)
-before anything is sent, and stays allowed only while its token is valid and
-the conversation's state, folded from each event it is about to be sent, still
-lets it read. A refused caller gets one JSON frame
+The bearer token comes as on every socket (:func:`~threadline.api.auth.accept_socket`):
+in the subprotocol ``threadline.bearer.<token>`` or an ``Authorization`` header, never
+in the URL. The caller must be allowed to read the conversation
+(:func:`can_read_conversation`) before anything is sent, and stays allowed only while
+its token is valid and the conversation's state, folded from each event it is about to
+be sent, still lets it read. A refused caller gets one JSON frame
 ``{"type": "error", "code": "unauthenticated" | "forbidden", "detail": ...}``
 and the socket is closed with 1008 (policy violation).
 """
@@ -19,6 +19,7 @@ from typing import Final
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from threadline.api.auth import accept_socket
 from threadline.api.conversations import customer_event_out, event_out, for_customer
 from threadline.api.deps import ServiceDep
 from threadline.core.conversation import ConversationState, fold
@@ -32,7 +33,6 @@ from threadline.security import (
     RevokedToken,
     TokenVerifier,
     Unauthenticated,
-    bearer_token,
     can_read_conversation,
 )
 
@@ -41,11 +41,8 @@ router = APIRouter(tags=["streams"])
 POLICY_VIOLATION: Final = 1008
 
 
-def _token(websocket: WebSocket) -> str:
-    header = websocket.headers.get("authorization")
-    if header is not None or "token" not in websocket.query_params:
-        return bearer_token(header)
-    return bearer_token(f"Bearer {websocket.query_params['token']}")
+class BadSeq(ValueError):
+    """``after_seq`` is beyond what any store holds."""
 
 
 def _still_valid(verifier: TokenVerifier, caller: Principal) -> None:
@@ -114,16 +111,15 @@ async def conversation_stream(
     misses nothing.
     """
     hub, conversations, verifier = service.hub, service.conversations, service.verifier
-    await websocket.accept()
-    if not 0 <= after_seq <= MAX_SEQ:
-        await _refuse(websocket, ValueError(f"after_seq must be 0 to {MAX_SEQ}"))
-        return
     try:
         try:
-            caller = verifier.verify(_token(websocket))
+            token = await accept_socket(websocket)
+            if not 0 <= after_seq <= MAX_SEQ:
+                raise BadSeq(f"after_seq must be 0 to {MAX_SEQ}")
+            caller = verifier.verify(token)
             state = await conversations.rehydrate(conversation_id)
             can_read_conversation(caller, state)
-        except (Unauthenticated, Forbidden) as exc:
+        except (Unauthenticated, Forbidden, BadSeq) as exc:
             await _refuse(websocket, exc)
             return
         sender = asyncio.create_task(

@@ -11,6 +11,8 @@
     history.replaceState(null, "", location.pathname + location.search);  // out of the URL bar
   }
   var WS = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
+  // Sockets carry the token as a subprotocol, never in the URL, which proxies and logs keep.
+  function protocols() { return ["threadline", "threadline.bearer." + token]; }
   var OUTBOX = "threadline.associate.outbox";
   var me = null, current = null, queueSocket = null, queueAttempt = 0, queue = [];
   var queueAt = 0, flushing = false;
@@ -111,8 +113,8 @@
 
   function connectQueue() {
     if (!me || (queueSocket && queueSocket.readyState <= 1)) return;
-    var socket = new WebSocket(WS + "/stores/" + encodeURIComponent(me.store.id) +
-                               "/queue/stream?token=" + encodeURIComponent(token));
+    var socket = new WebSocket(WS + "/stores/" + encodeURIComponent(me.store.id) + "/queue/stream",
+                               protocols());
     queueSocket = socket;
     socket.onopen = function () { $("connection").textContent = "Live"; queueAttempt = 0; };
     socket.onmessage = function (message) {
@@ -197,8 +199,8 @@
     $("visit-title").focus();
   }
   function follow(view) {
-    var socket = new WebSocket(WS + "/conversations/" + view.id + "/stream?after_seq=" +
-                               view.seen + "&token=" + encodeURIComponent(token));
+    var socket = new WebSocket(WS + "/conversations/" + view.id + "/stream?after_seq=" + view.seen,
+                               protocols());
     view.socket = socket;
     socket.onmessage = function (message) {
       var e = JSON.parse(message.data);

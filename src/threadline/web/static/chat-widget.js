@@ -217,8 +217,9 @@
   }
 
   function connect() {
-    var url = base.replace(/^http/, "ws") + "/chat/ws" + (saved.token ? "?token=" + encodeURIComponent(saved.token) : "");
-    socket = new WebSocket(url);
+    // The token rides as a subprotocol, never in the URL, which proxies and logs keep.
+    var protocols = ["threadline"].concat(saved.token ? ["threadline.bearer." + saved.token] : []);
+    socket = new WebSocket(base.replace(/^http/, "ws") + "/chat/ws", protocols);
     socket.onopen = function () {
       var hello = { type: "hello", after_seq: seen };
       if (saved.conversationId) hello.conversation_id = saved.conversationId;

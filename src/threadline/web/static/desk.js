@@ -13,6 +13,8 @@
   }
   var $ = function (id) { return document.getElementById(id); };
   var WS = location.origin.replace(/^http/, "ws");
+  // Sockets carry the token as a subprotocol, never in the URL, which proxies and logs keep.
+  function protocols() { return ["threadline", "threadline.bearer." + token]; }
   var MAX_DELAY = 15000;
   var offers = {};   // conversation id -> offer
   var mine = {};     // conversation id -> card
@@ -80,9 +82,8 @@
 
   function connectWork() {
     closeWork();
-    var url = WS + "/agents/me/stream?token=" + encodeURIComponent(token) +
-      (work.cursor === null ? "" : "&after=" + work.cursor);
-    var socket = new WebSocket(url);
+    var url = WS + "/agents/me/stream" + (work.cursor === null ? "" : "?after=" + work.cursor);
+    var socket = new WebSocket(url, protocols());
     var refusal = null;
     work.socket = socket;
     socket.onopen = function () { $("connection").textContent = "Live"; };
@@ -326,9 +327,8 @@
   }
 
   function follow(view) {
-    var url = WS + "/conversations/" + view.id + "/stream?after_seq=" + view.seen +
-      "&token=" + encodeURIComponent(token);
-    var socket = new WebSocket(url);
+    var url = WS + "/conversations/" + view.id + "/stream?after_seq=" + view.seen;
+    var socket = new WebSocket(url, protocols());
     view.socket = socket;
     socket.onmessage = function (message) {
       var e = JSON.parse(message.data);
