@@ -42,6 +42,28 @@ async def test_an_after_seq_beyond_any_store_is_a_422_problem(live_server, after
     assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
 
 
+#: Too long for int(), beyond a bigint, and digits only to str.isdigit (superscript, full-width).
+BAD_TAGS = ['"' + "9" * 5000 + '"', f'"{10**24}"', '"\u00b2"', 'W/"\uff11\uff12"']
+
+
+@pytest.mark.parametrize("tag", BAD_TAGS)
+async def test_an_if_match_no_seq_can_equal_is_a_400_problem_and_writes_nothing(
+    live_server, tag
+) -> None:
+    _, cid = await _chat(live_server)
+    sam = bearer(live_server.app, "sup-sam", "supervisor")
+    note = {"type": "note.added", "payload": {"author_id": "sup-sam", "text": "hi"},
+            "actor": {"kind": "human", "id": "sup-sam"}, "channel": "chat"}  # fmt: skip
+    async with httpx.AsyncClient(base_url=live_server.http, headers=sam) as http:
+        headers = {"If-Match": tag.encode(), "Idempotency-Key": "k-1"}
+        response = await http.post(f"/conversations/{cid}/events", json={"events": [note]},
+                                   headers=headers)  # fmt: skip
+    assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
+    assert response.json()["type"] == "urn:threadline:problem:bad-if-match"
+    stored = await service_of(live_server.app).store.read(cid)
+    assert "note.added" not in [r.type for r in stored]
+
+
 async def test_a_stream_asked_from_beyond_any_store_is_refused_on_the_socket(live_server) -> None:
     _, cid = await _chat(live_server)
     token = service_of(live_server.app).tokens.issue("sup-sam", ["supervisor"],

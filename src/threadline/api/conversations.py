@@ -111,11 +111,16 @@ class EventOut(BaseModel):
     payload: dict[str, Any]
 
 
+#: Digits in the largest seq a store holds.
+MAX_SEQ_DIGITS: Final = len(str(MAX_SEQ))
+
+
 def _expected(if_match: str | None) -> int | None:
     if if_match is None:
         return None
     tag = if_match.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    # ASCII digits only ("²" is a digit to str.isdigit), and no more than a seq can hold.
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > MAX_SEQ_DIGITS or int(tag) > MAX_SEQ:
         raise Problem(400, "bad-if-match", "Malformed If-Match",
                       'If-Match must be the conversation\'s seq as an ETag, e.g. "5"')  # fmt: skip
     return int(tag)
