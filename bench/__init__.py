@@ -16,9 +16,11 @@ NORTHWIND: Final = Path(__file__).resolve().parent.parent / "examples" / "northw
 
 def serve_env(folder: str | Path, tag: str) -> dict[str, str]:
     """What a benchmark's ``threadline serve`` child is configured with: the Northwind pack,
-    and a store and a data folder (the in-process tools' state) of its own under ``folder``."""
+    and a store and a data folder (the in-process tools' state) of its own under ``folder``.
+    Every simulated visitor opens its session from this one machine's address."""
     return {
         "THREADLINE_BUSINESS": str(NORTHWIND),
+        "THREADLINE_CHAT_SESSIONS_PER_HOUR": "100000",
         "THREADLINE_STORE": f"sqlite:///{folder}/{tag}.db",
         "THREADLINE_DATA_DIR": f"{folder}/{tag}-data",
     }

@@ -85,7 +85,7 @@ async def escalations(address: str, token: str, handoffs: int) -> list[float]:
 
 
 async def main(handoffs: int, background: int, rate: float, runs: int) -> None:
-    settings = Settings(token_secret=SECRET)
+    settings = Settings(token_secret=SECRET, chat_sessions_per_hour=100_000)
     ana = TokenIssuer.from_settings(settings).issue(
         "agent-ana", ["agent"], timedelta(hours=1), {"queues": ["orders", "billing"]}
     )

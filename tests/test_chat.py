@@ -33,7 +33,9 @@ async def test_a_new_chat_opens_a_conversation_and_acknowledges_messages(live_se
         assert echoed["actor"] == "customer" and echoed["channel"] == "chat"
     store = service_of(live_server.app).store
     types = [r.type for r in await store.read(chat.conversation_id)]
-    assert types[:3] == ["conversation.started", "leg.started", "message.received"]
+    # The banner's notice gives consent to AI processing.
+    assert types[:4] == ["conversation.started", "leg.started", "consent.granted",
+                         "message.received"]  # fmt: skip
 
 
 async def test_a_resent_message_is_recorded_once(live_server) -> None:

@@ -329,3 +329,26 @@ async def test_a_kiosk_that_guesses_wrong_is_limited_and_its_store_is_not(counte
     valid = await counter.client.post("/kiosk/checkin", json={"code": code["code"]},
                                       headers=other)  # fmt: skip
     assert valid.status_code == 201, valid.text
+
+
+async def test_a_card_noted_at_the_counter_is_stored_as_its_last_four(
+    counter, any_store, pg_schema
+) -> None:
+    from tests.stored_bytes import stored_bytes
+    from tests.test_card_data import full_cards
+
+    cid = await maya_chats(counter)
+    code = await counter.code(cid)
+    priya = counter.priya()
+    await counter.client.post("/visits/checkin", json={"code": code["code"]}, headers=priya)
+    noted = await counter.client.post(
+        f"/conversations/{cid}/visit/note", headers=priya,
+        json={"text": "paid the repair at the till with 4111-1111-1111-1111, cvv 9731"},
+    )  # fmt: skip
+    assert noted.status_code == 200, noted.text
+    (note,) = [e for e in await counter.events(cid) if e.type == "note.added"]
+    assert note.payload["text"] == (
+        "paid the repair at the till with [card ending 1111], cvv [security code]"
+    )
+    written = await stored_bytes(any_store, pg_schema)
+    assert full_cards(written) == set() and b"cvv 9731" not in written

@@ -134,3 +134,15 @@ async def test_another_client_is_not_held_back_by_the_guesser(
         await visitor.chats("where is my order 1043?")
         reply = await visitor.chats("my postcode is 94612")
         assert "delivered" in reply
+
+
+async def test_one_address_opens_only_so_many_chat_sessions(any_store: Any) -> None:
+    settings = Settings(token_secret=TOKEN_SECRET, chat_sessions_per_hour=3)
+    app = create_app(settings, store=any_store)
+    async with LiveServer(app) as live, httpx.AsyncClient(base_url=live.http) as http:
+        opened = [(await http.post("/chat/session")).status_code for _ in range(4)]
+        refused = await http.post("/chat/session")
+    assert opened == [201, 201, 201, 429]
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "urn:threadline:problem:too-many-requests"
+    assert 3500 < int(refused.headers["Retry-After"]) <= 3601

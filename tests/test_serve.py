@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import stat
@@ -63,6 +64,7 @@ async def test_production_serves_without_printing_a_token(tmp_path) -> None:
         THREADLINE_STORE=store_url(tmp_path),
         THREADLINE_ENV="production",
         THREADLINE_TOKEN_SECRET=secrets.token_urlsafe(32),
+        THREADLINE_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         THREADLINE_BOT_PROCESS="false",
     )
     async with serving(env) as served:

@@ -204,6 +204,10 @@ async def test_a_second_call_from_the_same_number_continues_and_is_not_trusted(p
     await first.next_reply(0)
     await first.say("My postcode is 94103.")
     await transcribed(phone, first, 2)
+    # The bot's check follows the words it heard.
+    await wait_for(service_of(phone.app).store, first.conversation_id,
+                   lambda rs: any(r.type == "identity.linked" and b'"verified":true' in r.payload
+                                  for r in rs), 10)  # fmt: skip
     state = await service_of(phone.app).conversations.rehydrate(first.conversation_id)
     assert state.identities.get("phone") is True
     await first.hang_up()

@@ -62,7 +62,14 @@ async def test_a_signed_call_is_answered_with_the_greeting_then_the_media_stream
     assert (params["from"], params["to"]) == (MAYA_PHONE, NORTHWIND_LINE)
     assert params["token"].count(".") == 2
     types = [r.type for r in await records_of(server, params["conversationId"])]
-    assert types == ["conversation.started", "leg.started", "identity.linked", "message.sent"]
+    assert types == [
+        "conversation.started",
+        "leg.started",
+        "identity.linked",
+        "consent.granted",
+        "consent.granted",
+        "message.sent",
+    ]  # the greeting's notice
 
 
 async def test_a_call_without_a_signature_is_refused_and_records_nothing(server) -> None:
@@ -144,7 +151,8 @@ async def test_a_known_number_is_the_customer_but_only_as_an_unverified_claim(se
     records = await records_of(server, answer.parameters["conversationId"])
     assert {r.customer_id for r in records} == {"cus-maya"}
     assert all(r.channel == "voice" and r.leg_id == sid for r in records)
-    started, leg, identity, greeting = records
+    started, leg, identity, *noticed, greeting = records
+    assert [payload(n)["purpose"] for n in noticed] == ["recording", "ai_processing"]
     assert payload(started) == {"origin": "voice", "topic": None}
     assert payload(leg)["leg_id"] == sid and payload(leg)["address"] == MAYA_PHONE
     assert (leg.actor_kind, leg.actor_id) == ("customer", "cus-maya")

@@ -55,3 +55,25 @@ async def test_a_check_in_code_shows_as_a_qr_image_and_six_digits(live_server, b
     await expect(card).to_contain_text("Show this at the counter of Northwind Market Street")
     assert await qr.evaluate("img => img.complete && img.naturalWidth > 100")
     await context.close()
+
+
+async def test_no_assistant_withdraws_ai_processing_and_a_person_takes_over(
+    live_server, browser
+) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto(f"{live_server.http}/chat")
+    chat = page.get_by_role("region", name="Chat with Northwind Devices")
+    await expect(chat.get_by_role("status")).to_have_text("Online")
+    await chat.get_by_label("Message").fill("Where is my order 1042?")
+    await chat.get_by_label("Message").press("Enter")
+    await expect(chat.locator(".tl-chat__msg--bot").first).to_contain_text("1042")
+    await chat.get_by_role("button", name="No assistant, a person please").click()
+    await expect(chat.get_by_text("Connecting you with a person…")).to_be_visible()
+    await expect(chat.get_by_role("button", name="A person will take over")).to_be_disabled()
+    await chat.get_by_label("Message").fill("When will it arrive?")
+    await chat.get_by_label("Message").press("Enter")
+    await expect(chat.locator(".tl-chat__msg--customer small").last).to_have_text("Delivered")
+    await page.wait_for_timeout(500)  # the assistant would have answered by now
+    await expect(chat.locator(".tl-chat__msg--bot")).to_have_count(2)  # no reply since
+    await context.close()

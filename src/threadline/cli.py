@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from threadline.audit.commands import add_audit_parser, run_audit_command
 from threadline.business.commands import add_business_parser, run_business_command
 from threadline.business.loader import PackError
 from threadline.core.catalogue import CATALOGUE
 from threadline.core.errors import ThreadlineError
 from threadline.engine.conversations import Conversations
+from threadline.governance.retention import add_retention_parser, run_retention_command
 from threadline.identity.commands import add_customers_parser, run_customers_command
 from threadline.security.commands import add_token_parser, run_token_command
 from threadline.security.tokens import TokenIssuer, span
@@ -77,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     add_token_parser(commands)
     add_business_parser(commands)
     add_customers_parser(commands)
+    add_retention_parser(commands)
+    add_audit_parser(commands)
     return parser
 
 
@@ -87,6 +91,7 @@ def _serve(host: str, port: int, pack: Path | None) -> None:
     from threadline.api.serving import server_config
     from threadline.business import load_configured
     from threadline.channels.voice import missing as voice_missing
+    from threadline.security.master_key import key_provider_from_settings
 
     settings = load_settings()
     if pack is not None:
@@ -95,6 +100,7 @@ def _serve(host: str, port: int, pack: Path | None) -> None:
         settings = settings.model_copy(update={"bot_process": True})
     business = load_configured(settings.business)  # a bad pack stops us here, every problem said
     issuer = TokenIssuer.from_settings(settings)  # a weak or missing secret stops us here
+    key_provider_from_settings(settings, issuer.key)  # so does production without a master key
     base = f"http://{host}:{port}"
     print(f"Threadline on {base}  (store: {settings.store}, {settings.env})")
     print(f"  business        {business.name} ({settings.business})")
@@ -156,9 +162,10 @@ async def _demo(pack: Path | None) -> None:
 
 async def _replay(conversation_id: str) -> None:
     from threadline.demo import render_state, render_timeline
+    from threadline.security.master_key import key_provider_from_settings
 
     settings = load_settings()
-    store = await open_store(settings.store)
+    store = await open_store(settings.store, keys=key_provider_from_settings(settings))
     try:
         conversations = Conversations(store)
         timeline = await conversations.timeline(conversation_id)
@@ -201,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_business_command(args)
         elif args.command == "customers":
             asyncio.run(run_customers_command(args))
+        elif args.command == "retention":
+            asyncio.run(run_retention_command(args))
+        elif args.command == "audit":
+            asyncio.run(run_audit_command(args))
     except PackError as exc:
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
         first = exc.problems[0] if exc.problems else exc

@@ -142,7 +142,8 @@ def service_logs_to_stderr() -> Iterator[None]:
 async def run_demo(pack: Path | None, settings: Settings) -> str:
     """Serve the pack, play the reference journey, print it and its timeline; its id."""
     from threadline.business import load
-    from threadline.store import open_store
+    from threadline.security.master_key import key_provider_from_settings
+    from threadline.store import encrypt, open_store
 
     path = demo_pack(pack, settings)
     business = load(path)  # a bad pack stops here, every problem said
@@ -152,9 +153,14 @@ async def run_demo(pack: Path | None, settings: Settings) -> str:
         raise ConfigurationError(reason)
     if settings.stt == "off":
         raise ConfigurationError("the demo speaks on its call: THREADLINE_STT must not be off")
+    original = settings
     with demo_settings(settings, path) as (settings, where), service_logs_to_stderr():
         store = await open_store(settings.store)
         try:
+            if settings.store == original.store:
+                # A store the operator named keeps the master key `threadline replay` reads
+                # it back with, not one derived from the demo's throwaway token secret.
+                encrypt(store, key_provider_from_settings(original))
             return await _serve_and_play(settings, store, business, script,
                                          f"{path}; store: {where}")  # fmt: skip
         except (httpx.HTTPError, websockets.WebSocketException) as exc:

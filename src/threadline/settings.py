@@ -78,6 +78,18 @@ class Settings(BaseSettings):
     bus: str = Field("memory", description="memory (the in-process bus; the only one built in)")
     cache: str = Field("memory", description="memory (the in-process cache; the only one built in)")
     snapshot_every: int = Field(100, ge=1, description="events between state snapshots")
+    master_key_file: Path | None = Field(
+        None,
+        description="file (mode 0600) holding the 32-byte master key, raw or base64, that wraps"
+        " each customer's data key; unset in development: derived from the token key's secret;"
+        " production needs it or THREADLINE_MASTER_KEY",
+    )
+    master_key: SecretStr | None = Field(
+        None,
+        min_length=40,
+        description="the master key as base64 of 32 random bytes (openssl rand -base64 32),"
+        " instead of THREADLINE_MASTER_KEY_FILE",
+    )
     bot_process: bool = Field(
         False,
         description="run the bot in a worker process beside the service (threadline serve"
@@ -101,6 +113,14 @@ class Settings(BaseSettings):
         description="PEM Ed25519 or P-256 key: sign with EdDSA or ES256 instead of HS256"
         " (a public key only verifies)",
     )
+    audit_key_file: Path | None = Field(
+        None,
+        description="PEM Ed25519 key that signs audit checkpoints (a public key only verifies);"
+        " unset: derived from the token key's secret",
+    )
+    audit_checkpoint_every: int = Field(
+        100, ge=1, description="audit entries between signed checkpoints"
+    )
     token_max_ttl: timedelta = Field(
         timedelta(days=7),
         gt=timedelta(0),
@@ -122,6 +142,20 @@ class Settings(BaseSettings):
         "https://api.twilio.com",
         pattern=r"^https?://[^?#\s]+$",
         description="base URL of the Twilio REST API (tests point it at a local fake)",
+    )
+    retention_every_hours: float = Field(
+        24.0,
+        ge=0,
+        le=24 * 30,
+        description="how often the service erases what the pack's retention lets go (0: never;"
+        " `threadline retention run` does it on demand)",
+    )
+    chat_sessions_per_hour: int = Field(
+        60,
+        ge=1,
+        le=100_000,
+        description="chat sessions one network address may open in an hour (a guesser"
+        " cannot mint a fresh visitor for every guess)",
     )
     reopen_window_hours: float = Field(
         72.0,

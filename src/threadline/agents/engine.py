@@ -51,7 +51,10 @@ from threadline.core.conversation import (
 )
 from threadline.core.events import Actor, Lineage
 from threadline.core.verification import anonymous, at_least, rank
+from threadline.engine.redaction import PAYMENT_MARK
 from threadline.identity.lockouts import Lockouts
+from threadline.privacy import card_talk
+from threadline.privacy.consent import AI_PROCESSING, allows
 from threadline.systems import Systems
 
 log = structlog.get_logger("threadline.agents")
@@ -61,6 +64,8 @@ AGENT_VERSION: Final = "0.2.0"
 ANSWERS_IN: Final = frozenset({BOT_ACTIVE, WAITING_ON_CUSTOMER, AWAITING_HUMAN})
 #: Confidence of a turn read as the answer to the topic's open question.
 SLOT_ANSWER_CONFIDENCE: Final = 0.8
+#: The intent a turn that gives card details is recorded as.
+PAYMENT_DETAILS: Final = "payment_details"
 #: The action a knowledge answer is recorded as (it names the entry and its source).
 KNOWLEDGE_TOOL: Final = "knowledge"
 
@@ -105,6 +110,24 @@ class EmbeddedAgent:
             lineage=self.lineage, anchor=anchor, leg_id=leg_id, customer_id=state.customer_id,
             correlation_id=state.correlation_id or "", in_reply_to=in_reply_to,
         )  # fmt: skip
+
+    def may_process(self, state: ConversationState) -> bool:
+        return allows(self.business, state.consent, AI_PROCESSING)
+
+    async def hand_over(
+        self, state: ConversationState, channel: str, now: datetime, *, leg_id: str | None,
+        anchor: str,
+    ) -> Turn:  # fmt: skip
+        """Hand the conversation to a person: the customer does not let the agent process it."""
+        if state.status not in {BOT_ACTIVE, WAITING_ON_CUSTOMER}:
+            return Turn(())
+        writer = self._writer(state, channel, now, anchor, leg_id, None)
+        context = ConversationContext.of(state, self.policy)
+        step = self._step(state, writer, context, "", now, channel)
+        route = self.policy.route(context.topic)
+        handoff = Handoff(route.queue, "customer_request", "no consent to AI processing",
+                          route.skills)  # fmt: skip
+        return self._finish(step, self._handoff_reply(step, handoff), handoff)
 
     async def welcome_back(
         self, state: ConversationState, channel: str, now: datetime, *, leg_id: str, anchor: str
@@ -153,9 +176,11 @@ class EmbeddedAgent:
 
     def _step(self, state: ConversationState, writer: TurnWriter, context: ConversationContext,
               text: str, now: datetime, channel: str) -> Step:  # fmt: skip
+        # A redacted card ("[card ending 1111]") holds digits that are no order number.
         extraction = self.reader.read(
-            text, now, self.business, expecting=expecting(context, self.business)
-        )
+            PAYMENT_MARK.sub(" ", text), now, self.business,
+            expecting=expecting(context, self.business),
+        )  # fmt: skip
         said = extraction.values
         knowledge = self.policy.knowledge
         answered = {k: v for k, v in said.items() if k in knowledge}
@@ -190,12 +215,15 @@ class EmbeddedAgent:
         twice yields the same events. No events come back when the agent does
         not hold the conversation.
         """
-        if state.status not in ANSWERS_IN:
+        if state.status not in ANSWERS_IN or not self.may_process(state):
             return Turn(())
         anchor = in_reply_to or f"seq-{state.seq}"
         writer = self._writer(state, channel, now, anchor, leg_id, in_reply_to)
         context = ConversationContext.of(state, self.policy)
         step = self._step(state, writer, context, text, now, channel)
+        # The text was redacted before it was recorded: a card in it reads "[card ending 1111]".
+        if PAYMENT_MARK.search(text) or card_talk(text):
+            return self._payment_details(step)
         code = code_in(text, self.business.pack.verification.codes.length)
         if code is not None and state.challenge is not None and self.codes is not None:
             return await self._answered_code(step, code)
@@ -269,6 +297,14 @@ class EmbeddedAgent:
         }, caused_by=requested)  # fmt: skip
         answer = self.business.knowledge_answer(entry.id)
         return answer.render(step.voice, step.variables())
+
+    def _payment_details(self, step: Step) -> Turn:
+        """Card details are never taken in a conversation (what was said is redacted before
+        it is stored): say so, and how to pay safely."""
+        step.writer.emit("intent.detected", {"intent": PAYMENT_DETAILS, "confidence": 1.0,
+                                             "alternatives": {}})  # fmt: skip
+        step.new_slots.clear()
+        return self._finish(step, step.say("payment_details"), None)
 
     def _handed_over_after_failure(self, step: Step) -> Turn:
         """A turn the agent could not finish goes to a person, never round and round."""

@@ -55,6 +55,17 @@ class Agent(Protocol):
         """The events answering ``text`` (already folded into ``state``); none when the
         agent does not hold the conversation. The same message yields the same events."""
 
+    def may_process(self, state: ConversationState) -> bool:
+        """Whether the customer's consent lets this agent process the conversation now
+        (never once they withdrew it: a person handles it)."""
+
+    async def hand_over(
+        self, state: ConversationState, channel: str, now: datetime, *, leg_id: str | None,
+        anchor: str,
+    ) -> Turn:  # fmt: skip
+        """The events handing the conversation to a person because the customer's consent
+        does not let the agent process it; none when the agent does not hold it."""
+
     async def welcome_back(
         self, state: ConversationState, channel: str, now: datetime, *, leg_id: str, anchor: str
     ) -> Turn:

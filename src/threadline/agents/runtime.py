@@ -2,7 +2,10 @@
 
 A bus consumer. For each customer ``message.received`` or
 ``utterance.transcribed`` it rehydrates the conversation, lets the bot take
-its turn, and records the turn's events. Turn ids are anchored on the
+its turn, and records the turn's events. The bot is a principal of its own
+(:func:`~threadline.security.authz.automated_agent`): it reads only the
+conversations the policy says it holds, and a turn is recorded only if the
+policy allows it each event. Turn ids are anchored on the
 customer's event, so a redelivered event records nothing new.
 
 Conversations are answered concurrently (each in order). A turn's tool calls
@@ -24,6 +27,13 @@ from threadline.core.events import EventRecord, utcnow
 from threadline.core.ports import Bus
 from threadline.core.state import RECENT_KEYS, ConversationState
 from threadline.engine.conversations import Conversations
+from threadline.security.authz import (
+    allows,
+    automated_agent,
+    can_append_each,
+    can_read_conversation,
+)
+from threadline.security.errors import Forbidden
 
 log = structlog.get_logger("threadline.agents")
 
@@ -59,13 +69,25 @@ class BotRuntime:
     async def handle(self, record: EventRecord) -> None:
         self.conversations.observe(record)  # written by another process, perhaps
         returning = record.type == "leg.started" and record.channel in GREETED_ON
-        if not returning and (record.type not in CUSTOMER_TURNS or record.actor_kind != "customer"):
+        withdrawn = record.type == "consent.revoked"
+        customer_turn = record.type in CUSTOMER_TURNS and record.actor_kind == "customer"
+        if not (returning or withdrawn or customer_turn):
             return
         state = await self.conversations.current(record.conversation_id, record.seq)
         agent = self.agent
+        bot = automated_agent(agent.id)
+        if not allows(can_read_conversation, bot, state):
+            return  # not the bot's to read: a person holds it, or it is closed
         if await self._answered(agent, record, state):
             return  # a redelivery
-        if returning:
+        if not agent.may_process(state):
+            # No consent to AI processing (withdrawn just now, or never given where the pack
+            # asks for a yes): a person takes the conversation, the agent reads no further.
+            turn = await agent.hand_over(state, record.channel, self.clock(),
+                                         leg_id=record.leg_id, anchor=record.event_id)  # fmt: skip
+        elif withdrawn:
+            return  # another purpose: nothing for the agent to do
+        elif returning:
             turn = await agent.welcome_back(
                 state, record.channel, self.clock(), leg_id=str(record.leg_id),
                 anchor=record.event_id,
@@ -81,6 +103,12 @@ class BotRuntime:
                 in_reply_to=record.event_id,
             )
         if not turn.events:
+            return
+        try:
+            can_append_each(bot, [(state, event) for event in turn.events])
+        except Forbidden as exc:
+            log.warning("agent turn refused", conversation_id=record.conversation_id,
+                        reason=exc.reason)  # fmt: skip
             return
         try:
             await self.conversations.record(record.conversation_id, list(turn.events))

@@ -47,6 +47,7 @@ from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import PAGE, Relay
 from threadline.identity.lockouts import Lockouts
 from threadline.security.keys import key_from_settings
+from threadline.security.master_key import key_provider_from_settings
 from threadline.settings import PREFIX, Settings, data_dir, load_settings
 from threadline.store import open_store
 from threadline.store.forwarding import (
@@ -60,6 +61,7 @@ from threadline.store.forwarding import (
     read_frame,
     writes,
 )
+from threadline.store.sealing import Encrypting
 from threadline.store.sqlite import SQLiteStore
 from threadline.systems import Systems
 
@@ -98,8 +100,10 @@ class _Run:
 
 
 #: Settings the worker's agent needs as the service has them: the token key (the code key
-#: derives from it) and which notifiers send codes (the agent offers only what is sent).
-SHARED: Final = ("env", "token_secret", "token_key_file", "notify_sms", "notify_email",
+#: derives from it), the master key (it decrypts what it reads) and which notifiers send
+#: codes (the agent offers only what is sent).
+SHARED: Final = ("env", "token_secret", "token_key_file", "master_key", "master_key_file",
+                 "notify_sms", "notify_email",
                  "sms_from", "twilio_account_sid", "twilio_auth_token", "smtp_host",
                  "smtp_port", "smtp_security", "smtp_username", "smtp_password",
                  "email_from")  # fmt: skip
@@ -297,6 +301,12 @@ class BotWorker:
             return
         run.out.send(page_frame(after, page, run.own))
 
+    def forget(self, owners: Collection[str], conversation_ids: Collection[str]) -> None:
+        """Tell the worker that a customer was erased: it drops their cached data keys and
+        the conversations it keeps in memory (a worker started later keeps none)."""
+        if self._run is not None:
+            self._run.out.send(frame(("forget", tuple(owners), tuple(conversation_ids))))
+
     def reload(self) -> None:
         """Ask the worker to read the business pack again (the service has checked it); a
         worker started later reads the pack as it is then."""
@@ -381,7 +391,7 @@ async def serve_bot(settings: Settings) -> None:
     outgoing = Outgoing(write)
     send = outgoing.send
 
-    opened = await open_store(settings.store)
+    opened = await open_store(settings.store, keys=key_provider_from_settings(settings))
     # SQLite takes one writer per file: the service's. Other stores take writes from anyone.
     forwarding = ForwardingStore(opened, send) if isinstance(opened, SQLiteStore) else None
     store: Storage = forwarding or opened
@@ -412,6 +422,9 @@ async def serve_bot(settings: Settings) -> None:
                 relay.poke()
             elif message[0] == "reload":
                 systems = _reloaded(settings, systems, runtime, codes, lockouts)
+            elif message[0] == "forget":
+                _, owners, conversation_ids = message
+                _forget(opened, conversations, owners, conversation_ids)
     finally:
         await systems.close()
         if forwarding is not None:
@@ -421,6 +434,19 @@ async def serve_bot(settings: Settings) -> None:
         await store.close()
         outgoing.flush()
         transport.close()
+
+
+def _forget(
+    store: Storage,
+    conversations: Conversations,
+    owners: Collection[str],
+    conversation_ids: Collection[str],
+) -> None:
+    """A customer was erased: drop their keys and conversations from memory."""
+    if isinstance(store, Encrypting) and store.sealer is not None:
+        store.sealer.forget(owners)
+    for conversation_id in conversation_ids:
+        conversations.forget(conversation_id)
 
 
 def _business(settings: Settings) -> Business:

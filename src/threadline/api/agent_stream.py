@@ -57,6 +57,7 @@ from threadline.security import (
     TokenVerifier,
     Unauthenticated,
 )
+from threadline.security.authz import can_open
 
 router = APIRouter(tags=["desk"])
 
@@ -64,6 +65,7 @@ TRY_AGAIN_LATER: Final = 1013
 #: Seconds without a frame after which the desk gets a heartbeat (if the log moved on).
 HEARTBEAT: Final = 10.0
 ME: Final = "me"
+STREAM: Final = "/agents/{agent_id}/stream"
 
 
 class BadCursor(ValueError):
@@ -74,17 +76,15 @@ class BadCursor(ValueError):
 
 
 def viewer_for(caller: Principal, agent_id: str, routing: Router) -> Viewer:
-    """Whose worklist ``caller`` may watch at ``/agents/{agent_id}/stream``; Forbidden if none."""
+    """Whose worklist ``caller`` may watch at ``/agents/{agent_id}/stream``; Forbidden if the
+    policy lets them watch none (``sockets.desk``)."""
+    can_open(caller, STREAM, {"agent": agent_id})
     if caller.kind == "supervisor":
         if agent_id == ME:
             every = frozenset(q.name for q in routing.config.queues)
             return Viewer(caller.subject, every, overseer=True)
         spec = routing.config.agent(agent_id)
         return Viewer(agent_id, spec.queues if spec is not None else frozenset())
-    if caller.kind != "agent":
-        raise Forbidden(f"{caller.kind} {caller.subject}: the desk is for agents and supervisors")
-    if agent_id not in (ME, caller.subject):
-        raise Forbidden(f"agent {caller.subject}: may watch only their own work, not {agent_id}")
     return Viewer(caller.subject, caller.queues)
 
 
@@ -206,7 +206,7 @@ async def _send_work(
 # -- the route -------------------------------------------------------------------------
 
 
-@router.websocket("/agents/{agent_id}/stream")
+@router.websocket(STREAM)
 async def agent_work_stream(websocket: WebSocket, service: ServiceDep, agent_id: str) -> None:
     """The work of agent ``agent_id`` (``me``: the caller), live and resumable by cursor."""
     verifier = service.verifier

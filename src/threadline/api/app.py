@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from threadline import __version__
 from threadline.api import (
     admin,
     brand,
     chat,
+    consent,
     conversations,
     desk,
     directory,
@@ -21,8 +22,10 @@ from threadline.api import (
     problems,
     store_queue,
     streams,
+    subjects,
 )  # fmt: skip
 from threadline.api import identity as identity_api
+from threadline.api.access import authorize_route
 from threadline.api.access_log import scrub_server_logs
 from threadline.api.limits import BodyLimit
 from threadline.api.voice_extra import voice_router
@@ -47,12 +50,15 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         version=__version__,
         summary="One canonical conversation across voice, chat and in-person channels.",
         lifespan=lifespan,
+        # The policy decides every route before its handler runs (api/access.py).
+        dependencies=[Depends(authorize_route)],
     )
     problems.install(app)
     for cls, status, slug, title in PROBLEMS:
         problems.register_error(cls, status, slug, title)
     app.add_middleware(BodyLimit)
     app.include_router(conversations.router)
+    app.include_router(consent.router)
     app.include_router(streams.router)
     app.include_router(chat.router)
     app.include_router(desk.router)
@@ -65,5 +71,6 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     app.include_router(pages.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(subjects.router)
     app.mount("/static", pages.static_files(), name="static")
     return app

@@ -14,6 +14,7 @@ from typing import Annotated, Final
 
 from fastapi import Depends, Request, WebSocket
 
+from threadline.api.access import verified
 from threadline.api.deps import ServiceDep
 from threadline.security import MalformedToken, Principal, bearer_token
 
@@ -36,8 +37,12 @@ async def principal(request: Request, service: ServiceDep) -> Principal:
     """The principal the request's ``Authorization: Bearer`` token proves.
 
     Raises an Unauthenticated subclass (401 with a ``WWW-Authenticate`` challenge)
-    when the token is missing or refused.
+    when the token is missing or refused. The route's authorization verified it
+    already (:func:`~threadline.api.access.authorize_route`) unless anyone may call it.
     """
+    known = verified(request)
+    if known is not None:
+        return known
     token = bearer_token(request.headers.get("authorization"))
     return service.verifier.verify(token)
 

@@ -8,13 +8,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ValidationError
 
+from threadline.api.access import open_socket
 from threadline.api.auth import accept_socket
 from threadline.api.deps import ServiceDep
 from threadline.channels.chat.adapter import ChatAdapter, ChatLeg
-from threadline.channels.chat.protocol import FRAME, VISIBLE, Attachment, Hello, Message, visible
+from threadline.channels.chat.protocol import (
+    FRAME,
+    VISIBLE,
+    Attachment,
+    ConsentFrame,
+    Hello,
+    Message,
+    visible,
+)
 from threadline.core.errors import ThreadlineError
 from threadline.core.events import new_id, utcnow
 from threadline.security import (
@@ -61,12 +70,14 @@ class SessionOut(BaseModel):
 
 
 @router.post("/chat/session", status_code=201, response_model=SessionOut)
-async def chat_session(service: ServiceDep) -> SessionOut:
+async def chat_session(service: ServiceDep, request: Request) -> SessionOut:
     """A customer session token for a new visitor of the chat widget.
 
     The token binds the socket to one customer, so the visitor can reconnect
-    to their conversation after a refresh and no one else can.
+    to their conversation after a refresh and no one else can. One network
+    address opens at most ``THREADLINE_CHAT_SESSIONS_PER_HOUR`` (429 beyond).
     """
+    service.chat_sessions.take(request.client.host if request.client else "unknown")
     customer_id = "visitor-" + new_id()
     issued = service.tokens.issue(customer_id, ["customer"], SESSION_TTL, {"customer": customer_id})
     assert issued.principal.expires_at is not None
@@ -74,10 +85,12 @@ async def chat_session(service: ServiceDep) -> SessionOut:
                       expires_at=issued.principal.expires_at)  # fmt: skip
 
 
-def _customer(token: str, verifier: TokenVerifier) -> str:
-    """The customer a socket speaks for, from its customer session ``token``."""
+def _customer(websocket: WebSocket, token: str, verifier: TokenVerifier) -> str:
+    """The customer a socket speaks for, from its customer session ``token`` (the policy
+    lets only customer sessions open the chat: ``sockets.chat``)."""
     principal = verifier.verify(token)
-    if principal.kind != "customer" or principal.customer_id is None:
+    open_socket(websocket, principal)
+    if principal.customer_id is None:
         raise Forbidden("the chat needs a customer session token")
     return principal.customer_id
 
@@ -86,7 +99,7 @@ def _customer(token: str, verifier: TokenVerifier) -> str:
 async def chat_socket(websocket: WebSocket, service: ServiceDep) -> None:
     adapter = service.chat
     try:
-        customer_id = _customer(await accept_socket(websocket), service.verifier)
+        customer_id = _customer(websocket, await accept_socket(websocket), service.verifier)
     except (Unauthenticated, Forbidden) as exc:
         await _error(websocket, "unauthenticated", str(exc))
         await websocket.close(code=1008)
@@ -149,9 +162,13 @@ async def _receive(websocket: WebSocket, adapter: ChatAdapter, leg: ChatLeg) -> 
                 "attachments-unsupported",
                 "attachments are not supported on chat yet; describe it in a message",
             )
-        elif isinstance(frame, Message):
+        elif isinstance(frame, Message | ConsentFrame):
             try:
-                seq = await adapter.say(leg, frame.client_id, frame.text)
+                if isinstance(frame, Message):
+                    seq = await adapter.say(leg, frame.client_id, frame.text)
+                else:
+                    seq = await adapter.consent(leg, frame.client_id, frame.purpose,
+                                                frame.granted)  # fmt: skip
             except ThreadlineError as exc:
                 await _error(websocket, "refused", str(exc))
                 continue

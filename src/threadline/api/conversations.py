@@ -41,7 +41,8 @@ from threadline.core.errors import ConflictError
 from threadline.core.events import MAX_SEQ, Actor, Event, Lineage, new_id, utcnow
 from threadline.engine.commands import AppendEvents
 from threadline.engine.conversations import Conversations
-from threadline.security import Forbidden, Principal, allows, can_read_conversation
+from threadline.security import Principal, can_read_conversation
+from threadline.security.authz import readable_among
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
@@ -253,12 +254,10 @@ async def list_conversations(
     """The conversations the caller may read, newest activity first, a page at a time.
 
     Who sees what is :func:`can_read_conversation`: agents their queues' and their
-    own, customers their own, supervisors and admins all; channel adapters may
-    not list. Paging is by activity: a conversation that moves while a client
+    own, customers their own, supervisors and admins all; the policy lets no
+    channel adapter list. Paging is by activity: a conversation that moves while a client
     pages moves to the top, so it is never repeated, and shows in a fresh listing.
     """
-    if caller.kind == "adapter":
-        raise Forbidden(f"{caller.kind} {caller.subject}: channel adapters may not list")
     if query.queue is not None and service.router.config.queue(query.queue) is None:
         reason = f"unknown queue {query.queue!r}"
         raise Problem(422, "validation", "The request does not fit its schema",
@@ -272,9 +271,11 @@ async def list_conversations(
         where = replace(where, customer_id=caller.customer_id)
     index = service.index
     await index.catch_up()
+    pool = index.of_customer(where.customer_id) if where.customer_id is not None else index
+    visible = readable_among(caller, (e.state for e in pool if where.matches(e)))
     page, next_key = index.select(
         where,
-        lambda state: allows(can_read_conversation, caller, state),
+        lambda state: state.conversation_id in visible,
         after=after,
         limit=query.limit,
     )
@@ -288,8 +289,9 @@ async def list_conversations(
 async def conversation_state(
     conversation_id: Id, service: ServiceDep, response: Response, caller: Caller
 ) -> dict[str, Any]:
-    """The conversation's current state, folded from its events."""
+    """The conversation's current state, folded from its events (a staff read is audited)."""
     state = await readable(service.conversations, caller, conversation_id)
+    await service.audit.conversation_read(caller, conversation_id, "state")
     response.headers["ETag"] = f'"{state.seq}"'
     data: dict[str, Any] = orjson.loads(state.to_bytes())
     if for_customer(caller):
@@ -313,9 +315,11 @@ async def timeline(
 
     Only events up to the state the read was authorized on are returned. A customer
     gets what was said to and by them (the chat's view), without the internal ones.
+    A staff read is recorded in the audit trail before anything is returned.
     """
     conversations = service.conversations
     state = await readable(conversations, caller, conversation_id, must_exist=after_seq == 0)
+    await service.audit.conversation_read(caller, conversation_id, "events")
     records = await conversations.store.read(conversation_id, from_seq=after_seq + 1, limit=limit)
     events = [conversations.codec.decode(r) for r in records if r.seq <= state.seq]
     if for_customer(caller):

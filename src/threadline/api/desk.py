@@ -1,6 +1,8 @@
 """The desk: what human agents and supervisors use to take and work conversations.
 
-Every route needs an agent or supervisor token. Writes are desk commands
+Every route needs an agent or supervisor token (the policy's ``endpoints.desk``;
+the handoff packet is for anyone but customers who may read the conversation). Writes
+are desk commands
 (:mod:`threadline.engine.desk`) executed as the human acting, with the
 request's ``Idempotency-Key`` (or a fresh one): authorised and decided on the
 conversation's live state; transitions the state forbids come back as 409
@@ -9,7 +11,7 @@ problems.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +27,7 @@ from threadline.engine.conversations import Conversations
 from threadline.engine.desk import AnswerOffer, GiveBack, Reply, Resolve, StaleOffer, Transfer
 from threadline.routing.packet import build_packet
 from threadline.routing.presence import AgentPresence
-from threadline.security import Forbidden, Principal, can_read_conversation
+from threadline.security import Principal, can_read_conversation
 from threadline.service import Service
 
 router = APIRouter(tags=["desk"])
@@ -34,8 +36,6 @@ router.include_router(agent_stream.router)
 
 problems.register_error(NoSuchConversation, 404, "not-found", "No such conversation")
 problems.register_error(StaleOffer, 409, "stale-offer", "The offer is no longer open")
-
-DESK_KINDS: Final = frozenset({"agent", "supervisor"})
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
@@ -76,13 +76,6 @@ class ResolveIn(BaseModel):
 # -- helpers -------------------------------------------------------------------------
 
 
-def _desk(caller: Principal) -> Principal:
-    """``caller`` if it is a human agent or supervisor, else Forbidden."""
-    if caller.kind not in DESK_KINDS:
-        raise Forbidden(f"{caller.kind} {caller.subject}: the desk is for agents and supervisors")
-    return caller
-
-
 async def _state(
     conversations: Conversations, caller: Principal, conversation_id: str
 ) -> ConversationState:
@@ -97,7 +90,7 @@ async def _state(
 async def _execute(service: Service, caller: Principal, command: Command) -> dict[str, int]:
     """Run a desk command as ``caller``: the seq of the event it recorded (a repeated
     ``Idempotency-Key``: of the event the first request recorded)."""
-    executed = await service.commands.execute(command, _desk(caller))
+    executed = await service.commands.execute(command, caller)
     return {"seq": executed.last_seq}
 
 
@@ -107,7 +100,6 @@ async def _execute(service: Service, caller: Principal, command: Command) -> dic
 @router.get("/agents/me")
 async def me(service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """The calling agent: id, name, queues, presence and load as the router sees them."""
-    _desk(caller)
     routing = service.router
     spec = routing.config.agent(caller.subject)
     if caller.kind == "supervisor":
@@ -133,7 +125,6 @@ async def set_presence(
     body: PresenceIn, service: ServiceDep, caller: Caller, idempotency_key: IdempotencyKey = None
 ) -> dict[str, int]:
     """Make the calling agent available, away or offline."""
-    _desk(caller)
     conversations = service.conversations
     presence = AgentPresence(conversations.store, conversations.codec)
     result = await presence.set_presence(
@@ -148,7 +139,6 @@ async def set_presence(
 @router.get("/agents/me/offers")
 async def my_offers(service: ServiceDep, caller: Caller) -> list[dict[str, Any]]:
     """The open offers for the calling agent (every open offer, for a supervisor)."""
-    _desk(caller)
     conversations = service.conversations
     offers = []
     for waiting in sorted(service.router.state.waiting.values(), key=lambda w: w.fifo_key):
@@ -208,9 +198,8 @@ async def decline(
 async def packet(conversation_id: Id, service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """The handoff packet: who the customer is, what happened, what is pending (staff
     only: it holds what the customer is not shown)."""
-    if caller.kind == "customer":
-        raise Forbidden(f"customer {caller.subject}: the handoff packet is for staff")
     state = await _state(service.conversations, caller, conversation_id)
+    await service.audit.conversation_read(caller, conversation_id, "packet")
     timeline = await service.conversations.timeline(conversation_id)
     return build_packet(state, timeline).to_dict()
 
@@ -237,7 +226,6 @@ async def transfer(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, int]:
     """Hand the conversation to another queue."""
-    _desk(caller)
     queue = service.router.config.queue(body.queue)
     if queue is None:
         raise Problem(422, "unknown-queue", "No such queue", f"there is no queue {body.queue}")

@@ -5,7 +5,7 @@ search and record tools) with their contact identifiers masked, and their
 conversations from the :class:`ConversationIndex`; queues and agents from the
 router's configuration and its routing state.
 
-Who may read what:
+Who may read what (the policy's ``endpoints.*``, and :func:`can_read_queue`):
 
 * **customers**: agents, supervisors and admins may look up any customer; a
   customer may read only their own profile. Reading records nothing.
@@ -35,15 +35,14 @@ from threadline.core.events import new_id, utcnow
 from threadline.identity.recognition import By
 from threadline.routing.queues import AgentSpec, busy_counts, capacity_of, queue_order
 from threadline.routing.router import Router
-from threadline.security import Forbidden, Principal, allows, can_read_conversation, can_read_queue
+from threadline.security import allows, can_read_queue
+from threadline.security.authz import readable_among
 from threadline.service import Service
 from threadline.systems import CustomerRecord, ToolCall
 from threadline.tools import ToolFailure
 
 router = APIRouter(tags=["directory"])
 
-STAFF: Final = frozenset({"agent", "supervisor", "admin"})
-OVERSEERS: Final = frozenset({"supervisor", "admin"})
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 READ_PROBLEMS: Final = problem_responses(401, 403, 404)
 
@@ -98,15 +97,6 @@ class AgentOut(BaseModel):
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def _refuse(caller: Principal, reason: str) -> Forbidden:
-    return Forbidden(f"{caller.kind} {caller.subject}: {reason}")
-
-
-def _staff(caller: Principal) -> None:
-    if caller.kind not in STAFF:
-        raise _refuse(caller, "the directory is for agents, supervisors and admins")
 
 
 def _not_found(what: str, id_: str) -> Problem:
@@ -171,7 +161,6 @@ async def customers(
     """Customers ``q`` names, by name: the business's customer search when the pack has
     one (a part of a name, email, phone or member id), else an exact phone, email, member id
     or customer id."""
-    _staff(caller)
     try:
         found = await _search(service, q, limit)
     except ToolFailure as failure:
@@ -184,21 +173,14 @@ async def customers(
 async def customer_profile(customer_id: Id, service: ServiceDep, caller: Caller) -> CustomerProfile:
     """A customer's profile: masked contacts, what the business's systems list for them
     (orders, appointments…) and their conversations."""
-    if caller.kind == "customer":
-        if caller.customer_id != customer_id:
-            raise _refuse(caller, "customers may read only their own profile")
-    else:
-        _staff(caller)
     customer = await service.systems.customers.get(customer_id)
     if customer is None:
         raise _not_found("customer", customer_id)
     index = service.index
     await index.catch_up()
-    conversations = [
-        e.conversation_id
-        for e in index.of_customer(customer_id)
-        if allows(can_read_conversation, caller, e.state)
-    ]
+    entries = index.of_customer(customer_id)
+    visible = readable_among(caller, (e.state for e in entries))
+    conversations = [e.conversation_id for e in entries if e.conversation_id in visible]
     records: dict[str, Any] = {}
     for tool in service.business.pack.customers.records:
         call = ToolCall(tool, {"customer_id": customer_id}, f"customer-records:{new_id()}",
@@ -240,7 +222,6 @@ def _queue_out(routing: Router, name: str) -> QueueOut:
 @router.get("/queues", response_model=list[QueueOut], responses=problem_responses(401, 403))
 async def queues(service: ServiceDep, caller: Caller) -> list[QueueOut]:
     """The queues the caller may see: all for supervisors and admins, an agent's own."""
-    _staff(caller)
     routing = service.router
     names = sorted(q.name for q in routing.config.queues)
     return [_queue_out(routing, n) for n in names if allows(can_read_queue, caller, n)]
@@ -279,8 +260,6 @@ def _agent_out(routing: Router, spec: AgentSpec) -> AgentOut:
 @router.get("/agents", response_model=list[AgentOut], responses=problem_responses(401, 403))
 async def agents(service: ServiceDep, caller: Caller) -> list[AgentOut]:
     """Every human agent with presence, capacity and load (supervisors and admins)."""
-    if caller.kind not in OVERSEERS:
-        raise _refuse(caller, "only supervisors and admins list agents")
     routing = service.router
     return [_agent_out(routing, a) for a in sorted(routing.config.agents, key=lambda a: a.id)]
 
@@ -288,8 +267,6 @@ async def agents(service: ServiceDep, caller: Caller) -> list[AgentOut]:
 @router.get("/agents/{agent_id}", response_model=AgentOut, responses=READ_PROBLEMS)
 async def agent(agent_id: Id, service: ServiceDep, caller: Caller) -> AgentOut:
     """One human agent; an agent may read only themselves."""
-    if caller.kind not in OVERSEERS and not (caller.kind == "agent" and caller.subject == agent_id):
-        raise _refuse(caller, "agents may read only themselves")
     routing = service.router
     spec = routing.config.agent(agent_id)
     if spec is None:

@@ -35,33 +35,25 @@ from threadline.identity.identifiers import Identifier, email, idp, parse
 from threadline.identity.oidc import PROBLEMS
 from threadline.identity.service import LinkOutcome
 from threadline.security import Forbidden, Principal
+from threadline.security.authz import allows, can_see_identifiers
 from threadline.service import Service
 
 router = APIRouter(tags=["identity"])
 for _cls, _status, _slug, _title in PROBLEMS:
     problems.register_error(_cls, _status, _slug, _title)
 
-STAFF: Final = frozenset({"agent", "supervisor", "admin"})
-OVERSEERS: Final = frozenset({"supervisor", "admin"})
 SESSION_TTL: Final = timedelta(days=1)
 KindName = Literal["phone", "email", "device", "member", "idp"]
 Reason = Annotated[str, Field(min_length=3, max_length=200)]
 
 
-def _staff(caller: Principal) -> Actor:
-    if caller.kind not in STAFF:
-        raise Forbidden(f"{caller.kind} {caller.subject}: identity is for staff")
-    return Actor("human", caller.subject)
-
-
-def _overseer(caller: Principal) -> Actor:
-    if caller.kind not in OVERSEERS:
-        raise Forbidden(f"{caller.kind} {caller.subject}: only supervisors and admins may")
+def _human(caller: Principal) -> Actor:
+    """The person acting (who may call the route is the policy's: staff, or overseers)."""
     return Actor("human", caller.subject)
 
 
 def _mask(kind: str, value: str, caller: Principal) -> str:
-    if caller.kind in OVERSEERS:
+    if allows(can_see_identifiers, caller):
         return value
     if kind == "phone":
         return mask_phone(value)
@@ -102,7 +94,7 @@ async def resolve(
 ) -> ResolutionOut:
     """The customer an identifier belongs to (the directory, else the business's customer
     system, whose answer the directory learns); the look-up and its reason are recorded."""
-    actor = _staff(caller)
+    actor = _human(caller)
     identity = service.identity
     if kind in {"phone", "email", "member"}:
         await service.recognition.customer(kind, value)
@@ -119,7 +111,6 @@ async def resolve(
             responses=problem_responses(401, 403))  # fmt: skip
 async def identifiers(customer_id: str, service: ServiceDep, caller: Caller) -> list[IdentifierOut]:
     """The customer's identifiers with their verification level."""
-    _staff(caller)
     return [_out(x, caller) for x in await service.identity.identifiers(customer_id)]
 
 
@@ -149,7 +140,7 @@ def _conflict(outcome: LinkOutcome) -> Problem:
              responses=problem_responses(401, 403, 409, 422))  # fmt: skip
 async def link(customer_id: str, body: LinkIn, service: ServiceDep, caller: Caller) -> LinkOut:
     """Link an identifier: a claim, or verified when the postcode matches."""
-    actor = _staff(caller)
+    actor = _human(caller)
     identifier = parse(body.kind, body.value)
     identity = service.identity
     if body.postcode is not None:
@@ -179,7 +170,8 @@ def nonce_of(session: Principal) -> str:
 
 
 def _session(caller: Principal) -> str:
-    if caller.kind != "customer" or caller.customer_id is None:
+    """The customer of the session (the policy lets only customer sessions call)."""
+    if caller.customer_id is None:
         raise Forbidden("this needs a customer session token")
     return caller.customer_id
 
@@ -282,7 +274,7 @@ class MergeOut(BaseModel):
              responses=problem_responses(401, 403, 404, 409, 422))  # fmt: skip
 async def merge(customer_id: str, body: MergeIn, service: ServiceDep, caller: Caller) -> MergeOut:
     """Merge this customer into ``into``: its identifiers move, its history stays."""
-    actor = _overseer(caller)
+    actor = _human(caller)
     merge_id = await service.identity.merge(customer_id, body.into, reason=body.reason,
                                               by=caller.subject, actor=actor)  # fmt: skip
     return MergeOut(merge_id=merge_id, customer_id=body.into)
@@ -294,7 +286,7 @@ async def unmerge(
     customer_id: str, body: UnmergeIn, service: ServiceDep, caller: Caller
 ) -> MergeOut:
     """Undo the merge that absorbed this customer."""
-    actor = _overseer(caller)
+    actor = _human(caller)
     merge_id = await service.identity.unmerge(customer_id, reason=body.reason,
                                                 by=caller.subject, actor=actor)  # fmt: skip
     return MergeOut(merge_id=merge_id, customer_id=customer_id)
@@ -323,7 +315,6 @@ async def _lockout(service: Service, customer_id: str) -> LockoutOut:
             responses=problem_responses(401, 403))  # fmt: skip
 async def lockout(customer_id: str, service: ServiceDep, caller: Caller) -> LockoutOut:
     """Whether wrong proofs have stopped proofs for this customer."""
-    _staff(caller)
     return await _lockout(service, customer_id)
 
 
@@ -333,7 +324,7 @@ async def unlock(
     customer_id: str, body: UnlockIn, service: ServiceDep, caller: Caller
 ) -> LockoutOut:
     """Lift the lockout: the wrong proofs so far stop counting against the customer."""
-    actor = _overseer(caller)
+    actor = _human(caller)
     await service.identity.record(customer_id, "verification.unlocked",
                                   {"unlocked_by": caller.subject, "reason": body.reason}, actor,
                                   key=f"unlock:{new_id()}")  # fmt: skip
@@ -370,7 +361,6 @@ async def conflicts(
     status: Annotated[Literal["open", "keep", "move", "all"], Query()] = "open",
 ) -> list[ConflictOut]:
     """Identifiers claimed for two customers, oldest first."""
-    _overseer(caller)
     found = await service.identity.conflicts(None if status == "all" else status)
     return [_conflict_out(c) for c in found]
 
@@ -387,7 +377,7 @@ async def resolve_conflict(
     conflict_id: str, body: ResolveIn, service: ServiceDep, caller: Caller
 ) -> ConflictOut:
     """Keep the identifier with its holder, or move it to the claimant."""
-    actor = _overseer(caller)
+    actor = _human(caller)
     c = await service.identity.resolve_conflict(conflict_id, body.resolution,
                                                   by=caller.subject, note=body.note,
                                                   actor=actor)  # fmt: skip

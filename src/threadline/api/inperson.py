@@ -4,7 +4,8 @@ Customers get a check-in code in chat (``POST /chat/checkin-code``); store
 associates check them in by code or look them up with a reason, then work the
 visit. The store's queue and its kiosk are in :mod:`threadline.api.store_queue`.
 Every write takes an ``Idempotency-Key``; a replay answers as the first
-request did.
+request did. Who may call each route is the policy's (``endpoints.associate``,
+``endpoints.customer-session``, ``endpoints.look-up``).
 """
 
 from __future__ import annotations
@@ -44,11 +45,8 @@ from threadline.channels.inperson.visits import (
 )
 from threadline.core.errors import NotFound
 from threadline.core.events import new_id
-from threadline.security import (
-    Forbidden,
-    Principal,
-    can_read_conversation,
-)
+from threadline.security import Principal, can_read_conversation
+from threadline.security.authz import can_open_visit
 
 router = APIRouter(tags=["in person"])
 problems.register_error(CheckinRefused, 422, "checkin-code-refused", "Check-in code refused")
@@ -109,12 +107,6 @@ class HandBackIn(BaseModel):
 # -- helpers ---------------------------------------------------------------------------
 
 
-def _kind(caller: Principal, *kinds: str) -> Principal:
-    if caller.kind not in kinds:
-        raise Forbidden(f"{caller.kind} {caller.subject}: this is for {' or '.join(kinds)} tokens")
-    return caller
-
-
 async def _grant(codes: CheckinCodes, code: str, caller: Principal) -> CheckinGrant:
     """What a typed code (six digits) or a scanned QR token admits at the caller's store:
     a code issued for another store admits nobody here."""
@@ -135,7 +127,6 @@ async def _grant(codes: CheckinCodes, code: str, caller: Principal) -> CheckinGr
 @router.post("/chat/checkin-code", status_code=201)
 async def checkin_code(body: CodeIn, service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """A single-use check-in code for the customer's conversation: QR image and six digits."""
-    _kind(caller, "customer")
     conversation_id = caller.conversation_id or body.conversation_id
     if conversation_id is None:
         raise Problem(422, "validation", "The request does not fit its schema",
@@ -163,7 +154,6 @@ async def checkin_code(body: CodeIn, service: ServiceDep, caller: Caller) -> dic
 @router.get("/associates/me")
 async def associate_me(service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """The calling associate and their store."""
-    _kind(caller, "associate")
     business = service.business
     person = business.person(caller.subject)
     store = business.location(caller.store_id or "")
@@ -178,7 +168,6 @@ async def associate_me(service: ServiceDep, caller: Caller) -> dict[str, Any]:
 async def check_in(body: CheckinIn, service: ServiceDep, caller: Caller,
                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Check a customer in by their code (six digits or the QR token): opens the visit."""
-    _kind(caller, "associate")
     inperson = service.inperson
     seen = f"{caller.subject}:{idempotency_key}" if idempotency_key is not None else None
     answered = inperson.checkins.get(seen) if seen is not None else None
@@ -198,7 +187,6 @@ async def check_in(body: CheckinIn, service: ServiceDep, caller: Caller,
 async def look_up(body: LookupIn, service: ServiceDep, caller: Caller,
                   idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Find a customer by phone, email or member id; the reason is recorded first."""
-    _kind(caller, "associate", "supervisor", "admin")
     codes = service.inperson.codes
     who = (f"who:{caller.subject}",)
     codes.attempts.check(*who)
@@ -233,15 +221,13 @@ async def look_up(body: LookupIn, service: ServiceDep, caller: Caller,
 async def open_visit(conversation_id: Id, service: ServiceDep, caller: Caller,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Open a visit on a conversation of a customer the associate just looked up."""
-    _kind(caller, "associate")
     visits = service.inperson.visits
     state = await visits.state(conversation_id)
     conversations = service.conversations
-    if state.customer_id is None or not await looked_up_lately(
+    looked_up = state.customer_id is not None and await looked_up_lately(
         conversations.store, conversations.codec, state.customer_id, caller.subject
-    ):
-        raise Forbidden(f"associate {caller.subject}: look the customer up (with a reason) "
-                        "or check them in by code first")  # fmt: skip
+    )
+    can_open_visit(caller, state, looked_up)
     opening = OpenVisit(conversation_id, idempotency_key or new_id())
     return (await visits.record(caller, opening)).to_dict()
 
@@ -250,7 +236,6 @@ async def open_visit(conversation_id: Id, service: ServiceDep, caller: Caller,
 async def visit_note(conversation_id: Id, body: NoteIn, service: ServiceDep, caller: Caller,
                      idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """An internal note on the visit."""
-    _kind(caller, "associate")
     note = VisitNote(conversation_id, idempotency_key or new_id(), body.text)
     return (await service.inperson.visits.record(caller, note)).to_dict()
 
@@ -259,7 +244,6 @@ async def visit_note(conversation_id: Id, body: NoteIn, service: ServiceDep, cal
 async def visit_action(conversation_id: Id, body: ActionIn, service: ServiceDep, caller: Caller,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Something done at the counter: ``replaced_device``, ``booked_follow_up``…"""
-    _kind(caller, "associate")
     action = VisitAction(conversation_id, idempotency_key or new_id(), body.action, body.detail)
     return (await service.inperson.visits.record(caller, action)).to_dict()
 
@@ -269,7 +253,6 @@ async def visit_end(conversation_id: Id, service: ServiceDep, caller: Caller,
                     idempotency_key: IdempotencyKey = None,
                     body: EndIn | None = None) -> dict[str, Any]:  # fmt: skip
     """End the visit (the conversation stays open)."""
-    _kind(caller, "associate")
     reason = body.reason if body is not None else "completed"
     end = EndVisit(conversation_id, idempotency_key or new_id(), reason)
     return (await service.inperson.visits.record(caller, end)).to_dict()
@@ -279,7 +262,6 @@ async def visit_end(conversation_id: Id, service: ServiceDep, caller: Caller,
 async def visit_resolve(conversation_id: Id, body: ResolveIn, service: ServiceDep, caller: Caller,
                         idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Resolve the conversation with an outcome, ending the visit."""
-    _kind(caller, "associate")
     resolve = ResolveVisit(conversation_id, idempotency_key or new_id(), body.outcome, body.note)
     return (await service.inperson.visits.record(caller, resolve)).to_dict()
 
@@ -289,6 +271,5 @@ async def visit_hand_back(conversation_id: Id, body: HandBackIn, service: Servic
                           caller: Caller,
                           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """End the visit and follow up on chat: the customer gets ``text`` as a chat message."""
-    _kind(caller, "associate")
     hand_back = HandBack(conversation_id, idempotency_key or new_id(), body.text, body.mode)
     return (await service.inperson.visits.record(caller, hand_back)).to_dict()

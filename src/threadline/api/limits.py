@@ -1,11 +1,18 @@
-"""Request size limits, enforced before the body reaches a handler."""
+"""Request limits: body size, enforced before the body reaches a handler; and how often one
+client may do a thing (open chat sessions), in a sliding window."""
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Final
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from threadline.api.problems import Problem
+from threadline.core.events import utcnow
 
 MAX_BODY: Final = 64 * 1024
 
@@ -62,3 +69,45 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+#: Clients whose recent requests are remembered, at most (the least recently seen go first).
+CLIENTS: Final = 100_000
+
+
+class PerClient:
+    """At most ``limit`` of something per client in ``window``; more is a 429 problem."""
+
+    def __init__(
+        self,
+        what: str,
+        limit: int,
+        window: timedelta,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.what = what
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._seen: OrderedDict[str, deque[datetime]] = OrderedDict()
+
+    def take(self, client: str) -> None:
+        """Count one for ``client``, or raise a 429 problem when it has had its ``limit``."""
+        now = self._clock()
+        times = self._seen.pop(client, None) or deque()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        self._seen[client] = times
+        while len(self._seen) > CLIENTS:
+            self._seen.popitem(last=False)
+        if len(times) >= self.limit:
+            wait = int((times[0] + self.window - now).total_seconds()) + 1
+            refused = Problem(
+                429,
+                "too-many-requests",
+                "Too many requests",
+                f"too many {self.what} from this address; try again in {wait}s",
+            )
+            refused.headers["Retry-After"] = str(wait)
+            raise refused
+        times.append(now)

@@ -17,9 +17,10 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 
+from threadline.api.access import open_socket
 from threadline.api.auth import Caller, accept_socket
 from threadline.api.deps import ServiceDep
-from threadline.api.inperson import Code, Id, IdempotencyKey, _grant, _kind
+from threadline.api.inperson import Code, Id, IdempotencyKey, _grant
 from threadline.api.problems import Problem
 from threadline.api.streams import _refuse, _still_valid
 from threadline.channels.inperson.lookup import customer_record, display_name, find_customer
@@ -28,7 +29,7 @@ from threadline.channels.inperson.queue import waiting as in_line
 from threadline.channels.inperson.visits import OpenVisit
 from threadline.core.errors import NotFound
 from threadline.core.events import new_id, utcnow
-from threadline.security import Forbidden, Principal, Unauthenticated
+from threadline.security import Forbidden, Unauthenticated
 from threadline.systems import CustomerRecord
 
 router = APIRouter(tags=["in person"])
@@ -40,14 +41,6 @@ class KioskIn(BaseModel):
     code: Code | None = None
 
 
-def _may_see_store(caller: Principal, store_id: str) -> None:
-    if caller.kind in {"supervisor", "admin"}:
-        return
-    if caller.kind == "associate" and caller.store_id == store_id:
-        return
-    raise Forbidden(f"{caller.kind} {caller.subject}: may not see the queue of {store_id}")
-
-
 def _queue_frame(entries: list[Waiting], store_id: str, now: datetime) -> dict[str, Any]:
     return {"type": "queue", "store_id": store_id, "at": now.isoformat(),
             "waiting": [w.to_dict(now) for w in entries]}  # fmt: skip
@@ -57,7 +50,6 @@ def _queue_frame(entries: list[Waiting], store_id: str, now: datetime) -> dict[s
 async def store_queue(store_id: Id, service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """Who waits in the store, longest first, with how long they have waited."""
     service.business.require_location(store_id)
-    _may_see_store(caller, store_id)
     waiting = await service.inperson.queue.waiting(store_id)
     return _queue_frame(waiting, store_id, utcnow())
 
@@ -68,9 +60,9 @@ async def store_queue_stream(websocket: WebSocket, service: ServiceDep, store_id
     verifier = service.verifier
     try:
         caller = verifier.verify(await accept_socket(websocket))
+        open_socket(websocket, caller)
         if service.business.location(store_id) is None:
             raise Forbidden(f"there is no store {store_id}")
-        _may_see_store(caller, store_id)
     except (Unauthenticated, Forbidden) as exc:
         await _refuse(websocket, exc)
         return
@@ -109,8 +101,6 @@ async def store_queue_stream(websocket: WebSocket, service: ServiceDep, store_id
 async def take(store_id: Id, entry_id: Id, service: ServiceDep, caller: Caller,
                idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Take a waiting customer: they leave the queue and their visit opens."""
-    _kind(caller, "associate")
-    _may_see_store(caller, store_id)
     queue = service.inperson.queue
     entry = next((w for w in await queue.waiting(store_id) if w.entry_id == entry_id), None)
     if entry is None:
@@ -128,7 +118,6 @@ async def take(store_id: Id, entry_id: Id, service: ServiceDep, caller: Caller,
 async def kiosk_checkin(body: KioskIn, service: ServiceDep, caller: Caller,
                         idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """A customer checks in at the store's kiosk by phone number or code and joins the queue."""
-    _kind(caller, "kiosk")
     if (body.phone is None) == (body.code is None):
         raise Problem(422, "validation", "The request does not fit its schema",
                       "give a phone number or a code, not both")  # fmt: skip

@@ -19,6 +19,7 @@ from typing import Final
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from threadline.api.access import open_socket
 from threadline.api.auth import accept_socket
 from threadline.api.conversations import customer_event_out, event_out, for_customer
 from threadline.api.deps import ServiceDep
@@ -117,11 +118,13 @@ async def conversation_stream(
             if not 0 <= after_seq <= MAX_SEQ:
                 raise BadSeq(f"after_seq must be 0 to {MAX_SEQ}")
             caller = verifier.verify(token)
+            open_socket(websocket, caller)
             state = await conversations.rehydrate(conversation_id)
             can_read_conversation(caller, state)
         except (Unauthenticated, Forbidden, BadSeq) as exc:
             await _refuse(websocket, exc)
             return
+        await service.audit.conversation_read(caller, conversation_id, "stream")
         sender = asyncio.create_task(
             _send_events(websocket, hub, conversations, verifier, caller, state, after_seq)
         )

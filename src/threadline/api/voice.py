@@ -20,6 +20,7 @@ import structlog
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from threadline.api.access import route_of
 from threadline.api.deps import ServiceDep
 from threadline.api.problems import Problem
 from threadline.channels.voice import INSTALL_HINT
@@ -35,6 +36,7 @@ from threadline.channels.voice.telephony.twilio import (
     whisper,
 )
 from threadline.routing.packet import build_packet
+from threadline.security.authz import allows, can_open
 from threadline.service import Service
 
 log = structlog.get_logger("threadline.voice")
@@ -194,6 +196,9 @@ class _Socket:
 async def media_stream(websocket: WebSocket, service: ServiceDep) -> None:
     """A call's Media Stream, admitted by the single-use token in its ``start``."""
     await websocket.accept()
+    if not allows(can_open, None, route_of(websocket)):  # the policy's ``sockets.voice``
+        await websocket.close(code=1008, reason="forbidden")
+        return
     gateway = _gateway(service)
     socket = _Socket(websocket)
     try:

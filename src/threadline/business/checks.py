@@ -267,6 +267,19 @@ def check_verification(pack: Pack, source: Source) -> Iterator[Problem]:
             )
 
 
+def check_retention(pack: Pack, source: Source) -> Iterator[Problem]:
+    """A retention rule names event types that hold personal data (nothing else is erased)."""
+    from threadline.core.events import EventCodec  # every type registered
+
+    personal = {spec.type for spec in EventCodec().catalogue if spec.pii}
+    for index, rule in enumerate(pack.retention):
+        for type_ in rule.types:
+            if type_ not in personal:
+                yield source.problem(("retention", index, "types"),
+                                     _unknown("event type with personal data", type_,
+                                              sorted(personal)))  # fmt: skip
+
+
 def check_references(pack: Pack, source: Source) -> Iterator[Problem]:
     queues = {q.id for q in pack.queues}
     if pack.escalation.default_route.queue not in queues:
@@ -406,4 +419,5 @@ def check_disclosures(pack: Pack, source: Source) -> Iterator[Problem]:
 CHECKS: Final[tuple[Check, ...]] = (
     check_unique, check_staff, check_slots, check_intents, check_examples, check_verification,
     check_references, check_tools, check_files, check_templates, check_disclosures,
+    check_retention,
 )  # fmt: skip

@@ -33,7 +33,7 @@ COMMON_VARIABLES: Final = frozenset({"voice", "business", "today", "slots", "loc
 #: What each reply sees beyond the common variables, by the reply's name.
 REPLY_VARIABLES: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
     name: frozenset(extra) for name, extra in {
-        "not_understood": (), "needs_person": (), "text": (),
+        "not_understood": (), "needs_person": (), "text": (), "payment_details": (),
         "handoff": ("reason_code", "queue", "queue_name"),
         "waiting": ("queue", "queue_name", "verified"),
         "welcome_back": ("about", "earlier_on", "needs_proof", "proof_label"),

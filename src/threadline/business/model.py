@@ -250,6 +250,51 @@ class Verification(Spec):
         return need.get(channel) or need.get("default")  # type: ignore[call-overload]
 
 
+ConsentPurposeName = Literal["recording", "ai_processing", "analytics", "marketing"]
+
+
+class ConsentPurpose(Spec):
+    """How the business may process a customer's data for one purpose."""
+
+    basis: Literal["notice", "opt_in"] = Field(
+        "notice",
+        description="notice: the channel's disclosure informs the customer, who may withdraw;"
+        " opt_in: only an express yes counts",
+    )
+    notice_on: list[ChannelName] = Field(
+        default_factory=list,
+        description="channels whose disclosure gives the notice (the call's greeting, the chat's"
+        " banner); recorded only where the channel has a disclosure",
+    )
+
+
+def _purposes() -> dict[ConsentPurposeName, ConsentPurpose]:
+    return {
+        "recording": ConsentPurpose(basis="notice", notice_on=["voice"]),
+        "ai_processing": ConsentPurpose(basis="notice", notice_on=["voice", "chat"]),
+        "analytics": ConsentPurpose(basis="notice"),
+        "marketing": ConsentPurpose(basis="opt_in"),
+    }
+
+
+class Consent(Spec):
+    """What the customer is told and asked, purpose by purpose, where the law requires it."""
+
+    purposes: dict[ConsentPurposeName, ConsentPurpose] = Field(default_factory=_purposes)
+
+
+class RetentionRule(Spec):
+    """How long the personal data of some events is kept: after ``days`` it is erased (the
+    events stay, their personal fields read ``[erased]``)."""
+
+    channel: ChannelName | Literal["any"] = Field("any", description="whose events")
+    types: list[Annotated[str, Field(pattern=r"^[a-z][a-z_]*(\.[a-z_]+)+$")]] = Field(
+        default_factory=list,
+        description="event types (default: every type holding personal data)",
+    )
+    days: int = Field(ge=1, le=36_500, description="how long from when the event happened")
+
+
 class Escalation(Spec):
     """When the agent hands a conversation to a person."""
 
@@ -308,6 +353,12 @@ class Pack(Spec):
     intents: dict[Name, IntentSpec] = Field(min_length=1)
     knowledge: tuple[KnowledgeEntry, ...] = ()
     verification: Verification = Field(default_factory=Verification)
+    consent: Consent = Field(default_factory=Consent)
+    retention: list[RetentionRule] = Field(
+        default_factory=list,
+        description="how long personal data is kept, per channel and event type; the shortest"
+        " rule that matches an event wins",
+    )
     escalation: Escalation
     tools: dict[Name, ToolSpec] = Field(default_factory=dict)
     customers: Customers = Customers()

@@ -21,6 +21,8 @@ from threadline.core.errors import UnknownEventType, ValidationError
 
 #: Marks a payload field as personal data (encrypted per customer, redacted for models).
 Pii: Final = Field(json_schema_extra={"x-pii": True})
+#: How a personal-data text reads once its customer's key is destroyed (erasure).
+ERASED: Final = "[erased]"
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -164,4 +166,13 @@ class Catalogue:
 CATALOGUE: Final = Catalogue()
 
 # Re-exported for payload modules.
-__all__ = ["CATALOGUE", "Annotated", "Catalogue", "EventSpec", "Payload", "Pii", "Upcaster"]
+__all__ = [
+    "CATALOGUE",
+    "ERASED",
+    "Annotated",
+    "Catalogue",
+    "EventSpec",
+    "Payload",
+    "Pii",
+    "Upcaster",
+]

@@ -343,17 +343,57 @@ class NoteAdded(Payload):
 
 
 @register("consent.granted", 1)
-class ConsentGranted(Payload):
+class ConsentGrantedV1(Payload):
     """The customer agrees to a purpose (recording, transcription, marketing)."""
 
     purpose: Name
 
 
+#: How consent was given: by a notice the channel gave (the call's disclosure, the chat's
+#: banner) and the customer went on, expressly (a click, a "yes"), or told to a person.
+ConsentBasis = Literal["notice", "express", "verbal"]
+
+
+@register("consent.granted", 2)
+class ConsentGranted(Payload):
+    """The customer agrees to a purpose (``recording``, ``ai_processing``, ``analytics``,
+    ``marketing``): how (``basis``), and the notice shown (``notice``: the channel and a
+    digest of its text). On a customer's own stream (the consent ledger) it also names the
+    conversation and channel it was given in."""
+
+    purpose: Name
+    basis: ConsentBasis = "express"
+    notice: Name | None = None
+    conversation_id: Name | None = None
+    channel: ChannelName | None = None
+
+
+@CATALOGUE.upcaster("consent.granted", 1)
+def _consent_granted_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"purpose": payload["purpose"], "basis": "express", "notice": None}
+
+
 @register("consent.revoked", 1)
-class ConsentRevoked(Payload):
+class ConsentRevokedV1(Payload):
     """The customer withdraws consent for a purpose."""
 
     purpose: Name
+
+
+@register("consent.revoked", 2)
+class ConsentRevoked(Payload):
+    """The customer withdraws consent for a purpose; from then on nothing processes their
+    data for it (no AI processing: a person handles the conversation)."""
+
+    purpose: Name
+    basis: Literal["express", "verbal"] = "express"
+    conversation_id: Name | None = None
+    channel: ChannelName | None = None
+
+
+@CATALOGUE.upcaster("consent.revoked", 1)
+def _consent_revoked_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"purpose": payload["purpose"], "basis": "express"}
 
 
 @register("verification.challenged", 1)

@@ -114,6 +114,49 @@ class Storage(EventStore, SnapshotStore, CheckpointStore):
     """A backend that keeps the log, snapshots and consumer progress together."""
 
 
+# --- Keys -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class WrappedKey:
+    """A data key encrypted under a master key: ``master_key_id`` names the master key and
+    its version (a KMS key ARN, a Vault transit key and version, a local key's digest)."""
+
+    master_key_id: str
+    ciphertext: bytes
+
+    def __repr__(self) -> str:
+        return f"WrappedKey({self.master_key_id})"
+
+
+class KeyProvider(ABC):
+    """Wraps and unwraps per-customer data keys with a master key that never leaves it.
+
+    The store keeps only wrapped data keys; destroying a customer's wrapped key (and
+    every copy of it) makes their encrypted data unreadable for good (crypto-shredding).
+    ``context`` names the key's owner (``cus-…``, ``conversation:<id>``): a backend binds
+    it to the wrapped key (AES-GCM associated data, a KMS encryption context), so a
+    wrapped key moved to another owner does not unwrap.
+
+    A local master key (the default), a cloud KMS (Encrypt/Decrypt of the 32-byte key, or
+    GenerateDataKey) or Vault's transit engine (encrypt/decrypt with a key version) each
+    fit. The methods may block (a network call): Threadline calls them off the event loop,
+    and only when a data key is created or is not in its cache.
+    """
+
+    #: The master key (and version) that :meth:`wrap` uses now.
+    key_id: str = ""
+
+    @abstractmethod
+    def wrap(self, data_key: bytes, context: str) -> WrappedKey:
+        """``data_key`` encrypted under the current master key, bound to ``context``."""
+
+    @abstractmethod
+    def unwrap(self, wrapped: WrappedKey, context: str) -> bytes:
+        """The data key; raises ConfigurationError when the master key that wrapped it is
+        not available here, IntegrityError when ``wrapped`` does not authenticate."""
+
+
 Handler = Callable[[EventRecord], Awaitable[None]]
 
 

@@ -161,6 +161,20 @@ class IdentityConflictResolved(Payload):
     note: Annotated[str, Pii] = ""
 
 
+@register("customer.erased", 1)
+class CustomerErased(Payload):
+    """The customer's personal data was erased (crypto-shredding): the data keys of the
+    customer, of the ``identities`` that became them (customers merged into them, anonymous
+    visitors and callers a proof identified) and of their ``conversations`` were destroyed.
+    The events stay and replay; what they held of personal data reads as erased."""
+
+    erasure_id: Name
+    erased_by: Name
+    identities: list[Name] = Field(default_factory=list)
+    conversations: list[Name] = Field(default_factory=list)
+    keys_destroyed: int = Field(ge=0)
+
+
 @register("customer.looked_up", 1)
 class CustomerLookedUp(Payload):
     """Someone looked the customer up by an identifier, and said why.
@@ -221,7 +235,7 @@ class VerificationUnlocked(Payload):
     this event no longer count against them."""
 
     unlocked_by: Name
-    reason: Annotated[str, Field(min_length=3, max_length=500)]
+    reason: Annotated[str, Field(min_length=3, max_length=500), Pii]
 
 
 # -- in person (codes on ``system:checkin``, queues on ``store:<id>``) ---------------------
@@ -247,7 +261,7 @@ class VisitQueued(Payload):
     store_id: Name
     customer_id: Name
     conversation_id: str | None = None
-    display_name: Name
+    display_name: Annotated[Name, Pii]
     method: Literal["phone", "code"]
 
 

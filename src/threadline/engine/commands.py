@@ -4,7 +4,8 @@ A command is a frozen value: the conversation, the idempotency key of its
 first event, and what it asks for. :meth:`Commands.execute` runs one for whoever
 acts. Each attempt takes the conversation's live state, lets the command admit
 the principal and decide its events on that state, checks that the principal
-may append each event on the state it follows (:mod:`threadline.security.authz`)
+may append each event on the state it follows (:mod:`threadline.security.authz`,
+one policy decision for the command's events)
 and appends them with that state's seq as the expected seq. If the
 conversation moved meanwhile the append conflicts, and the whole judgement is
 made again on the fresh state: a write is never authorised on one state and
@@ -33,7 +34,7 @@ from threadline.core.errors import ConflictError, DomainError, NotFound
 from threadline.core.events import Actor, Event, EventRecord, Lineage
 from threadline.core.ports import AppendResult
 from threadline.engine.conversations import Conversations
-from threadline.security.authz import can_append, can_read_conversation
+from threadline.security.authz import can_append_each, can_read_conversation
 from threadline.security.errors import Forbidden
 from threadline.security.principal import ADAPTER_SCOPES, Principal
 
@@ -290,12 +291,13 @@ class Commands:
         """Forbidden unless ``by`` may append each event (that is theirs to be allowed)."""
         codec, policy = self.conversations.codec, self.conversations.policy
         # Judge each event as it will be stored (validated, current payload versions),
-        # on the state it would follow (or the command's first).
+        # on the state it would follow (or the command's first); all in one decision.
+        steps: list[tuple[ConversationState, Event]] = []
         last = len(events) - 1
         for n, event in enumerate(events):
             event = codec.decode(codec.encode(event))
             if command.judged(event):
-                can_append(by, state, event)
+                steps.append((state, event))
             if n == last or not command.stepwise:
                 continue  # no later event is judged on the state this one makes
             try:
@@ -303,6 +305,7 @@ class Commands:
                 state = fold(state, [replace(event, seq=state.seq + 1)])
             except DomainError:
                 continue  # recording refuses (or replays) it; judge the rest on this state
+        can_append_each(by, steps)
 
     async def _repeat(self, command: Command, by: Acting, state: ConversationState) -> Executed:
         cid = command.conversation_id

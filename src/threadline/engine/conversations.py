@@ -1,10 +1,10 @@
 """Recording events on a conversation and rehydrating its state.
 
-``Conversations.record`` is the one write path: validate and normalise the
-events, rehydrate the conversation, refuse illegal transitions, append with
-the expected seq and the events' idempotency keys, and snapshot every N
-events. A stale read is retried by deciding again; a repeated command returns
-its first result.
+``Conversations.record`` is the one write path: redact what must never be
+stored, validate and normalise the events, rehydrate the conversation,
+refuse illegal transitions, append with the expected seq and the events'
+idempotency keys, and snapshot every N events. A stale read is retried by
+deciding again; a repeated command returns its first result.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from threadline.core.conversation import (
 from threadline.core.errors import ConflictError, DomainError, IllegalTransition, ValidationError
 from threadline.core.events import Event, EventCodec, EventRecord
 from threadline.core.ports import AppendResult, Snapshot, Storage
+from threadline.engine.redaction import Redaction
 
 SNAPSHOT_EVERY: Final = 100
 CONFLICT_RETRIES: Final = 5
@@ -43,8 +44,11 @@ class Conversations:
         policy: Policy = DEFAULT_POLICY,
         snapshot_every: int = SNAPSHOT_EVERY,
         on_append: Callable[[], None] | None = None,
+        redaction: Redaction | None = None,
     ) -> None:
         self.store = store
+        #: Takes out what must never be stored (cards, security codes, national ids).
+        self.redaction = redaction or Redaction()
         self.codec = codec or EventCodec()
         self.policy = policy
         self.snapshot_every = snapshot_every
@@ -145,6 +149,12 @@ class Conversations:
             evicted, _ = self._hot.popitem(last=False)
             self._pending.pop(evicted, None)
 
+    def forget(self, conversation_id: str) -> None:
+        """Drop what this process keeps of the conversation in memory (its customer was
+        erased): the next read folds the log, where erased data reads as erased."""
+        self._hot.pop(conversation_id, None)
+        self._pending.pop(conversation_id, None)
+
     async def timeline(self, conversation_id: str) -> list[Event]:
         """Every event of the conversation in its current shape."""
         return [self.codec.decode(r) for r in await self.store.read(conversation_id)]
@@ -160,7 +170,7 @@ class Conversations:
         """
         if not events:
             raise ValidationError("nothing to record", [{"field": "events", "reason": "empty"}])
-        records = [self.codec.encode(e) for e in events]
+        records = [self.codec.encode(e) for e in self.redaction.apply(events)]
         # Decide on the events exactly as rehydrate will read them back (UTC times,
         # default correlation and keys, current payload versions), so the states
         # kept in memory and in snapshots equal the fold of the log.

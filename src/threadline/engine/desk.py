@@ -3,7 +3,8 @@
 Each is recorded as the human acting. Every one needs the conversation to
 exist and the caller to read it; answering an offer needs the offer open and
 made to the caller (a supervisor answers any); working a conversation needs
-the caller to hold it (:func:`holds`).
+the caller to hold it (:func:`holds`). The policy engine decides both
+(:func:`~threadline.security.authz.can_answer_offer`, :func:`~threadline.security.authz.can_work`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ from threadline.core.conversation import ConversationState
 from threadline.core.errors import DomainError
 from threadline.core.events import Actor, Event, Lineage
 from threadline.engine.commands import Acting, Command, NoSuchConversation, name_of
-from threadline.security.authz import can_read_conversation
-from threadline.security.errors import Forbidden
+from threadline.security.authz import can_answer_offer, can_read_conversation, can_work
 from threadline.security.principal import Principal
 
 LINEAGE: Final = Lineage("threadline.desk", "0.1.0")
-#: Kinds that may work any conversation, not only the ones assigned to them.
-OVERSEERS: Final = frozenset({"supervisor", "admin"})
 
 
 class StaleOffer(DomainError):
@@ -31,11 +29,7 @@ class StaleOffer(DomainError):
 
 def holds(by: Principal, state: ConversationState) -> None:
     """Forbidden unless ``by`` is the conversation's assignee or oversees every queue."""
-    if by.kind in OVERSEERS or state.assignee == by.subject:
-        return
-    held = f"assigned to {state.assignee}" if state.assignee else "not assigned to anyone"
-    raise Forbidden(f"{by.kind} {by.subject}: conversation "
-                    f"{state.conversation_id} is {held}")  # fmt: skip
+    can_work(by, state)
 
 
 def live_leg(state: ConversationState) -> tuple[str, str | None]:
@@ -93,8 +87,7 @@ class AnswerOffer(DeskCommand):
             raise StaleOffer(
                 f"offer {self.offer_id} is not open on conversation {self.conversation_id}"
             )
-        if by.kind != "supervisor" and _offered_to(state, by) != by.subject:
-            raise Forbidden(f"{by.kind} {by.subject}: offer {self.offer_id} is for another agent")
+        can_answer_offer(by, state, self.offer_id)
 
     def decide(self, state: ConversationState, by: Acting) -> list[Event]:
         type_ = "handoff.accepted" if self.accept else "handoff.declined"

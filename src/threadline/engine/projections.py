@@ -265,6 +265,20 @@ class ConversationIndex:
                 if len(page) < PAGE:
                     break
 
+    async def refold(self, conversation_ids: Collection[str]) -> None:
+        """Fold ``conversation_ids`` again from their streams, so their entries show what the
+        log holds now (after an erasure: previews of erased messages read as erased)."""
+        async with self._lock:
+            for conversation_id in conversation_ids:
+                fresh: dict[str, ConversationEntry] = {}
+                for record in await self._store.read(conversation_id):
+                    self._fold(fresh, self._by_customer, record)
+                entry = fresh.get(conversation_id)
+                if entry is None:
+                    self._entries.pop(conversation_id, None)
+                else:
+                    self._entries[conversation_id] = entry
+
     def observe(self, record: EventRecord) -> None:
         """Fold one live event (the LiveHub listener); a repeat or a gap changes nothing.
 

@@ -1,5 +1,7 @@
 """``threadline customers import FILE``: load a customer export into the directory.
 ``threadline customers unlock ID --reason R``: lift the lockout wrong proofs put on a customer.
+``threadline customers erase ID [--yes]`` and ``export ID``: the data-subject requests
+(:mod:`threadline.governance.commands`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from threadline.core.errors import ValidationError
 from threadline.core.events import Actor, new_id
 from threadline.identity.imports import import_customers
 from threadline.identity.service import Identity
+from threadline.security.master_key import key_provider_from_settings
 from threadline.settings import load_settings
 from threadline.store import open_directory, open_store
 
@@ -28,11 +31,19 @@ def add_customers_parser(commands: Any) -> None:
     )
     unlock.add_argument("customer_id")
     unlock.add_argument("--reason", required=True, help="why (recorded on the customer)")
+    from threadline.governance.commands import add_subject_parsers
+
+    add_subject_parsers(actions)
 
 
 async def run_customers_command(args: argparse.Namespace) -> None:
     settings = load_settings()
-    store = await open_store(settings.store)
+    if args.customers_command in {"erase", "export"}:
+        from threadline.governance.commands import run_subject_command
+
+        await run_subject_command(settings, args)
+        return
+    store = await open_store(settings.store, keys=key_provider_from_settings(settings))
     try:
         identity = Identity(store, await open_directory(store))
         if args.customers_command == "unlock":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Final
 
 from threadline.core.events import Event, EventCodec, EventRecord
@@ -68,6 +68,15 @@ class IdentityDirectory(ABC):
     @abstractmethod
     async def clear(self) -> None:
         """Forget everything, checkpoint included (the next catch-up rebuilds)."""
+
+    @abstractmethod
+    async def absorbed(self, customer_id: str) -> list[str]:
+        """The customers merged into ``customer_id``, directly or through others, by id."""
+
+    @abstractmethod
+    async def forget(self, customer_ids: Collection[str]) -> int:
+        """Delete every row about ``customer_ids`` (their links, merges and conflicts), as
+        erasing them does; the rows deleted. Their events, read again, fold to nothing."""
 
 
 def decode_relevant(codec: EventCodec, records: Sequence[EventRecord], after: int) -> list[Event]:

@@ -12,6 +12,8 @@ Rules the fold keeps:
   opens a conflict (the fold catches races the command side could not see).
 * A merge moves exactly the listed identifiers the absorbed customer still
   holds; an un-merge moves back exactly those the survivor still holds.
+* An identifier erased with its customer (it reads as
+  :data:`~threadline.core.catalogue.ERASED`) links, unlinks and conflicts nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from threadline.core.catalogue import ERASED
 from threadline.core.events import Event
 
 CUSTOMER_PREFIX: Final = "customer:"
@@ -124,7 +127,7 @@ def stream_customer(event: Event) -> str:
 def _keys(payload: Mapping[str, Any]) -> list[str]:
     if "identifiers" in payload:
         return [key_of(i["kind"], i["value"]) for i in payload["identifiers"]]
-    if "kind" in payload and "value" in payload:
+    if "kind" in payload and "value" in payload and payload["value"] != ERASED:
         return [key_of(payload["kind"], payload["value"])]
     return []
 
@@ -161,6 +164,8 @@ def _applies(type_: str) -> Callable[[Applier], Applier]:
 @_applies("identity.verified")
 def _linked(w: Working, e: Event) -> None:
     p = e.payload
+    if p["value"] == ERASED:
+        return
     key = key_of(p["kind"], p["value"])
     owner = w.survivor(stream_customer(e))
     verified = e.type == "identity.verified"
@@ -180,6 +185,8 @@ def _linked(w: Working, e: Event) -> None:
 
 @_applies("identity.unlinked")
 def _unlinked(w: Working, e: Event) -> None:
+    if e.payload["value"] == ERASED:
+        return
     key = key_of(e.payload["kind"], e.payload["value"])
     link = w.links.get(key)
     if link is not None and w.survivor(link.customer_id) == w.survivor(stream_customer(e)):
@@ -217,6 +224,8 @@ def _unmerged(w: Working, e: Event) -> None:
 @_applies("identity.conflict_raised")
 def _conflict_raised(w: Working, e: Event) -> None:
     p = e.payload
+    if p["value"] == ERASED:
+        return
     w.set_conflict(Conflict(p["conflict_id"], key_of(p["kind"], p["value"]), p["claimed_for"],
                             p["held_by"], p["verified"], p["method"], p["linked_by"],
                             p["reason"], "open", e.position))  # fmt: skip

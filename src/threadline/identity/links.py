@@ -17,6 +17,8 @@ contact (caller id) proves nothing and is not copied either; of device links,
 only chat sessions (``visitor-…``) travel, so a returning browser is known.
 A wrong or expired code (``verification.rejected``) is copied as
 ``verification.failed``, so the limit on wrong codes holds across channels.
+Consent given or withdrawn is copied with its conversation and channel: the
+customer's stream is their consent ledger.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ GROUP: Final = "identity-links"
 VISITOR: Final = "visitor-"
 #: How a conversation's proof reads on the customer's stream, by its level.
 VERIFIED_BY: Final = {"knowledge": "knowledge", "possession": "otp", "idp": "oidc"}
+#: The consent ledger's events, kept on the customer's stream with where they were given.
+CONSENT: Final = frozenset({"consent.granted", "consent.revoked"})
 #: Claims a conversation may carry over (caller id is left out: see the module docstring).
 CLAIMED_BY: Final = {"typed": "typed"}
 
@@ -57,8 +61,8 @@ class ConversationLinks:
         self.codec = codec or EventCodec()
 
     async def start(self, bus: Bus) -> None:
-        await bus.subscribe(GROUP, self.handle, concurrency=16,
-                            types={"identity.linked", "verification.rejected"})  # fmt: skip
+        types = {"identity.linked", "verification.rejected", *CONSENT}
+        await bus.subscribe(GROUP, self.handle, concurrency=16, types=types)
 
     async def handle(self, record: EventRecord) -> None:
         if record.conversation_id.startswith(CUSTOMER_PREFIX):
@@ -67,6 +71,8 @@ class ConversationLinks:
             await self._failed(record)
         elif record.type == "identity.linked":
             await self._linked(record)
+        elif record.type in CONSENT:
+            await self._consent(record)
 
     async def _linked(self, record: EventRecord) -> None:
         payload = self.codec.decode(record).payload
@@ -109,5 +115,16 @@ class ConversationLinks:
                   "challenge_id": payload.get("challenge_id"),
                   "conversation_id": record.conversation_id}  # fmt: skip
         await self.identity.record(customer_id, "verification.failed", failed,
+                                   Actor(record.actor_kind, record.actor_id),
+                                   key=link_key(record))  # fmt: skip
+
+    async def _consent(self, record: EventRecord) -> None:
+        """The customer's consent ledger: each decision, with its conversation and channel."""
+        if anonymous(record.customer_id):
+            return  # nobody's yet: the ledger is a customer's
+        assert record.customer_id is not None
+        payload = dict(self.codec.decode(record).payload)
+        payload.update(conversation_id=record.conversation_id, channel=record.channel)
+        await self.identity.record(record.customer_id, record.type, payload,
                                    Actor(record.actor_kind, record.actor_id),
                                    key=link_key(record))  # fmt: skip

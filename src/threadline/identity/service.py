@@ -15,9 +15,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from threadline.audit import AuditTrail
+from threadline.audit.actions import customer_merged
 from threadline.core.errors import DomainError, NotFound, ValidationError
 from threadline.core.events import Actor, Event, EventCodec, Lineage, new_id
 from threadline.core.ports import EventStore
+from threadline.engine.redaction import redacted
 from threadline.identity.directory import IdentityDirectory, IdentityProjection
 from threadline.identity.fold import Conflict, Link, customer_stream
 from threadline.identity.identifiers import Identifier, parse
@@ -64,12 +67,19 @@ class Identity:
     """The identity service over a store and its directory."""
 
     def __init__(
-        self, store: EventStore, directory: IdentityDirectory, codec: EventCodec | None = None
+        self,
+        store: EventStore,
+        directory: IdentityDirectory,
+        codec: EventCodec | None = None,
+        *,
+        audit: AuditTrail | None = None,
     ) -> None:
+        """``audit``: where merges and un-merges are recorded (the service's trail)."""
         self.store = store
         self.directory = directory
         self.codec = codec or EventCodec()
         self.projection = IdentityProjection(store, directory)
+        self.audit = audit
 
     # -- reads ------------------------------------------------------------------------
 
@@ -110,7 +120,7 @@ class Identity:
             idempotency_key=key or new_id(),
             lineage=LINEAGE,
         )
-        result = await self.store.append(stream, [self.codec.encode(event)])
+        result = await self.store.append(stream, [self.codec.encode(redacted(event))])
         await self._settle(result.positions[-1])
         return result.positions[-1]
 
@@ -197,7 +207,9 @@ class Identity:
         payload = {"merge_id": merge_id, "from_customer": from_customer,
                    "into_customer": into_customer, "reason": reason, "merged_by": by,
                    "identifiers": _listed(moved)}  # fmt: skip
-        await self.record(from_customer, "customer.merged", payload, actor)
+        position = await self.record(from_customer, "customer.merged", payload, actor)
+        await self._audit_merge(actor, "customer.merged", from_customer, into_customer, merge_id,
+                                position)  # fmt: skip
         return merge_id
 
     async def unmerge(self, from_customer: str, *, reason: str, by: str, actor: Actor) -> str:
@@ -215,8 +227,16 @@ class Identity:
         payload = {"merge_id": merge.merge_id, "from_customer": from_customer,
                    "into_customer": merge.into_customer, "reason": reason, "unmerged_by": by,
                    "identifiers": _listed(held)}  # fmt: skip
-        await self.record(from_customer, "customer.unmerged", payload, actor)
+        position = await self.record(from_customer, "customer.unmerged", payload, actor)
+        await self._audit_merge(actor, "customer.unmerged", from_customer, merge.into_customer,
+                                merge.merge_id, position)  # fmt: skip
         return merge.merge_id
+
+    async def _audit_merge(self, actor: Actor, action: str, from_customer: str,
+                           into_customer: str, merge_id: str, position: int) -> None:  # fmt: skip
+        if self.audit is not None:
+            await self.audit.record(customer_merged(actor, action, from_customer, into_customer,
+                                                    merge_id, position))  # fmt: skip
 
     async def resolve_conflict(
         self, conflict_id: str, resolution: str, *, by: str, note: str, actor: Actor

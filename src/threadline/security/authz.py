@@ -1,11 +1,16 @@
-"""Authorization: pure functions of a principal, a conversation's state and an event.
+"""Authorization: what a principal may do, decided by the policy engine on live state.
 
-Every check raises :class:`Forbidden` with the reason, or returns None when
-the action is allowed; :func:`allows` turns a check into a bool. Everything
-is denied unless a rule below allows it:
+The rules are Cedar policies (``security/policies/*.cedar``, decided by
+:mod:`threadline.security.policy`); this module turns what the service knows
+(a :class:`Principal`, a conversation's state, an event, a route) into Cedar's
+entities and context, and Cedar's refusals into :class:`Forbidden`. Every check
+raises :class:`Denied` (a Forbidden) with the reason, or returns None when the
+action is allowed; :func:`allows` turns a check into a bool. Everything is
+denied unless a policy allows it:
 
 * **customer** reads their own conversation (the one bound to the token, if
-  any) and appends only ``message.received`` as themselves to it.
+  any) and appends only ``message.received`` and their consent (given or
+  withdrawn) as themselves to it.
 * **adapter** appends only events on its own channel(s), of the types a
   channel produces (never routing decisions, tool calls or system events),
   and reads conversations that have a leg on its channel.
@@ -19,77 +24,64 @@ is denied unless a rule below allows it:
   while a visit there is live, records the visit's events as themselves; the
   in-person API opens a visit only for a check-in code or a recorded look-up.
 * **kiosk** reads and writes no conversation; it only checks customers in.
+* **bot** (the automated agent, in process) reads and answers only the
+  conversations it holds (working them, waiting on the customer, handing over).
 * **admin** may do everything, including managing tokens and system streams.
+
+Who may call each endpoint, open each socket and view each page is decided the
+same way (:func:`can_call`, :func:`can_open`, :func:`can_view`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final
 
 from threadline.core.conversation import ConversationState
 from threadline.core.events import Event
 from threadline.security.errors import Forbidden
+from threadline.security.policy import ENGINE, REFUSALS, Decision, Entity, Request, render
 from threadline.security.principal import Principal
 
 SYSTEM_PREFIX: Final = "system:"
-
-#: What a channel adapter may write (on its own channel only).
-ADAPTER_EVENTS: Final = frozenset({
-    "conversation.started", "conversation.reopened", "conversation.waiting",
-    "conversation.abandoned", "conversation.resolved", "leg.started", "leg.ended",
-    "message.received", "message.sent", "message.heard", "utterance.transcribed", "slot.filled",
-    "identity.linked", "consent.granted", "consent.revoked", "note.added", "handoff.requested",
-})  # fmt: skip
-#: What a human agent may write on a conversation they hold.
-AGENT_EVENTS: Final = frozenset({
-    "message.sent", "note.added", "slot.filled", "identity.linked", "consent.granted",
-    "consent.revoked", "action.requested", "handoff.requested", "handoff.accepted",
-    "handoff.declined", "handoff.returned", "conversation.waiting", "conversation.resolved",
-})  # fmt: skip
-#: What an agent may write on a conversation before they hold it (it waits in their queue
-#: or is offered to them): their answer to the offer, and a note. The rest is the
-#: assignee's work, as on the desk.
-AGENT_BEFORE_HOLDING: Final = frozenset({"handoff.accepted", "handoff.declined", "note.added"})
-#: How staff record that they confirmed who a customer is; every other proof (a knowledge
-#: answer, a code, a sign-in) is the customer's, recorded by what checked it.
-STAFF_PROOFS: Final = frozenset({"agent"})
-#: What a supervisor may write on any conversation: an agent's events, and interventions.
-SUPERVISOR_EVENTS: Final = AGENT_EVENTS | {
-    "handoff.offered",
-    "conversation.reopened",
-    "conversation.abandoned",
-}
-#: What a store associate may write while a visit at their store is live.
-ASSOCIATE_EVENTS: Final = frozenset({
-    "leg.started", "leg.ended", "note.added", "action.requested", "action.completed",
-    "message.sent", "conversation.waiting", "conversation.resolved",
-})  # fmt: skip
-#: Payload fields that name the agent acting, for events an agent does as themselves.
-_AGENT_FIELDS: Final = {
-    "handoff.accepted": "agent_id",
-    "handoff.declined": "agent_id",
-    "handoff.returned": "agent_id",
-    "note.added": "author_id",
-}
-
-ReadRule = Callable[[Principal, ConversationState], None]
-AppendRule = Callable[[Principal, ConversationState, Event], None]
-_READ: dict[str, ReadRule] = {}
-_APPEND: dict[str, AppendRule] = {}
+#: Anyone without a token: public endpoints and pages.
+ANONYMOUS: Final = Entity("Anonymous", "")
+#: The kind of principal each Cedar principal type is.
+_TYPES: Final = {
+    "customer": "Customer", "adapter": "Adapter", "agent": "Agent", "supervisor": "Supervisor",
+    "associate": "Associate", "kiosk": "Kiosk", "admin": "Admin", "bot": "Bot",
+}  # fmt: skip
+#: Payload fields the rules read, when they are strings.
+_PAYLOAD_FIELDS: Final = ("origin", "channel", "location", "agent_id", "author_id", "method")
+#: The latest states' entities (by the state's identity; the state is kept with it).
+_ENTITIES: dict[int, tuple[ConversationState, Entity]] = {}
+_KEPT: Final = 64
+#: Path parameters a route's rules read, by what Cedar's context calls them.
+TARGETS: Final = {"agent_id": "agent", "store_id": "store", "customer_id": "customer",
+                  "queue_id": "queue"}  # fmt: skip
 
 
-def _deny(principal: Principal, reason: str) -> Forbidden:
-    return Forbidden(f"{principal.kind} {principal.subject}: {reason}")
+class Denied(Forbidden):
+    """The policy refused: ``decision`` holds the refusing policies and their version."""
+
+    def __init__(self, reason: str, decision: Decision | None = None) -> None:
+        super().__init__(reason)
+        self.decision = decision
 
 
-def _rule(table: dict[str, Any], *kinds: str) -> Callable[[Any], Any]:
-    def decorate(fn: Any) -> Any:
-        for kind in kinds:
-            table[kind] = fn
-        return fn
-
-    return decorate
+@lru_cache(maxsize=64)
+def automated_agent(name: str) -> Principal:
+    """The principal of the in-process automated agent (the bot) called ``name``."""
+    return Principal(
+        subject=name,
+        kind="bot",
+        scopes=frozenset(),
+        token_id=f"in-process:{name}",
+        issued_at=datetime.min.replace(tzinfo=UTC),
+        expires_at=datetime.max.replace(tzinfo=UTC),
+    )
 
 
 def allows(check: Callable[..., None], *args: Any) -> bool:
@@ -106,225 +98,239 @@ def allows(check: Callable[..., None], *args: Any) -> bool:
 
 def can_read_conversation(principal: Principal, state: ConversationState) -> None:
     """Raise Forbidden unless ``principal`` may read the conversation ``state`` folds."""
-    _only_admin_on_system_streams(principal, state.conversation_id)
-    rule = _READ.get(principal.kind)
-    if rule is None:
-        raise _deny(principal, "may not read conversations")
-    rule(principal, state)
+    _check(principal, "read", conversation_entity(state))
+
+
+def readable_among(principal: Principal, states: Iterable[ConversationState]) -> set[str]:
+    """The ids of the conversations among ``states`` that ``principal`` may read, decided
+    together (a listing)."""
+    who = principal_entity(principal)
+    if who is None:
+        return set()
+    found = list(states)
+    requests = [Request(who, "read", conversation_entity(state)) for state in found]
+    decisions = ENGINE.decide_all(requests)
+    return {s.conversation_id for s, d in zip(found, decisions, strict=True) if d.allowed}
 
 
 def can_append(principal: Principal, state: ConversationState, event: Event) -> None:
     """Raise Forbidden unless ``principal`` may append ``event`` to the conversation ``state``."""
-    if event.conversation_id != state.conversation_id:
-        raise _deny(principal, f"the event is for conversation {event.conversation_id}, "
-                               f"not {state.conversation_id}")  # fmt: skip
-    _only_admin_on_system_streams(principal, state.conversation_id)
-    rule = _APPEND.get(principal.kind)
-    if rule is None:
-        raise _deny(principal, "may not append events")
-    rule(principal, state, event)
+    can_append_each(principal, [(state, event)])
+
+
+def can_append_each(principal: Principal, steps: Iterable[tuple[ConversationState, Event]]) -> None:
+    """Raise Forbidden for the first event ``principal`` may not append on the state it
+    follows; the events of one append are decided together."""
+    who = principal_entity(principal)
+    requests = [Request(who or ANONYMOUS, event.type, conversation_entity(state),
+                        event_context(state, event)) for state, event in steps]  # fmt: skip
+    if who is None:
+        if requests:
+            raise _refused(principal, requests[0], None)
+        return
+    for request, decision in zip(requests, ENGINE.decide_all(requests), strict=True):
+        if not decision.allowed:
+            raise _refused(principal, request, decision)
+
+
+def can_open_visit(principal: Principal, state: ConversationState, looked_up: bool) -> None:
+    """Raise Forbidden unless ``principal`` may open an in-person visit on the conversation
+    (``looked_up``: they recorded a look-up of its customer lately)."""
+    _check(principal, "open_visit", conversation_entity(state), {"looked_up": looked_up})
 
 
 def can_read_queue(principal: Principal, queue: str) -> None:
     """Raise Forbidden unless ``principal`` may see the conversations waiting in ``queue``."""
-    if principal.kind in {"admin", "supervisor"}:
-        return
-    if principal.kind == "agent" and queue in principal.queues:
-        return
-    raise _deny(principal, f"may not see queue {queue}")
+    _check(principal, "read_queue", Entity("Queue", queue, {"name": queue}))
+
+
+def can_see_identifiers(principal: Principal) -> None:
+    """Raise Forbidden unless ``principal`` may see customers' identifiers in full, not
+    masked (supervisors and admins)."""
+    _check(principal, "see_identifiers", Entity("Identifiers", "identifiers"))
 
 
 def can_manage_tokens(principal: Principal) -> None:
     """Raise Forbidden unless ``principal`` may issue and revoke tokens (admins only)."""
-    if principal.kind != "admin":
-        raise _deny(principal, "only admins manage tokens")
+    _check(principal, "manage_tokens", Entity("Tokens", "tokens"))
 
 
-def _only_admin_on_system_streams(principal: Principal, conversation_id: str) -> None:
-    if conversation_id.startswith(SYSTEM_PREFIX) and principal.kind != "admin":
-        raise _deny(principal, f"{conversation_id} is a system stream; only admins may use it")
+def can_work(principal: Principal, state: ConversationState) -> None:
+    """Raise Forbidden unless ``principal`` may work the conversation at the desk (reply,
+    transfer, return, resolve): its assignee, or someone who oversees every queue."""
+    _check(principal, "work", conversation_entity(state))
 
 
-# -- admin -----------------------------------------------------------------------
+def can_answer_offer(principal: Principal, state: ConversationState, offer_id: str) -> None:
+    """Raise Forbidden unless ``principal`` may answer the offer open on the conversation."""
+    _check(principal, "answer_offer", conversation_entity(state), {"offer": offer_id})
 
 
-@_rule(_READ, "admin")
-def _admin_reads(principal: Principal, state: ConversationState) -> None:
-    return
+def can_call(
+    principal: Principal | None, endpoint: str, target: Mapping[str, str] | None = None
+) -> None:
+    """Raise Forbidden unless ``principal`` (None: no token) may call ``endpoint``
+    (``"GET /agents/{agent_id}"``) for ``target``: what its path names (:func:`targets`)."""
+    _check(principal, "call", Entity("Endpoint", endpoint), target)
 
 
-@_rule(_APPEND, "admin")
-def _admin_appends(principal: Principal, state: ConversationState, event: Event) -> None:
-    return
+def can_open(
+    principal: Principal | None, socket: str, target: Mapping[str, str] | None = None
+) -> None:
+    """Raise Forbidden unless ``principal`` may open the WebSocket ``socket`` (its path)
+    for ``target``."""
+    _check(principal, "open", Entity("Socket", socket), target)
 
 
-# -- customer --------------------------------------------------------------------
+def can_view(principal: Principal | None, page: str) -> None:
+    """Raise Forbidden unless ``principal`` may view the page ``page`` (its path)."""
+    _check(principal, "view", Entity("Page", page))
 
 
-@_rule(_READ, "customer")
-def _customer_reads(principal: Principal, state: ConversationState) -> None:
-    who = principal.customer_id
-    if who is None or (who != state.customer_id and who not in state.aliases):
-        raise _deny(principal, f"conversation {state.conversation_id} is not theirs")
-    bound = principal.conversation_id
-    if bound is not None and bound != state.conversation_id:
-        raise _deny(principal, f"the token is bound to conversation {bound}")
+def decide(
+    principal: Principal | None,
+    action: str,
+    resource: Entity,
+    context: Mapping[str, Any] | None = None,
+) -> Decision:
+    """The policy's decision on ``principal`` doing ``action`` to ``resource``."""
+    who = principal_entity(principal) if principal is not None else ANONYMOUS
+    request = Request(who or ANONYMOUS, action, resource, dict(context or {}))
+    if who is None:
+        return Decision(False, (), ENGINE.version, render(_refusal(action), request))
+    return ENGINE.decide(request)
 
 
-@_rule(_APPEND, "customer")
-def _customer_appends(principal: Principal, state: ConversationState, event: Event) -> None:
-    _customer_reads(principal, state)
-    if event.type != "message.received":
-        raise _deny(principal, f"customers may only send messages, not {event.type}")
-    if event.actor.kind != "customer" or event.actor.id != principal.customer_id:
-        raise _deny(principal, "customers may only write as themselves")
-    if event.customer_id != principal.customer_id:
-        raise _deny(principal, "the event must name the customer of the token")
-    if event.channel == "system":
-        raise _deny(principal, "customers may not write on the system channel")
+def _check(
+    principal: Principal | None,
+    action: str,
+    resource: Entity,
+    context: Mapping[str, Any] | None = None,
+) -> None:
+    decision = decide(principal, action, resource, context)
+    if not decision.allowed:
+        raise Denied(f"{_name(principal)}: {decision.reason}", decision)
 
 
-# -- channel adapters ------------------------------------------------------------
+def _refused(principal: Principal, request: Request, decision: Decision | None) -> Denied:
+    reason = decision.reason if decision is not None else render(_refusal(request.action),
+                                                                 request)  # fmt: skip
+    return Denied(f"{_name(principal)}: {reason}", decision)
 
 
-@_rule(_READ, "adapter")
-def _adapter_reads(principal: Principal, state: ConversationState) -> None:
-    channels = principal.channels
-    if state.origin in channels or any(
-        leg.get("channel") in channels for leg in state.legs.values()
-    ):
-        return
-    raise _deny(principal, f"conversation {state.conversation_id} has no "
-                           f"{'/'.join(sorted(channels))} leg")  # fmt: skip
+def _refusal(action: str) -> str:
+    return REFUSALS.get(action, REFUSALS["append"])
 
 
-@_rule(_APPEND, "adapter")
-def _adapter_appends(principal: Principal, state: ConversationState, event: Event) -> None:
-    channels = principal.channels
-    if event.channel not in channels:
-        raise _deny(principal, f"may write only {'/'.join(sorted(channels))} events, "
-                               f"not {event.channel}")  # fmt: skip
-    if event.type not in ADAPTER_EVENTS:
-        raise _deny(principal, f"channel adapters may not write {event.type}")
+def _name(principal: Principal | None) -> str:
+    return "anonymous" if principal is None else f"{principal.kind} {principal.subject}"
+
+
+# -- what Cedar gets -----------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def principal_entity(principal: Principal) -> Entity | None:
+    """``principal`` as a Cedar entity; None for a kind no policy knows (denied)."""
+    kind = principal.kind
+    attrs: dict[str, Any] = {"subject": principal.subject}
+    if kind == "customer":
+        if principal.customer_id is None:
+            return None
+        attrs["customer_id"] = principal.customer_id
+        if principal.conversation_id is not None:
+            attrs["conversation"] = principal.conversation_id
+    elif kind == "adapter":
+        attrs["channels"] = sorted(principal.channels)
+    elif kind == "agent":
+        attrs["queues"] = sorted(principal.queues)
+    elif kind in {"associate", "kiosk"}:
+        if principal.store_id is None:
+            return None
+        attrs["store"] = principal.store_id
+    elif kind not in _TYPES:
+        return None
+    return Entity(_TYPES[kind], principal.subject, attrs)
+
+
+def conversation_entity(state: ConversationState) -> Entity:
+    """The conversation as its live state stands: what the rules read of it."""
+    # A state is frozen: the checks of one command or turn on it build its entity once.
+    kept = _ENTITIES.get(id(state))
+    if kept is not None and kept[0] is state:
+        return kept[1]
+    entity = _conversation_entity(state)
+    _ENTITIES[id(state)] = (state, entity)
+    if len(_ENTITIES) > _KEPT:
+        del _ENTITIES[next(iter(_ENTITIES))]
+    return entity
+
+
+def _conversation_entity(state: ConversationState) -> Entity:
+    cid = state.conversation_id
+    channels: set[str] = {state.origin} if state.origin else set()
+    stores: set[str] = set()
+    live: set[str] = set()
+    for leg in state.legs.values():
+        channel = leg.get("channel")
+        if isinstance(channel, str):
+            channels.add(channel)
+        location = leg.get("location")
+        if channel == "in_person" and isinstance(location, str):
+            stores.add(location)
+            if leg.get("ended_at") is None:
+                live.add(location)
+    attrs: dict[str, Any] = {
+        "id": cid,
+        "system": cid.startswith(SYSTEM_PREFIX),
+        "aliases": sorted(state.aliases),
+        "channels": sorted(channels),
+        "stores": sorted(stores),
+        "live_stores": sorted(live),
+    }
+    offered_to = (state.offer or {}).get("agent_id")
+    for name, value in (("status", state.status), ("customer_id", state.customer_id),
+                        ("queue", state.queue), ("assignee", state.assignee),
+                        ("offered_to", offered_to)):  # fmt: skip
+        if isinstance(value, str):
+            attrs[name] = value
+    return Entity("Conversation", cid, attrs)
+
+
+def event_context(state: ConversationState, event: Event) -> dict[str, Any]:
+    """What the rules read of ``event``, and of the legs of ``state`` it names."""
     payload = event.payload
-    named = {
-        "conversation.started": payload.get("origin"),
-        "leg.started": payload.get("channel"),
-    }.get(event.type, event.channel)
-    if named != event.channel:
-        raise _deny(principal, f"{event.type} on {event.channel} names channel {named}")
-    for leg_id in {event.leg_id, payload.get("leg_id") if event.type == "leg.ended" else None}:
-        leg = state.legs.get(leg_id) if leg_id is not None else None
-        if leg is not None and leg.get("channel") != event.channel:
-            raise _deny(principal, f"leg {leg_id} is a {leg.get('channel')} leg")
+    facts: dict[str, Any] = {"verified": bool(payload.get("verified"))}
+    for name in _PAYLOAD_FIELDS:
+        value = payload.get(name)
+        if type(value) is str:
+            facts[name] = value
+    context: dict[str, Any] = {
+        "conversation": event.conversation_id,
+        "channel": event.channel,
+        "actor": {"kind": event.actor.kind, "id": event.actor.id},
+        "payload": facts,
+    }
+    if event.customer_id is not None:
+        context["customer_id"] = event.customer_id
+    if event.leg_id is not None and event.leg_id in state.legs:
+        context["leg"] = _leg(event.leg_id, state.legs[event.leg_id])
+    ended = payload.get("leg_id") if event.type == "leg.ended" else None
+    if isinstance(ended, str) and ended in state.legs:
+        context["ended_leg"] = _leg(ended, state.legs[ended])
+    return context
 
 
-# -- human agents and supervisors ------------------------------------------------
+def _leg(leg_id: str, leg: Mapping[str, Any]) -> dict[str, Any]:
+    channel, location = leg.get("channel"), leg.get("location")
+    out: dict[str, Any] = {"id": leg_id, "channel": channel if isinstance(channel, str) else "",
+                           "live": leg.get("ended_at") is None}  # fmt: skip
+    if isinstance(location, str):
+        out["location"] = location
+    return out
 
 
-def _holds(principal: Principal, state: ConversationState) -> bool:
-    """Whether the conversation is in the agent's queues, assigned or offered to them."""
-    offer = state.offer or {}
-    return (
-        (state.queue is not None and state.queue in principal.queues)
-        or state.assignee == principal.subject
-        or offer.get("agent_id") == principal.subject
-    )
-
-
-def _no_proof_of_their_own(principal: Principal, event: Event) -> None:
-    """Staff may link an identifier, or confirm one as themselves (method ``agent``), but
-    not record a proof the customer never gave."""
-    payload = event.payload
-    if (
-        event.type == "identity.linked"
-        and payload.get("verified")
-        and (payload.get("method") not in STAFF_PROOFS)
-    ):
-        raise _deny(principal, f"staff confirm who a customer is as method 'agent', not "
-                               f"{payload.get('method')!r}")  # fmt: skip
-
-
-def _as_themselves(principal: Principal, event: Event, fields: dict[str, str]) -> None:
-    if event.actor.kind != "human" or event.actor.id != principal.subject:
-        raise _deny(principal, "may only write as themselves")
-    field = fields.get(event.type)
-    if field is not None and event.payload.get(field) != principal.subject:
-        raise _deny(principal, f"{event.type} must name them as {field}")
-
-
-@_rule(_READ, "agent")
-def _agent_reads(principal: Principal, state: ConversationState) -> None:
-    if not _holds(principal, state):
-        queues = ", ".join(sorted(principal.queues)) or "no queues"
-        raise _deny(principal, f"conversation {state.conversation_id} is in queue "
-                               f"{state.queue or 'none'}, not in {queues}, and not "
-                               f"assigned or offered to them")  # fmt: skip
-
-
-@_rule(_APPEND, "agent")
-def _agent_appends(principal: Principal, state: ConversationState, event: Event) -> None:
-    _agent_reads(principal, state)
-    if event.type not in AGENT_EVENTS:
-        raise _deny(principal, f"agents may not write {event.type}")
-    if event.type not in AGENT_BEFORE_HOLDING and state.assignee != principal.subject:
-        held = f"assigned to {state.assignee}" if state.assignee else "not assigned to them"
-        raise _deny(principal, f"{event.type} is the assignee's: conversation "
-                               f"{state.conversation_id} is {held}")  # fmt: skip
-    _as_themselves(principal, event, _AGENT_FIELDS)
-    _no_proof_of_their_own(principal, event)
-
-
-@_rule(_READ, "supervisor")
-def _supervisor_reads(principal: Principal, state: ConversationState) -> None:
-    return
-
-
-@_rule(_APPEND, "supervisor")
-def _supervisor_appends(principal: Principal, state: ConversationState, event: Event) -> None:
-    if event.type not in SUPERVISOR_EVENTS:
-        raise _deny(principal, f"supervisors may not write {event.type}")
-    # Supervisors may accept or return on an agent's behalf; notes are still their own.
-    _as_themselves(principal, event, {"note.added": "author_id"})
-    _no_proof_of_their_own(principal, event)
-
-
-# -- store associates --------------------------------------------------------------
-
-
-def _visits_here(principal: Principal, state: ConversationState, *, live: bool) -> list[str]:
-    """The in-person legs of the conversation at the associate's store (live ones only)."""
-    return [
-        leg_id
-        for leg_id, leg in state.legs.items()
-        if leg.get("channel") == "in_person"
-        and leg.get("location") == principal.store_id
-        and (not live or leg.get("ended_at") is None)
-    ]
-
-
-@_rule(_READ, "associate")
-def _associate_reads(principal: Principal, state: ConversationState) -> None:
-    if not _visits_here(principal, state, live=False):
-        raise _deny(principal, f"conversation {state.conversation_id} has no visit "
-                               f"at {principal.store_id}")  # fmt: skip
-
-
-@_rule(_APPEND, "associate")
-def _associate_appends(principal: Principal, state: ConversationState, event: Event) -> None:
-    if event.type not in ASSOCIATE_EVENTS:
-        raise _deny(principal, f"associates may not write {event.type}")
-    _as_themselves(principal, event, _AGENT_FIELDS)
-    if event.type == "leg.started":
-        payload = event.payload
-        if payload.get("channel") != "in_person" or payload.get("location") != principal.store_id:
-            raise _deny(principal, f"may open only in-person visits at {principal.store_id}")
-        return
-    live = _visits_here(principal, state, live=True)
-    if not live:
-        raise _deny(principal, f"no live visit at {principal.store_id} on conversation "
-                               f"{state.conversation_id}")  # fmt: skip
-    if event.type == "leg.ended" and event.payload.get("leg_id") not in live:
-        raise _deny(principal, "may end only a visit at their own store")
-    if event.channel not in {"in_person", "chat", "system"}:
-        raise _deny(principal, f"associates may not write on {event.channel}")
+def targets(path_params: Mapping[str, Any]) -> dict[str, str]:
+    """What a route's path names, as the rules read it: ``{"agent_id": …}`` gives
+    ``{"agent": …}``."""
+    return {TARGETS[k]: str(v) for k, v in path_params.items() if k in TARGETS}

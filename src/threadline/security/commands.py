@@ -1,7 +1,9 @@
 """``threadline token``: create, revoke and verify bearer tokens from the shell.
 
 ``create`` prints only the token on stdout (its id and expiry go to stderr),
-so ``TOKEN=$(threadline token create …)`` works. ``links`` prints development
+so ``TOKEN=$(threadline token create …)`` works. ``create`` and ``revoke`` are
+recorded in the audit trail of the configured store (a token is printed only
+once its issue is recorded). ``links`` prints development
 sign-in links for the staff pages (refused in production). Bad input is one
 line on stderr and exit status 1.
 """
@@ -19,6 +21,8 @@ from typing import Any, Final, NoReturn
 
 import orjson
 
+from threadline.audit.actions import token_issued, token_revoked
+from threadline.audit.trail import AuditTrail
 from threadline.core.errors import ConfigurationError, ThreadlineError
 from threadline.core.events import Actor
 from threadline.security.principal import ADAPTER_CHANNELS, KINDS, BadClaims, kind_of, parse_scopes
@@ -101,7 +105,7 @@ def run_token_command(args: argparse.Namespace) -> None:
     """Run ``threadline token …``; raises ThreadlineError with a one-line message on failure."""
     settings = load_settings()
     if args.token_command == "create":
-        issued = create_token(settings, args)
+        issued = asyncio.run(_create(settings, args))
         print(issued.token)
         principal = issued.principal
         print(f"issued {principal.token_id} for {principal.subject} "
@@ -171,6 +175,18 @@ def create_token(settings: Settings, args: argparse.Namespace) -> IssuedToken:
     return TokenIssuer.from_settings(settings).issue(subject, scopes, ttl, claims)
 
 
+async def _create(settings: Settings, args: argparse.Namespace) -> IssuedToken:
+    """Issue the token and record it in the audit trail; no token is shown unless recorded."""
+    store = await open_store(settings.store)
+    try:
+        trail = AuditTrail.open(settings, store)  # a key that cannot sign refuses first
+        issued = create_token(settings, args)
+        await trail.record(token_issued(_operator(), issued.principal))
+    finally:
+        await store.close()
+    return issued
+
+
 def _default_subject(kind: str, scopes: frozenset[str], customer: str | None) -> str:
     if kind == "customer" and customer:
         return customer
@@ -184,6 +200,7 @@ async def _revoke(settings: Settings, token_id: str, reason: str, by: str | None
     expires_at = latest_expiry(settings.token_max_ttl)
     store = await open_store(settings.store)
     try:
+        trail = AuditTrail.open(settings, store)
         result = await revoke(
             store,
             token_id,
@@ -192,6 +209,8 @@ async def _revoke(settings: Settings, token_id: str, reason: str, by: str | None
             expires_at=expires_at,
             actor=Actor("system", "threadline-cli"),
         )
+        await trail.record(token_revoked(_operator(), token_id, position=result.positions[0],
+                                         duplicate=result.duplicate))  # fmt: skip
     finally:
         await store.close()
     if result.duplicate:

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-Kind = Literal["customer", "adapter", "agent", "supervisor", "admin", "associate", "kiosk"]
+#: The kinds of principal; every one but ``bot`` (the in-process automated agent, see
+#: :func:`threadline.security.authz.automated_agent`) is the kind of a token.
+Kind = Literal["customer", "adapter", "agent", "supervisor", "admin", "associate", "kiosk", "bot"]
 
 CUSTOMER: Final = "customer"
 AGENT: Final = "agent"

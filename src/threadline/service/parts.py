@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from threadline.agents.runtime import BotRuntime
 from threadline.agents.worker import BotWorker
+from threadline.api.limits import PerClient
+from threadline.audit import AuditTrail
 from threadline.bus.memory import MemoryBus
 from threadline.business import Business
 from threadline.business.current import CurrentBusiness
@@ -18,6 +20,7 @@ from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
 from threadline.engine.outbox import Relay
 from threadline.engine.projections import ConversationIndex
+from threadline.governance import Erasure
 from threadline.identity.challenges import Verifications
 from threadline.identity.lockouts import Lockouts
 from threadline.identity.oidc import OidcVerifier
@@ -68,6 +71,8 @@ class Service:
     tokens: TokenIssuer
     verifier: TokenVerifier
     revocations: RevocationList
+    #: The tamper-evident trail of privileged actions (staff reads, merges, admin work).
+    audit: AuditTrail
     identity: Identity
     #: The limits on wrong proofs, per customer and per client.
     lockouts: Lockouts
@@ -75,9 +80,13 @@ class Service:
     #: Checks a customer's ID token from the trusted identity provider, when one is set.
     oidc: OidcVerifier | None
     chat: ChatAdapter
+    #: How many chat sessions one network address may open.
+    chat_sessions: PerClient
     #: The phone channel; None without the ``voice`` extra.
     voice: VoiceGateway | None
     inperson: InPersonChannel
+    #: Erases customers (crypto-shredding) and purges what was derived from their data.
+    erasure: Erasure
 
     @property
     def business(self) -> Business:

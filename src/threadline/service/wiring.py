@@ -9,6 +9,8 @@ that has stopped.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -17,6 +19,8 @@ from threadline.agents.codes import code_sending_from
 from threadline.agents.engine import EmbeddedAgent
 from threadline.agents.runtime import BotRuntime
 from threadline.agents.worker import BotWorker
+from threadline.api.limits import PerClient
+from threadline.audit import AuditTrail
 from threadline.bus.memory import MemoryBus
 from threadline.business import Business, load_configured
 from threadline.business.current import CurrentBusiness
@@ -31,6 +35,8 @@ from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
 from threadline.engine.outbox import Relay
 from threadline.engine.projections import ConversationIndex
+from threadline.governance import Erasure
+from threadline.governance.retention import Retention, run_on_schedule
 from threadline.identity.challenges import Verifications
 from threadline.identity.code_courier import CodeCourier
 from threadline.identity.links import ConversationLinks
@@ -43,9 +49,10 @@ from threadline.routing.router import Router
 from threadline.routing.staffing import routing_config
 from threadline.routing.workfeed import WorkFeed
 from threadline.security import RevocationList, TokenIssuer, TokenVerifier
+from threadline.security.master_key import key_provider_from_settings
 from threadline.service.parts import Service
 from threadline.settings import Settings, data_dir
-from threadline.store import open_directory, open_store
+from threadline.store import encrypt, open_directory, open_store
 from threadline.systems import CustomerRecords, Systems
 
 
@@ -57,11 +64,14 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
     store ``settings`` name is opened and closed here.
     """
     oidc = _oidc(settings)
+    keys = key_provider_from_settings(settings)  # production without a master key stops here
     current = CurrentBusiness(load_configured(settings.business))
     async with AsyncExitStack() as stack:
         if store is None:
-            store = await open_store(settings.store)
+            store = await open_store(settings.store, keys=keys)
             stack.push_async_callback(store.close)
+        else:
+            encrypt(store, keys)  # a store opened without keys is given the service's
         bus = MemoryBus(store)
         stack.push_async_callback(bus.close)
         relay = Relay(store, bus, store)
@@ -88,18 +98,23 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
         hub.listen(revocations.follower(codec))  # also from other processes
         tokens = TokenIssuer.from_settings(settings)
         verifier = TokenVerifier.from_settings(settings, revocations)
+        audit = AuditTrail.open(settings, store, tokens.key)  # no signing key stops us here
         business = current.business
         systems = Systems.open(business, data_dir(settings))
         stack.push_async_callback(systems.close)
-        identity, verifications = await _identity(store, bus, conversations, current, systems)
+        identity, verifications = await _identity(store, bus, conversations, current, systems,
+                                                  audit)  # fmt: skip
         recognition = Recognition(identity, systems.customers)
         codes = code_sending_from(settings, tokens.key)
         lockouts = Lockouts(store)
+        erasure = Erasure(store, identity, index, conversations, audit=audit)
+        hub.listen(erasure.observe)  # erasures another process recorded (the command line)
         bot = None
         if worker is not None:
             await worker.start(store, relay.appended)
             stack.push_async_callback(worker.stop)
             relay.forward(worker.feed)
+            erasure.follow(worker.forget)
         else:
             bot = BotRuntime(conversations, EmbeddedAgent(systems, codes=codes, lockouts=lockouts))
             await bot.start(bus)
@@ -112,6 +127,11 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
         router = Router(conversations, routing_config(business))
         await router.start(bus)
         stack.push_async_callback(router.stop)
+        if settings.retention_every_hours:
+            retention = Retention(store, lambda: current.business,
+                                  on_expired=conversations.forget)  # fmt: skip
+            every = timedelta(hours=settings.retention_every_hours)
+            stack.push_async_callback(_stop, asyncio.create_task(run_on_schedule(retention, every)))
         inperson = await inperson_channel(
             settings, store, bus, commands, current, tokens.key, revocations
         )
@@ -164,13 +184,18 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
             tokens=tokens,
             verifier=verifier,
             revocations=revocations,
+            audit=audit,
             identity=identity,
             lockouts=lockouts,
             verifications=verifications,
             oidc=oidc,
-            chat=ChatAdapter(commands),
+            chat=ChatAdapter(commands, current),
+            chat_sessions=PerClient(
+                "chat sessions", settings.chat_sessions_per_hour, timedelta(hours=1)
+            ),
             voice=voice,
             inperson=inperson,
+            erasure=erasure,
         )
 
 
@@ -192,10 +217,11 @@ async def _identity(
     conversations: Conversations,
     current: CurrentBusiness,
     systems: Systems,
+    audit: AuditTrail,
 ) -> tuple[Identity, Verifications]:
     """The identity directory, caught up, following the links that conversations make;
     step-up checks compare a customer's answer to the business's record of them."""
-    identity = Identity(store, await open_directory(store))
+    identity = Identity(store, await open_directory(store), audit=audit)
     await identity.projection.catch_up()
     # What conversations prove (a caller's postcode) reaches the directory too.
     await ConversationLinks(identity, conversations.codec).start(bus)
@@ -208,3 +234,9 @@ async def _identity(
         return record.knowledge.get(fields[0]) if record is not None and fields else None
 
     return identity, Verifications(identity, knowledge)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
 
@@ -48,9 +48,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from threadline.core import errors
 from threadline.core.events import EventRecord
-from threadline.core.ports import ANY, AppendResult, Snapshot, Storage
+from threadline.core.ports import ANY, AppendResult, KeyProvider, Snapshot, Storage
 from threadline.store.migrations import migrations
+from threadline.store.postgres_keys import PostgresKeyTable, shred
 from threadline.store.postgres_writer import CommitStats, GroupCommit, Pending, translate
+from threadline.store.sealing import Sealer, Shredded
 
 __all__ = ["CommitStats", "PostgresStore", "open_postgres"]
 
@@ -86,12 +88,50 @@ def _records(cursor: AsyncCursor[Any]) -> RowMaker[EventRecord]:
 
 
 class PostgresStore(Storage):
-    """Event, snapshot and checkpoint store on PostgreSQL; open it with :func:`open_postgres`."""
+    """Event, snapshot and checkpoint store on PostgreSQL; open it with :func:`open_postgres`.
 
-    def __init__(self, pool: AsyncConnectionPool[Any], committer: GroupCommit) -> None:
+    With a key provider (``keys``, or :meth:`use_keys`), personal data is encrypted before
+    it is written and decrypted as it is read (:mod:`threadline.store.sealing`).
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        committer: GroupCommit,
+        keys: KeyProvider | None = None,
+    ) -> None:
         self._pool = pool
         self._committer = committer
         self._closed = False
+        self._keys = PostgresKeyTable(self)
+        self._sealer: Sealer | None = None
+        if keys is not None:
+            self.use_keys(keys)
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What encrypts personal data here; None for a store that keeps it in plaintext."""
+        return self._sealer
+
+    def use_keys(self, provider: KeyProvider) -> None:
+        """Encrypt personal data from now on, with data keys wrapped by ``provider``."""
+        if self._sealer is None or self._sealer.provider.key_id != provider.key_id:
+            self._sealer = Sealer(provider)
+
+    async def shred(self, owners: Collection[str], conversation_ids: Collection[str]) -> Shredded:
+        """Destroy the data keys of ``owners`` and the snapshots of ``conversation_ids``, then
+        vacuum (:func:`~threadline.store.postgres_keys.shred`)."""
+        shredded = await shred(self, owners, conversation_ids)
+        if self._sealer is not None:
+            self._sealer.forget(owners)
+        return shredded
+
+    async def expire(self, conversation_id: str, seqs: Sequence[int]) -> int:
+        """Erase the personal fields of events ``seqs`` in place (retention), and the
+        conversation's snapshots (:func:`~threadline.store.expiry.expire_postgres`)."""
+        from threadline.store.expiry import expire_postgres
+
+        return await expire_postgres(self, conversation_id, seqs)
 
     @property
     def commits(self) -> int:
@@ -112,6 +152,8 @@ class PostgresStore(Storage):
                 f"expected_seq {expected_seq} is out of range",
                 [{"field": "expected_seq", "reason": "must be ANY, NO_STREAM or a seq"}],
             )
+        if self._sealer is not None:
+            records = await self._sealer.seal(records, self._keys)
         rows = _rows(conversation_id, records)
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         return await self._committer.submit(Pending(conversation_id, expected_seq, rows, future))
@@ -126,6 +168,8 @@ class PostgresStore(Storage):
         return await self._read(_READ_ALL, (after_position, _limit(limit)))
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
+        if self._sealer is not None:
+            snapshot = await self._sealer.seal_snapshot(snapshot, self._keys)
         await self._fetch(
             "INSERT INTO snapshots AS s (conversation_id, schema_version, seq, state)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT (conversation_id, schema_version)"
@@ -139,7 +183,12 @@ class PostgresStore(Storage):
             "SELECT seq, state FROM snapshots WHERE conversation_id = %s AND schema_version = %s",
             (conversation_id, schema_version),
         )
-        return None if row is None else Snapshot(conversation_id, row[0], schema_version, row[1])
+        if row is None:
+            return None
+        snapshot = Snapshot(conversation_id, row[0], schema_version, row[1])
+        if self._sealer is None:
+            return snapshot
+        return await self._sealer.open_snapshot(snapshot, self._keys)
 
     async def load_checkpoint(self, group: str) -> int:
         row = await self._fetch(
@@ -205,7 +254,9 @@ class PostgresStore(Storage):
                 cursor = conn.cursor(row_factory=_records, binary=True)
                 await cursor.execute(query, params)
                 records: list[EventRecord] = await cursor.fetchall()
-                return records
+        if self._sealer is None:
+            return records
+        return await self._sealer.open(records, self._keys)
 
     async def _fetch(self, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """Run one statement (in its own transaction); its first row, if any."""
@@ -314,12 +365,14 @@ async def open_postgres(
     writers: int = 2,
     readers: int = 4,
     connect_timeout: float = 10.0,
+    keys: KeyProvider | None = None,
 ) -> PostgresStore:
     """Connect to ``url``, bring ``schema`` up to date and return the store.
 
     ``schema`` (created if missing) must be a plain lower-case identifier.
     ``writers`` connections send group-committed appends; a pool of up to
-    ``readers`` connections serves reads, snapshots and checkpoints.
+    ``readers`` connections serves reads, snapshots and checkpoints. With ``keys``,
+    personal data is encrypted at rest.
     """
     if not _SCHEMA_NAME.fullmatch(schema):
         raise errors.ConfigurationError(f"schema {schema!r} is not a plain lower-case identifier")
@@ -354,4 +407,4 @@ async def open_postgres(
             raise
     committer = GroupCommit(connect, writers)
     committer.adopt(conn)
-    return PostgresStore(pool, committer)
+    return PostgresStore(pool, committer, keys)

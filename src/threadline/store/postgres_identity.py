@@ -9,7 +9,7 @@ and none folds twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
@@ -195,3 +195,26 @@ class PostgresIdentityDirectory(IdentityDirectory):
             await conn.execute(
                 "TRUNCATE identity_links, identity_merges, identity_conflicts, identity_checkpoint"
             )
+
+    async def absorbed(self, customer_id: str) -> list[str]:
+        rows = await self._rows(
+            "WITH RECURSIVE absorbed(c) AS (SELECT customer_id FROM identity_merges"
+            " WHERE into_customer = %s UNION SELECT m.customer_id FROM identity_merges m"
+            " JOIN absorbed a ON m.into_customer = a.c) SELECT c FROM absorbed ORDER BY c",
+            (customer_id,),
+        )
+        return [str(row[0]) for row in rows]
+
+    async def forget(self, customer_ids: Collection[str]) -> int:
+        ids = sorted(customer_ids)
+        deleted = 0
+        async with self._store.connection() as conn, conn.transaction():
+            for sql, params in (
+                ("DELETE FROM identity_links WHERE customer_id = ANY(%s)", (ids,)),
+                ("DELETE FROM identity_merges WHERE customer_id = ANY(%s)"
+                 " OR into_customer = ANY(%s)", (ids, ids)),
+                ("DELETE FROM identity_conflicts WHERE claimed_for = ANY(%s)"
+                 " OR held_by = ANY(%s)", (ids, ids)),
+            ):  # fmt: skip
+                deleted += (await conn.execute(sql, params)).rowcount
+        return deleted

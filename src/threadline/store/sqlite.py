@@ -20,15 +20,17 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from threadline.core.errors import IdempotencyError, ProgrammingError, ValidationError
 from threadline.core.events import EventRecord
-from threadline.core.ports import ANY, AppendResult, Snapshot, Storage
+from threadline.core.ports import ANY, AppendResult, KeyProvider, Snapshot, Storage
 from threadline.store.migrations import migrations
+from threadline.store.sealing import MARK, Sealer, Shredded, with_payload
+from threadline.store.sqlite_keys import SQLiteKeyTable, keys_by_id, shred
 from threadline.store.sqlite_writer import (
     AppendCommand,
     Feed,
@@ -77,6 +79,9 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
+    # Deleted rows (and rows moved when a page is rebalanced) are overwritten with zeros:
+    # erasure leaves no copy of a destroyed key or a purged row in the file.
+    conn.execute("PRAGMA secure_delete=ON")
     return conn
 
 
@@ -228,13 +233,69 @@ class _Readers:
 
 
 class SQLiteStore(Storage):
-    """Event log, snapshots and checkpoints in one SQLite file."""
+    """Event log, snapshots and checkpoints in one SQLite file.
 
-    def __init__(self, path: str, readers: int = 2) -> None:
+    With a key provider (``keys``, or :meth:`use_keys`), personal data is encrypted before
+    it is written and decrypted as it is read (:mod:`threadline.store.sealing`).
+    """
+
+    def __init__(self, path: str, readers: int = 2, keys: KeyProvider | None = None) -> None:
         self.path = path
         self._writer = Writer(path, _connect, _migrate)
+        self._writer.opener = self._open_fed
         self._readers = _Readers(path, readers)
         self._closed = False
+        self._keys = SQLiteKeyTable(self)
+        self._sealer: Sealer | None = None
+        # Plaintext payloads of the appends in flight, by event id: the commit feed hands
+        # them on without decrypting what was just encrypted.
+        self._plain: dict[str, bytes] = {}
+        if keys is not None:
+            self.use_keys(keys)
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What encrypts personal data here; None for a store that keeps it in plaintext."""
+        return self._sealer
+
+    def use_keys(self, provider: KeyProvider) -> None:
+        """Encrypt personal data from now on, with data keys wrapped by ``provider``."""
+        if self._sealer is None or self._sealer.provider.key_id != provider.key_id:
+            self._sealer = Sealer(provider)
+
+    async def shred(self, owners: Collection[str], conversation_ids: Collection[str]) -> Shredded:
+        """Destroy the data keys of ``owners`` and the snapshots of ``conversation_ids``, and
+        leave no copy in the file or its WAL (:func:`~threadline.store.sqlite_keys.shred`)."""
+        shredded = await shred(self, owners, conversation_ids)
+        if self._sealer is not None:
+            self._sealer.forget(owners)
+        return shredded
+
+    async def expire(self, conversation_id: str, seqs: Sequence[int]) -> int:
+        """Erase the personal fields of events ``seqs`` in place (retention), and the
+        conversation's snapshots (:func:`~threadline.store.expiry.expire_sqlite`)."""
+        from threadline.store.expiry import expire_sqlite
+
+        return await expire_sqlite(self, conversation_id, seqs)
+
+    def _open_fed(self, conn: sqlite3.Connection, records: list[EventRecord]) -> list[EventRecord]:
+        """The commit feed's records in plaintext (on the writer thread)."""
+        sealer = self._sealer
+        if sealer is None:
+            return records
+        plain = self._plain
+        opened: list[EventRecord] = []
+        sealed = False
+        for record in records:
+            payload = plain.get(record.event_id)
+            if payload is None:
+                sealed = sealed or MARK in record.payload
+                opened.append(record)
+            else:
+                opened.append(with_payload(record, payload))
+        if not sealed:  # the usual page: what this process just appended
+            return opened
+        return sealer.open_with(opened, lambda key_ids: keys_by_id(conn, key_ids))
 
     @property
     def commits(self) -> int:
@@ -269,11 +330,29 @@ class SQLiteStore(Storage):
         self, conversation_id: str, records: Sequence[EventRecord], expected_seq: int = ANY
     ) -> AppendResult:
         _validate_append(records, conversation_id)
-        command = AppendCommand(conversation_id, tuple(records), expected_seq)
-        result: AppendResult = await self._write(append=command)
+        sealer = self._sealer
+        if sealer is None:
+            result: AppendResult = await self._write(
+                append=AppendCommand(conversation_id, tuple(records), expected_seq)
+            )
+            return result
+        sealed = await sealer.seal(records, self._keys)
+        changed = [r for r, s in zip(records, sealed, strict=True) if r is not s]
+        for record in changed:
+            self._plain[record.event_id] = record.payload
+        try:
+            result = await self._write(
+                append=AppendCommand(conversation_id, tuple(sealed), expected_seq)
+            )
+        finally:
+            for record in changed:
+                self._plain.pop(record.event_id, None)
         return result
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
+        if self._sealer is not None:
+            snapshot = await self._sealer.seal_snapshot(snapshot, self._keys)
+
         def work(conn: sqlite3.Connection, now: str) -> None:
             conn.execute(
                 "INSERT INTO snapshots (conversation_id, schema_version, seq, state)"
@@ -332,14 +411,19 @@ class SQLiteStore(Storage):
             (conversation_id, from_seq, -1 if limit is None else limit),
         )
         build = _stream_record(conversation_id)
-        return [build(row) for row in rows]
+        return await self._opened([build(row) for row in rows])
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[EventRecord]:
         rows = await self._read(
             f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
             (after_position, limit),
         )
-        return [_record(row) for row in rows]
+        return await self._opened([_record(row) for row in rows])
+
+    async def _opened(self, records: list[EventRecord]) -> list[EventRecord]:
+        if self._sealer is None:
+            return records
+        return await self._sealer.open(records, self._keys)
 
     async def load_snapshot(self, conversation_id: str, schema_version: int) -> Snapshot | None:
         rows = await self._read(
@@ -349,7 +433,10 @@ class SQLiteStore(Storage):
         if not rows:
             return None
         seq, state = rows[0]
-        return Snapshot(conversation_id, seq, schema_version, bytes(state))
+        snapshot = Snapshot(conversation_id, seq, schema_version, bytes(state))
+        if self._sealer is None:
+            return snapshot
+        return await self._sealer.open_snapshot(snapshot, self._keys)
 
     async def load_checkpoint(self, group: str) -> int:
         rows = await self._read(
@@ -393,12 +480,15 @@ def _private(target: Path) -> None:
                 path.chmod(0o600)  # made before, by an older version or another umask
 
 
-async def open_sqlite(path: str | os.PathLike[str], *, readers: int = 2) -> SQLiteStore:
-    """Open (creating if needed) the store at ``path`` and apply pending migrations."""
+async def open_sqlite(
+    path: str | os.PathLike[str], *, readers: int = 2, keys: KeyProvider | None = None
+) -> SQLiteStore:
+    """Open (creating if needed) the store at ``path`` and apply pending migrations; with
+    ``keys``, personal data is encrypted at rest."""
     target = Path(path)
     if str(target) != ":memory:":
         _private(target)
-    store = SQLiteStore(str(target), readers=readers)
+    store = SQLiteStore(str(target), readers=readers, keys=keys)
     try:
         await store._start()
     except sqlite3.Error as exc:

@@ -10,7 +10,7 @@ loop, and a bug in the fold undoes its own writes without stopping the writer.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
@@ -211,3 +211,31 @@ class SQLiteIdentityDirectory(IdentityDirectory):
                 conn.execute(f"DELETE FROM {table}")
 
         await self._store.transact(work)
+
+    async def absorbed(self, customer_id: str) -> list[str]:
+        rows = await self._rows(
+            "WITH RECURSIVE absorbed(c) AS (SELECT customer_id FROM identity_merges"
+            " WHERE into_customer = ? UNION SELECT m.customer_id FROM identity_merges m"
+            " JOIN absorbed a ON m.into_customer = a.c) SELECT c FROM absorbed ORDER BY c",
+            (customer_id,),
+        )
+        return [str(row[0]) for row in rows]
+
+    async def forget(self, customer_ids: Collection[str]) -> int:
+        ids = _json(customer_ids)
+
+        def work(conn: sqlite3.Connection, now: str) -> int:
+            # The writer runs with secure_delete on: the deleted rows are zeroed in the file.
+            within = "IN (SELECT value FROM json_each(?))"
+            return sum(
+                conn.execute(sql, params).rowcount
+                for sql, params in (
+                    (f"DELETE FROM identity_links WHERE customer_id {within}", (ids,)),
+                    (f"DELETE FROM identity_merges WHERE customer_id {within}"
+                     f" OR into_customer {within}", (ids, ids)),
+                    (f"DELETE FROM identity_conflicts WHERE claimed_for {within}"
+                     f" OR held_by {within}", (ids, ids)),
+                )
+            )  # fmt: skip
+
+        return int(await self._store.transact(work))

@@ -60,6 +60,8 @@ Work = Callable[[sqlite3.Connection, str], Any]
 #: ``feed(after, records)``: every event committed after position ``after``, up to a page.
 Feed = Callable[[int, list[EventRecord]], None]
 PageReader = Callable[[sqlite3.Connection, int], list[EventRecord]]
+#: Turns a feed page's records as stored into records as read (decrypted), on the writer.
+Opener = Callable[[sqlite3.Connection, list[EventRecord]], list[EventRecord]]
 
 
 def stamp(moment: datetime) -> str:
@@ -258,6 +260,8 @@ class Writer:
         self._fed_after = 0
         # What the last commit inserted: the position before it, and its rows.
         self._written: tuple[int, list[tuple[Any, ...]]] | None = None
+        #: Applied to each feed page before the follower gets it.
+        self.opener: Opener | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -303,6 +307,12 @@ class Writer:
                 return None
         if records:
             self._fed_after = records[-1].position
+            if self.opener is not None:
+                try:
+                    records = self.opener(conn, records)
+                except BaseException:  # the follower finds the gap and reads the log itself
+                    log.exception("the commit feed could not open a page")
+                    return None
         return loop, (feed, after, records)
 
     def stop(self) -> None:

@@ -174,3 +174,31 @@ class IdentityContract:
         assert len(await identity.history("cus-ada")) == 3
         found = await identity.resolve("member", "ZX-200001")
         assert found is not None and found.verified and found.method == "import"
+
+    async def test_absorbed_lists_every_customer_merged_into_one(self, store: Any) -> None:
+        identity = await service(store)
+        for customer, identifier in (("cus-a", ADA_EMAIL), ("cus-b", ADA_PHONE),
+                                     ("cus-c", member("ZX-200001"))):  # fmt: skip
+            await claim(identity, customer, identifier)
+        await identity.merge("cus-a", "cus-b", reason="same", by="sup-kim", actor=KIM)
+        await identity.merge("cus-b", "cus-c", reason="same", by="sup-kim", actor=KIM)
+        assert await identity.directory.absorbed("cus-c") == ["cus-a", "cus-b"]
+        assert await identity.directory.absorbed("cus-a") == []
+
+    async def test_forgetting_customers_deletes_their_rows_and_no_one_elses(
+        self, store: Any
+    ) -> None:
+        identity = await service(store)
+        await claim(identity, "cus-dup", ADA_EMAIL)
+        await claim(identity, "cus-ada", ADA_PHONE, verified=True)
+        await claim(identity, "cus-kofi", phone("+1 206 555 0111"))
+        await claim(identity, "cus-kofi", ADA_PHONE)  # a conflict with Ada
+        await identity.merge("cus-dup", "cus-ada", reason="same", by="sup-kim", actor=KIM)
+        deleted = await identity.directory.forget(["cus-ada", "cus-dup"])
+        assert deleted == 4  # two links, the merge, the conflict
+        assert await identity.resolve("phone", ADA_PHONE.value) is None
+        assert await identity.resolve("email", ADA_EMAIL.value) is None
+        assert await identity.conflicts(None) == []
+        assert await identity.directory.survivor("cus-dup") == "cus-dup"
+        found = await identity.resolve("phone", "+1 206 555 0111")
+        assert found is not None and found.customer_id == "cus-kofi"

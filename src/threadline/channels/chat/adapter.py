@@ -6,9 +6,11 @@ adapter principal, which may write chat events only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Any, Final
 
+from threadline.business.current import CurrentBusiness
 from threadline.core.conversation import CLOSED_STATES, ConversationState
 from threadline.core.errors import DomainError, NotFound
 from threadline.core.events import Actor, Event, Lineage, new_id
@@ -21,9 +23,11 @@ from threadline.engine.commands import (
     EndLeg,
     channel_adapter,
 )
+from threadline.privacy.consent import notices
 from threadline.security import Principal
 
 LINEAGE: Final = Lineage("chat-adapter", "1")
+Notices = Callable[[Mapping[str, bool]], list[dict[str, Any]]]
 #: How many joins a chat follows to the conversation it goes on in.
 MAX_HOPS: Final = 5
 CHANNEL: Final = "chat"
@@ -72,6 +76,8 @@ class OpenChat(Command):
 
     customer_id: str
     new: bool
+    #: The consent the chat's banner gives by notice, given what the customer decided.
+    notices: Notices | None = None
 
     def admit(self, by: Principal, state: ConversationState) -> None:
         if not self.new and (state.seq == 0 or not _theirs(state, self.customer_id)):
@@ -89,6 +95,9 @@ class OpenChat(Command):
         leg: dict[str, object] = {"leg_id": leg_id, "channel": CHANNEL}
         key = f"{leg_id}:leg" if events else leg_id
         events.append(_event(cid, customer, "leg.started", leg, key, leg_id))
+        for payload in self.notices(state.consent) if self.notices is not None else ():
+            events.append(_event(cid, customer, "consent.granted", payload,
+                                 f"{leg_id}:consent:{payload['purpose']}", leg_id))  # fmt: skip
         return events
 
 
@@ -128,9 +137,14 @@ class SignIn(Command):
 class ChatAdapter:
     """Opens chat legs, records customer messages, and closes legs."""
 
-    def __init__(self, commands: Commands) -> None:
+    def __init__(self, commands: Commands, current: CurrentBusiness | None = None) -> None:
         self.commands = commands
         self.principal = channel_adapter(CHANNEL, LINEAGE.producer)
+        #: The business served now: the notice its chat banner gives.
+        self.current = current
+
+    def _notices(self, decided: Mapping[str, bool]) -> list[dict[str, Any]]:
+        return [] if self.current is None else notices(self.current.business, CHANNEL, decided)
 
     async def open(self, customer_id: str, conversation_id: str | None = None) -> ChatLeg:
         """Start a chat leg: on a new conversation, or on the customer's existing one (or
@@ -144,7 +158,7 @@ class ChatAdapter:
             if state.continued_in is None or not _theirs(state, customer_id):
                 break
             conversation_id = state.continued_in
-        command = OpenChat(conversation_id or new_id(), leg_id, customer_id, new)
+        command = OpenChat(conversation_id or new_id(), leg_id, customer_id, new, self._notices)
         executed = await self.commands.execute(command, self.principal)
         return ChatLeg(command.conversation_id, leg_id, customer_id, executed.last_seq)
 
@@ -152,6 +166,16 @@ class ChatAdapter:
         """Record a customer message; resending the same ``client_id`` records it once."""
         event = _event(leg.conversation_id, leg.customer_id, "message.received", {"text": text},
                        f"chat:{client_id}", leg.leg_id)  # fmt: skip
+        executed = await self.commands.execute(AppendEvents.of([event]), self.principal)
+        assert executed.result is not None
+        return executed.result.seqs[0]
+
+    async def consent(self, leg: ChatLeg, client_id: str, purpose: str, granted: bool) -> int:
+        """Record the customer's own decision on ``purpose``; resending records it once."""
+        type_ = "consent.granted" if granted else "consent.revoked"
+        event = _event(leg.conversation_id, leg.customer_id, type_,
+                       {"purpose": purpose, "basis": "express"}, f"chat:{client_id}",
+                       leg.leg_id)  # fmt: skip
         executed = await self.commands.execute(AppendEvents.of([event]), self.principal)
         assert executed.result is not None
         return executed.result.seqs[0]

@@ -95,6 +95,15 @@ class ChatClient:
         await self.send({"type": "message", "client_id": client_id, "text": text})
         return await asyncio.wait_for(ack, timeout)
 
+    async def consent(self, purpose: str, granted: bool, timeout: float = 10.0) -> int:
+        """Give or withdraw consent for ``purpose``; the seq it is recorded at."""
+        client_id = new_id()
+        ack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._acks[client_id] = ack
+        await self.send({"type": "consent", "client_id": client_id, "purpose": purpose,
+                         "granted": granted})  # fmt: skip
+        return await asyncio.wait_for(ack, timeout)
+
     async def send(self, frame: dict[str, Any]) -> None:
         """Send a raw frame (for example an attachment, which the server refuses)."""
         await self._socket.send(orjson.dumps(frame).decode())

@@ -3,6 +3,7 @@
 Client → server
   ``hello``    {conversation_id?, after_seq?}: open or resume a conversation
   ``message``  {client_id, text}: a customer message; ``client_id`` makes resends safe
+  ``consent``  {client_id, purpose, granted}: the customer gives or withdraws consent
   ``attachment`` (refused: not supported on this channel yet)
 
 Server → client
@@ -45,12 +46,20 @@ class Message(BaseModel):
     text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 
 
+class ConsentFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["consent"]
+    client_id: Annotated[str, Field(min_length=8, max_length=100)]
+    purpose: Literal["recording", "ai_processing", "analytics", "marketing"]
+    granted: bool
+
+
 class Attachment(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["attachment"]
 
 
-Frame = Annotated[Hello | Message | Attachment, Field(discriminator="type")]
+Frame = Annotated[Hello | Message | ConsentFrame | Attachment, Field(discriminator="type")]
 FRAME: Final = TypeAdapter(Frame)
 
 

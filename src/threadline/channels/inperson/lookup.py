@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 from threadline.channels.inperson.codes import LINEAGE
 from threadline.core.events import Actor, Event, EventCodec, new_id, utcnow
 from threadline.core.ports import ANY, EventStore
+from threadline.engine.redaction import redacted
 from threadline.identity.recognition import Recognition
 from threadline.systems import CustomerRecord
 
@@ -66,7 +67,7 @@ async def record_lookup(store: EventStore, codec: EventCodec, customer_id: str, 
         idempotency_key=key or new_id(),
         lineage=LINEAGE,
     )
-    await store.append(customer_stream(customer_id), [codec.encode(event)], ANY)
+    await store.append(customer_stream(customer_id), [codec.encode(redacted(event))], ANY)
 
 
 async def looked_up_lately(store: EventStore, codec: EventCodec, customer_id: str, who: str,

@@ -38,7 +38,8 @@
   root.innerHTML =
     '<header class="tl-chat__header"><h2>Chat</h2>' +
     '<span class="tl-chat__status" role="status">Connecting…</span></header>' +
-    '<p class="tl-chat__disclosure" hidden></p>' +
+    '<p class="tl-chat__disclosure" hidden><span></span> ' +
+    '<button type="button" class="tl-chat__no-ai">No assistant, a person please</button></p>' +
     '<ol class="tl-chat__log" aria-live="polite" aria-label="Conversation"></ol>' +
     '<p class="tl-chat__error" role="alert" hidden></p>' +
     '<form class="tl-chat__form"><label for="tl-chat-input">Message</label>' +
@@ -63,7 +64,7 @@
     if (b.colours && b.colours.primary) root.style.setProperty("--tl-accent", b.colours.primary);
     if (b.disclosure) {
       var disclosure = root.querySelector(".tl-chat__disclosure");
-      disclosure.textContent = b.disclosure;
+      disclosure.querySelector("span").textContent = b.disclosure;
       disclosure.hidden = false;
     }
     if (b.greeting && !log.querySelector(".tl-chat__greeting")) {
@@ -260,6 +261,14 @@
       retry = Math.min(retry * 2, 8000);
     };
   }
+
+  // Withdrawing consent to AI processing: the assistant stops and a person takes over.
+  var noAi = root.querySelector(".tl-chat__no-ai");
+  noAi.addEventListener("click", function () {
+    send({ type: "consent", client_id: uuid(), purpose: "ai_processing", granted: false });
+    noAi.disabled = true;
+    noAi.textContent = "A person will take over";
+  });
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
@@ -75,6 +75,8 @@ class VoiceCalls:
         self.recognise = recognise
         #: Said first on every call: the AI and recording disclosure (the pack's voice greeting).
         self.greeting = greeting
+        #: The consent the greeting's disclosure gives by notice, given what the caller decided.
+        self.notices: Callable[[Mapping[str, bool]], list[dict[str, Any]]] = lambda _: []
         #: A caller whose conversation closed this recently reopens it rather than starting anew.
         self.reopen_window = reopen_window
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -182,6 +184,11 @@ class VoiceCalls:
         if phone:
             claim = {"kind": "phone", "value": phone, "verified": False, "method": "caller_id"}
             events.append(event("identity.linked", claim, GATEWAY))
+        decided = {} if new else (await self.conversations.rehydrate(conversation_id)).consent
+        for given in self.notices(decided):
+            key = f"{call_id}:consent:{given['purpose']}"
+            events.append(self._event(call_id, conversation_id, customer_id, "consent.granted",
+                                      given, key=key))  # fmt: skip
         events.append(event("message.sent", {"text": self.greeting}, GATEWAY))
         executed = await self.commands.execute(AppendEvents.of(events), self.principal)
         assert executed.result is not None

@@ -30,6 +30,7 @@ from threadline.core.ports import Bus, Storage
 from threadline.engine.commands import Commands
 from threadline.engine.live import LiveHub
 from threadline.identity.recognition import Recognition
+from threadline.privacy.consent import notices
 from threadline.security import RevocationList, TokenKey
 from threadline.security.stream_tokens import StreamTokens
 from threadline.settings import Settings
@@ -89,6 +90,7 @@ async def voice_gateway(
 
     calls = VoiceCalls(commands, directory, recognise, voice_greeting(current.business), window)
     current.on_change(lambda business: setattr(calls, "greeting", voice_greeting(business)))
+    calls.notices = lambda decided: notices(current.business, "voice", decided)
     engines = speech_engines(settings)
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     provider = None
