@@ -7,11 +7,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Final
 
+import httpx
 import orjson
 from playwright.async_api import expect
 
 from tests.conftest import bearer
 from threadline.api.deps import service_of
+from threadline.channels.chat.client import ChatClient
 from threadline.core.events import Event
 
 #: What a message that asks the customer for each slot says.
@@ -125,3 +127,18 @@ def asked_after_answer(timeline: list[Event]) -> list[tuple[str, str]]:
                 if any(phrase in text for phrase in ASKS.get(slot, ())):
                     repeats.append((slot, str(event.payload["text"])))
     return repeats
+
+
+async def visitor_says(server: Any, *texts: str) -> tuple[str, list[str]]:
+    """A new anonymous chat visitor says ``texts`` over the chat protocol; the conversation
+    and the bot's reply to each."""
+    async with httpx.AsyncClient() as http:
+        token = (await http.post(f"{server.http}/chat/session")).json()["token"]
+    replies = []
+    async with ChatClient.connect(f"{server.ws}/chat/ws", token=token) as chat:
+        for text in texts:
+            seq = await chat.say(text)
+            reply = await chat.wait_for(lambda e, s=seq: e["event"] == "message.sent"
+                                        and e["seq"] > s)  # fmt: skip
+            replies.append(str(reply["text"]))
+        return chat.conversation_id, replies

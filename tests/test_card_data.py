@@ -8,15 +8,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import LiveServer
+from tests.journey import visitor_says
 from tests.stored_bytes import stored_bytes
 from tests.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, voice_settings
 from threadline.api.app import create_app
 from threadline.api.deps import service_of
-from threadline.channels.chat.client import ChatClient
 from threadline.privacy import luhn_valid
 from threadline.testing.caller import PhoneCaller
 
@@ -48,23 +47,10 @@ async def server(any_store: Any) -> Any:
         yield live
 
 
-async def _chat(server: Any, *texts: str) -> tuple[str, list[str]]:
-    async with httpx.AsyncClient() as http:
-        token = (await http.post(f"{server.http}/chat/session")).json()["token"]
-    replies = []
-    async with ChatClient.connect(f"{server.ws}/chat/ws", token=token) as chat:
-        for text in texts:
-            seq = await chat.say(text)
-            reply = await chat.wait_for(lambda e, s=seq: e["event"] == "message.sent"
-                                        and e["seq"] > s)  # fmt: skip
-            replies.append(str(reply["text"]))
-        return chat.conversation_id, replies
-
-
 async def test_cards_typed_in_chat_keep_only_their_last_four_and_are_refused(
     server: Any, any_store: Any, pg_schema: str, capfd: Any
 ) -> None:
-    cid, replies = await _chat(
+    cid, replies = await visitor_says(
         server,
         "hi, can I pay for order 1042 with my card 4111 1111 1111 1111?",
         "ok the other one is 2223-0000-4840-0011 and the cvv is 9731",

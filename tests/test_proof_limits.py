@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from tests.conftest import TOKEN_SECRET, LiveServer, bearer
+from tests.journey import visitor_says
 from tests.test_agents_verification import SENSITIVE, Journey
 from threadline.api.app import create_app
-from threadline.channels.chat.client import ChatClient
 from threadline.identity.lockouts import Lockouts
 from threadline.settings import Settings
 from threadline.systems import Systems
@@ -32,16 +32,7 @@ async def server(any_store: Any) -> Any:
 
 async def _visit(server: Any, *texts: str) -> list[str]:
     """A new anonymous visitor says ``texts``; the bot's reply to each."""
-    async with httpx.AsyncClient() as http:
-        token = (await http.post(f"{server.http}/chat/session")).json()["token"]
-    replies = []
-    async with ChatClient.connect(f"{server.ws}/chat/ws", token=token) as chat:
-        for text in texts:
-            seq = await chat.say(text)
-            reply = await chat.wait_for(lambda e, s=seq: e["event"] == "message.sent"
-                                        and e["seq"] > s)  # fmt: skip
-            replies.append(str(reply["text"]))
-    return replies
+    return (await visitor_says(server, *texts))[1]
 
 
 async def _lockout(server: Any, customer_id: str, failures: int) -> dict[str, Any]:
