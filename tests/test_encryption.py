@@ -9,6 +9,7 @@ reads as a tombstone its schema accepts.
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import stat
 import time
@@ -34,6 +35,7 @@ from threadline.security.master_key import LocalKeyProvider, key_provider_from_s
 from threadline.settings import Settings
 from threadline.store import encrypt
 from threadline.store.key_cache import KeyCache
+from threadline.store.nonces import NONCE_BYTES, NONCES, Nonces
 from threadline.store.sealed_fields import sealed_fields
 from threadline.store.sealing import TamperedPayload
 from threadline.store.sqlite import SQLiteStore
@@ -317,6 +319,42 @@ def test_a_key_read_before_its_owner_was_erased_is_not_cached() -> None:
     assert cache.cipher("k1") == (False, None) and cache.sealing("cus-ada") is None
     cache.put("k2", "cus-ada", cipher, seals=True, since=time.monotonic())  # a key made later
     assert cache.sealing("cus-ada") == ("k2", cipher)
+
+
+# -- nonces ---------------------------------------------------------------------------------
+
+
+def test_nonces_are_a_fixed_field_and_a_counter_and_never_repeat() -> None:
+    nonces = Nonces()
+    drawn = [nonces() for _ in range(10_000)]
+    assert all(len(n) == NONCE_BYTES for n in drawn) and len(set(drawn)) == len(drawn)
+    assert {n[:8] for n in drawn} == {drawn[0][:8]}
+    assert [int.from_bytes(n[8:], "big") for n in drawn[:3]] == [0, 1, 2]
+    assert Nonces()()[:8] != drawn[0][:8]  # another process's (or instance's) fixed field
+
+
+def test_a_spent_counter_draws_a_new_fixed_field() -> None:
+    nonces = Nonces()
+    fixed = nonces()[:8]
+    nonces._state = (fixed, itertools.count((1 << 32) - 2))  # two left
+    last = [nonces() for _ in range(4)]
+    assert [n[:8] == fixed for n in last] == [True, True, False, False]
+    assert [int.from_bytes(n[8:], "big") for n in last[2:]] == [0, 1]
+    assert len({*last, fixed + bytes(4)}) == 5
+
+
+def test_a_forked_child_draws_its_own_fixed_field() -> None:
+    parent = NONCES()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        os.write(write, NONCES())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    forked = os.read(read, NONCE_BYTES)
+    os.close(read)
+    assert len(forked) == NONCE_BYTES and forked[:8] != parent[:8]
 
 
 # -- the master key ------------------------------------------------------------------------

@@ -9,7 +9,8 @@ AES-256-GCM under the data key of the event's customer (``customer_id``), or of 
 conversation (``conversation:<id>``) when it names none. The associated data binds the
 conversation, the event id, the field and the key id: a ciphertext copied into another
 event, field or key does not authenticate, and reading it raises :class:`TamperedPayload`
-naming the event and field, rather than returning anything. A field whose key was
+naming the event and field, rather than returning anything. Nonces are a per-process
+random field and a counter (:mod:`threadline.store.nonces`). A field whose key was
 destroyed (erasure: crypto-shredding) reads as its tombstone, a value its schema accepts
 (:data:`~threadline.core.catalogue.ERASED` for text, ``{}`` or ``[]`` otherwise), so every
 stream still replays. Fields that are null or empty are stored as they are.
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import os
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -47,10 +47,10 @@ from threadline.core.errors import IntegrityError
 from threadline.core.events import EventRecord
 from threadline.core.ports import KeyProvider, Snapshot, WrappedKey
 from threadline.store.key_cache import DATA_KEY_CACHE, KeyCache
+from threadline.store.nonces import NONCE_BYTES, NONCES
 from threadline.store.sealed_fields import Sealed, sealed_fields
 
 DATA_KEY_BYTES: Final = 32
-NONCE_BYTES: Final = 12
 #: Bytes every sealed payload holds, and only sealed ones (a cheap test before parsing).
 MARK: Final = b'"$enc"'
 CONVERSATION_OWNER: Final = "conversation:"
@@ -261,7 +261,7 @@ class Sealer:
             value = payload.get(name)
             if not value or _envelope(value) is not None:
                 continue  # null or empty says nothing; an envelope is sealed already
-            nonce = os.urandom(NONCE_BYTES)
+            nonce = NONCES()
             secret = cipher.encrypt(nonce, orjson.dumps(value), _field_aad(record, name, key_id))
             payload[name] = {"$enc": _b64(nonce + secret), "kid": key_id}
             changed = True
@@ -358,7 +358,7 @@ class Sealer:
         """``snapshot`` with its state encrypted under its conversation's key."""
         owner = conversation_owner(snapshot.conversation_id)
         key_id, cipher = (await self._sealing_keys([owner], table)).found[owner]
-        nonce = os.urandom(NONCE_BYTES)
+        nonce = NONCES()
         secret = cipher.encrypt(nonce, snapshot.state, _snapshot_aad(snapshot, key_id))
         state = orjson.dumps({"$enc": _b64(nonce + secret), "kid": key_id})
         return Snapshot(snapshot.conversation_id, snapshot.seq, snapshot.schema_version, state)
