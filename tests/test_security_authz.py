@@ -20,6 +20,8 @@ from threadline.security import (
     can_read_queue,
     revocation,
 )
+from threadline.security.authz import conversation_entity, event_context, principal_entity
+from threadline.security.policy import ENGINE, Decision, Request
 from threadline.security.principal import ADAPTER_SCOPES
 
 CID = "conv-1"
@@ -353,3 +355,42 @@ def test_the_states_used_here_are_what_the_fold_says() -> None:
     assert where(OFFERED_TO_BEN) == ("awaiting_human", "orders", None, "agent-ben")
     assert where(WITH_ANA) == ("with_human", "orders", "agent-ana", None)
     assert where(RETURNED) == ("bot_active", None, None, None)
+
+
+# -- decisions kept on the chat path ------------------------------------------------------
+
+
+STATES = [CHATTING, IN_ORDERS, OFFERED_TO_BEN, WITH_ANA, RETURNED, IN_REPAIRS_WITH_ANA,
+          NO_CUSTOMER]  # fmt: skip
+EVENTS = [said(), said(leg_id="chat-1"), reply(), reply(BOT), accept("agent-ana"),
+          ev("consent.granted", {"purpose": "ai_processing"}, actor=ANA_ACTOR)]  # fmt: skip
+
+
+def test_kept_decisions_are_the_engines_on_the_same_facts_only() -> None:
+    # Every check twice (the second answered from what was kept), each against Cedar on
+    # a request built afresh: a kept decision never answers a state or event that differs.
+    for _ in range(2):
+        for who in [*EVERYONE, MAYA_IN_CONV_1, MAYA_IN_CONV_9, OMAR_P]:
+            entity = principal_entity(who)
+            assert entity is not None
+            for state in STATES:
+                fresh = ENGINE.decide(Request(entity, "read", conversation_entity(state)))
+                assert allows(can_read_conversation, who, state) == fresh.allowed
+                for event in EVENTS:
+                    request = Request(entity, event.type, conversation_entity(state),
+                                      event_context(state, event))  # fmt: skip
+                    assert allows(can_append, who, state, event) == ENGINE.decide(request).allowed
+
+
+def test_kept_decisions_go_when_the_engine_forgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert allows(can_append, CHAT, CHATTING, said())
+    assert allows(can_read_conversation, ANA, WITH_ANA)
+    refuse = lambda requests: [Decision(False, (), ENGINE.version, "no") for _ in requests]  # noqa: E731
+    monkeypatch.setattr(ENGINE, "decide_all", refuse)
+    assert allows(can_append, CHAT, CHATTING, said())  # kept: the engine is not asked
+    ENGINE.forget()  # the policies changed
+    assert not allows(can_append, CHAT, CHATTING, said())
+    assert not allows(can_read_conversation, ANA, WITH_ANA)
+    monkeypatch.undo()
+    ENGINE.forget()
+    assert allows(can_append, CHAT, CHATTING, said())

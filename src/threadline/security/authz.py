@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from threadline.core.conversation import ConversationState
 from threadline.core.events import Event
@@ -55,8 +55,8 @@ _TYPES: Final = {
 }  # fmt: skip
 #: Payload fields the rules read, when they are strings.
 _PAYLOAD_FIELDS: Final = ("origin", "channel", "location", "agent_id", "author_id", "method")
-#: The latest states' entities (by the state's identity; the state is kept with it).
-_ENTITIES: dict[int, tuple[ConversationState, Entity]] = {}
+#: The latest states' facts and entities (by the state's identity; the state is kept with it).
+_STATES: dict[int, tuple[ConversationState, _State, Entity]] = {}
 _KEPT: Final = 64
 #: Path parameters a route's rules read, by what Cedar's context calls them.
 TARGETS: Final = {"agent_id": "agent", "store_id": "store", "customer_id": "customer",
@@ -98,7 +98,14 @@ def allows(check: Callable[..., None], *args: Any) -> bool:
 
 def can_read_conversation(principal: Principal, state: ConversationState) -> None:
     """Raise Forbidden unless ``principal`` may read the conversation ``state`` folds."""
-    _check(principal, "read", conversation_entity(state))
+    facts, entity = _state_facts(state)
+    key = (principal, "read", facts)
+    decision = _DECISIONS.get(key)
+    if decision is None:
+        decision = decide(principal, "read", entity)
+        _DECISIONS.keep(key, decision)
+    if not decision.allowed:
+        raise Denied(f"{_name(principal)}: {decision.reason}", decision)
 
 
 def readable_among(principal: Principal, states: Iterable[ConversationState]) -> set[str]:
@@ -122,15 +129,30 @@ def can_append_each(principal: Principal, steps: Iterable[tuple[ConversationStat
     """Raise Forbidden for the first event ``principal`` may not append on the state it
     follows; the events of one append are decided together."""
     who = principal_entity(principal)
-    requests = [Request(who or ANONYMOUS, event.type, conversation_entity(state),
-                        event_context(state, event)) for state, event in steps]  # fmt: skip
+    keys = []
+    decisions: list[Decision | None] = []
+    for state, event in steps:
+        key = (principal, _event_facts(event), _state_facts(state)[0])
+        keys.append(key)
+        decisions.append(_DECISIONS.get(key) if who is not None else None)
     if who is None:
-        if requests:
-            raise _refused(principal, requests[0], None)
+        if keys:
+            request = _request(ANONYMOUS, keys[0][1], keys[0][2])
+            raise _refused(principal, request, None)
         return
-    for request, decision in zip(requests, ENGINE.decide_all(requests), strict=True):
-        if not decision.allowed:
-            raise _refused(principal, request, decision)
+    missing = [n for n, d in enumerate(decisions) if d is None]
+    if missing:
+        requests = [_request(who, keys[n][1], keys[n][2]) for n in missing]
+        for n, decision in zip(missing, ENGINE.decide_all(requests), strict=True):
+            decisions[n] = decision
+            _DECISIONS.keep(keys[n], decision)
+    for key, found in zip(keys, decisions, strict=True):
+        if found is not None and not found.allowed:
+            raise _refused(principal, _request(who, key[1], key[2]), found)
+
+
+def _request(who: Entity, event: _Event, state: _State) -> Request:
+    return Request(who, event.type, _conversation_entity(state), _event_context(state, event))
 
 
 def can_open_visit(principal: Principal, state: ConversationState, looked_up: bool) -> None:
@@ -253,81 +275,170 @@ def principal_entity(principal: Principal) -> Entity | None:
     return Entity(_TYPES[kind], principal.subject, attrs)
 
 
+class _Leg(NamedTuple):
+    """What the rules read of one leg of a conversation."""
+
+    id: str
+    channel: str | None
+    location: str | None
+    live: bool
+
+
+class _State(NamedTuple):
+    """What the rules read of a conversation's live state: its entity is made of these,
+    so two states with the same facts get the same decisions."""
+
+    conversation_id: str
+    origin: str | None
+    status: str | None
+    customer_id: str | None
+    queue: str | None
+    assignee: str | None
+    offered_to: str | None
+    aliases: tuple[str, ...]
+    legs: tuple[_Leg, ...]
+
+
+class _Event(NamedTuple):
+    """What the rules read of an event (with the facts of its state: its context)."""
+
+    type: str
+    conversation_id: str
+    channel: str
+    actor_kind: str
+    actor_id: str
+    customer_id: str | None
+    verified: bool
+    #: The string values of :data:`_PAYLOAD_FIELDS`, in order (None: not a string).
+    payload: tuple[str | None, ...]
+    leg_id: str | None
+    ended_leg: str | None
+
+
+def _text(value: Any) -> str | None:
+    return value if type(value) is str else None
+
+
+def _state_facts(state: ConversationState) -> tuple[_State, Entity]:
+    """The facts of ``state`` and its entity, built once per state (a state is frozen:
+    the checks of one command or turn on it share them)."""
+    kept = _STATES.get(id(state))
+    if kept is not None and kept[0] is state:
+        return kept[1], kept[2]
+    legs = tuple(_Leg(leg_id, _text(leg.get("channel")), _text(leg.get("location")),
+                      leg.get("ended_at") is None)
+                 for leg_id, leg in state.legs.items())  # fmt: skip
+    facts = _State(state.conversation_id, _text(state.origin), _text(state.status),
+                   _text(state.customer_id), _text(state.queue), _text(state.assignee),
+                   _text((state.offer or {}).get("agent_id")), tuple(sorted(state.aliases)),
+                   legs)  # fmt: skip
+    entity = _conversation_entity(facts)
+    _STATES[id(state)] = (state, facts, entity)
+    if len(_STATES) > _KEPT:
+        del _STATES[next(iter(_STATES))]
+    return facts, entity
+
+
 def conversation_entity(state: ConversationState) -> Entity:
     """The conversation as its live state stands: what the rules read of it."""
-    # A state is frozen: the checks of one command or turn on it build its entity once.
-    kept = _ENTITIES.get(id(state))
-    if kept is not None and kept[0] is state:
-        return kept[1]
-    entity = _conversation_entity(state)
-    _ENTITIES[id(state)] = (state, entity)
-    if len(_ENTITIES) > _KEPT:
-        del _ENTITIES[next(iter(_ENTITIES))]
-    return entity
+    return _state_facts(state)[1]
 
 
-def _conversation_entity(state: ConversationState) -> Entity:
-    cid = state.conversation_id
-    channels: set[str] = {state.origin} if state.origin else set()
+def _conversation_entity(facts: _State) -> Entity:
+    cid = facts.conversation_id
+    channels: set[str] = {facts.origin} if facts.origin else set()
     stores: set[str] = set()
     live: set[str] = set()
-    for leg in state.legs.values():
-        channel = leg.get("channel")
-        if isinstance(channel, str):
-            channels.add(channel)
-        location = leg.get("location")
-        if channel == "in_person" and isinstance(location, str):
-            stores.add(location)
-            if leg.get("ended_at") is None:
-                live.add(location)
+    for leg in facts.legs:
+        if leg.channel is not None:
+            channels.add(leg.channel)
+        if leg.channel == "in_person" and leg.location is not None:
+            stores.add(leg.location)
+            if leg.live:
+                live.add(leg.location)
     attrs: dict[str, Any] = {
         "id": cid,
         "system": cid.startswith(SYSTEM_PREFIX),
-        "aliases": sorted(state.aliases),
+        "aliases": list(facts.aliases),
         "channels": sorted(channels),
         "stores": sorted(stores),
         "live_stores": sorted(live),
     }
-    offered_to = (state.offer or {}).get("agent_id")
-    for name, value in (("status", state.status), ("customer_id", state.customer_id),
-                        ("queue", state.queue), ("assignee", state.assignee),
-                        ("offered_to", offered_to)):  # fmt: skip
-        if isinstance(value, str):
+    for name, value in (("status", facts.status), ("customer_id", facts.customer_id),
+                        ("queue", facts.queue), ("assignee", facts.assignee),
+                        ("offered_to", facts.offered_to)):  # fmt: skip
+        if value is not None:
             attrs[name] = value
     return Entity("Conversation", cid, attrs)
 
 
+def _event_facts(event: Event) -> _Event:
+    payload = event.payload
+    ended = payload.get("leg_id") if event.type == "leg.ended" else None
+    return _Event(event.type, event.conversation_id, event.channel, event.actor.kind,
+                  event.actor.id, event.customer_id, bool(payload.get("verified")),
+                  tuple(_text(payload.get(name)) for name in _PAYLOAD_FIELDS),
+                  event.leg_id, _text(ended))  # fmt: skip
+
+
 def event_context(state: ConversationState, event: Event) -> dict[str, Any]:
     """What the rules read of ``event``, and of the legs of ``state`` it names."""
-    payload = event.payload
-    facts: dict[str, Any] = {"verified": bool(payload.get("verified"))}
-    for name in _PAYLOAD_FIELDS:
-        value = payload.get(name)
-        if type(value) is str:
+    return _event_context(_state_facts(state)[0], _event_facts(event))
+
+
+def _event_context(state: _State, event: _Event) -> dict[str, Any]:
+    facts: dict[str, Any] = {"verified": event.verified}
+    for name, value in zip(_PAYLOAD_FIELDS, event.payload, strict=True):
+        if value is not None:
             facts[name] = value
     context: dict[str, Any] = {
         "conversation": event.conversation_id,
         "channel": event.channel,
-        "actor": {"kind": event.actor.kind, "id": event.actor.id},
+        "actor": {"kind": event.actor_kind, "id": event.actor_id},
         "payload": facts,
     }
     if event.customer_id is not None:
         context["customer_id"] = event.customer_id
-    if event.leg_id is not None and event.leg_id in state.legs:
-        context["leg"] = _leg(event.leg_id, state.legs[event.leg_id])
-    ended = payload.get("leg_id") if event.type == "leg.ended" else None
-    if isinstance(ended, str) and ended in state.legs:
-        context["ended_leg"] = _leg(ended, state.legs[ended])
+    legs = {leg.id: leg for leg in state.legs}
+    if event.leg_id is not None and event.leg_id in legs:
+        context["leg"] = _leg(legs[event.leg_id])
+    if event.ended_leg is not None and event.ended_leg in legs:
+        context["ended_leg"] = _leg(legs[event.ended_leg])
     return context
 
 
-def _leg(leg_id: str, leg: Mapping[str, Any]) -> dict[str, Any]:
-    channel, location = leg.get("channel"), leg.get("location")
-    out: dict[str, Any] = {"id": leg_id, "channel": channel if isinstance(channel, str) else "",
-                           "live": leg.get("ended_at") is None}  # fmt: skip
-    if isinstance(location, str):
-        out["location"] = location
+def _leg(leg: _Leg) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": leg.id, "channel": leg.channel or "", "live": leg.live}
+    if leg.location is not None:
+        out["location"] = leg.location
     return out
+
+
+class _Decisions:
+    """Decisions on conversations by the facts they were taken on: the principal, the
+    action, the state's facts and the event's. A request is made of exactly these, so a
+    kept decision is the engine's, without building the request again (the chat path
+    asks the same few questions about each conversation every turn). Emptied when the
+    engine forgets its decisions; at most ``size`` kept, the oldest out first."""
+
+    def __init__(self, size: int) -> None:
+        self._kept: dict[tuple[Any, ...], Decision] = {}
+        self._size = size
+        self._epoch = ENGINE.epoch
+
+    def get(self, key: tuple[Any, ...]) -> Decision | None:
+        if self._epoch != ENGINE.epoch:
+            self._kept.clear()
+            self._epoch = ENGINE.epoch
+        return self._kept.get(key)
+
+    def keep(self, key: tuple[Any, ...], decision: Decision) -> None:
+        self._kept[key] = decision
+        if len(self._kept) > self._size:
+            del self._kept[next(iter(self._kept))]
+
+
+_DECISIONS: Final = _Decisions(16_384)
 
 
 def targets(path_params: Mapping[str, Any]) -> dict[str, str]:

@@ -139,6 +139,8 @@ class PolicyEngine:
                     self._policy_set(Request(who, action, Entity("", "")))
         self.hits = 0
         self.misses = 0
+        #: Counts :meth:`forget` calls: what keeps decisions elsewhere starts again on a change.
+        self.epoch = 0
 
     @classmethod
     def load(cls, folder: Traversable = POLICIES, **options: Any) -> PolicyEngine:
@@ -182,6 +184,7 @@ class PolicyEngine:
     def forget(self) -> None:
         """Empty the decision cache (every request is put to Cedar again)."""
         self._cache.forget()
+        self.epoch += 1
 
     @property
     def cached(self) -> int:
