@@ -12,13 +12,18 @@ import httpx
 import pytest
 import websockets
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from starlette.routing import Mount
 
 from tests.conftest import OTHER_TOKEN_SECRET, TOKEN_SECRET, bearer
+from threadline.api import access
+from threadline.api.access import authorize_route
 from threadline.api.app import create_app
 from threadline.api.auth import bearer_subprotocols
 from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event, utcnow
 from threadline.security import TokenIssuer
+from threadline.security.authz import Denied
 from threadline.settings import Settings
 
 PROBLEM = "application/problem+json"
@@ -324,8 +329,10 @@ async def test_only_the_assignee_works_a_conversation_through_the_events_api(api
         assert refused.status_code == 403, (type_, refused.text)
         assert refused.headers["content-type"] == PROBLEM
     assert await api.stored("conv-1") == before
+    # Held by a colleague, it is out of her reach: not even a note.
     note = _staff("agent-ana", "note.added", {"author_id": "agent-ana", "text": "Ben has it"})
-    assert (await api.post("conv-1", note, auth=ana, key="ana-note")).status_code == 201
+    assert (await api.post("conv-1", note, auth=ana, key="ana-note")).status_code == 403
+    assert (await api.client.get("/conversations/conv-1", headers=ana)).status_code == 403
 
 
 async def test_staff_cannot_record_a_proof_the_customer_never_gave(api: Api) -> None:
@@ -343,3 +350,44 @@ async def test_staff_cannot_record_a_proof_the_customer_never_gave(api: Api) -> 
     assert ok.status_code == 201, ok.text
     state = await service_of(api.app).conversations.rehydrate("conv-1")
     assert [(p["method"], p["level"]) for p in state.proofs] == [("agent", "knowledge")]
+
+
+# -- every route is the policy's ------------------------------------------------------------
+
+
+def test_every_route_of_the_app_is_decided_by_the_policy() -> None:
+    """The API reference included: FastAPI's own routes for it would skip the check."""
+    app = create_app(Settings(token_secret=TOKEN_SECRET))
+    unchecked, paths = [], set()
+    for route in iter_route_contexts(app.routes):
+        paths.add(route.path)
+        if isinstance(route.original_route, Mount):
+            continue  # the static files: decided as a page (api/pages.py)
+        dependant = getattr(route, "dependant", None)
+        checks = [d.call for d in dependant.dependencies] if dependant is not None else []
+        if authorize_route not in checks:  # sockets too: they are decided as they open
+            unchecked.append(route.path)
+    assert unchecked == []
+    assert {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"} <= paths
+
+
+async def test_the_api_reference_is_served_as_the_policy_says(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for path in ("/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"):
+        response = await api.client.get(path)
+        assert response.status_code == 200, path
+    assert (
+        "/conversations/{conversation_id}"
+        in (await api.client.get("/openapi.json")).json()["paths"]
+    )
+    refuse_reference = Denied("anonymous: the reference is closed")
+
+    def closed(principal: object, endpoint: str, target: object = None) -> None:
+        if endpoint.endswith(("/openapi.json", "/docs", "/redoc")):
+            raise refuse_reference
+
+    monkeypatch.setattr(access, "can_call", closed)
+    monkeypatch.setattr(access, "allows", lambda check, *args: False)
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert (await api.client.get(path)).status_code == 401, path

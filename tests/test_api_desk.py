@@ -131,7 +131,10 @@ async def test_an_agent_takes_works_and_resolves_a_conversation(desk: Desk) -> N
         "/conversations/conv-desk/resolve", json={"outcome": "answered"}, headers=ana
     )
     assert resolved.status_code == 200, resolved.text
-    state = (await desk.client.get("/conversations/conv-desk", headers=ana)).json()
+    # Resolved, it is no longer hers: she reads it no more; a supervisor still does.
+    assert (await desk.client.get("/conversations/conv-desk", headers=ana)).status_code == 403
+    sam = desk.token("sup-sam", "supervisor")
+    state = (await desk.client.get("/conversations/conv-desk", headers=sam)).json()
     assert state["status"] == "resolved"
 
 

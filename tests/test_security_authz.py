@@ -233,9 +233,24 @@ def test_an_agent_reads_conversations_in_their_queues() -> None:
 
 def test_an_agent_may_not_read_a_conversation_of_another_queue() -> None:
     assert refusal(can_read_conversation, BEN, IN_ORDERS) == (
-        "agent agent-ben: conversation conv-1 is in queue orders, not in billing, repairs,"
-        " and not assigned or offered to them"
+        "agent agent-ben: conversation conv-1 is awaiting_human in queue orders, not waiting in"
+        " billing, repairs, and not assigned or offered to them"
     )
+
+
+def test_an_agent_reads_their_queue_only_while_the_conversation_waits_in_it() -> None:
+    ben_in_orders = replace(BEN, queues=frozenset({"orders"}))
+    resolved = decide(WITH_ANA, [ev("conversation.resolved", {"outcome": "answered"},
+                                    actor=ANA_ACTOR)])  # fmt: skip
+    assert allows(can_read_conversation, ben_in_orders, IN_ORDERS)
+    assert "is with_human in queue orders" in refusal(
+        can_read_conversation, ben_in_orders, WITH_ANA
+    )  # a colleague holds it
+    assert not allows(can_read_conversation, ben_in_orders, resolved)
+    assert not allows(can_read_conversation, ben_in_orders, RETURNED)  # back with the bot
+    note = ev("note.added", {"author_id": "agent-ben", "text": "hi"},
+              actor=Actor("human", "agent-ben"))  # fmt: skip
+    assert not allows(can_append, ben_in_orders, WITH_ANA, note)
 
 
 def test_an_agent_reads_a_conversation_offered_or_assigned_to_them_in_any_queue() -> None:
@@ -273,9 +288,11 @@ def test_an_agent_may_not_impersonate_or_step_outside_their_role(event: Event, r
 
 
 def test_an_agent_may_not_write_to_a_conversation_outside_their_queues() -> None:
-    assert "not in billing, repairs" in refusal(
-        can_append, BEN, WITH_ANA, reply(Actor("human", "agent-ben"))
-    )
+    note = ev("note.added", {"author_id": "agent-ben", "text": "hi"},
+              actor=Actor("human", "agent-ben"))  # fmt: skip
+    assert "not waiting in billing, repairs" in refusal(can_append, BEN, IN_ORDERS, note)
+    assert "is the assignee's" in refusal(can_append, BEN, WITH_ANA,
+                                          reply(Actor("human", "agent-ben")))  # fmt: skip
 
 
 def test_an_agent_sees_their_queues_only() -> None:

@@ -126,7 +126,8 @@ def test_a_permit_names_itself_and_a_refusal_its_first_forbid() -> None:
     closed = SCENES["closed"]
     refused = ENGINE.decide(Request(agent, "message.sent", conversation_entity(closed),
                                     event_context(closed, reply)))  # fmt: skip
-    assert not refused.allowed and refused.policies == ("agent.assignees-work.unassigned",)
+    assert not refused.allowed
+    assert refused.policies == ("agent.assignees-work.unassigned", "agent.within-reach")
     assert (
         refused.reason
         == "message.sent is the assignee's: conversation conv-m is not assigned to them"

@@ -310,20 +310,34 @@ class Commands:
     async def _repeat(self, command: Command, by: Acting, state: ConversationState) -> Executed:
         cid = command.conversation_id
         events = command.fixed_events()
-        if isinstance(by, Principal):
-            if events:
-                command.admit(by, state)
-                self._may_append(command, by, state, events)
-            else:
-                command.admit_repeat(by, state)
+        if isinstance(by, Principal) and events:
+            command.admit(by, state)
+            self._may_append(command, by, state, events)
         if events:
             return Executed(state, await self.conversations.record(cid, events))
         records = await self.conversations.store.read(cid)
-        return Executed(state, first_result(cid, command.key, records))
+        try:
+            result = first_result(cid, command.key, records)
+        except NotFound:
+            if isinstance(by, Principal):
+                command.admit_repeat(by, state)  # a stranger learns nothing of the keys
+            raise
+        # Whoever recorded it hears its result again, though the conversation has since
+        # moved out of their reach (resolved, transferred); others must be its readers.
+        if isinstance(by, Principal) and not _recorded_by(records, result.seqs[0], by):
+            command.admit_repeat(by, state)
+        return Executed(state, result)
 
     async def _was_recorded(self, conversation_id: str, key: str) -> bool:
         records = await self.conversations.store.read(conversation_id)
         return any(r.idempotency_key == key for r in records)
+
+
+def _recorded_by(records: Sequence[EventRecord], seq: int, by: Principal) -> bool:
+    """Whether the event at ``seq`` was written by ``by`` as themselves."""
+    kind = "customer" if by.kind == "customer" else "human"
+    return any(r.seq == seq and (r.actor_kind, r.actor_id) == (kind, by.subject)
+               for r in records)  # fmt: skip
 
 
 def first_result(conversation_id: str, key: str, records: Sequence[EventRecord]) -> AppendResult:

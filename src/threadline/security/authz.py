@@ -14,11 +14,11 @@ denied unless a policy allows it:
 * **adapter** appends only events on its own channel(s), of the types a
   channel produces (never routing decisions, tool calls or system events),
   and reads conversations that have a leg on its channel.
-* **agent** reads conversations in their queues, assigned to them or offered to
-  them; answers an offer or adds a note before holding one, and does the rest of
-  the work (replies, resolving, consent, identity) only on those assigned to them,
-  acting only as themselves. Staff never record a customer's proof: they confirm
-  who a customer is as method ``agent``.
+* **agent** reads conversations waiting in their queues, assigned to them or offered
+  to them (not a colleague's, nor one resolved since); answers an offer or adds a note
+  before holding one, and does the rest of the work (replies, resolving, consent,
+  identity) only on those assigned to them, acting only as themselves. Staff never
+  record a customer's proof: they confirm who a customer is as method ``agent``.
 * **supervisor** reads every conversation and intervenes as themselves in any.
 * **associate** reads conversations with an in-person leg at their store and,
   while a visit there is live, records the visit's events as themselves; the
