@@ -432,3 +432,26 @@ async def test_an_admin_reload_of_the_business_is_recorded(tmp_path) -> None:
     assert (entry.action, entry.subject, entry.actor_id) == (
         "business.reloaded", f"business:{reloaded.json()['business']}", "root",
     )  # fmt: skip
+
+
+async def test_a_change_of_policy_is_recorded_once_when_the_service_starts(tmp_path) -> None:
+    settings = Settings(store=f"sqlite:///{tmp_path / 'p.db'}", token_secret=TOKEN_SECRET)
+    earlier = AuditEntry(action="token.issued", subject=subject("token", "jti-1"),
+                         actor_kind="operator", actor_id="cli:ops", purpose="token-administration",
+                         policy="authz-000000000000")  # fmt: skip
+    async with running(settings) as service:  # a trail whose last entry was under other rules
+        assert await service.audit.log.read() == []  # a new trail: nothing changed
+        await service.audit.log.append([earlier])
+    for _ in range(2):  # started again under this package's policies, twice
+        async with running(settings) as service:
+            rows = await service.audit.log.read()
+            report = await service.audit.verify()
+    assert [row.entry.action for row in rows] == ["token.issued", "policy.changed"]
+    changed = rows[1].entry
+    assert (changed.subject, changed.policy, changed.actor_kind, changed.purpose) == (
+        f"policy:{POLICY_VERSION}", POLICY_VERSION, "system", "policy-administration",
+    )  # fmt: skip
+    assert changed.details["previous_policy"] == "authz-000000000000"
+    files = [str(f).split(":")[0] for f in changed.details["files"]]  # type: ignore[union-attr]
+    assert "40-agent.cedar" in files and "threadline.cedarschema" in files
+    assert report.ok

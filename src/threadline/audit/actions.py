@@ -7,9 +7,11 @@ path never touches the trail.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from typing import Final
 
-from threadline.audit.entry import AuditEntry, Detail, stamp, subject
+from threadline.audit.entry import POLICY_VERSION, AuditEntry, Detail, stamp, subject
 from threadline.core.events import Actor
 from threadline.security.principal import Principal
 
@@ -24,6 +26,7 @@ READ_PURPOSES: Final = {
 #: The actor kind of someone at the command line (the id is ``cli:<login>``).
 OPERATOR: Final = "operator"
 TOKEN_ADMINISTRATION: Final = "token-administration"
+POLICY_ADMINISTRATION: Final = "policy-administration"
 IDENTITY_MERGE: Final = "identity-merge"
 
 
@@ -90,4 +93,17 @@ def business_reloaded(
         action="business.reloaded", subject=subject("business", business_id),
         actor_kind=caller.kind, actor_id=caller.subject, purpose="administration",
         details={"digest": digest, "previous_digest": previous, "token_id": caller.token_id},
+    )  # fmt: skip
+
+
+def policy_changed(previous: str, files: Sequence[tuple[str, str]]) -> AuditEntry:
+    """The trail's entries are now taken under other authorization policies than its last
+    one was (``previous``): the policy files, each with the start of its SHA-256, and the
+    version before. The files ship with the package, so the change came with a deployment."""
+    return AuditEntry(
+        action="policy.changed", subject=subject("policy", POLICY_VERSION), actor_kind="system",
+        actor_id="deployment", purpose=POLICY_ADMINISTRATION,
+        details={"previous_policy": previous,
+                 "files": tuple(f"{name}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+                                for name, text in files)},
     )  # fmt: skip

@@ -16,7 +16,7 @@ from typing import Final
 
 import structlog
 
-from threadline.audit.actions import conversation_read
+from threadline.audit.actions import conversation_read, policy_changed
 from threadline.audit.chain import GENESIS, Checkpoint, Head, StoredEntry
 from threadline.audit.entry import AuditEntry
 from threadline.audit.keys import AuditKey, audit_key_from_settings
@@ -25,6 +25,7 @@ from threadline.audit.verify import Report, Verification, extends
 from threadline.core.errors import ConfigurationError, DomainError, ThreadlineError
 from threadline.core.ports import EventStore
 from threadline.security.keys import TokenKey
+from threadline.security.policy import POLICY_VERSION, policy_files
 from threadline.security.principal import Principal
 from threadline.settings import Settings
 
@@ -51,6 +52,7 @@ class AuditTrail:
         self.key = key
         self.checkpoint_every = checkpoint_every
         self._anchor: Checkpoint | None = None  # the last checkpoint known good
+        self._policy_noted = False
 
     @classmethod
     def open(
@@ -65,8 +67,29 @@ class AuditTrail:
             )
         return cls(open_audit_log(store), key, checkpoint_every=settings.audit_checkpoint_every)
 
+    async def note_policy(self) -> StoredEntry | None:
+        """Record a ``policy.changed`` entry if the trail's last entry was taken under other
+        authorization policies than this process's; once per process (the service does it
+        as it starts, and the first entry any process records does it first)."""
+        if self._policy_noted:
+            return None
+        self._policy_noted = True
+        head = await self.log.head()
+        if head.seq == 0:
+            return None  # a new trail: its entries say which policy they were taken under
+        (last,) = await self.log.read(head.seq, 1)
+        previous = last.entry.policy
+        if previous == POLICY_VERSION:
+            return None
+        log.info("authorization policy changed", previous=previous, policy=POLICY_VERSION)
+        return await self._append(policy_changed(previous, policy_files()))
+
     async def record(self, entry: AuditEntry) -> StoredEntry:
         """Append ``entry``; durable when this returns. Signs a checkpoint every N entries."""
+        await self.note_policy()
+        return await self._append(entry)
+
+    async def _append(self, entry: AuditEntry) -> StoredEntry:
         (row,) = await self.log.append([entry])
         if row.seq % self.checkpoint_every == 0:
             try:

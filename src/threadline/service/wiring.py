@@ -99,6 +99,7 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
         tokens = TokenIssuer.from_settings(settings)
         verifier = TokenVerifier.from_settings(settings, revocations)
         audit = AuditTrail.open(settings, store, tokens.key)  # no signing key stops us here
+        await audit.note_policy()
         business = current.business
         systems = Systems.open(business, data_dir(settings))
         stack.push_async_callback(systems.close)
