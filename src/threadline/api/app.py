@@ -20,6 +20,7 @@ from threadline.api import (
     inperson,
     pages,
     problems,
+    reference,
     store_queue,
     streams,
     subjects,
@@ -52,6 +53,10 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
         lifespan=lifespan,
         # The policy decides every route before its handler runs (api/access.py).
         dependencies=[Depends(authorize_route)],
+        # The reference is served by api/reference.py, where the policy decides it.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     problems.install(app)
     for cls, status, slug, title in PROBLEMS:
@@ -72,5 +77,6 @@ def create_app(settings: Settings | None = None, store: Storage | None = None) -
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(subjects.router)
+    app.include_router(reference.router)
     app.mount("/static", pages.static_files(), name="static")
     return app
