@@ -52,7 +52,7 @@ from threadline.core.ports import ANY, AppendResult, KeyProvider, Snapshot, Stor
 from threadline.store.migrations import migrations
 from threadline.store.postgres_keys import PostgresKeyTable, shred
 from threadline.store.postgres_writer import CommitStats, GroupCommit, Pending, translate
-from threadline.store.sealing import Sealer, Shredded
+from threadline.store.sealing import KeyTable, Sealer, Shredded
 
 __all__ = ["CommitStats", "PostgresStore", "open_postgres"]
 
@@ -107,6 +107,11 @@ class PostgresStore(Storage):
         self._sealer: Sealer | None = None
         if keys is not None:
             self.use_keys(keys)
+
+    @property
+    def key_table(self) -> KeyTable:
+        """The ``data_keys`` table of this store's database."""
+        return self._keys
 
     @property
     def sealer(self) -> Sealer | None:

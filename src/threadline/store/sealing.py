@@ -411,6 +411,10 @@ class Encrypting(Protocol):
     @property
     def sealer(self) -> Sealer | None: ...
 
+    @property
+    def key_table(self) -> KeyTable:
+        """The backend's ``data_keys`` table."""
+
     def use_keys(self, provider: KeyProvider) -> None:
         """Encrypt from now on, with data keys wrapped by ``provider``."""
 

@@ -29,7 +29,7 @@ from threadline.core.errors import IdempotencyError, ProgrammingError, Validatio
 from threadline.core.events import EventRecord
 from threadline.core.ports import ANY, AppendResult, KeyProvider, Snapshot, Storage
 from threadline.store.migrations import migrations
-from threadline.store.sealing import MARK, Sealer, Shredded, with_payload
+from threadline.store.sealing import MARK, KeyTable, Sealer, Shredded, with_payload
 from threadline.store.sqlite_keys import SQLiteKeyTable, keys_by_id, shred
 from threadline.store.sqlite_writer import (
     AppendCommand,
@@ -252,6 +252,11 @@ class SQLiteStore(Storage):
         self._plain: dict[str, bytes] = {}
         if keys is not None:
             self.use_keys(keys)
+
+    @property
+    def key_table(self) -> KeyTable:
+        """The ``data_keys`` table of this store's database."""
+        return self._keys
 
     @property
     def sealer(self) -> Sealer | None:
