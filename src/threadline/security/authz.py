@@ -55,8 +55,11 @@ _TYPES: Final = {
 }  # fmt: skip
 #: Payload fields the rules read, when they are strings.
 _PAYLOAD_FIELDS: Final = ("origin", "channel", "location", "agent_id", "author_id", "method")
+_NO_FIELDS: Final = (None,) * len(_PAYLOAD_FIELDS)
 #: The latest states' facts and entities (by the state's identity; the state is kept with it).
-_STATES: dict[int, tuple[ConversationState, _State, Entity]] = {}
+_STATES: dict[int, tuple[ConversationState, _State]] = {}
+#: The latest facts' entities.
+_ENTITIES: dict[_State, Entity] = {}
 _KEPT: Final = 64
 #: Path parameters a route's rules read, by what Cedar's context calls them.
 TARGETS: Final = {"agent_id": "agent", "store_id": "store", "customer_id": "customer",
@@ -98,11 +101,11 @@ def allows(check: Callable[..., None], *args: Any) -> bool:
 
 def can_read_conversation(principal: Principal, state: ConversationState) -> None:
     """Raise Forbidden unless ``principal`` may read the conversation ``state`` folds."""
-    facts, entity = _state_facts(state)
+    facts = _state_facts(state)
     key = (principal, "read", facts)
     decision = _DECISIONS.get(key)
     if decision is None:
-        decision = decide(principal, "read", entity)
+        decision = decide(principal, "read", _entity(facts))
         _DECISIONS.keep(key, decision)
     if not decision.allowed:
         raise Denied(f"{_name(principal)}: {decision.reason}", decision)
@@ -132,7 +135,7 @@ def can_append_each(principal: Principal, steps: Iterable[tuple[ConversationStat
     keys = []
     decisions: list[Decision | None] = []
     for state, event in steps:
-        key = (principal, _event_facts(event), _state_facts(state)[0])
+        key = (principal, _event_facts(event), _state_facts(state))
         keys.append(key)
         decisions.append(_DECISIONS.get(key) if who is not None else None)
     if who is None:
@@ -152,7 +155,7 @@ def can_append_each(principal: Principal, steps: Iterable[tuple[ConversationStat
 
 
 def _request(who: Entity, event: _Event, state: _State) -> Request:
-    return Request(who, event.type, _conversation_entity(state), _event_context(state, event))
+    return Request(who, event.type, _entity(state), _event_context(state, event))
 
 
 def can_open_visit(principal: Principal, state: ConversationState, looked_up: bool) -> None:
@@ -319,29 +322,40 @@ def _text(value: Any) -> str | None:
     return value if type(value) is str else None
 
 
-def _state_facts(state: ConversationState) -> tuple[_State, Entity]:
-    """The facts of ``state`` and its entity, built once per state (a state is frozen:
-    the checks of one command or turn on it share them)."""
+def _state_facts(state: ConversationState) -> _State:
+    """The facts of ``state``, built once per state (a state is frozen: the checks of one
+    command or turn on it share them)."""
     kept = _STATES.get(id(state))
     if kept is not None and kept[0] is state:
-        return kept[1], kept[2]
-    legs = tuple(_Leg(leg_id, _text(leg.get("channel")), _text(leg.get("location")),
-                      leg.get("ended_at") is None)
-                 for leg_id, leg in state.legs.items())  # fmt: skip
+        return kept[1]
+    legs = tuple([_Leg(leg_id, _text(leg.get("channel")), _text(leg.get("location")),
+                       leg.get("ended_at") is None)
+                  for leg_id, leg in state.legs.items()])  # fmt: skip
+    offer = state.offer
     facts = _State(state.conversation_id, _text(state.origin), _text(state.status),
                    _text(state.customer_id), _text(state.queue), _text(state.assignee),
-                   _text((state.offer or {}).get("agent_id")), tuple(sorted(state.aliases)),
-                   legs)  # fmt: skip
-    entity = _conversation_entity(facts)
-    _STATES[id(state)] = (state, facts, entity)
+                   _text(offer.get("agent_id")) if offer else None,
+                   tuple(sorted(state.aliases)) if state.aliases else (), legs)  # fmt: skip
+    _STATES[id(state)] = (state, facts)
     if len(_STATES) > _KEPT:
         del _STATES[next(iter(_STATES))]
-    return facts, entity
+    return facts
 
 
 def conversation_entity(state: ConversationState) -> Entity:
     """The conversation as its live state stands: what the rules read of it."""
-    return _state_facts(state)[1]
+    return _entity(_state_facts(state))
+
+
+def _entity(facts: _State) -> Entity:
+    """The entity of ``facts``, kept for the latest facts asked about (built on a miss of
+    the kept decisions only)."""
+    entity = _ENTITIES.get(facts)
+    if entity is None:
+        entity = _ENTITIES[facts] = _conversation_entity(facts)
+        if len(_ENTITIES) > _KEPT:
+            del _ENTITIES[next(iter(_ENTITIES))]
+    return entity
 
 
 def _conversation_entity(facts: _State) -> Entity:
@@ -373,17 +387,22 @@ def _conversation_entity(facts: _State) -> Entity:
 
 
 def _event_facts(event: Event) -> _Event:
-    payload = event.payload
-    ended = payload.get("leg_id") if event.type == "leg.ended" else None
-    return _Event(event.type, event.conversation_id, event.channel, event.actor.kind,
-                  event.actor.id, event.customer_id, bool(payload.get("verified")),
-                  tuple(_text(payload.get(name)) for name in _PAYLOAD_FIELDS),
-                  event.leg_id, _text(ended))  # fmt: skip
+    get = event.payload.get
+    raw = (get("origin"), get("channel"), get("location"), get("agent_id"), get("author_id"),
+           get("method"))  # the order of _PAYLOAD_FIELDS  # fmt: skip
+    payload: tuple[str | None, ...] = (
+        _NO_FIELDS if raw == _NO_FIELDS else tuple([_text(value) for value in raw])
+    )
+    ended = get("leg_id") if event.type == "leg.ended" else None
+    actor = event.actor
+    return _Event(event.type, event.conversation_id, event.channel, actor.kind, actor.id,
+                  event.customer_id, bool(get("verified")), payload, event.leg_id,
+                  _text(ended))  # fmt: skip
 
 
 def event_context(state: ConversationState, event: Event) -> dict[str, Any]:
     """What the rules read of ``event``, and of the legs of ``state`` it names."""
-    return _event_context(_state_facts(state)[0], _event_facts(event))
+    return _event_context(_state_facts(state), _event_facts(event))
 
 
 def _event_context(state: _State, event: _Event) -> dict[str, Any]:
