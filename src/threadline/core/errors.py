@@ -83,3 +83,28 @@ class ProgrammingError(PersistenceError):
 
 class ConfigurationError(ThreadlineError):
     """A setting is missing, unknown or malformed."""
+
+
+class ModelError(ThreadlineError):
+    """Base of what a model provider fails with."""
+
+
+class ModelUnavailable(ModelError):
+    """The provider gave no answer: down, timing out, rate limiting or erroring past the
+    retries, or its circuit is open. The agent falls back (the embedded engine, a person)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, attempts: int = 0, status: int | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.status = status
+
+
+class ModelRefused(ModelError):
+    """The provider refused the request itself (bad request, key, model): retrying the same
+    request cannot succeed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
