@@ -64,4 +64,8 @@ def test_a_breaker_that_could_never_close_or_open_is_refused(
 def test_the_exports_are_pinned() -> None:
     import threadline.models
 
-    assert set(threadline.models.__all__) == {"CircuitBreaker", "OpenAICompatible"}
+    assert set(threadline.models.__all__) == {
+        "CircuitBreaker",
+        "OpenAICompatible",
+        "RedactingProvider",
+    }

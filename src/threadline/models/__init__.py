@@ -7,5 +7,6 @@ Azure OpenAI, vLLM, Ollama, llama.cpp's server and LiteLLM speak).
 
 from threadline.models.breaker import CircuitBreaker
 from threadline.models.openai_compatible import OpenAICompatible
+from threadline.models.redacting import RedactingProvider
 
-__all__ = ["CircuitBreaker", "OpenAICompatible"]
+__all__ = ["CircuitBreaker", "OpenAICompatible", "RedactingProvider"]

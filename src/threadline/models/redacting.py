@@ -1,0 +1,87 @@
+"""Nothing reaches a model provider that the task does not need: every prompt redacted.
+
+:class:`RedactingProvider` wraps any provider. Before a request leaves, every message's
+text, every tool call's arguments and every tool result goes through the redactor:
+payment cards (a card split over the customer's consecutive messages too), security
+codes and national identifiers always; phone numbers and e-mail addresses too unless the
+agent's task needs them (``keep``: the kinds a task may send). A card keeps at most its
+last four digits, as in the log. What was taken out of the request is reported to
+``on_redacted`` (kinds and counts, never the data), for the turn to record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from dataclasses import replace
+from typing import Final
+
+from threadline.core.model import (
+    Completion,
+    ModelProvider,
+    ModelRequest,
+    StreamEvent,
+    ToolCall,
+)
+from threadline.privacy import DEFAULT_KINDS, KINDS, Carry, Redactor
+
+#: What a provider never receives, whatever the task.
+NEVER_SENT: Final = DEFAULT_KINDS
+Report = Callable[[ModelRequest, Mapping[str, int]], None]
+
+
+class RedactingProvider(ModelProvider):
+    """``inner``, sent only redacted requests (see the module)."""
+
+    def __init__(
+        self, inner: ModelProvider, *, keep: Collection[str] = (), on_redacted: Report | None = None
+    ) -> None:
+        kept = frozenset(keep)
+        if kept & NEVER_SENT or kept - set(KINDS):
+            raise ValueError(f"a task may keep only {sorted(set(KINDS) - NEVER_SENT)}, not"
+                             f" {sorted(kept)}")  # fmt: skip
+        self.inner = inner
+        self.id = inner.id
+        self.redactor = Redactor(kinds=set(KINDS) - kept)
+        self.on_redacted = on_redacted
+
+    async def complete(self, request: ModelRequest) -> Completion:
+        return await self.inner.complete(self.redacted(request))
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        async for event in self.inner.stream(self.redacted(request)):
+            yield event
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def redacted(self, request: ModelRequest) -> ModelRequest:
+        """``request`` as it may leave: its texts redacted, what went reported."""
+        taken: Counter[str] = Counter()
+        carry: Carry | None = None
+        messages = []
+        for message in request.messages:
+            # A card may be split over a customer's consecutive messages: carry it along.
+            text, carry = self._text(message.content, taken,
+                                     carry if message.role == "user" else None)  # fmt: skip
+            calls = tuple(self._call(call, taken) for call in message.tool_calls)
+            messages.append(replace(message, content=text, tool_calls=calls))
+        out = replace(request, messages=tuple(messages))
+        if taken and self.on_redacted is not None:
+            self.on_redacted(out, dict(taken))
+        return out
+
+    def _text(
+        self, text: str, taken: Counter[str], carry: Carry | None
+    ) -> tuple[str, Carry | None]:
+        if not text:
+            return text, None
+        redacted = self.redactor.redact(text, carry=carry)
+        taken.update(f.kind for f in redacted.findings if f.kind in self.redactor.kinds)
+        return redacted.text, redacted.carry
+
+    def _call(self, call: ToolCall, taken: Counter[str]) -> ToolCall:
+        raw, _ = self._text(call.raw, taken, None)
+        if raw == call.raw:
+            return call
+        return ToolCall(call.id, call.name, {}, raw, call.problem)
