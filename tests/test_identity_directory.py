@@ -25,11 +25,14 @@ from threadline.testing.identity_contract import (
 
 
 class TestSQLiteIdentity(IdentityContract):
+    #: The key provider the store encrypts with (None: it keeps personal data in clear).
+    keys: LocalKeyProvider | None = None
+
     @pytest.fixture
     async def store(self, tmp_path) -> AsyncIterator[EventStore]:
         self.opened: list[EventStore] = []
         self.path = tmp_path / "threadline.db"
-        store = await open_sqlite(self.path)
+        store = await open_sqlite(self.path, keys=self.keys)
         self.opened.append(store)
         yield store
         for opened in self.opened:
@@ -39,7 +42,7 @@ class TestSQLiteIdentity(IdentityContract):
     def reopen(self):
         async def reopen(store: EventStore) -> EventStore:
             await store.close()
-            fresh = await open_sqlite(self.path)
+            fresh = await open_sqlite(self.path, keys=self.keys)
             self.opened.append(fresh)
             return fresh
 
@@ -48,6 +51,8 @@ class TestSQLiteIdentity(IdentityContract):
 
 @pytest.mark.postgres
 class TestPostgresIdentity(IdentityContract):
+    keys: LocalKeyProvider | None = None
+
     @pytest.fixture
     async def store(self, pg_schema) -> AsyncIterator[EventStore]:
         require_service("PostgreSQL", "127.0.0.1", 5432)
@@ -55,7 +60,7 @@ class TestPostgresIdentity(IdentityContract):
 
         self.schema = pg_schema
         self.opened: list[EventStore] = []
-        store = await open_postgres(POSTGRES_URL, schema=pg_schema)
+        store = await open_postgres(POSTGRES_URL, schema=pg_schema, keys=self.keys)
         self.opened.append(store)
         yield store
         for opened in self.opened:
@@ -68,7 +73,7 @@ class TestPostgresIdentity(IdentityContract):
 
         async def reopen(store: EventStore) -> EventStore:
             await store.close()
-            fresh = await open_postgres(POSTGRES_URL, schema=self.schema)
+            fresh = await open_postgres(POSTGRES_URL, schema=self.schema, keys=self.keys)
             self.opened.append(fresh)
             return fresh
 
@@ -80,57 +85,15 @@ class TestPostgresIdentity(IdentityContract):
 KEYS = LocalKeyProvider(bytes(range(32)))
 
 
-class TestSealedSQLiteIdentity(IdentityContract):
+class TestSealedSQLiteIdentity(TestSQLiteIdentity):
     """The contract again, on a store that encrypts personal data."""
 
-    @pytest.fixture
-    async def store(self, tmp_path) -> AsyncIterator[EventStore]:
-        self.opened: list[EventStore] = []
-        self.path = tmp_path / "threadline.db"
-        store = await open_sqlite(self.path, keys=KEYS)
-        self.opened.append(store)
-        yield store
-        for opened in self.opened:
-            await opened.close()
-
-    @pytest.fixture
-    def reopen(self):
-        async def reopen(store: EventStore) -> EventStore:
-            await store.close()
-            fresh = await open_sqlite(self.path, keys=KEYS)
-            self.opened.append(fresh)
-            return fresh
-
-        return reopen
+    keys = KEYS
 
 
 @pytest.mark.postgres
-class TestSealedPostgresIdentity(IdentityContract):
-    @pytest.fixture
-    async def store(self, pg_schema) -> AsyncIterator[EventStore]:
-        require_service("PostgreSQL", "127.0.0.1", 5432)
-        from threadline.store.postgres import open_postgres
-
-        self.schema = pg_schema
-        self.opened: list[EventStore] = []
-        store = await open_postgres(POSTGRES_URL, schema=pg_schema, keys=KEYS)
-        self.opened.append(store)
-        yield store
-        for opened in self.opened:
-            await opened.close()
-        await drop_schema(pg_schema)
-
-    @pytest.fixture
-    def reopen(self):
-        from threadline.store.postgres import open_postgres
-
-        async def reopen(store: EventStore) -> EventStore:
-            await store.close()
-            fresh = await open_postgres(POSTGRES_URL, schema=self.schema, keys=KEYS)
-            self.opened.append(fresh)
-            return fresh
-
-        return reopen
+class TestSealedPostgresIdentity(TestPostgresIdentity):
+    keys = KEYS
 
 
 async def test_the_directory_keeps_no_identifier_or_reason_in_clear(

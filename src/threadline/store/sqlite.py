@@ -247,8 +247,7 @@ class SQLiteStore(Storage):
         self._closed = False
         self._keys = SQLiteKeyTable(self)
         self._sealer: Sealer | None = None
-        # Plaintext payloads of the appends in flight, by event id: the commit feed hands
-        # them on without decrypting what was just encrypted.
+        # Plaintext of the appends in flight, by event id: the commit feed needs no decrypt.
         self._plain: dict[str, bytes] = {}
         if keys is not None:
             self.use_keys(keys)
