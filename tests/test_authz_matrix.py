@@ -311,6 +311,9 @@ def event_for(role: str, type_: str, state: str) -> Event:
         "handoff.declined": {"offer_id": "o-1", "agent_id": actor.id},
         "handoff.returned": {"agent_id": actor.id},
         "note.added": {"author_id": actor.id, "text": "noted"},
+        "approval.granted": {"approval_id": "apr-1", "agent_id": actor.id, "queue": "orders"},
+        "approval.denied": {"approval_id": "apr-1", "agent_id": actor.id, "queue": "orders",
+                            "reason": "not eligible"},
         "identity.linked": {"kind": "phone", "value": "+14155550100", "verified": True,
                             "method": "agent"},
     }.get(type_, {})  # fmt: skip

@@ -216,6 +216,28 @@ class Settings(BaseSettings):
         " log); smtp (needs THREADLINE_SMTP_HOST and THREADLINE_EMAIL_FROM)",
     )
 
+    model_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="an OpenAI-compatible API's base URL (…/v1): the model-backed agent answers"
+        " with it (default: the pack's `model.url`; neither: the embedded agent alone)",
+    )
+    model: str | None = Field(
+        None, min_length=1, max_length=200, description="the model's name at THREADLINE_MODEL_URL"
+    )
+    model_api_key: SecretStr | None = Field(
+        None, min_length=1, description="the key for THREADLINE_MODEL_URL (never logged)"
+    )
+
+    @field_validator("model_api_key")
+    @classmethod
+    def _key_with_a_model(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and info.data.get("model_url") is None:
+            raise PydanticCustomError(
+                "incomplete", "a model key needs THREADLINE_MODEL_URL (it would go nowhere)"
+            )
+        return value
+
     @field_validator("bus")
     @classmethod
     def _built_in_bus(cls, value: str) -> str:

@@ -114,6 +114,63 @@ async def customer_orders(arguments: dict[str, Any], context: ToolContext) -> di
     return {"orders": orders}
 
 
+# -- refunds -------------------------------------------------------------------------------
+
+
+class Refunds:
+    """Refunds issued, in a SQLite file of the service's data folder: one per order, and a
+    request made again (the same idempotency key) answered with its first result."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=10, isolation_level=None,
+                                   check_same_thread=False)  # fmt: skip
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS refunds (id TEXT PRIMARY KEY, order_number TEXT"
+                " NOT NULL UNIQUE, reason TEXT NOT NULL, request TEXT NOT NULL UNIQUE)"
+            )
+
+    def issue(self, order: str, reason: str, request: str) -> tuple[str, bool]:
+        """The refund's id, and whether this request issued it (False: issued before)."""
+        with self._lock:
+            earlier = self._db.execute(
+                "SELECT id, request FROM refunds WHERE order_number = ?", (order,)
+            ).fetchone()
+            if earlier is not None:
+                return str(earlier[0]), earlier[1] == request
+            refund_id = f"rf-{order}"
+            self._db.execute("INSERT INTO refunds VALUES (?, ?, ?, ?)",
+                             (refund_id, order, reason, request))  # fmt: skip
+        return refund_id, True
+
+
+@cache
+def _refunds(path: Path) -> Refunds:
+    return Refunds(path)
+
+
+async def refund_order(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+    """Refund order ``order_number`` of ``customer_id`` to the original payment method."""
+    number = str(arguments["order_number"]).lstrip("#")
+    order = next((o for o in _records()["orders"] if o["number"] == number), None)
+    if order is None:
+        raise ToolFailure(NOT_FOUND, f"there is no order {number}")
+    if order["customer_id"] != arguments["customer_id"]:
+        raise ToolFailure("not_owner", "that order is another customer's")
+    if order["status"] == "cancelled":
+        raise ToolFailure("not_refundable", "a cancelled order has nothing to refund")
+    ledger = _refunds(context.data_dir / "northwind-refunds.db")
+    refund_id, issued = await asyncio.to_thread(
+        ledger.issue, number, str(arguments.get("reason") or ""), context.idempotency_key
+    )
+    if not issued:
+        raise ToolFailure("already_refunded", f"order {number} was refunded before")
+    return {"refund_id": refund_id, "order": number, "status": "issued",
+            "to": "the original payment method", "working_days": 5}  # fmt: skip
+
+
 # -- the repair-counter book ----------------------------------------------------------------
 
 

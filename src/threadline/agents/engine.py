@@ -23,6 +23,7 @@ from typing import Final
 import structlog
 
 from threadline.agents.actions import request_action
+from threadline.agents.approvals import settle
 from threadline.agents.codes import CodeSending, answer_code
 from threadline.agents.context import ConversationContext
 from threadline.agents.escalation import EscalationPolicy, Handoff, TurnSignals, escalate
@@ -49,7 +50,7 @@ from threadline.core.conversation import (
     WAITING_ON_CUSTOMER,
     ConversationState,
 )
-from threadline.core.events import Actor, Lineage
+from threadline.core.events import Actor, Event, Lineage
 from threadline.core.verification import anonymous, at_least, rank
 from threadline.engine.redaction import PAYMENT_MARK
 from threadline.identity.lockouts import Lockouts
@@ -103,8 +104,9 @@ class EmbeddedAgent:
         self.lineage = Lineage(self.id, version, model=self.classifier.model_id,
                                policy=self.policy.name)  # fmt: skip
 
-    def _writer(self, state: ConversationState, channel: str, now: datetime, anchor: str,
-                leg_id: str | None, in_reply_to: str | None) -> TurnWriter:  # fmt: skip
+    def writer(self, state: ConversationState, channel: str, now: datetime, anchor: str,
+               leg_id: str | None, in_reply_to: str | None) -> TurnWriter:  # fmt: skip
+        """A writer for one turn of this agent, its keys anchored on ``anchor``."""
         return TurnWriter(
             conversation_id=state.conversation_id, channel=channel, now=now, actor=self.actor,
             lineage=self.lineage, anchor=anchor, leg_id=leg_id, customer_id=state.customer_id,
@@ -121,13 +123,13 @@ class EmbeddedAgent:
         """Hand the conversation to a person: the customer does not let the agent process it."""
         if state.status not in {BOT_ACTIVE, WAITING_ON_CUSTOMER}:
             return Turn(())
-        writer = self._writer(state, channel, now, anchor, leg_id, None)
+        writer = self.writer(state, channel, now, anchor, leg_id, None)
         context = ConversationContext.of(state, self.policy)
-        step = self._step(state, writer, context, "", now, channel)
+        step = self.step(state, writer, context, "", now, channel)
         route = self.policy.route(context.topic)
         handoff = Handoff(route.queue, "customer_request", "no consent to AI processing",
                           route.skills)  # fmt: skip
-        return self._finish(step, self._handoff_reply(step, handoff), handoff)
+        return self.finish(step, self.handoff_reply(step, handoff), handoff)
 
     async def welcome_back(
         self, state: ConversationState, channel: str, now: datetime, *, leg_id: str, anchor: str
@@ -145,8 +147,8 @@ class EmbeddedAgent:
         topic = self.business.intent(context.topic) if context.topic else None
         if topic is None:
             return Turn(())
-        writer = self._writer(state, channel, now, anchor, leg_id, anchor)
-        step = self._step(state, writer, context, "", now, channel)
+        writer = self.writer(state, channel, now, anchor, leg_id, anchor)
+        step = self.step(state, writer, context, "", now, channel)
         step.intent = context.topic
         reference = getattr(getattr(topic, "lookup", None), "slot", None)
         value = context.slots.get(reference) if reference else None
@@ -169,12 +171,28 @@ class EmbeddedAgent:
         writer.emit("message.sent", {"text": text, "in_reply_to": None})
         return Turn(tuple(writer.events), None, text)
 
+    async def settle(self, state: ConversationState, decision: Event, now: datetime) -> Turn:
+        """Answer a person's decision on a sensitive call: run it once approved (then tell the
+        customer how it went), or tell the customer why it was denied. No events when the
+        agent does not hold the conversation or the decision settles nothing."""
+        if state.status not in ANSWERS_IN:
+            return Turn(())
+        leg_id, channel = reply_leg(state)
+        writer = self.writer(state, channel, now, decision.event_id, leg_id, None)
+        context = ConversationContext.of(state, self.policy)
+        step = self.step(state, writer, context, "", now, channel)
+        reply = await settle(step, decision)
+        if reply is None:
+            return Turn(())
+        writer.emit("message.sent", {"text": reply, "in_reply_to": None}, caused_by=decision)
+        return Turn(tuple(writer.events), None, reply)
+
     def _needed(self, topic: IntentSpec, channel: str) -> str | None:
         """The level a topic's record asks for on ``channel`` (None: no proof)."""
         protects = topic.lookup.protects if isinstance(topic, LookupIntent) else None
         return self.business.pack.verification.needed(protects, channel)
 
-    def _step(self, state: ConversationState, writer: TurnWriter, context: ConversationContext,
+    def step(self, state: ConversationState, writer: TurnWriter, context: ConversationContext,
               text: str, now: datetime, channel: str) -> Step:  # fmt: skip
         # A redacted card ("[card ending 1111]") holds digits that are no order number.
         extraction = self.reader.read(
@@ -218,9 +236,19 @@ class EmbeddedAgent:
         if state.status not in ANSWERS_IN or not self.may_process(state):
             return Turn(())
         anchor = in_reply_to or f"seq-{state.seq}"
-        writer = self._writer(state, channel, now, anchor, leg_id, in_reply_to)
+        writer = self.writer(state, channel, now, anchor, leg_id, in_reply_to)
+        return await self.answer(state, text, channel, now, writer)
+
+    async def answer(
+        self, state: ConversationState, text: str, channel: str, now: datetime,
+        writer: TurnWriter, *, keep_lineage: bool = False,
+    ) -> Turn:  # fmt: skip
+        """The turn answering ``text``, written on ``writer`` (after what it holds already:
+        a model-backed agent's note that the turn came to this agent)."""
+        if not keep_lineage:
+            writer.lineage = self.lineage
         context = ConversationContext.of(state, self.policy)
-        step = self._step(state, writer, context, text, now, channel)
+        step = self.step(state, writer, context, text, now, channel)
         # The text was redacted before it was recorded: a card in it reads "[card ending 1111]".
         if PAYMENT_MARK.search(text) or card_talk(text):
             return self._payment_details(step)
@@ -244,8 +272,8 @@ class EmbeddedAgent:
             "intent": understanding.intent, "confidence": understanding.confidence,
             "alternatives": dict(understanding.alternatives),
         })  # fmt: skip
-        self._fill_slots(step)
-        await self._verify_by_knowledge(step)
+        self.fill_slots(step)
+        await self.verify_by_knowledge(step)
         policy = self.policy
         confident = understanding.confidence >= policy.min_confidence
         topical = confident and understanding.intent in policy.topics
@@ -258,7 +286,7 @@ class EmbeddedAgent:
         )
         handoff = escalate(signals, policy)
         if handoff is not None:
-            return self._finish(step, self._handoff_reply(step, handoff), handoff)
+            return self.finish(step, self.handoff_reply(step, handoff), handoff)
         try:
             reply = await self._act(step, understanding.intent if confident else None)
         except Exception:  # a pack's template or tool result the flow could not use
@@ -273,8 +301,8 @@ class EmbeddedAgent:
             signals = replace(signals, tool_failures=streak, failed_tool=failed[-1])
             handoff = escalate(signals, policy)
             if handoff is not None:
-                reply = self._handoff_reply(step, handoff)
-        return self._finish(step, reply, handoff)
+                reply = self.handoff_reply(step, handoff)
+        return self.finish(step, reply, handoff)
 
     async def _act(self, step: Step, intent_name: str | None) -> str:
         if intent_name is not None and intent_name.startswith(KNOWLEDGE_PREFIX):
@@ -304,7 +332,7 @@ class EmbeddedAgent:
         step.writer.emit("intent.detected", {"intent": PAYMENT_DETAILS, "confidence": 1.0,
                                              "alternatives": {}})  # fmt: skip
         step.new_slots.clear()
-        return self._finish(step, step.say("payment_details"), None)
+        return self.finish(step, step.say("payment_details"), None)
 
     def _handed_over_after_failure(self, step: Step) -> Turn:
         """A turn the agent could not finish goes to a person, never round and round."""
@@ -313,12 +341,12 @@ class EmbeddedAgent:
                           route.skills)  # fmt: skip
         step.intent = None
         try:
-            reply = self._handoff_reply(step, handoff)
+            reply = self.handoff_reply(step, handoff)
         except Exception:  # the pack's handoff words fail too: say it plainly
             reply = "Sorry, something went wrong on our side. A colleague will take over."
-        return self._finish(step, reply, handoff)
+        return self.finish(step, reply, handoff)
 
-    def _handoff_reply(self, step: Step, handoff: Handoff) -> str:
+    def handoff_reply(self, step: Step, handoff: Handoff) -> str:
         queue = self.business.queue(handoff.queue)
         return step.say(
             "handoff",
@@ -346,14 +374,14 @@ class EmbeddedAgent:
                     return _continued(spec.implies, prediction)
         return Understanding(prediction.intent, prediction.confidence, prediction.alternatives)
 
-    def _fill_slots(self, step: Step) -> None:
+    def fill_slots(self, step: Step) -> None:
         for name in self.reader.order:
             if name in step.new_slots:
                 step.writer.emit("slot.filled",
                                  {"name": name, "value": step.new_slots[name],
                                   "source": "customer"})  # fmt: skip
 
-    async def _verify_by_knowledge(self, step: Step) -> None:
+    async def verify_by_knowledge(self, step: Step) -> None:
         """A knowledge answer said this turn that matches the conversation's customer's own
         record proves this contact is them (a record's owner is checked by its flow)."""
         said = [k for k in step.extraction.values if k in self.policy.knowledge]
@@ -368,9 +396,9 @@ class EmbeddedAgent:
         """In line for a person, the customer's answers still count: a knowledge answer
         proves who they are (the owner of the record they asked about, when the
         conversation does not know yet), and the desk sees it at once."""
-        self._fill_slots(step)
+        self.fill_slots(step)
         before = step.level
-        await self._verify_by_knowledge(step)
+        await self.verify_by_knowledge(step)
         said = any(k in self.policy.knowledge for k in step.extraction.values)
         if said and anonymous(step.customer_id):
             topic = self.business.intent(step.context.topic) if step.context.topic else None
@@ -380,32 +408,42 @@ class EmbeddedAgent:
         queue = self.business.queue(state.queue or "")
         reply = step.say("waiting", queue=state.queue, queue_name=queue.name if queue else None,
                          verified=rank(step.level) > rank(before))  # fmt: skip
-        return self._finish(step, reply, None)
+        return self.finish(step, reply, None)
 
     async def _answered_code(self, step: Step, code: str) -> Turn:
         """A one-time code: checked, and when right the turn answers what the conversation is
         about with the new proof (or, in line for a person, says it is confirmed)."""
         reply = await answer_code(step, code)
         if reply is not None:
-            return self._finish(step, reply, None)
+            return self.finish(step, reply, None)
         topic = step.context.topic
         if step.state.status == AWAITING_HUMAN or topic is None:
-            return self._finish(step, step.say("verified"), None)
+            return self.finish(step, step.say("verified"), None)
         try:
             reply = await self._act(step, topic)
         except Exception:
             log.exception("agent turn failed; handing over",
                           conversation_id=step.state.conversation_id, intent=topic)  # fmt: skip
             return self._handed_over_after_failure(step)
-        return self._finish(step, reply, None)
+        return self.finish(step, reply, None)
 
-    def _finish(self, step: Step, reply: str, handoff: Handoff | None) -> Turn:
+    def finish(self, step: Step, reply: str, handoff: Handoff | None) -> Turn:
         writer = step.writer
         rejections(step)
         if handoff is not None:
             writer.emit("handoff.requested", handoff.to_payload())
         writer.emit("message.sent", {"text": reply, "in_reply_to": writer.in_reply_to})
         return Turn(tuple(writer.events), handoff, reply)
+
+
+def reply_leg(state: ConversationState) -> tuple[str | None, str]:
+    """The leg (and its channel) a reply the customer did not prompt goes to: the latest
+    live one, else the conversation's origin."""
+    live = state.live_legs
+    if live:
+        leg_id, leg = max(live.items(), key=lambda item: str(item[1].get("started_at")))
+        return leg_id, str(leg.get("channel") or state.origin or "chat")
+    return None, str(state.origin or "chat")
 
 
 def _continued(intent: str, prediction: Prediction) -> Understanding:

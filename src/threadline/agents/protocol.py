@@ -66,6 +66,11 @@ class Agent(Protocol):
         """The events handing the conversation to a person because the customer's consent
         does not let the agent process it; none when the agent does not hold it."""
 
+    async def settle(self, state: ConversationState, decision: Event, now: datetime) -> Turn:
+        """The events answering a person's decision on a sensitive call (``approval.granted``
+        or ``approval.denied``, already folded into ``state``): the call run, the customer
+        told. The same decision yields the same events."""
+
     async def welcome_back(
         self, state: ConversationState, channel: str, now: datetime, *, leg_id: str, anchor: str
     ) -> Turn:

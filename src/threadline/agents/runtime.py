@@ -21,6 +21,7 @@ from typing import Final
 
 import structlog
 
+from threadline.agents.approvals import DECISIONS
 from threadline.agents.protocol import Agent
 from threadline.core.errors import ConflictError, IllegalTransition
 from threadline.core.events import EventRecord, utcnow
@@ -71,7 +72,8 @@ class BotRuntime:
         returning = record.type == "leg.started" and record.channel in GREETED_ON
         withdrawn = record.type == "consent.revoked"
         customer_turn = record.type in CUSTOMER_TURNS and record.actor_kind == "customer"
-        if not (returning or withdrawn or customer_turn):
+        decided = record.type in DECISIONS
+        if not (returning or withdrawn or customer_turn or decided):
             return
         state = await self.conversations.current(record.conversation_id, record.seq)
         agent = self.agent
@@ -87,6 +89,9 @@ class BotRuntime:
                                          leg_id=record.leg_id, anchor=record.event_id)  # fmt: skip
         elif withdrawn:
             return  # another purpose: nothing for the agent to do
+        elif decided:
+            event = self.conversations.codec.decode(record)
+            turn = await agent.settle(state, event, self.clock())
         elif returning:
             turn = await agent.welcome_back(
                 state, record.channel, self.clock(), leg_id=str(record.leg_id),

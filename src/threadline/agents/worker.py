@@ -28,7 +28,7 @@ import structlog
 from pydantic import SecretStr
 
 from threadline.agents.codes import CodeSending, code_sending_from
-from threadline.agents.engine import EmbeddedAgent
+from threadline.agents.configured import agent_for, provider_from
 from threadline.agents.runtime import BotRuntime
 from threadline.agents.supervision import (
     EXIT_GRACE,
@@ -42,6 +42,7 @@ from threadline.business import Business, load
 from threadline.cli import tune_collector
 from threadline.core.errors import ConfigurationError
 from threadline.core.events import EventRecord
+from threadline.core.model import ModelProvider
 from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import PAGE, Relay
@@ -407,7 +408,9 @@ async def serve_bot(settings: Settings) -> None:
     # The same code key as the service's: it sends the codes, this process checks them.
     codes = code_sending_from(settings, key_from_settings(settings))
     lockouts = Lockouts(store)
-    runtime = BotRuntime(conversations, EmbeddedAgent(systems, codes=codes, lockouts=lockouts))
+    model = provider_from(settings, systems.business)
+    runtime = BotRuntime(conversations, agent_for(systems, model, codes=codes, lockouts=lockouts,
+                                                  conversations=conversations))  # fmt: skip
     await runtime.start(bus)
     await relay.start()
     send(READY)
@@ -421,12 +424,15 @@ async def serve_bot(settings: Settings) -> None:
             elif message[0] == "poke":
                 relay.poke()
             elif message[0] == "reload":
-                systems = _reloaded(settings, systems, runtime, codes, lockouts)
+                systems = _reloaded(settings, systems, runtime, codes, lockouts, model,
+                                    conversations)  # fmt: skip
             elif message[0] == "forget":
                 _, owners, conversation_ids = message
                 _forget(opened, conversations, owners, conversation_ids)
     finally:
         await systems.close()
+        if model is not None:
+            await model.close()
         if forwarding is not None:
             forwarding.detach()  # the service closed our stdin: its answers cannot arrive
         await relay.stop()
@@ -461,6 +467,8 @@ def _reloaded(
     runtime: BotRuntime,
     codes: CodeSending | None,
     lockouts: Lockouts,
+    model: ModelProvider | None,
+    conversations: Conversations,
 ) -> Systems:
     """The pack read again: a valid one answers the next turns, an invalid one is logged and
     the running one stays (the service checked it before asking)."""
@@ -470,7 +478,8 @@ def _reloaded(
         log.error("business pack not reloaded", error=str(exc))
         return systems
     systems.use(business)
-    runtime.replace_agent(EmbeddedAgent(systems, codes=codes, lockouts=lockouts))
+    runtime.replace_agent(agent_for(systems, model, codes=codes, lockouts=lockouts,
+                                    conversations=conversations))  # fmt: skip
     return systems
 
 

@@ -299,8 +299,21 @@ def check_references(pack: Pack, source: Source) -> Iterator[Problem]:
 
 
 def check_tools(pack: Pack, source: Source) -> Iterator[Problem]:
+    queues = {q.id for q in pack.queues}
+    directory = {pack.customers.lookup, pack.customers.search} - {None}
+    if pack.model is not None and pack.model.tools is not None:
+        for i, allowed in enumerate(pack.model.tools):
+            yield from _tool(pack, source, ("model", "tools", i), allowed)
+            if allowed in directory:
+                yield source.problem(
+                    ("model", "tools", i),
+                    f"{allowed} searches the customer directory: a model may only reach a"
+                    " customer through the conversation's proof",
+                )
     for name, tool in pack.tools.items():
         at = ("tools", name)
+        if tool.approved_by is not None and tool.approved_by not in queues:
+            yield source.problem((*at, "approved_by"), _unknown("queue", tool.approved_by, queues))
         if isinstance(tool, HttpTool):
             properties = tool.parameters.get("properties", {})
             for placeholder in tool.placeholders():

@@ -23,7 +23,8 @@ DEFAULT_REPLIES: Final = _load()
 GENERAL_REPLIES: Final = (
     "not_understood", "needs_person", "handoff", "waiting", "welcome_back", "checkin_code",
     "code_sent", "code_wrong", "code_expired", "code_message", "code_unsent", "verified",
-    "proof_unavailable",
+    "proof_unavailable", "approval_waiting", "approval_done", "approval_failed",
+    "approval_denied", "guardrail_refused",
 )  # fmt: skip
 
 #: What every reply template sees (``locale``: the one its times are said in).
@@ -58,6 +59,9 @@ REPLY_VARIABLES: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
         "already_booked": ("location", "start"),
         "refused": ("error", "suggestions", "location"),
         "answer": ("answers",), "by_phone": ("location",), "code_coming": ("location",),
+        "approval_waiting": ("what",), "approval_done": ("what", "result"),
+        "approval_failed": ("what", "error"), "approval_denied": ("what", "reason"),
+        "guardrail_refused": (),
     }.items()
 })  # fmt: skip
 

@@ -331,6 +331,66 @@ class Voice(Spec):
     phrases: tuple[str, ...] = Field((), description="key words and values callers say")
 
 
+class Guardrails(Spec):
+    """What the model-backed agent does when a guardrail catches something."""
+
+    prompt_injection: Literal["refuse", "escalate", "note"] = Field(
+        "refuse", description="a customer's message that tries to change the agent's rules"
+    )
+    tool_results: Literal["withhold", "escalate"] = Field(
+        "withhold", description="a tool result that carries instructions instead of data"
+    )
+    personal_data: Literal["rephrase", "escalate"] = Field(
+        "rephrase", description="a reply holding personal data the customer may not hear"
+    )
+    promise: Literal["rephrase", "escalate"] = Field(
+        "rephrase", description="a reply saying a sensitive action is done when it is not"
+    )
+    repeated: int = Field(3, ge=2, le=10, description="the same message this often: a person")
+    turns: int = Field(30, ge=1, le=500, description="turns the agent takes before a person")
+
+
+class ModelAgent(Spec):
+    """The model-backed agent: the model it asks, what it may call, and what happens when the
+    model cannot answer. The service's ``THREADLINE_MODEL_URL``, ``THREADLINE_MODEL`` and
+    ``THREADLINE_MODEL_API_KEY`` win over ``url``, ``model`` and ``api_key``."""
+
+    url: Annotated[str, Field(pattern=r"^https?://\S+$", max_length=500)] | None = Field(
+        None, description="an OpenAI-compatible API's base URL (…/v1)"
+    )
+    model: str | None = Field(None, min_length=1, max_length=200, description="the model's name")
+    api_key: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")] | None = Field(
+        None, description="the environment variable that holds the API key (never the key)"
+    )
+    instructions: str = Field(
+        "", max_length=8000, description="what the agent is told first, in the business's words"
+    )
+    prompt_version: str = Field("1", min_length=1, max_length=32, description="recorded per turn")
+    tools: tuple[Name, ...] | None = Field(
+        None,
+        description="the tools the model may call (default: every tool but the customer"
+        " directory's look-up and search)",
+    )
+    fallback: Literal["embedded", "person"] = Field(
+        "embedded", description="who takes a turn the model cannot: the embedded agent or a person"
+    )
+    timeout: float = Field(20.0, gt=0, le=300, description="seconds per request to the model")
+    retries: int = Field(2, ge=0, le=5, description="attempts after the first on 429, 5xx")
+    steps: int = Field(4, ge=1, le=10, description="model calls in one turn (tool rounds)")
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+    channels: tuple[Literal["chat", "voice", "sms"], ...] = Field(
+        ("chat", "voice"), description="the channels the model answers on (feature flag)"
+    )
+    queues: tuple[Name, ...] | None = Field(
+        None,
+        description="answer only conversations whose topic routes to these queues (feature"
+        " flag; default: all)",
+    )
+    share: float = Field(
+        1.0, ge=0, le=1, description="the share of conversations the model answers (feature flag)"
+    )
+
+
 class Pack(Spec):
     """A business, as Threadline serves it."""
 
@@ -364,6 +424,9 @@ class Pack(Spec):
     customers: Customers = Customers()
     voice: Voice = Voice()
     replies: dict[Name, Reply] = Field(default_factory=dict, description="the agent's own words")
+    model: ModelAgent | None = Field(
+        None, description="the model-backed agent (default: the embedded agent alone)"
+    )
 
     @field_validator("timezone")
     @classmethod

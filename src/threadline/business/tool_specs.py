@@ -58,7 +58,17 @@ class ToolBase(Spec):
     retries: int = Field(
         0, ge=0, le=5, description="attempts after the first when the error is retryable"
     )
-    sensitive: bool = Field(False, description="moves money or changes an account")
+    sensitive: bool = Field(
+        False,
+        description="moves money or changes an account: a model-backed agent's call waits for"
+        " a person's approval",
+    )
+    approved_by: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        description="the queue whose agents approve a sensitive call (default: the escalation's"
+        " default route); supervisors approve any",
+    )
 
     @field_validator("parameters", "result")
     @classmethod

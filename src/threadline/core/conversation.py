@@ -170,8 +170,17 @@ def _action_requested(d: Any, e: Event) -> None:
     d.pending_actions[p["action_id"]] = {"tool": p["tool"], "seq": d.seq}
 
 
+def _settled(d: Any, action_id: str) -> None:
+    """An approved call that ran (an approval's id is its action's) leaves the approvals."""
+    # Read without copying: most calls are no approval's.
+    approvals = d.approvals if "approvals" in d._touched else d._source.approvals
+    if action_id in approvals:
+        d.approvals.pop(action_id, None)
+
+
 @_applies("action.completed")
 def _action_completed(d: Any, e: Event) -> None:
+    _settled(d, e.payload["action_id"])
     action = d.pending_actions.pop(e.payload["action_id"], None)
     d.actions_done += 1
     if action is not None:
@@ -180,10 +189,49 @@ def _action_completed(d: Any, e: Event) -> None:
 
 @_applies("action.failed")
 def _action_failed(d: Any, e: Event) -> None:
+    _settled(d, e.payload["action_id"])
     action = d.pending_actions.pop(e.payload["action_id"], None)
     d.actions_failed += 1
     if action is not None:
         d.note(f"{action['tool']} failed: {e.payload['error']}")
+
+
+@_applies("approval.requested")
+def _approval_requested(d: Any, e: Event) -> None:
+    p = e.payload
+    d.approvals[p["approval_id"]] = {"tool": p["tool"], "arguments": p["arguments"],
+                                     "queue": p["queue"], "status": "pending",
+                                     "reason": p.get("reason", ""), "seq": d.seq}  # fmt: skip
+    d.note(f"{p['tool']} waits for approval in {p['queue']}")
+
+
+def _decided(d: Any, e: Event, status: str) -> None:
+    approval = d.approvals.get(e.payload["approval_id"])
+    if approval is not None:
+        d.approvals[e.payload["approval_id"]] = {**approval, "status": status,
+                                                 "by": e.payload["agent_id"]}  # fmt: skip
+        d.note(f"{approval['tool']} {status} by {e.payload['agent_id']}")
+
+
+@_applies("approval.granted")
+def _approval_granted(d: Any, e: Event) -> None:
+    _decided(d, e, "granted")
+
+
+@_applies("approval.denied")
+def _approval_denied(d: Any, e: Event) -> None:
+    _decided(d, e, "denied")
+
+
+@_applies("model.fell_back")
+def _fell_back(d: Any, e: Event) -> None:
+    d.note(f"model {e.payload['reason']}: the turn went to {e.payload['to']}")
+
+
+@_applies("guardrail.triggered")
+def _guardrail(d: Any, e: Event) -> None:
+    p = e.payload
+    d.note(f"guardrail {p['guardrail']} on the {p['where']}: {p['outcome']}")
 
 
 @_applies("handoff.requested")
@@ -367,6 +415,12 @@ _ALLOWED_IN: dict[str, frozenset[str | None]] = {
     "identity.linked": OPEN_STATES | CLOSED_STATES,
     "verification.challenged": OPEN_STATES,
     "verification.rejected": OPEN_STATES,
+    "approval.requested": OPEN_STATES,
+    # A decision stands even once the conversation closed: the customer is told, or not.
+    "approval.granted": OPEN_STATES | CLOSED_STATES,
+    "approval.denied": OPEN_STATES | CLOSED_STATES,
+    "model.fell_back": OPEN_STATES,
+    "guardrail.triggered": OPEN_STATES,
 }
 _GUARDS: dict[str, Guard] = {}
 
@@ -411,6 +465,26 @@ _GUARDS["handoff.declined"] = _offer_matches
 def _only_the_assignee_returns(state: ConversationState, event: Event, policy: Policy) -> None:
     if state.assignee != event.payload["agent_id"]:
         raise IllegalTransition(event.type, str(state.status), "only the assignee can return it")
+
+
+def _approval_pending(state: ConversationState, event: Event, policy: Policy) -> None:
+    approval = state.approvals.get(event.payload["approval_id"])
+    if approval is None or approval["status"] != "pending":
+        raise IllegalTransition(event.type, str(state.status), "no such approval is waiting")
+    if approval["queue"] != event.payload["queue"]:
+        raise IllegalTransition(
+            event.type, str(state.status), f"the approval waits in {approval['queue']}"
+        )
+
+
+_GUARDS["approval.granted"] = _approval_pending
+_GUARDS["approval.denied"] = _approval_pending
+
+
+@_guards("approval.requested")
+def _approval_is_new(state: ConversationState, event: Event, policy: Policy) -> None:
+    if event.payload["approval_id"] in state.approvals:
+        raise IllegalTransition(event.type, str(state.status), "that approval already waits")
 
 
 @_guards("leg.ended")

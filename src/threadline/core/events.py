@@ -58,12 +58,15 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class Lineage:
-    """What produced an event: adapter or agent name and version, model, policy."""
+    """What produced an event: adapter or agent name and version, model, policy; for a
+    model-backed agent also the prompt's version and the feature flags the turn ran under."""
 
     producer: str
     version: str = "0"
     model: str | None = None
     policy: str | None = None
+    prompt: str | None = None
+    flags: str | None = None
 
     def to_dict(self) -> dict[str, str]:
         out = {"producer": self.producer, "version": self.version}
@@ -71,13 +74,18 @@ class Lineage:
             out["model"] = self.model
         if self.policy is not None:
             out["policy"] = self.policy
+        if self.prompt is not None:
+            out["prompt"] = self.prompt
+        if self.flags is not None:
+            out["flags"] = self.flags
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, str]) -> Lineage:
         return cls(
-            data["producer"], data.get("version", "0"), data.get("model"), data.get("policy")
-        )
+            data["producer"], data.get("version", "0"), data.get("model"), data.get("policy"),
+            data.get("prompt"), data.get("flags"),
+        )  # fmt: skip
 
 
 SYSTEM: Final = Actor("system", "threadline")

@@ -251,6 +251,67 @@ class ActionFailed(Payload):
     retryable: bool = False
 
 
+# -- approvals, the model's fallbacks, guardrails ------------------------------------------
+
+
+@register("approval.requested", 1)
+class ApprovalRequested(Payload):
+    """A sensitive tool call (it moves money or changes an account) waits for a person:
+    an agent of ``queue``, or a supervisor, approves or denies it on the desk."""
+
+    approval_id: Name
+    tool: Name
+    tool_version: Annotated[str, Field(max_length=32)] | None = None
+    arguments: Annotated[dict[str, Any], Pii] = Field(default_factory=dict)
+    queue: Name
+    #: What the agent says the call is for, as the person deciding reads it.
+    reason: Annotated[str, Pii, Field(max_length=2000)] = ""
+
+
+@register("approval.granted", 1)
+class ApprovalGranted(Payload):
+    """A person approves a waiting call: the agent runs it and tells the customer."""
+
+    approval_id: Name
+    agent_id: Name
+    queue: Name
+    note: Annotated[str, Pii, Field(max_length=2000)] = ""
+
+
+@register("approval.denied", 1)
+class ApprovalDenied(Payload):
+    """A person denies a waiting call: it never runs, and the customer hears why."""
+
+    approval_id: Name
+    agent_id: Name
+    queue: Name
+    reason: Annotated[str, Pii, Field(min_length=1, max_length=2000)]
+
+
+@register("model.fell_back", 1)
+class ModelFellBack(Payload):
+    """The model could not take a turn; the turn went to the embedded agent or a person."""
+
+    model: Name
+    to: Literal["embedded", "person"]
+    reason: Literal["unavailable", "circuit_open", "refused"]
+    detail: Annotated[str, Field(max_length=500)] = ""
+    attempts: int = Field(0, ge=0)
+
+
+@register("guardrail.triggered", 1)
+class GuardrailTriggered(Payload):
+    """A guardrail caught something in a customer's message, a tool's result or a reply;
+    ``outcome`` says what the agent did about it, as the pack asks."""
+
+    guardrail: Literal[
+        "prompt_injection", "personal_data", "promise", "topic", "confidence", "loop", "autonomy"
+    ]
+    where: Literal["message", "prompt", "tool_result", "reply"]
+    outcome: Literal["rephrased", "refused", "escalated", "noted", "withheld", "redacted"]
+    detail: Annotated[str, Pii, Field(max_length=500)] = ""
+
+
 # -- handoff to humans -----------------------------------------------------------
 
 HandoffReason = Literal[

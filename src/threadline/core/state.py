@@ -20,7 +20,7 @@ import orjson
 from threadline.core.verification import rank
 
 #: Bump when the shape of ConversationState changes; older snapshots are then ignored.
-STATE_SCHEMA_VERSION: Final = 3
+STATE_SCHEMA_VERSION: Final = 4
 
 BOT_ACTIVE: Final = "bot_active"
 AWAITING_HUMAN: Final = "awaiting_human"
@@ -103,6 +103,9 @@ class ConversationState:
     codes_sent: int = 0
     #: Wrong answers given on this conversation, by proof method.
     failed_proofs: Mapping[str, int] = field(default_factory=dict)
+    #: Sensitive tool calls waiting for a person's approval, by approval id (tool, arguments,
+    #: queue, seq); a decided one leaves.
+    approvals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     summary: tuple[str, ...] = ()
     messages_in: int = 0
     messages_out: int = 0

@@ -54,7 +54,9 @@ _TYPES: Final = {
     "associate": "Associate", "kiosk": "Kiosk", "admin": "Admin", "bot": "Bot",
 }  # fmt: skip
 #: Payload fields the rules read, when they are strings.
-_PAYLOAD_FIELDS: Final = ("origin", "channel", "location", "agent_id", "author_id", "method")
+_PAYLOAD_FIELDS: Final = (
+    "origin", "channel", "location", "agent_id", "author_id", "method", "queue"
+)  # fmt: skip
 _NO_FIELDS: Final = (None,) * len(_PAYLOAD_FIELDS)
 #: The latest states' facts and entities (by the state's identity; the state is kept with it).
 _STATES: dict[int, tuple[ConversationState, _State]] = {}
@@ -300,6 +302,8 @@ class _State(NamedTuple):
     offered_to: str | None
     aliases: tuple[str, ...]
     legs: tuple[_Leg, ...]
+    #: The queues of the approvals waiting on it.
+    approval_queues: tuple[str, ...] = ()
 
 
 class _Event(NamedTuple):
@@ -335,7 +339,10 @@ def _state_facts(state: ConversationState) -> _State:
     facts = _State(state.conversation_id, _text(state.origin), _text(state.status),
                    _text(state.customer_id), _text(state.queue), _text(state.assignee),
                    _text(offer.get("agent_id")) if offer else None,
-                   tuple(sorted(state.aliases)) if state.aliases else (), legs)  # fmt: skip
+                   tuple(sorted(state.aliases)) if state.aliases else (), legs,
+                   tuple(sorted({str(a["queue"]) for a in state.approvals.values()
+                                if a["status"] == "pending"}))
+                   if state.approvals else ())  # fmt: skip
     _STATES[id(state)] = (state, facts)
     if len(_STATES) > _KEPT:
         del _STATES[next(iter(_STATES))]
@@ -377,6 +384,7 @@ def _conversation_entity(facts: _State) -> Entity:
         "channels": sorted(channels),
         "stores": sorted(stores),
         "live_stores": sorted(live),
+        "approval_queues": list(facts.approval_queues),
     }
     for name, value in (("status", facts.status), ("customer_id", facts.customer_id),
                         ("queue", facts.queue), ("assignee", facts.assignee),
@@ -389,7 +397,7 @@ def _conversation_entity(facts: _State) -> Entity:
 def _event_facts(event: Event) -> _Event:
     get = event.payload.get
     raw = (get("origin"), get("channel"), get("location"), get("agent_id"), get("author_id"),
-           get("method"))  # the order of _PAYLOAD_FIELDS  # fmt: skip
+           get("method"), get("queue"))  # the order of _PAYLOAD_FIELDS  # fmt: skip
     payload: tuple[str | None, ...] = (
         _NO_FIELDS if raw == _NO_FIELDS else tuple([_text(value) for value in raw])
     )

@@ -16,7 +16,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 from threadline.agents.codes import code_sending_from
-from threadline.agents.engine import EmbeddedAgent
+from threadline.agents.configured import agent_for, provider_from
+from threadline.agents.protocol import Agent
 from threadline.agents.runtime import BotRuntime
 from threadline.agents.worker import BotWorker
 from threadline.api.limits import PerClient
@@ -117,7 +118,15 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
             relay.forward(worker.feed)
             erasure.follow(worker.forget)
         else:
-            bot = BotRuntime(conversations, EmbeddedAgent(systems, codes=codes, lockouts=lockouts))
+            model = provider_from(settings, business)
+            if model is not None:
+                stack.push_async_callback(model.close)
+
+            def agent() -> Agent:
+                return agent_for(systems, model, codes=codes, lockouts=lockouts,
+                                 conversations=conversations)  # fmt: skip
+
+            bot = BotRuntime(conversations, agent())
             await bot.start(bus)
         if codes is not None:  # the service sends the codes its agents ask for
             notifiers = notifiers_from(settings, business.brand_name)
@@ -158,7 +167,7 @@ async def running(settings: Settings, store: Storage | None = None) -> AsyncIter
             """The parts that keep something derived from the business take the new one."""
             systems.use(new)
             if bot is not None:
-                bot.replace_agent(EmbeddedAgent(systems, codes=codes, lockouts=lockouts))
+                bot.replace_agent(agent())
             if worker is not None:
                 worker.reload()
             router.config = routing_config(new)

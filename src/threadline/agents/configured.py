@@ -1,0 +1,102 @@
+"""The automated agent a process runs, as its settings and the business pack say.
+
+With no model configured (neither ``THREADLINE_MODEL_URL`` nor the pack's ``model.url``)
+the embedded agent answers alone. With one, the model-backed agent answers, within the
+pack's feature flags (``model.channels``, ``model.queues``, ``model.share``), and falls
+back as the pack says. The provider is made once per process (its connections and
+circuit breaker outlive a reloaded pack); the agent is made again on every reload.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Final
+
+from pydantic import SecretStr
+
+from threadline.agents.codes import CodeSending
+from threadline.agents.engine import EmbeddedAgent
+from threadline.agents.model_agent import HISTORY_MESSAGES, ModelAgent
+from threadline.agents.protocol import Agent
+from threadline.business import Business
+from threadline.core.conversation import ConversationState
+from threadline.core.errors import ConfigurationError
+from threadline.core.model import ChatMessage, ModelProvider
+from threadline.engine.conversations import Conversations
+from threadline.identity.lockouts import Lockouts
+from threadline.models import CircuitBreaker, OpenAICompatible
+from threadline.settings import Settings
+from threadline.systems import Systems
+
+#: The events a model reads as the conversation so far, and as whose words.
+_SAID: Final = {"message.received": "user", "utterance.transcribed": "user",
+                "message.sent": "assistant"}  # fmt: skip
+#: Events read back to find the latest messages (a turn records several besides its reply).
+_LOOK_BACK: Final = HISTORY_MESSAGES * 4
+
+
+def provider_from(settings: Settings, business: Business) -> ModelProvider | None:
+    """The model provider the settings (else the pack) name; None when neither names one.
+    ConfigurationError for a model named without a URL, or a URL without a model."""
+    spec = business.pack.model
+    url = settings.model_url or (spec.url if spec else None)
+    name = settings.model or (spec.model if spec else None)
+    if url is None:
+        if name is not None:
+            raise ConfigurationError("THREADLINE_MODEL needs THREADLINE_MODEL_URL (or the"
+                                     " pack's model.url)")  # fmt: skip
+        return None
+    if name is None:
+        raise ConfigurationError("a model URL needs THREADLINE_MODEL (or the pack's model.model)")
+    key = settings.model_api_key
+    if key is None and spec is not None and spec.api_key is not None:
+        value = os.environ.get(spec.api_key)
+        if not value:
+            raise ConfigurationError(f"the pack's model key is read from {spec.api_key}, which"
+                                     " is not set")  # fmt: skip
+        key = SecretStr(value)
+    timeout = spec.timeout if spec else 20.0
+    retries = spec.retries if spec else 2
+    return OpenAICompatible(url, name, key, timeout=timeout, retries=retries,
+                            breaker=CircuitBreaker(failures=3, cooldown=30.0))  # fmt: skip
+
+
+class LogHistory:
+    """The conversation's latest messages, read from its log, as a model reads them."""
+
+    def __init__(self, conversations: Conversations) -> None:
+        self.conversations = conversations
+
+    async def __call__(self, state: ConversationState) -> Sequence[ChatMessage]:
+        conversations = self.conversations
+        start = max(1, state.seq - _LOOK_BACK)
+        records = await conversations.store.read(state.conversation_id, start)
+        said: list[ChatMessage] = []
+        for record in records:
+            role = _SAID.get(record.type)
+            # The state's latest event is the message the turn answers: the agent adds it.
+            if role is None or record.seq >= state.seq:
+                continue
+            event = conversations.codec.decode(record)
+            said.append(ChatMessage("user" if role == "user" else "assistant",
+                                    str(event.payload.get("text") or "")))  # fmt: skip
+        return said[-HISTORY_MESSAGES:]
+
+
+def agent_for(
+    systems: Systems,
+    provider: ModelProvider | None,
+    *,
+    codes: CodeSending | None,
+    lockouts: Lockouts | None,
+    conversations: Conversations | None = None,
+) -> Agent:
+    """The embedded agent, or the model-backed agent over it when there is a provider."""
+    embedded = EmbeddedAgent(systems, codes=codes, lockouts=lockouts)
+    if provider is None:
+        return embedded
+    history = LogHistory(conversations) if conversations is not None else None
+    if history is None:
+        return ModelAgent(embedded, provider)
+    return ModelAgent(embedded, provider, history=history)
