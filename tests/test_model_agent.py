@@ -492,3 +492,77 @@ def test_a_pack_may_not_give_the_model_the_customer_directory(tmp_path) -> None:
                                              "tools: [find_customer, lookup_order,"))  # fmt: skip
     with pytest.raises(PackError, match="searches the customer directory"):
         load(pack)
+
+
+# -- voice: the reply spoken sentence by sentence -----------------------------------------
+
+THREE = ("Your order 1043 was delivered three days ago. It went to the address on the account."
+         " Is there anything else I can help with today?")  # fmt: skip
+
+
+async def test_a_spoken_reply_is_recorded_sentence_by_sentence_as_the_model_streams(
+    any_store, systems, model
+) -> None:
+    scripted, url = model
+    scripted.then(say(THREE, pieces=6, gap=0.4))
+    async with Service(any_store, systems, scripted, url) as service:
+        n = service.said["v1"] = 0
+        start = [_customer("v1", "caller-1", "conversation.started", {"origin": "voice"},
+                           "v1:s", "voice"),
+                 _customer("v1", "caller-1", "leg.started", {"leg_id": "voice-caller-1",
+                                                             "channel": "voice"}, "v1:l", "voice"),
+                 _customer("v1", "caller-1", "utterance.transcribed",
+                           {"text": "did my order 1043 arrive", "confidence": 0.9,
+                            "start_ms": n, "end_ms": n + 1}, "v1:u0", "voice")]  # fmt: skip
+        await service.conversations.record("v1", start)
+        first = await service.replies("v1", 1)
+        # The first sentence is out while the model is still generating the rest.
+        assert first[0].payload["text"] == "Your order 1043 was delivered three days ago."
+        assert len(await service.events("v1", "message.sent")) == 1
+        sent = await service.replies("v1", 3)
+        assert [e.payload["text"] for e in sent] == [
+            "Your order 1043 was delivered three days ago.",
+            "It went to the address on the account.",
+            "Is there anything else I can help with today?",
+        ]
+        assert scripted.requests[0]["stream"] is True
+        types = [e.type for e in await service.events("v1")]
+        assert types.index("intent.detected") < types.index("message.sent")
+        assert types.count("message.sent") == 3
+
+
+async def test_a_barge_in_stops_the_generation_as_well_as_the_playback(
+    sqlite_store, systems, model
+) -> None:
+    scripted, url = model
+    scripted.then(say(THREE, pieces=6, gap=0.6))
+    async with Service(sqlite_store, systems, scripted, url) as service:
+        start = [_customer("v2", "caller-2", "conversation.started", {"origin": "voice"},
+                           "v2:s", "voice"),
+                 _customer("v2", "caller-2", "leg.started", {"leg_id": "voice-caller-2",
+                                                             "channel": "voice"}, "v2:l", "voice"),
+                 _customer("v2", "caller-2", "utterance.transcribed",
+                           {"text": "did my order 1043 arrive", "confidence": 0.9,
+                            "start_ms": 0, "end_ms": 1}, "v2:u0", "voice")]  # fmt: skip
+        await service.conversations.record("v2", start)
+        (first,) = await service.replies("v2", 1)
+        heard = Event("v2", "message.heard", {"message_id": first.event_id,
+                                               "heard_text": "Your order", "complete": False,
+                                               "played_ms": 400},
+                      channel="voice", leg_id="voice-caller-2", actor=Actor("system", "gateway"),
+                      idempotency_key="v2:heard", lineage=ADAPTER)  # fmt: skip
+        await service.conversations.record("v2", [heard])
+        await asyncio.sleep(3.0)  # longer than the rest of the stream would take
+        sent = await service.events("v2", "message.sent")
+        assert [e.payload["text"] for e in sent] == [first.payload["text"]]
+
+
+def test_sentences_end_at_their_mark_but_not_inside_a_number() -> None:
+    from threadline.agents.model_agent import sentence_end
+
+    assert sentence_end("Your order is on its way. It") == len("Your order is on its way.")
+    assert sentence_end("Your order is on its way.") == len("Your order is on its way.")
+    assert sentence_end("The refund is $12.") is None  # "$12.50" may follow
+    assert sentence_end("The refund is $12.50 today") is None
+    assert sentence_end("Ok.") is None  # too short to be sure at the end of what came
+    assert sentence_end('He said "yes." Then') == len('He said "yes."')

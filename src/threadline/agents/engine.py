@@ -37,7 +37,7 @@ from threadline.agents.intents import (
 )
 from threadline.agents.lookup import find, proof_label
 from threadline.agents.proofs import by_knowledge, code_in, prove, rejections
-from threadline.agents.protocol import Turn, Understanding
+from threadline.agents.protocol import LiveTurn, Turn, Understanding
 from threadline.agents.sentiment import sentiment
 from threadline.agents.slots import SlotReader
 from threadline.agents.step import Step
@@ -225,6 +225,7 @@ class EmbeddedAgent:
         *,
         leg_id: str | None = None,
         in_reply_to: str | None = None,
+        live: LiveTurn | None = None,
     ) -> Turn:
         """Answer ``text``, the customer's latest message, already folded into ``state``.
 

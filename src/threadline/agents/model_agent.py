@@ -26,6 +26,7 @@ twice. Everything sent to the model is redacted first (:class:`RedactingProvider
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -40,8 +41,8 @@ from threadline.agents.engine import ANSWERS_IN, KNOWLEDGE_TOOL, EmbeddedAgent
 from threadline.agents.escalation import Handoff
 from threadline.agents.guardrails import false_promise, injection, personal_data, repeated
 from threadline.agents.model_tools import GuardedTools
-from threadline.agents.proofs import code_in
-from threadline.agents.protocol import Turn
+from threadline.agents.proofs import code_in, rejections
+from threadline.agents.protocol import LiveTurn, Turn
 from threadline.agents.step import Step
 from threadline.agents.turns import TurnWriter
 from threadline.business import Business
@@ -49,7 +50,14 @@ from threadline.business.model import ModelAgent as ModelSpec
 from threadline.core.conversation import AWAITING_HUMAN, ConversationState
 from threadline.core.errors import ConfigurationError, ModelRefused, ModelUnavailable
 from threadline.core.events import Event, Lineage
-from threadline.core.model import ChatMessage, ModelProvider, ModelRequest, ToolCall, ToolSpec
+from threadline.core.model import (
+    ChatMessage,
+    Completion,
+    ModelProvider,
+    ModelRequest,
+    ToolCall,
+    ToolSpec,
+)
 from threadline.core.payloads import HandoffReason
 from threadline.core.verification import at_least
 from threadline.engine.redaction import PAYMENT_MARK
@@ -137,6 +145,7 @@ class ModelAgent:
         *,
         leg_id: str | None = None,
         in_reply_to: str | None = None,
+        live: LiveTurn | None = None,
     ) -> Turn:
         embedded = self.embedded
         if state.status not in ANSWERS_IN or not self.may_process(state):
@@ -151,12 +160,16 @@ class ModelAgent:
             writer.lineage = replace(embedded.lineage, flags=f"model off: {off}")
             return await embedded.answer(state, text, channel, now, writer, keep_lineage=True)
         writer.lineage = self.lineage
+        speech = _Speech(live) if live is not None and channel == "voice" else None
         try:
-            return await self._turn(state, text, channel, now, writer)
+            turn = await self._turn(state, text, channel, now, writer, speech)
         except (ModelUnavailable, ModelRefused) as exc:
-            return await self._fall_back(state, text, channel, now, writer, exc)
+            turn = await self._fall_back(state, text, channel, now, writer, exc, speech)
         finally:
             self._redacted.pop(anchor, None)
+        if speech is not None and speech.flushed:  # the rest of what the turn recorded early
+            return Turn(turn.events[speech.flushed :], turn.handoff, turn.reply)
+        return turn
 
     # -- a turn -------------------------------------------------------------------------------
 
@@ -188,8 +201,9 @@ class ModelAgent:
         return channel == "voice" and text.strip() in business.pack.voice.keypad
 
     async def _turn(
-        self, state: ConversationState, text: str, channel: str, now: datetime, writer: TurnWriter
-    ) -> Turn:
+        self, state: ConversationState, text: str, channel: str, now: datetime,
+        writer: TurnWriter, speech: _Speech | None,
+    ) -> Turn:  # fmt: skip
         embedded = self.embedded
         guards = self.spec.guardrails
         context = ConversationContext.of(state, embedded.policy)
@@ -227,9 +241,14 @@ class ModelAgent:
         reply: str | None = None
         handoff: Handoff | None = None
         for _ in range(self.spec.steps):
-            completion = await self.provider.complete(
-                ModelRequest(tuple(messages), self.tools, request_id=writer.anchor)
-            )
+            request = ModelRequest(tuple(messages), self.tools, request_id=writer.anchor)
+            if speech is not None:
+                completion = await self._spoken(step, request, speech, tools)
+                if speech.live.interrupted:  # the caller spoke over it: say no more
+                    self._record_redactions(step)
+                    return Turn(tuple(writer.events), None, " ".join(speech.said))
+            else:
+                completion = await self.provider.complete(request)
             if not completion.tool_calls:
                 reply = completion.text.strip()
                 break
@@ -251,10 +270,47 @@ class ModelAgent:
         if not reply:
             self._guardrail_on(step, "autonomy", "reply", "escalated", "no answer in the steps")
             return self._handed_over(step, self._route("other", "the model gave no answer"))
+        if speech is not None and speech.said:  # spoken as it came: what is left to say
+            rest = speech.pending.strip()
+            checked = self._checked(step, rest, tools) if rest else None
+            rejections(step)
+            if checked:
+                writer.emit("message.sent", {"text": checked, "in_reply_to": writer.in_reply_to})
+            return Turn(tuple(writer.events), None, " ".join([*speech.said, checked or ""]).strip())
         reply = self._checked(step, reply, tools)
         if reply is None:
             return self._handed_over(step, self._route("other", "a reply the guardrails stopped"))
         return embedded.finish(step, reply, None)
+
+    async def _spoken(
+        self, step: Step, request: ModelRequest, speech: _Speech, tools: GuardedTools
+    ) -> Completion:
+        """The model's answer, streamed: each sentence recorded (so spoken) as soon as it is
+        whole, the events before it first. A barge-in stops the stream."""
+        writer = step.writer
+        speech.pending = ""
+        completion: Completion | None = None
+        stream = self.provider.stream(request)
+        try:
+            async for piece in stream:
+                if isinstance(piece, Completion):
+                    completion = piece
+                    break
+                speech.pending += piece.text
+                for sentence in speech.sentences():
+                    said = self._checked(step, sentence, tools)
+                    if said is None:
+                        continue
+                    writer.emit("message.sent", {"text": said, "in_reply_to": writer.in_reply_to})
+                    await speech.flush(writer)
+                    speech.said.append(said)
+                if speech.live.interrupted:
+                    break
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        if completion is None:  # interrupted
+            return Completion(speech.pending)
+        return completion
 
     async def _call(
         self, step: Step, tools: GuardedTools, call: ToolCall
@@ -323,10 +379,11 @@ class ModelAgent:
 
     async def _fall_back(
         self, state: ConversationState, text: str, channel: str, now: datetime,
-        writer: TurnWriter, exc: ModelUnavailable | ModelRefused,
+        writer: TurnWriter, exc: ModelUnavailable | ModelRefused, speech: _Speech | None,
     ) -> Turn:  # fmt: skip
         """The turn the model could not take, taken by the embedded agent or a person."""
         changed = any(e.type in {"action.completed", "approval.requested"} for e in writer.events)
+        changed = changed or (speech is not None and speech.flushed > 0)
         to = "person" if changed or self.spec.fallback == "person" else "embedded"
         reason = "refused" if isinstance(exc, ModelRefused) else (
             "circuit_open" if "circuit" in str(exc) else "unavailable")  # fmt: skip
@@ -404,6 +461,53 @@ class ModelAgent:
                                 "required": ["entry"],
                                 "properties": {"entry": {"enum": entries}}}))  # fmt: skip
         return tuple(own)
+
+
+class _Speech:
+    """A spoken turn's streamed reply: the text not yet said, the sentences said, and how
+    many of the turn's events are recorded already."""
+
+    def __init__(self, live: LiveTurn) -> None:
+        self.live = live
+        self.pending = ""
+        self.said: list[str] = []
+        self.flushed = 0
+
+    def sentences(self) -> list[str]:
+        """The whole sentences at the start of the pending text, taken from it."""
+        out: list[str] = []
+        while (end := sentence_end(self.pending)) is not None:
+            sentence, self.pending = self.pending[:end].strip(), self.pending[end:]
+            if sentence:
+                out.append(sentence)
+        return out
+
+    async def flush(self, writer: TurnWriter) -> None:
+        """Record the turn's events not recorded yet (the last one is the sentence to say)."""
+        if await self.live.record(writer.events[self.flushed :]):
+            self.flushed = len(writer.events)
+
+
+#: What ends a sentence: its mark, and a closing quote or bracket.
+_ENDING: Final = re.compile(r"[.!?]+[\"')\]]*")
+#: Characters a sentence has at least before the end of the text so far may end it.
+MIN_SENTENCE: Final = 12
+
+
+def sentence_end(text: str) -> int | None:
+    """Where the first sentence of streamed ``text`` ends, once it has: at a mark followed
+    by a space, or at a mark that ends the text so far when the sentence is long enough
+    and the mark follows no digit (the point of "12.50" may be half of a number)."""
+    for match in _ENDING.finditer(text):
+        end = match.end()
+        if end < len(text):
+            if text[end].isspace():
+                return end
+            continue  # "1.5", "e.g.": no end here
+        start = match.start()
+        if end >= MIN_SENTENCE and not (start and text[start - 1].isdigit()):
+            return end
+    return None
 
 
 def system_prompt(business: Business, spec: ModelSpec, step: Step) -> str:

@@ -7,7 +7,7 @@ they see the events a turn records.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -35,6 +35,19 @@ class Turn:
     reply: str | None = None
 
 
+class LiveTurn(Protocol):
+    """What a turn may do before it ends: record events at once (a streamed reply's first
+    sentence, spoken while the rest is generated), and learn that the customer spoke over
+    it (a barge-in: stop generating)."""
+
+    async def record(self, events: Sequence[Event]) -> bool:
+        """Record ``events`` now; False when the policy or the state refuses them."""
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the customer spoke over the turn's reply."""
+
+
 class Agent(Protocol):
     """Takes a conversation's turns: answers a customer, or greets one who comes back."""
 
@@ -51,9 +64,12 @@ class Agent(Protocol):
         *,
         leg_id: str | None = None,
         in_reply_to: str | None = None,
+        live: LiveTurn | None = None,
     ) -> Turn:
         """The events answering ``text`` (already folded into ``state``); none when the
-        agent does not hold the conversation. The same message yields the same events."""
+        agent does not hold the conversation. The same message yields the same events.
+        An agent that streams its reply records part of the turn through ``live`` as it
+        goes; the turn's ``events`` are then what is left to record."""
 
     def may_process(self, state: ConversationState) -> bool:
         """Whether the customer's consent lets this agent process the conversation now

@@ -15,7 +15,7 @@ again after a crash asks the business's systems nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Final
 
@@ -24,7 +24,7 @@ import structlog
 from threadline.agents.approvals import DECISIONS
 from threadline.agents.protocol import Agent
 from threadline.core.errors import ConflictError, IllegalTransition
-from threadline.core.events import EventRecord, utcnow
+from threadline.core.events import Event, EventRecord, utcnow
 from threadline.core.ports import Bus
 from threadline.core.state import RECENT_KEYS, ConversationState
 from threadline.engine.conversations import Conversations
@@ -35,15 +35,45 @@ from threadline.security.authz import (
     can_read_conversation,
 )
 from threadline.security.errors import Forbidden
+from threadline.security.principal import Principal
 
 log = structlog.get_logger("threadline.agents")
 
 CUSTOMER_TURNS: Final = frozenset({"message.received", "utterance.transcribed"})
 GROUP: Final = "bot"
+#: The group that hears barge-ins while turns are taken (apart: a turn holds its conversation).
+INTERRUPTIONS: Final = "bot-interruptions"
 #: Channels on which a returning customer is greeted with what is open (chat shows history).
 GREETED_ON: Final = frozenset({"voice"})
 #: Conversations answered at once; each still strictly in order.
 CONCURRENCY: Final = 256
+
+
+class _Live:
+    """A turn in progress, as the agent sees it (:class:`LiveTurn`): what it records early
+    is authorised and recorded like the rest of the turn; a barge-in marks it."""
+
+    def __init__(self, runtime: BotRuntime, bot: Principal, conversation_id: str) -> None:
+        self.runtime = runtime
+        self.bot = bot
+        self.conversation_id = conversation_id
+        self.interrupted = False
+        self.recorded = 0
+
+    async def record(self, events: Sequence[Event]) -> bool:
+        if not events:
+            return True
+        conversations = self.runtime.conversations
+        state = await conversations.current(self.conversation_id)
+        try:
+            can_append_each(self.bot, [(state, event) for event in events])
+            await conversations.record(self.conversation_id, list(events))
+        except (Forbidden, ConflictError, IllegalTransition) as exc:
+            log.info("agent turn not recorded", conversation_id=self.conversation_id,
+                     reason=str(exc))  # fmt: skip
+            return False
+        self.recorded += len(events)
+        return True
 
 
 class BotRuntime:
@@ -58,14 +88,26 @@ class BotRuntime:
         self.conversations = conversations
         self.agent = agent
         self.clock = clock
+        #: Turns being taken, by conversation: a barge-in marks the one it interrupts.
+        self.live: dict[str, _Live] = {}
 
     def replace_agent(self, agent: Agent) -> None:
         """Answer the turns from now on with ``agent`` (a reloaded business pack)."""
         self.agent = agent
 
     async def start(self, bus: Bus) -> None:
-        """Answer turns from the bus."""
+        """Answer turns from the bus, and hear barge-ins while a turn is being taken."""
         await bus.subscribe(GROUP, self.handle, concurrency=CONCURRENCY)
+        await bus.subscribe(INTERRUPTIONS, self.interrupt, concurrency=CONCURRENCY,
+                            types=("message.heard",))  # fmt: skip
+
+    async def interrupt(self, record: EventRecord) -> None:
+        """A reply the caller spoke over: the turn still generating it stops."""
+        live = self.live.get(record.conversation_id)
+        if live is None:
+            return
+        if not self.conversations.codec.decode(record).payload.get("complete", True):
+            live.interrupted = True
 
     async def handle(self, record: EventRecord) -> None:
         self.conversations.observe(record)  # written by another process, perhaps
@@ -99,14 +141,20 @@ class BotRuntime:
             )  # fmt: skip
         else:
             event = self.conversations.codec.decode(record)
-            turn = await agent.take_turn(
-                state,
-                str(event.payload["text"]),
-                record.channel,
-                self.clock(),
-                leg_id=record.leg_id,
-                in_reply_to=record.event_id,
-            )
+            live = self.live[record.conversation_id] = _Live(self, bot, record.conversation_id)
+            try:
+                turn = await agent.take_turn(
+                    state,
+                    str(event.payload["text"]),
+                    record.channel,
+                    self.clock(),
+                    leg_id=record.leg_id,
+                    in_reply_to=record.event_id,
+                    live=live,
+                )
+            finally:
+                if self.live.get(record.conversation_id) is live:
+                    del self.live[record.conversation_id]
         if not turn.events:
             return
         try:
