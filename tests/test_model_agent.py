@@ -40,7 +40,8 @@ def _customer(cid: str, who: str, type_: str, payload: dict[str, Any], key: str,
 class Service:
     """The store, bus, relay and runtime with the model-backed agent, as the app wires them."""
 
-    def __init__(self, store, systems, model: ScriptedModel, url: str, **spec: Any) -> None:
+    def __init__(self, store, systems, model: ScriptedModel, url: str, *, several: bool = False,
+                 **spec: Any) -> None:  # fmt: skip
         self.bus = MemoryBus(store)
         self.relay = Relay(store, self.bus, store, poll_interval=0.01)
         self.conversations = Conversations(store, on_append=self.relay.poke)
@@ -48,9 +49,10 @@ class Service:
         breaker = CircuitBreaker(failures=3, cooldown=60)
         self.provider = OpenAICompatible(url, "scripted-1", None, retries=0, timeout=2.0,
                                          breaker=breaker)  # fmt: skip
-        pack_spec = systems.business.pack.model
-        self.agent = ModelAgent(EmbeddedAgent(systems), self.provider,
-                                pack_spec.model_copy(update=spec) if spec else pack_spec,
+        if not several:  # one agent with every tool, unless the test is about several
+            spec = {"agents": {}, "start": None, **spec}
+        pack_spec = systems.business.pack.model.model_copy(update=spec)
+        self.agent = ModelAgent(EmbeddedAgent(systems), self.provider, pack_spec,
                                 history=LogHistory(self.conversations))  # fmt: skip
         self.runtime = BotRuntime(self.conversations, self.agent, clock=lambda: NOW)
         self.said: dict[str, int] = {}
@@ -456,8 +458,8 @@ def test_the_share_flag_is_sticky_per_conversation(systems) -> None:
     from threadline.models.openai_compatible import OpenAICompatible as Provider
 
     pack = systems.business.pack.model
-    agent = ModelAgent(EmbeddedAgent(systems), Provider("http://127.0.0.1:9/v1", "m"),
-                       pack.model_copy(update={"share": 0.1}))  # fmt: skip
+    single = pack.model_copy(update={"share": 0.1, "agents": {}, "start": None})
+    agent = ModelAgent(EmbeddedAgent(systems), Provider("http://127.0.0.1:9/v1", "m"), single)
     from threadline.core.conversation import initial
 
     on = [c for c in (f"conv-{n}" for n in range(2000))
@@ -566,3 +568,64 @@ def test_sentences_end_at_their_mark_but_not_inside_a_number() -> None:
     assert sentence_end("The refund is $12.50 today") is None
     assert sentence_end("Ok.") is None  # too short to be sure at the end of what came
     assert sentence_end('He said "yes." Then') == len('He said "yes."')
+
+
+# -- several agents -----------------------------------------------------------------------
+
+
+async def test_triage_hands_over_to_a_specialist_who_goes_on_with_the_whole_context(
+    sqlite_store, systems, model
+) -> None:
+    scripted, url = model
+    scripted.then(
+        say("Hi! What can I help you with?"),
+        call(Call("transfer_to_agent", '{"agent": "orders", "summary": "order 1043"}')),
+        call(Call("lookup_order", '{"order_number": "1043"}')),
+        say("Order 1043 was delivered."),
+        call(Call("refund_order", '{"order_number": "1043", "customer_id": "x", "reason": "r"}')),
+        say("I can check that for you."),
+    )  # fmt: skip
+    async with Service(sqlite_store, systems, scripted, url, several=True) as service:
+        await service.say("m1", "visitor-m1", "hello")
+        triage = scripted.requests[0]
+        assert not {"lookup_order", "refund_order"} & {t["function"]["name"]
+                                                       for t in triage["tools"]}  # fmt: skip
+        await service.say("m1", "visitor-m1", "where's my order 1043?")
+        (moved,) = await service.events("m1", "bot.transferred")
+        assert (moved.payload["from_agent"], moved.payload["to_agent"]) == ("triage", "orders")
+        specialist = scripted.requests[2]
+        assert "You are the orders agent." in specialist["messages"][0]["content"]
+        said = [m["content"] for m in specialist["messages"] if m["role"] in {"user", "assistant"}]
+        assert said[:3] == ["hello", "Hi! What can I help you with?", "where's my order 1043?"]
+        (sent,) = (await service.events("m1", "message.sent"))[1:]
+        assert sent.payload["text"] == "Order 1043 was delivered."
+        assert sent.lineage.prompt == "nw-1/orders"
+        state = await service.conversations.current("m1")
+        assert state.bot_agent == "orders"
+        # The orders agent may not refund: the call is refused, nothing waits for approval.
+        await service.say("m1", "visitor-m1", "refund it")
+        assert "You are the orders agent." in scripted.requests[4]["messages"][0]["content"]
+        assert not await service.events("m1", "approval.requested")
+        failed = await service.events("m1", "action.failed")
+        assert failed[-1].payload["error"].startswith("invalid_call")
+
+
+def test_a_pack_names_its_agents_first_agent_and_their_tools(tmp_path) -> None:
+    import shutil
+
+    from threadline.business import load
+    from threadline.business.loader import PackError
+
+    pack = tmp_path / "nw"
+    shutil.copytree("examples/northwind", pack)
+    main = pack / "business.yaml"
+    text = main.read_text()
+    main.write_text(text.replace("start: triage", "start: frontdesk").replace(
+        "tools: [free_slots, book_appointment, customer_appointments]",
+        "tools: [free_slots, find_customer]"))  # fmt: skip
+    with pytest.raises(PackError) as raised:
+        load(pack)
+    said = [str(problem) for problem in raised.value.problems]
+    assert any("model.start: unknown agent 'frontdesk'" in p for p in said)
+    assert any("model.agents.repairs.tools[1]: unknown model tool 'find_customer'" in p
+               for p in said)  # fmt: skip

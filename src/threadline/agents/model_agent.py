@@ -29,7 +29,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -71,6 +71,9 @@ MODEL_AGENT_VERSION: Final = "0.1.0"
 #: The agent's own tools, offered beside the pack's.
 HANDOFF_TOOL: Final = "handoff_to_person"
 KNOWLEDGE_LOOKUP: Final = "knowledge_answer"
+TRANSFER_TOOL: Final = "transfer_to_agent"
+#: Handovers between the pack's agents in one turn, at most.
+MAX_TRANSFERS: Final = 2
 #: Earlier messages of the conversation the model reads.
 HISTORY_MESSAGES: Final = 16
 
@@ -110,10 +113,12 @@ class ModelAgent:
             names = tuple(name for name in business.pack.tools if name not in directory)
         if set(names) & directory:
             raise ConfigurationError("a model may not search the customer directory")
-        if {HANDOFF_TOOL, KNOWLEDGE_LOOKUP} & set(business.pack.tools):
-            raise ConfigurationError(f"{HANDOFF_TOOL} and {KNOWLEDGE_LOOKUP} are the agent's own")
+        if {HANDOFF_TOOL, KNOWLEDGE_LOOKUP, TRANSFER_TOOL} & set(business.pack.tools):
+            raise ConfigurationError(
+                f"{HANDOFF_TOOL}, {KNOWLEDGE_LOOKUP} and {TRANSFER_TOOL} are the agent's own"
+            )
         self.allowed = frozenset(names)
-        self.tools = (*offered(business, names), *self._own_tools(business))
+        self.profiles = self._profiles(business, names)
         self.sensitive = frozenset(n for n, t in business.pack.tools.items() if t.sensitive)
         self.approver = business.pack.escalation.default_route.queue
 
@@ -235,13 +240,16 @@ class ModelAgent:
                                    None)  # fmt: skip
         if hit is not None:
             self._guardrail_on(step, "prompt_injection", "message", "noted", hit)
-        messages = [self._system(step), *history[-HISTORY_MESSAGES:],
+        profile = self._profile_of(state)
+        writer.lineage = profile.lineage
+        messages = [self._system(step, profile), *history[-HISTORY_MESSAGES:],
                     ChatMessage("user", text)]  # fmt: skip
-        tools = GuardedTools(step, self.allowed, self.approver)
+        tools = GuardedTools(step, profile.allowed, self.approver)
         reply: str | None = None
         handoff: Handoff | None = None
-        for _ in range(self.spec.steps):
-            request = ModelRequest(tuple(messages), self.tools, request_id=writer.anchor)
+        transfers = 0
+        for _ in range(self.spec.steps + MAX_TRANSFERS):
+            request = ModelRequest(tuple(messages), profile.tools, request_id=writer.anchor)
             if speech is not None:
                 completion = await self._spoken(step, request, speech, tools)
                 if speech.live.interrupted:  # the caller spoke over it: say no more
@@ -254,11 +262,25 @@ class ModelAgent:
                 break
             messages.append(ChatMessage("assistant", completion.text,
                                         tool_calls=completion.tool_calls))  # fmt: skip
+            to: _Profile | None = None
             for call in completion.tool_calls:
-                told, handoff = await self._call(step, tools, call)
+                if call.name == TRANSFER_TOOL and call.problem is None and to is None:
+                    to = self._transfer(step, profile, call, transfers)
+                    told: Mapping[str, Any] = (
+                        {"status": f"handed to the {to.name} agent"} if to is not None
+                        else {"error": "no such agent, or too many handovers: answer yourself"}
+                    )  # fmt: skip
+                else:
+                    told, handoff = await self._call(step, tools, call)
                 messages.append(ChatMessage("tool", _json(told), tool_call_id=call.id))
             if handoff is not None:
                 break
+            if to is not None:  # the next agent goes on with everything said so far
+                transfers += 1
+                profile = to
+                writer.lineage = profile.lineage
+                tools.allowed = profile.allowed
+                messages[0] = self._system(step, profile)
         self._record_redactions(step)
         if handoff is not None:
             return self._handed_over(step, handoff)
@@ -444,8 +466,51 @@ class ModelAgent:
             detail = ", ".join(f"{kind} {n}" for kind, n in sorted(taken.items()))
             self._guardrail_on(step, "personal_data", "prompt", "redacted", detail)
 
-    def _system(self, step: Step) -> ChatMessage:
-        return ChatMessage("system", system_prompt(self.business, self.spec, step))
+    def _system(self, step: Step, profile: _Profile) -> ChatMessage:
+        return ChatMessage("system", system_prompt(self.business, self.spec, step, profile))
+
+    # -- several agents -----------------------------------------------------------------------
+
+    def _profiles(self, business: Business, names: Sequence[str]) -> dict[str | None, _Profile]:
+        """The pack's agents (or the one agent it has), each with its tools and lineage."""
+        spec = self.spec
+        own = self._own_tools(business)
+        if not spec.agents:
+            return {None: _Profile(None, "", frozenset(names),
+                                   (*offered(business, names), *own), self.lineage)}  # fmt: skip
+        profiles: dict[str | None, _Profile] = {}
+        for name, specialist in spec.agents.items():
+            others = {n: a.description for n, a in spec.agents.items() if n != name}
+            transfer = ToolSpec(TRANSFER_TOOL, "hand the conversation to another agent of ours,"
+                                " who goes on with everything said so far: "
+                                + "; ".join(f"{n}: {d}" for n, d in others.items()),
+                                {"type": "object", "required": ["agent", "summary"],
+                                 "properties": {"agent": {"enum": sorted(others)},
+                                                "summary": {"type": "string",
+                                                            "maxLength": 1000}}})  # fmt: skip
+            tools = (*offered(business, specialist.tools), *own, transfer)
+            lineage = replace(self.lineage, prompt=f"{spec.prompt_version}/{name}")
+            profiles[name] = _Profile(name, specialist.instructions,
+                                      frozenset(specialist.tools), tools, lineage)  # fmt: skip
+        return profiles
+
+    def _profile_of(self, state: ConversationState) -> _Profile:
+        """The agent holding the conversation: the last one handed it, else the first."""
+        if None in self.profiles:
+            return self.profiles[None]
+        return self.profiles.get(state.bot_agent) or self.profiles[self.spec.start]
+
+    def _transfer(self, step: Step, profile: _Profile, call: ToolCall,
+                  transfers: int) -> _Profile | None:  # fmt: skip
+        """Record the handover ``call`` asks for; the agent taking over (None: refused)."""
+        to = self.profiles.get(str(call.arguments.get("agent") or ""))
+        if to is None or to is profile or transfers >= MAX_TRANSFERS:
+            return None
+        step.writer.emit("bot.transferred", {
+            "from_agent": str(profile.name), "to_agent": str(to.name),
+            "summary": str(call.arguments.get("summary") or "")[:1000],
+        })  # fmt: skip
+        return to
 
     def _own_tools(self, business: Business) -> tuple[ToolSpec, ...]:
         queues = [q.id for q in business.pack.queues]
@@ -461,6 +526,17 @@ class ModelAgent:
                                 "required": ["entry"],
                                 "properties": {"entry": {"enum": entries}}}))  # fmt: skip
         return tuple(own)
+
+
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """One model-backed agent: its name (None: the only one), words, tools and lineage."""
+
+    name: str | None
+    instructions: str
+    allowed: frozenset[str]
+    tools: tuple[ToolSpec, ...]
+    lineage: Lineage
 
 
 class _Speech:
@@ -510,11 +586,13 @@ def sentence_end(text: str) -> int | None:
     return None
 
 
-def system_prompt(business: Business, spec: ModelSpec, step: Step) -> str:
-    """What the model is told first: the business's words, its facts, the rules, the
-    conversation's context (proof, what is known, what waits)."""
+def system_prompt(business: Business, spec: ModelSpec, step: Step, profile: _Profile) -> str:
+    """What the model is told first: the business's words (the agent's own last), its
+    facts, the rules, the conversation's context (proof, what is known, what waits)."""
     pack = business.pack
     lines = [spec.instructions.strip() or f"You are {business.name}'s customer assistant."]
+    if profile.name is not None:
+        lines.append(f"You are the {profile.name} agent. {profile.instructions.strip()}".strip())
     lines.append(f"Today is {step.today:%A %Y-%m-%d} ({pack.timezone}).")
     if step.voice:
         lines.append("You are on a phone call: answer in one or two short spoken sentences,"

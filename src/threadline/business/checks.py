@@ -310,6 +310,18 @@ def check_tools(pack: Pack, source: Source) -> Iterator[Problem]:
                     f"{allowed} searches the customer directory: a model may only reach a"
                     " customer through the conversation's proof",
                 )
+    model = pack.model
+    if model is not None and model.agents:
+        if model.start not in model.agents:
+            yield source.problem(("model", "start"), _unknown("agent", model.start, model.agents))
+        usable = set(model.tools) if model.tools is not None else set(pack.tools) - directory
+        for agent, specialist in model.agents.items():
+            for i, wanted in enumerate(specialist.tools):
+                if wanted not in usable:
+                    where = ("model", "agents", agent, "tools", i)
+                    yield source.problem(where, _unknown("model tool", wanted, sorted(usable)))
+    elif model is not None and model.start is not None:
+        yield source.problem(("model", "start"), "start names an agent, and there are no agents")
     for name, tool in pack.tools.items():
         at = ("tools", name)
         if tool.approved_by is not None and tool.approved_by not in queues:

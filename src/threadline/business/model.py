@@ -350,6 +350,16 @@ class Guardrails(Spec):
     turns: int = Field(30, ge=1, le=500, description="turns the agent takes before a person")
 
 
+class Specialist(Spec):
+    """One of several model-backed agents: what it is for, what it is told, what it calls."""
+
+    description: str = Field(
+        min_length=1, max_length=500, description="what it handles: how the others choose it"
+    )
+    instructions: str = Field("", max_length=8000, description="what it is told, after the rest")
+    tools: tuple[Name, ...] = Field((), description="the tools it may call (of the model's)")
+
+
 class ModelAgent(Spec):
     """The model-backed agent: the model it asks, what it may call, and what happens when the
     model cannot answer. The service's ``THREADLINE_MODEL_URL``, ``THREADLINE_MODEL`` and
@@ -378,6 +388,12 @@ class ModelAgent(Spec):
     retries: int = Field(2, ge=0, le=5, description="attempts after the first on 429, 5xx")
     steps: int = Field(4, ge=1, le=10, description="model calls in one turn (tool rounds)")
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    agents: dict[Name, Specialist] = Field(
+        default_factory=dict,
+        description="several agents (a triage agent and specialists) that hand the conversation"
+        " to one another with its whole context (default: one agent with every tool)",
+    )
+    start: Name | None = Field(None, description="the agent a conversation starts with")
     channels: tuple[Literal["chat", "voice", "sms"], ...] = Field(
         ("chat", "voice"), description="the channels the model answers on (feature flag)"
     )

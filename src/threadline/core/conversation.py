@@ -210,6 +210,8 @@ def _decided(d: Any, e: Event, status: str) -> None:
     if approval is not None:
         d.approvals[e.payload["approval_id"]] = {**approval, "status": status,
                                                  "by": e.payload["agent_id"]}  # fmt: skip
+        if e.payload["agent_id"] not in d.approvers:
+            d.approvers.append(e.payload["agent_id"])
         d.note(f"{approval['tool']} {status} by {e.payload['agent_id']}")
 
 
@@ -226,6 +228,12 @@ def _approval_denied(d: Any, e: Event) -> None:
 @_applies("model.fell_back")
 def _fell_back(d: Any, e: Event) -> None:
     d.note(f"model {e.payload['reason']}: the turn went to {e.payload['to']}")
+
+
+@_applies("bot.transferred")
+def _bot_transferred(d: Any, e: Event) -> None:
+    d.bot_agent = e.payload["to_agent"]
+    d.note(f"agent {e.payload['from_agent']} handed over to {e.payload['to_agent']}")
 
 
 @_applies("guardrail.triggered")
@@ -420,6 +428,7 @@ _ALLOWED_IN: dict[str, frozenset[str | None]] = {
     "approval.granted": OPEN_STATES | CLOSED_STATES,
     "approval.denied": OPEN_STATES | CLOSED_STATES,
     "model.fell_back": OPEN_STATES,
+    "bot.transferred": OPEN_STATES,
     "guardrail.triggered": OPEN_STATES,
 }
 _GUARDS: dict[str, Guard] = {}

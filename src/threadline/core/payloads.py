@@ -299,6 +299,16 @@ class ModelFellBack(Payload):
     attempts: int = Field(0, ge=0)
 
 
+@register("bot.transferred", 1)
+class BotTransferred(Payload):
+    """One automated agent hands the conversation to another (a triage agent to the orders
+    specialist), which goes on with its whole context."""
+
+    from_agent: Name
+    to_agent: Name
+    summary: Annotated[str, Pii, Field(max_length=1000)] = ""
+
+
 @register("guardrail.triggered", 1)
 class GuardrailTriggered(Payload):
     """A guardrail caught something in a customer's message, a tool's result or a reply;

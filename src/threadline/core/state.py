@@ -20,7 +20,7 @@ import orjson
 from threadline.core.verification import rank
 
 #: Bump when the shape of ConversationState changes; older snapshots are then ignored.
-STATE_SCHEMA_VERSION: Final = 4
+STATE_SCHEMA_VERSION: Final = 5
 
 BOT_ACTIVE: Final = "bot_active"
 AWAITING_HUMAN: Final = "awaiting_human"
@@ -106,6 +106,11 @@ class ConversationState:
     #: Sensitive tool calls waiting for a person's approval, by approval id (tool, arguments,
     #: queue, seq); a decided one leaves.
     approvals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Who decided one of its sensitive calls: they follow the conversation while it is
+    #: open, to see the call run and the customer told.
+    approvers: tuple[str, ...] = ()
+    #: The automated agent (of the pack's several) that holds the conversation now.
+    bot_agent: str | None = None
     summary: tuple[str, ...] = ()
     messages_in: int = 0
     messages_out: int = 0
@@ -136,6 +141,7 @@ class ConversationState:
         raw["recent_keys"] = tuple(raw["recent_keys"])
         raw["proofs"] = tuple(raw["proofs"])
         raw["aliases"] = tuple(raw["aliases"])
+        raw["approvers"] = tuple(raw["approvers"])
         return cls(**raw)
 
 

@@ -304,6 +304,8 @@ class _State(NamedTuple):
     legs: tuple[_Leg, ...]
     #: The queues of the approvals waiting on it.
     approval_queues: tuple[str, ...] = ()
+    #: Who decided one of its approvals.
+    approvers: tuple[str, ...] = ()
 
 
 class _Event(NamedTuple):
@@ -342,7 +344,8 @@ def _state_facts(state: ConversationState) -> _State:
                    tuple(sorted(state.aliases)) if state.aliases else (), legs,
                    tuple(sorted({str(a["queue"]) for a in state.approvals.values()
                                 if a["status"] == "pending"}))
-                   if state.approvals else ())  # fmt: skip
+                   if state.approvals else (),
+                   tuple(sorted(state.approvers)) if state.approvers else ())  # fmt: skip
     _STATES[id(state)] = (state, facts)
     if len(_STATES) > _KEPT:
         del _STATES[next(iter(_STATES))]
@@ -385,6 +388,7 @@ def _conversation_entity(facts: _State) -> Entity:
         "stores": sorted(stores),
         "live_stores": sorted(live),
         "approval_queues": list(facts.approval_queues),
+        "approvers": list(facts.approvers),
     }
     for name, value in (("status", facts.status), ("customer_id", facts.customer_id),
                         ("queue", facts.queue), ("assignee", facts.assignee),
