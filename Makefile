@@ -31,6 +31,9 @@ lint: $(BIN)/.installed
 
 test: lint
 	$(BIN)/pytest
+	$(BIN)/threadline eval examples/northwind/evaluation/suite --business examples/northwind \
+		--agent embedded --runs 2 --gate examples/northwind/evaluation/thresholds.yaml \
+		--json var/eval/embedded.json
 
 bench: $(BIN)/.bench-installed
 	$(BIN)/python -m bench.run

@@ -21,6 +21,7 @@ from threadline.business.loader import PackError
 from threadline.core.catalogue import CATALOGUE
 from threadline.core.errors import ThreadlineError
 from threadline.engine.conversations import Conversations
+from threadline.evaluation.commands import add_eval_parser, run_eval_command
 from threadline.governance.retention import add_retention_parser, run_retention_command
 from threadline.identity.commands import add_customers_parser, run_customers_command
 from threadline.security.commands import add_token_parser, run_token_command
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     add_customers_parser(commands)
     add_retention_parser(commands)
     add_audit_parser(commands)
+    add_eval_parser(commands)
     return parser
 
 
@@ -212,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(run_retention_command(args))
         elif args.command == "audit":
             asyncio.run(run_audit_command(args))
+        elif args.command == "eval":
+            return run_eval_command(args)
     except PackError as exc:
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
         first = exc.problems[0] if exc.problems else exc
