@@ -24,6 +24,7 @@ from threadline.engine.conversations import Conversations
 from threadline.evaluation.commands import add_eval_parser, run_eval_command
 from threadline.governance.retention import add_retention_parser, run_retention_command
 from threadline.identity.commands import add_customers_parser, run_customers_command
+from threadline.logs import configure_logging
 from threadline.security.commands import add_token_parser, run_token_command
 from threadline.security.tokens import TokenIssuer, span
 from threadline.settings import Settings, load_settings
@@ -100,6 +101,7 @@ def _serve(host: str, port: int, pack: Path | None) -> None:
         settings = settings.model_copy(update={"business": pack})
     if "THREADLINE_BOT_PROCESS" not in os.environ:  # the service's default: a core for the bot
         settings = settings.model_copy(update={"bot_process": True})
+    configure_logging(settings.env)
     business = load_configured(settings.business)  # a bad pack stops us here, every problem said
     issuer = TokenIssuer.from_settings(settings)  # a weak or missing secret stops us here
     key_provider_from_settings(settings, issuer.key)  # so does production without a master key

@@ -47,6 +47,7 @@ from threadline.core.ports import Storage
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import PAGE, Relay
 from threadline.identity.lockouts import Lockouts
+from threadline.logs import configure_logging
 from threadline.security.keys import key_from_settings
 from threadline.security.master_key import key_provider_from_settings
 from threadline.settings import PREFIX, Settings, data_dir, load_settings
@@ -485,6 +486,7 @@ def _reloaded(
 
 def main() -> None:
     settings = load_settings()
+    configure_logging(settings.env)
     tune_collector()
     with contextlib.suppress(KeyboardInterrupt):
         try:
