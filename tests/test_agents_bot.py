@@ -460,7 +460,7 @@ async def test_a_turn_the_agent_cannot_finish_goes_to_a_person_once(tmp_path) ->
     pack = tmp_path / "pack"
     shutil.copytree(NORTHWIND, pack)
     template = pack / "replies" / "order_found.j2"
-    broken = template.read_text().replace("record.reason or record.detail", "record.reason()")
+    broken = template.read_text().replace("set n = record.order", "set n = record.order()")
     template.write_text(broken)  # compiles, and fails as it renders
     systems = Systems.open(load(pack), tmp_path / "data")
     try:

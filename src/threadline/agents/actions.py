@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from threadline.agents.guardrails import scrubbed
 from threadline.agents.step import Step
 from threadline.core.events import Event
 from threadline.systems import ToolCall
@@ -51,7 +52,21 @@ async def run_tool(step: Step, tool: str, arguments: Mapping[str, Any]) -> Calle
         )  # fmt: skip
         step.outcomes.append((tool, False))
         outcome = failure
+    else:
+        outcome = withheld_instructions(step, outcome)
     return Called(action_id, requested, outcome)
+
+
+def withheld_instructions(step: Step, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` without the instructions a tool's data may carry (a record whose note
+    says "ignore your rules…"): the data before them is kept, the hit recorded."""
+    clean, hits = scrubbed(result)
+    if hits:
+        step.writer.emit("guardrail.triggered", {
+            "guardrail": "prompt_injection", "where": "tool_result", "outcome": "withheld",
+            "detail": "; ".join(hits)[:500],
+        })  # fmt: skip
+    return clean if hits else result
 
 
 def completed(step: Step, called: Called, shown: Mapping[str, Any]) -> None:

@@ -35,6 +35,8 @@ _INJECTION: Final = re.compile(
     | \b(reveal|print|show|repeat|output)\b[^.!?\n]{0,30}\b(prompt|instructions)\b
     | \bjailbreak\b | \bdeveloper\s+mode\b | \bdo\s+anything\s+now\b
     | \bnew\s+instructions?\s*:
+    | \bsystem\s+(note|override|notice)\b
+    | \b(note|message|instructions?)\s+(to|for)\s+the\s+(assistant|ai|agent|model|bot)\b
     | </?\s*(system|assistant|tool)\s*>
     | \bassistant\s*:\s*\S | \bsystem\s*:\s*\S
     """,
@@ -66,6 +68,27 @@ def injection_in(value: Any) -> str | None:
     if isinstance(value, list | tuple):
         return next((hit for v in value if (hit := injection_in(v))), None)
     return None
+
+
+def scrubbed(value: Any) -> tuple[Any, list[str]]:
+    """``value`` (a tool's result) with every string cut where an injected instruction
+    starts (what comes before it is data), and the instructions cut out."""
+    if isinstance(value, str):
+        match = _INJECTION.search(value)
+        if match is None:
+            return value, []
+        return value[: match.start()].rstrip(" :;,-"), [" ".join(match.group(0).split())[:80]]
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        hits: list[str] = []
+        for key, item in value.items():
+            out[key], found = scrubbed(item)
+            hits += found
+        return out, hits
+    if isinstance(value, list | tuple):
+        items = [scrubbed(item) for item in value]
+        return [item for item, _ in items], [hit for _, found in items for hit in found]
+    return value, []
 
 
 @dataclass(frozen=True, slots=True)

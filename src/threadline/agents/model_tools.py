@@ -13,6 +13,8 @@ it tell more:
   argument is theirs, whatever the model wrote.
 - A sensitive tool (it moves money or changes an account) does not run: the call waits
   for a person's approval (``approval.requested``).
+- A result's text that carries instructions rather than data ("ignore your rules…") is
+  cut where the instruction starts: the model reads the data, never the instruction.
 - A call with malformed arguments, or to a tool the agent was not offered, runs nothing
   and is recorded as failed.
 
@@ -31,7 +33,7 @@ from typing import Any, Final
 import orjson
 
 from threadline.agents.approvals import what
-from threadline.agents.guardrails import injection_in
+from threadline.agents.guardrails import scrubbed
 from threadline.agents.lookup import proof_label, proof_of
 from threadline.agents.step import Step
 from threadline.business.behaviour import LookupIntent
@@ -103,15 +105,14 @@ class GuardedTools:
         except ToolFailure as failure:
             self._failed(requested, failure.code, str(failure), retryable=failure.retryable)
             return Ran({"error": f"{failure.code}: {failure}"}, call.name, ok=False)
-        shown, told = await self._shown(call.name, result)
-        hit = injection_in(told)
+        # Data before an injected instruction is kept; the instruction never reaches the model.
+        clean, hits = scrubbed(result)
+        shown, told = await self._shown(call.name, clean)
         step.writer.emit("action.completed", {"action_id": requested.payload["action_id"],
                                               "result": shown}, caused_by=requested)  # fmt: skip
         step.outcomes.append((call.name, True))
-        if hit is not None:
-            return Ran({"withheld": "the result held instructions, not data"}, call.name,
-                       ok=True, completed=True, withheld=hit)  # fmt: skip
-        return Ran(told, call.name, ok=True, completed=True)
+        return Ran(told, call.name, ok=True, completed=True,
+                   withheld="; ".join(hits) if hits else None)  # fmt: skip
 
     def _proven_customer(self) -> str | None:
         step = self.step
