@@ -265,6 +265,30 @@ async def test_a_retried_call_that_then_succeeds_answers_its_result(
     assert keys == {"turn-1/act-1"}  # every attempt is the same call
 
 
+async def test_a_system_that_keeps_failing_is_not_called_until_its_breaker_cools(
+    runner: ToolRunner, served: Shop
+) -> None:
+    for run in ("down-1", "down-2"):  # `breaker: {failures: 2}`: two failed calls open it
+        await failure_of(runner, "flaky", status=503, failures=9, run=run)
+    started = time.perf_counter()
+    failure = await failure_of(runner, "flaky", status=503, failures=0, run="refused-at-once")
+    assert (failure.code, failure.retryable) == ("unavailable", True)
+    assert "refused-at-once" not in served.attempts and time.perf_counter() - started < 0.05
+    await asyncio.sleep(0.55)  # the cooldown: one trial call goes through, and closes it
+    assert await runner.call(call("flaky", status=503, failures=0, run="trial")) == {
+        "attempts": 1
+    }
+    assert await runner.call(call("flaky", status=503, failures=0, run="after")) == {
+        "attempts": 1
+    }
+
+
+async def test_an_answer_such_as_not_found_never_opens_the_breaker(runner: ToolRunner) -> None:
+    for _ in range(5):
+        assert (await failure_of(runner, "order", number="0000")).code == NOT_FOUND
+    assert await runner.call(call("order", number="1042")) == {"order": "1042"}
+
+
 async def test_a_system_that_does_not_answer_in_time_times_out(runner: ToolRunner) -> None:
     started = time.perf_counter()
     failure = await failure_of(runner, "slow")

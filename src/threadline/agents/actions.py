@@ -41,8 +41,9 @@ async def run_tool(step: Step, tool: str, arguments: Mapping[str, Any]) -> Calle
     )  # fmt: skip
     call = ToolCall(tool, arguments, f"{writer.key(0)}/{action_id}", step.now,
                     step.state.conversation_id)  # fmt: skip
+    outcome: dict[str, Any] | ToolFailure
     try:
-        outcome: dict[str, Any] | ToolFailure = await runner.call(call)
+        result = await runner.call(call)
     except ToolFailure as failure:
         writer.emit(
             "action.failed",
@@ -53,7 +54,7 @@ async def run_tool(step: Step, tool: str, arguments: Mapping[str, Any]) -> Calle
         step.outcomes.append((tool, False))
         outcome = failure
     else:
-        outcome = withheld_instructions(step, outcome)
+        outcome = withheld_instructions(step, result)
     return Called(action_id, requested, outcome)
 
 

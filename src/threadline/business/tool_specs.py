@@ -44,6 +44,13 @@ class Credentials(Spec):
     header: str = Field("Authorization", pattern=r"^[A-Za-z0-9-]{1,64}$")
 
 
+class Breaker(Spec):
+    """When to stop calling a system that keeps failing, and for how long."""
+
+    failures: int = Field(5, ge=1, le=100, description="failed calls in a row that open it")
+    cooldown: float = Field(30.0, gt=0, le=3600, description="seconds before a trial call")
+
+
 class ToolBase(Spec):
     version: str = Field("1", min_length=1, max_length=32, description="recorded with each call")
     description: str = Field("", max_length=500)
@@ -57,6 +64,10 @@ class ToolBase(Spec):
     timeout: float = Field(5.0, gt=0, le=120, description="seconds per attempt")
     retries: int = Field(
         0, ge=0, le=5, description="attempts after the first when the error is retryable"
+    )
+    breaker: Breaker = Field(
+        default_factory=Breaker,
+        description="the circuit breaker: calls are refused at once while the system is down",
     )
     sensitive: bool = Field(
         False,

@@ -27,6 +27,7 @@ from jsonschema_rs import Draft202012Validator
 from threadline.business import Business
 from threadline.business.checks import importable
 from threadline.business.tool_specs import HttpTool, PythonTool
+from threadline.models.breaker import CircuitBreaker
 from threadline.systems.http import request as http_request
 from threadline.tools import NOT_FOUND, ToolContext, ToolFailure
 
@@ -48,6 +49,10 @@ class ToolCall:
     conversation_id: str | None = None
 
 
+#: Failures that are the system's fault even when trying again would not help.
+FAULTS: Final = frozenset({"tool_error", "bad_result", "timeout"})
+
+
 class ToolRunner:
     """Runs a business's tools."""
 
@@ -66,12 +71,23 @@ class ToolRunner:
         self._own_http = http is None
         self._functions: dict[str, Function] = {}
         self._validators: dict[tuple[str, str], Draft202012Validator] = {}
+        #: One per tool: a system that keeps failing is not waited on again until it cools.
+        self._breakers: dict[str, CircuitBreaker] = {}
 
     def use(self, business: Business) -> None:
         """Run the tools of ``business`` (a reloaded pack) from the next call on."""
         self.business = business
         self._functions = {}
         self._validators = {}
+        self._breakers = {}
+
+    def breaker(self, tool: str) -> CircuitBreaker:
+        """The circuit breaker of ``tool`` (a tool the pack declares)."""
+        found = self._breakers.get(tool)
+        if found is None:
+            spec = self.business.pack.tools[tool].breaker
+            found = self._breakers[tool] = CircuitBreaker(spec.failures, spec.cooldown)
+        return found
 
     def version(self, tool: str) -> str:
         spec = self.business.pack.tools.get(tool)
@@ -107,14 +123,24 @@ class ToolRunner:
         problem = self._problem(call.tool, "parameters", spec.parameters, arguments)
         if problem is not None:
             raise ToolFailure("bad_arguments", f"{call.tool}: {problem}")
+        breaker = self.breaker(call.tool)
+        if not breaker.allow():
+            raise ToolFailure("unavailable", f"{call.tool} keeps failing: not called for now",
+                              retryable=True)  # fmt: skip
         started = time.perf_counter()
         attempt = 0
         while True:
             try:
                 result = await self._attempt(spec, call, arguments)
+                breaker.succeeded()
                 break
             except ToolFailure as failure:
                 if not failure.retryable or attempt >= spec.retries:
+                    # A fault of the system counts against it; an answer ("no such order") not.
+                    if failure.retryable or failure.code in FAULTS:
+                        breaker.failed()
+                    else:
+                        breaker.succeeded()
                     # "No such thing" is an answer, not a fault of the business's system.
                     level = log.debug if failure.code == NOT_FOUND else log.info
                     level("tool failed", tool=call.tool, code=failure.code, attempts=attempt + 1,
