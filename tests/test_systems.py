@@ -275,12 +275,8 @@ async def test_a_system_that_keeps_failing_is_not_called_until_its_breaker_cools
     assert (failure.code, failure.retryable) == ("unavailable", True)
     assert "refused-at-once" not in served.attempts and time.perf_counter() - started < 0.05
     await asyncio.sleep(0.55)  # the cooldown: one trial call goes through, and closes it
-    assert await runner.call(call("flaky", status=503, failures=0, run="trial")) == {
-        "attempts": 1
-    }
-    assert await runner.call(call("flaky", status=503, failures=0, run="after")) == {
-        "attempts": 1
-    }
+    assert await runner.call(call("flaky", status=503, failures=0, run="trial")) == {"attempts": 1}
+    assert await runner.call(call("flaky", status=503, failures=0, run="after")) == {"attempts": 1}
 
 
 async def test_an_answer_such_as_not_found_never_opens_the_breaker(runner: ToolRunner) -> None:
