@@ -655,3 +655,17 @@ async def test_instructions_in_a_tool_result_never_reach_the_model(
         assert (hit.payload["where"], hit.payload["outcome"]) == ("tool_result", "withheld")
         (completed,) = await service.events("c20", "action.completed")
         assert completed.payload["result"]["item"] == "Pixel-class phone case."
+
+
+async def test_unclear_turns_past_the_floor_go_to_a_person(sqlite_store, systems, model) -> None:
+    scripted, url = model
+    scripted.then(say("Could you say more?"), say("Sorry, could you say more?"),
+                  say("Hmm, tell me more?"))  # fmt: skip
+    async with Service(sqlite_store, systems, scripted, url) as service:
+        for text in ("blorp", "zzkx qq", "flibber"):  # the embedded agent waits two turns
+            await service.say("c21", "visitor-21", text)
+        (hit,) = await service.events("c21", "guardrail.triggered")
+        assert (hit.payload["guardrail"], hit.payload["outcome"]) == ("confidence", "escalated")
+        (handoff,) = await service.events("c21", "handoff.requested")
+        assert handoff.payload["reason_code"] == "low_confidence"
+        assert len(await service.events("c21", "message.sent")) == 3

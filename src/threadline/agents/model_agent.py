@@ -292,6 +292,10 @@ class ModelAgent:
         if not reply:
             self._guardrail_on(step, "autonomy", "reply", "escalated", "no answer in the steps")
             return self._handed_over(step, self._route("other", "the model gave no answer"))
+        if self._below_the_floor(context, prediction.confidence, tools) and not speech:
+            self._guardrail_on(step, "confidence", "message", "escalated",
+                               "unclear turns in a row, nothing done")  # fmt: skip
+            return self._handed_over(step, self._route("low_confidence", "unclear turns"))
         if speech is not None and speech.said:  # spoken as it came: what is left to say
             rest = speech.pending.strip()
             checked = self._checked(step, rest, tools) if rest else None
@@ -333,6 +337,17 @@ class ModelAgent:
         if completion is None:  # interrupted
             return Completion(speech.pending)
         return completion
+
+    def _below_the_floor(
+        self, context: ConversationContext, confidence: float, tools: GuardedTools
+    ) -> bool:
+        """The confidence floor: the customer's messages have been unclear for one turn more
+        than the embedded agent would wait, and the model did nothing with this one either
+        (no tool that answered): a person should take it rather than guess on."""
+        policy = self.embedded.policy
+        streak = context.low_confidence_streak + (confidence < policy.min_confidence)
+        done = any(r.completed or r.approval for r in tools.ran)
+        return streak > policy.low_confidence_turns and not done
 
     async def _call(
         self, step: Step, tools: GuardedTools, call: ToolCall
