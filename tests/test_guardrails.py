@@ -52,3 +52,13 @@ def test_the_same_message_again_and_again() -> None:
     assert repeated(["it doesn't work", "It doesn't work!"], "it doesn't work", 3)
     assert not repeated(["hello", "it doesn't work"], "it doesn't work", 3)
     assert not repeated(["it doesn't work"], "it doesn't work", 3)
+
+
+def test_an_offer_needs_the_business_to_back_it() -> None:
+    from threadline.agents.guardrails import unbacked_offer
+
+    policy = "You can return any device within 30 days for a full refund."
+    assert unbacked_offer("I can give you a 20% discount on your next order.", policy) == "20%"
+    assert unbacked_offer("Shipping is free of charge this time.", policy) == "free of charge"
+    assert unbacked_offer("You can return it within 30 days for a full refund.", policy) is None
+    assert unbacked_offer("We'll add store credit.", policy + " store credit is offered") is None

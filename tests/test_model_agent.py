@@ -669,3 +669,14 @@ async def test_unclear_turns_past_the_floor_go_to_a_person(sqlite_store, systems
         (handoff,) = await service.events("c21", "handoff.requested")
         assert handoff.payload["reason_code"] == "low_confidence"
         assert len(await service.events("c21", "message.sent")) == 3
+
+
+async def test_an_offer_the_business_never_made_is_not_passed_on(sqlite_store, systems, model):
+    scripted, url = model
+    scripted.then(say("So sorry! I'll give you a 30% discount on your next laptop."))
+    async with Service(sqlite_store, systems, scripted, url) as service:
+        await service.say("c22", "visitor-22", "my parcel is late again, this is annoying")
+        (sent,) = await service.events("c22", "message.sent")
+        assert "discount" not in sent.payload["text"]
+        (hit,) = await service.events("c22", "guardrail.triggered")
+        assert (hit.payload["guardrail"], hit.payload["detail"]) == ("promise", "offers 30%")

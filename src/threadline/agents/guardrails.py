@@ -120,6 +120,24 @@ def false_promise(reply: str, completed: Collection[str], sensitive: Collection[
     return not (set(completed) & set(sensitive))
 
 
+#: What a reply may offer only when the business says so: a discount, a voucher, money.
+_OFFER: Final = re.compile(
+    r"\b\d{1,3}\s?%|\b(discount|voucher|coupon|gift card|store credit|compensation|"
+    r"free (of charge|shipping|delivery|replacement|repair)|price match|waive[ds]?)\b",
+    re.IGNORECASE,
+)
+
+
+def unbacked_offer(reply: str, backing: str) -> str | None:
+    """An offer ``reply`` makes that nothing the business said backs (``backing``: the
+    pack's policies and what its tools answered this turn), if it makes one."""
+    known = backing.casefold()
+    for match in _OFFER.finditer(reply):
+        if match.group(0).casefold() not in known:
+            return match.group(0)
+    return None
+
+
 def repeated(said: Sequence[str], text: str, times: int) -> bool:
     """Whether ``text`` makes the customer's latest ``times`` messages one and the same."""
 

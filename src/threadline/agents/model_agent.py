@@ -39,7 +39,13 @@ import structlog
 from threadline.agents.context import ConversationContext
 from threadline.agents.engine import ANSWERS_IN, KNOWLEDGE_TOOL, EmbeddedAgent
 from threadline.agents.escalation import Handoff
-from threadline.agents.guardrails import false_promise, injection, personal_data, repeated
+from threadline.agents.guardrails import (
+    false_promise,
+    injection,
+    personal_data,
+    repeated,
+    unbacked_offer,
+)
 from threadline.agents.model_tools import GuardedTools
 from threadline.agents.proofs import code_in, rejections
 from threadline.agents.protocol import LiveTurn, Turn
@@ -120,6 +126,11 @@ class ModelAgent:
         self.allowed = frozenset(names)
         self.profiles = self._profiles(business, names)
         self.sensitive = frozenset(n for n, t in business.pack.tools.items() if t.sensitive)
+        #: What the business's policies say, which a reply's offers must be backed by.
+        self._policies = " ".join(
+            k.answer if isinstance(k.answer, str) else f"{k.answer.chat} {k.answer.voice or ''}"
+            for k in business.pack.knowledge
+        )
         self.approver = business.pack.escalation.default_route.queue
 
     # -- the protocol -------------------------------------------------------------------------
@@ -410,6 +421,13 @@ class ModelAgent:
             waiting = [r for r in tools.ran if r.approval]
             reply = (step.say("approval_waiting", what="it") if waiting
                      else step.say("needs_person"))  # fmt: skip
+        offer = unbacked_offer(reply, self._policies + _json({"told": [r.told for r in tools.ran]}))
+        if offer is not None:
+            if guards.promise == "escalate":
+                self._guardrail_on(step, "promise", "reply", "escalated", f"offers {offer}")
+                return None
+            self._guardrail_on(step, "promise", "reply", "rephrased", f"offers {offer}")
+            reply = step.say("needs_person")
         return reply
 
     # -- falling back -------------------------------------------------------------------------
