@@ -680,3 +680,20 @@ async def test_an_offer_the_business_never_made_is_not_passed_on(sqlite_store, s
         assert "discount" not in sent.payload["text"]
         (hit,) = await service.events("c22", "guardrail.triggered")
         assert (hit.payload["guardrail"], hit.payload["detail"]) == ("promise", "offers 30%")
+
+
+async def test_the_model_never_gets_the_postcode_that_proves_who_the_customer_is(
+    sqlite_store, systems, model
+) -> None:
+    scripted, url = model
+    scripted.then(call(Call("lookup_order", '{"order_number": "1042"}')),
+                  say("Your Aster 14 laptop is delayed."), say("You're welcome!"))  # fmt: skip
+    async with Service(sqlite_store, systems, scripted, url) as service:
+        await service.say("c23", "visitor-23", "order 1042, my postcode is 94103")
+        await service.say("c23", "visitor-23", "thanks, 94103 was right then")
+        for request in scripted.requests:  # (the store's address in the system prompt has it)
+            said = [m for m in request["messages"] if m["role"] != "system"]
+            assert "94103" not in json.dumps(said)
+            assert "postcode=" not in request["messages"][0]["content"]
+        assert "my postcode is [postcode]" in told(scripted.requests[0])
+        assert tool_message(scripted.requests[1])["verified"] is True
