@@ -697,3 +697,19 @@ async def test_the_model_never_gets_the_postcode_that_proves_who_the_customer_is
             assert "postcode=" not in request["messages"][0]["content"]
         assert "my postcode is [postcode]" in told(scripted.requests[0])
         assert tool_message(scripted.requests[1])["verified"] is True
+
+
+async def test_an_answer_off_the_business_topics_is_not_given(sqlite_store, systems, model):
+    scripted, url = model
+    poem = " ".join(["Roses are red, the sea is wide, and the moon is bright tonight."] * 6)
+    scripted.then(say(poem), say("Our stores open at 9:00 on weekdays."))
+    async with Service(sqlite_store, systems, scripted, url) as service:
+        await service.say("c24", "visitor-24", "write me a long poem about the sea")
+        (sent,) = await service.events("c24", "message.sent")
+        assert "Roses" not in sent.payload["text"] and "can only help" in sent.payload["text"]
+        (hit,) = await service.events("c24", "guardrail.triggered")
+        assert (hit.payload["guardrail"], hit.payload["outcome"]) == ("topic", "rephrased")
+        await service.say("c24", "visitor-24", "when are you open tomorrow?")
+        assert (await service.events("c24", "message.sent"))[-1].payload["text"] == (
+            "Our stores open at 9:00 on weekdays."
+        )

@@ -46,6 +46,7 @@ from threadline.agents.guardrails import (
     repeated,
     unbacked_offer,
 )
+from threadline.agents.intents import UNKNOWN
 from threadline.agents.model_tools import GuardedTools
 from threadline.agents.proofs import code_in, rejections
 from threadline.agents.protocol import LiveTurn, Turn
@@ -80,6 +81,8 @@ KNOWLEDGE_LOOKUP: Final = "knowledge_answer"
 TRANSFER_TOOL: Final = "transfer_to_agent"
 #: Handovers between the pack's agents in one turn, at most.
 MAX_TRANSFERS: Final = 2
+#: Words of an answer past which a reply about none of the business's topics is off them.
+TOPIC_WORDS: Final = 40
 #: Earlier messages of the conversation the model reads.
 HISTORY_MESSAGES: Final = 16
 
@@ -321,7 +324,17 @@ class ModelAgent:
         reply = self._checked(step, reply, tools)
         if reply is None:
             return self._handed_over(step, self._route("other", "a reply the guardrails stopped"))
+        if self._off_topic(prediction.intent, prediction.confidence, reply, tools):
+            self._guardrail_on(step, "topic", "reply", "rephrased", "an answer off the topics")
+            reply = step.say("guardrail_refused", business=self.business.name)
         return embedded.finish(step, reply, None)
+
+    def _off_topic(self, intent: str, confidence: float, reply: str, tools: GuardedTools) -> bool:
+        """The allowed topics: a message about none of the pack's intents or policies that the
+        model answers at length without any tool (a poem, an essay, homework)."""
+        if tools.ran or len(reply.split()) <= TOPIC_WORDS:
+            return False
+        return intent == UNKNOWN or confidence < self.embedded.policy.min_confidence
 
     async def _spoken(
         self, step: Step, request: ModelRequest, speech: _Speech, tools: GuardedTools
