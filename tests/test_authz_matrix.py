@@ -50,7 +50,8 @@ STORE, OTHER_STORE = "sf-market", "oak-broadway"
 #: What a path names, for the caller's own and for another's.
 OWN: Final = {"agent_id": "agent-ana", "store_id": STORE, "customer_id": "cus-maya",
               "queue_id": "orders", "conversation_id": "conv-m", "entry_id": "q-none",
-              "conflict_id": "c-none", "path": "twilio/incoming"}  # fmt: skip
+              "conflict_id": "c-none", "approval_id": "apr-none",
+              "path": "twilio/incoming"}  # fmt: skip
 OTHERS: Final = {"agent_id": "agent-ben", "store_id": OTHER_STORE, "customer_id": "cus-omar"}
 TARGETS: Final = {"agent_id": "agent", "store_id": "store", "customer_id": "customer",
                   "queue_id": "queue"}  # fmt: skip
@@ -377,6 +378,36 @@ def test_a_moved_conversation_is_decided_on_its_state_then() -> None:
     assert not allows(can_append, PRINCIPALS["agent"], SCENES["closed"], reply)
     handed_back = replace(SCENES["assigned"], queue=None, assignee=None, status="bot_active")
     assert not allows(can_read_conversation, PRINCIPALS["agent"], handed_back)
+
+
+def test_who_decided_a_call_follows_the_conversation_while_it_is_open() -> None:
+    """Agents of the approval's queue read the conversation while the call waits; the one
+    who decided it goes on reading it, to see the call run and the customer told, until
+    it closes."""
+    bot, ben = Actor("bot", "northwind-bot"), Actor("human", "agent-ben")
+    billing = {who: principal("agent", who, queues=frozenset({"billing"}))
+               for who in ("agent-ana", "agent-ben")}  # fmt: skip
+    asked = decide(SCENES["bot"], [_ev("approval.requested", {
+        "approval_id": "apr-1", "tool": "refund_order", "queue": "billing",
+        "arguments": {"order_number": "1042"}}, actor=bot)])  # fmt: skip
+    assert all(allows(can_read_conversation, who, asked) for who in billing.values())
+    assert not allows(can_read_conversation, PRINCIPALS["agent"], asked)  # orders only
+    told = decide(asked, [
+        _ev("approval.granted", {"approval_id": "apr-1", "agent_id": "agent-ben",
+                                 "queue": "billing"}, actor=ben),
+        _ev("action.requested", {"action_id": "apr-1", "tool": "refund_order"}, actor=bot),
+        _ev("action.completed", {"action_id": "apr-1", "result": {"refund_id": "rf-1"}},
+            actor=bot),
+        _ev("message.sent", {"text": "Your refund is approved."}, actor=bot, leg_id="chat-1"),
+    ])  # fmt: skip
+    assert "apr-1" not in told.approvals
+    assert allows(can_read_conversation, billing["agent-ben"], told)
+    assert not allows(can_read_conversation, billing["agent-ana"], told)
+    assert not allows(can_append, billing["agent-ben"], told,
+                      _ev("note.added", {"author_id": "agent-ben", "text": "done"},
+                          actor=ben))  # fmt: skip
+    closed = decide(told, [_ev("conversation.resolved", {"outcome": "answered"}, actor=bot)])
+    assert not allows(can_read_conversation, billing["agent-ben"], closed)
 
 
 # -- endpoints, live -------------------------------------------------------------------

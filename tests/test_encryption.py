@@ -27,6 +27,7 @@ from tests.conftest import OTHER_TOKEN_SECRET, POSTGRES_URL, TOKEN_SECRET
 from tests.serving import environment, refused
 from tests.stored_bytes import stored_bytes
 from threadline.core.catalogue import CATALOGUE, ERASED
+from threadline.core.conversation import STATE_SCHEMA_VERSION
 from threadline.core.errors import ConfigurationError, IntegrityError
 from threadline.core.events import Actor, Event, EventCodec, EventRecord
 from threadline.core.ports import KeyProvider, Snapshot, WrappedKey
@@ -169,7 +170,7 @@ async def test_a_conversation_rehydrates_from_an_encrypted_snapshot(sealed: Any)
     said = everything_said()
     conversations = Conversations(sealed, snapshot_every=2)
     await conversations.record("c-1", conversation("c-1", said))
-    snapshot = await sealed.load_snapshot("c-1", 3)
+    snapshot = await sealed.load_snapshot("c-1", STATE_SCHEMA_VERSION)
     assert snapshot is not None and snapshot.seq == 7
     state = await Conversations(sealed).rehydrate("c-1")
     assert state.slots["order_number"]["value"] == said["slot"]

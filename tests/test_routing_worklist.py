@@ -21,12 +21,14 @@ from threadline.routing.worklist import (
     needs_decoding,
     open_offers,
     rewind,
+    waiting_approvals,
 )
 
 T0 = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
 ANA = Viewer("agent-ana", frozenset({"orders", "billing"}))
 BEN = Viewer("agent-ben", frozenset({"repairs", "billing"}))
 SAM = Viewer("sup-sam", frozenset({"orders", "repairs", "billing"}), overseer=True)
+BEA = Viewer("agent-bea", frozenset({"orders"}))
 
 
 class Log:
@@ -166,6 +168,65 @@ def test_an_offer_is_withdrawn_when_the_conversation_ends_before_an_answer() -> 
     assert "held" not in frame
 
 
+# -- approvals -------------------------------------------------------------------------
+
+
+def asks_approval(log: Log, cid: str, queue: str = "billing") -> WorkChange | None:
+    return log.add(cid, "approval.requested", approval_id=f"apr-{cid}-1", tool="refund_order",
+                   arguments={"order_number": "1042"}, queue=queue,
+                   reason="lost parcel")  # fmt: skip
+
+
+def test_an_approval_request_reaches_the_agents_of_its_queue_and_overseers_only() -> None:
+    log = Log()
+    change = asks_approval(log, "c1")
+    frame = for_(ANA, change)
+    assert frame == {
+        "type": "approval.requested", "cursor": 1, "conversation_id": "c1",
+        "approval_id": "apr-c1-1", "queue": "billing", "tool": "refund_order",
+        "requested_at": (T0 + timedelta(seconds=1)).isoformat(), "customer_id": None,
+    }  # fmt: skip
+    assert for_(BEN, change) == frame and for_(SAM, change) == frame
+    assert for_(BEA, change) is None
+    assert "arguments" not in frame and "reason" not in frame  # the customer's: read as sent
+    assert [a.approval_id for a in waiting_approvals(log.state, BEN)] == ["apr-c1-1"]
+    assert waiting_approvals(log.state, BEA) == []
+
+
+def test_a_decision_by_anyone_takes_the_approval_off_every_desk_that_showed_it() -> None:
+    log = Log()
+    asks_approval(log, "c1")
+    asks_approval(log, "c2")
+    granted = log.add("c1", "approval.granted", approval_id="apr-c1-1", agent_id="agent-ben",
+                      queue="billing")  # fmt: skip
+    frame = for_(ANA, granted)
+    assert frame == {"type": "approval.decided", "cursor": 3, "conversation_id": "c1",
+                     "approval_id": "apr-c1-1", "queue": "billing", "decision": "granted",
+                     "agent_id": "agent-ben"}  # fmt: skip
+    assert for_(SAM, granted) == frame and for_(BEA, granted) is None
+    denied = log.add("c2", "approval.denied", approval_id="apr-c2-1", agent_id="sup-sam",
+                     queue="billing", reason="shipped already")  # fmt: skip
+    assert for_(BEN, denied)["decision"] == "denied"  # type: ignore[index]
+    assert waiting_approvals(log.state, SAM) == []
+    # A decision the conversation refused never reaches the log; folded anyway, it is no news.
+    again = log.add("c2", "approval.denied", approval_id="apr-c2-1", agent_id="sup-sam",
+                    queue="billing", reason="twice")  # fmt: skip
+    assert again is None
+
+
+def test_an_approval_on_a_held_conversation_is_one_frame_for_its_holder() -> None:
+    log = Log()
+    requested(log, "c1")
+    offered(log, "c1", "agent-ana")
+    accepted(log, "c1", "agent-ana")
+    change = asks_approval(log, "c1")
+    frame = for_(ANA, change)
+    assert frame is not None and frame["type"] == "approval.requested"
+    assert frame["held"] is True and frame["event"] == "approval.requested"
+    holder_only = for_(Viewer("agent-ana", frozenset({"orders"})), change)
+    assert holder_only is not None and holder_only["type"] == "conversation.changed"
+
+
 # -- conversations they hold -----------------------------------------------------------
 
 
@@ -260,8 +321,8 @@ def replayed_frames(log: Log, k: int, viewer: Viewer) -> list[dict[str, Any]]:
 
 
 def same_routing(a: RoutingState, b: RoutingState) -> bool:
-    return (dict(a.waiting), dict(a.assignees), dict(a.seen)) == (
-        dict(b.waiting), dict(b.assignees), dict(b.seen)
+    return (dict(a.waiting), dict(a.assignees), dict(a.seen), dict(a.approvals)) == (
+        dict(b.waiting), dict(b.assignees), dict(b.seen), dict(b.approvals)
     ) and all(
         (a.agent(x).presence, a.agent(x).conversations) == (b.agent(x).presence,
                                                             b.agent(x).conversations)
@@ -269,7 +330,9 @@ def same_routing(a: RoutingState, b: RoutingState) -> bool:
     )  # fmt: skip
 
 
-def journey(cid: str, agent: str, ending: str, queue: str) -> list[tuple[Any, ...]]:
+def journey(
+    cid: str, agent: str, ending: str, queue: str, approval: str = "none"
+) -> list[tuple[Any, ...]]:
     """One conversation's routing, as a list of steps to interleave with others."""
     expires = (T0 + timedelta(minutes=5)).isoformat()
     steps: list[tuple[Any, ...]] = [
@@ -286,6 +349,19 @@ def journey(cid: str, agent: str, ending: str, queue: str) -> list[tuple[Any, ..
     elif ending == "expire":
         steps[2] = (cid, "handoff.declined", {"offer_id": f"o-{cid}", "agent_id": agent,
                                               "reason": "expired"})  # fmt: skip
+    if approval != "none":
+        steps.insert(
+            0,
+            (
+                cid,
+                "approval.requested",
+                {"approval_id": f"apr-{cid}", "tool": "refund_order", "queue": "billing"},
+            ),
+        )
+    if approval in ("granted", "denied"):
+        steps.insert(3, (cid, f"approval.{approval}", {"approval_id": f"apr-{cid}",
+                                                       "agent_id": "agent-ben",
+                                                       "queue": "billing"}))  # fmt: skip
     return steps
 
 
@@ -294,7 +370,8 @@ def journey(cid: str, agent: str, ending: str, queue: str) -> list[tuple[Any, ..
     plans=st.lists(
         st.tuples(st.sampled_from(["agent-ana", "agent-ben"]),
                   st.sampled_from(["resolve", "transfer", "expire", "open"]),
-                  st.sampled_from(["orders", "repairs"])),
+                  st.sampled_from(["orders", "repairs"]),
+                  st.sampled_from(["none", "granted", "denied", "waiting"])),
         min_size=1, max_size=4,
     ),
     picks=st.lists(st.integers(0, 3), max_size=40),
@@ -313,7 +390,7 @@ def test_replaying_from_any_cursor_gives_exactly_the_frames_sent_live(plans, pic
         log.add(cid, type_, **payload)
     for k in range(len(log.events) + 1):
         assert same_routing(rewind(log.state, earlier_states(log, k)), log.states[k]), k
-        for viewer in (ANA, BEN, SAM):
+        for viewer in (ANA, BEN, SAM, BEA):
             assert replayed_frames(log, k, viewer) == log.frames(viewer, k), (k, viewer)
     cursors = [f["cursor"] for f in log.frames(ANA)]
     assert cursors == sorted(set(cursors))

@@ -10,16 +10,19 @@ and when it expires.
 Every frame is a JSON object with a ``type`` and a ``cursor``: the log
 position of the event it reports, increasing strictly. A desk that connects
 without ``after`` first gets a ``snapshot`` (its open offers with the reason
-and a packet summary, its conversations, its queues' counts); one that
-reconnects with ``after=<last cursor>`` gets exactly the frames it missed.
-Then come ``handoff.offered``, ``offer.accepted|declined|expired|withdrawn``,
+and a packet summary, the approvals waiting for its decision, its
+conversations, its queues' counts); one that reconnects with
+``after=<last cursor>`` gets exactly the frames it missed. Then come
+``handoff.offered``, ``offer.accepted|declined|expired|withdrawn``,
 ``offer.updated`` (the customer proved who they are while the offer was open:
-the offer again, with its packet summary), ``conversation.changed``,
-``queue.changed``, ``presence.changed``, and a ``heartbeat`` when the log
-moved on without concerning the desk. A refused caller gets
-``{"type": "error", "code", "problem", "status", "detail"}`` and the socket
-is closed with 1008; a desk too slow to keep up is closed with 1013 and
-resumes from its cursor.
+the offer again, with its packet summary), ``approval.requested`` (a sensitive
+call waits in one of the desk's queues: the tool, its arguments and the
+agent's reason), ``approval.decided`` (it waits no more: granted or denied,
+by whom), ``conversation.changed``, ``queue.changed``, ``presence.changed``,
+and a ``heartbeat`` when the log moved on without concerning the desk. A
+refused caller gets ``{"type": "error", "code", "problem", "status", "detail"}``
+and the socket is closed with 1008; a desk too slow to keep up is closed with
+1013 and resumes from its cursor.
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ from threadline.routing.workfeed import Idle, Snapshot, Subscription, WorkFeed
 from threadline.routing.worklist import (
     Viewer,
     WorkChange,
+    approval_out,
     awaiting,
     frame_for,
     held,
     open_offers,
     packet_brief,
+    waiting_approvals,
 )
 from threadline.security import (
     PROBLEMS,
@@ -75,17 +80,23 @@ class BadCursor(ValueError):
 # -- who watches whom ----------------------------------------------------------------
 
 
+def own_viewer(caller: Principal, routing: Router) -> Viewer:
+    """The caller's own worklist: their queues, or every queue for a supervisor, who
+    oversees them all."""
+    if caller.kind == "supervisor":
+        every = frozenset(q.name for q in routing.config.queues)
+        return Viewer(caller.subject, every, overseer=True)
+    return Viewer(caller.subject, caller.queues)
+
+
 def viewer_for(caller: Principal, agent_id: str, routing: Router) -> Viewer:
     """Whose worklist ``caller`` may watch at ``/agents/{agent_id}/stream``; Forbidden if the
     policy lets them watch none (``sockets.desk``)."""
     can_open(caller, STREAM, {"agent": agent_id})
-    if caller.kind == "supervisor":
-        if agent_id == ME:
-            every = frozenset(q.name for q in routing.config.queues)
-            return Viewer(caller.subject, every, overseer=True)
+    if caller.kind == "supervisor" and agent_id != ME:
         spec = routing.config.agent(agent_id)
         return Viewer(agent_id, spec.queues if spec is not None else frozenset())
-    return Viewer(caller.subject, caller.queues)
+    return own_viewer(caller, routing)
 
 
 def cursor_from(raw: str | None) -> int | None:
@@ -130,6 +141,19 @@ async def _offer_details(conversations: Conversations, offer: dict[str, Any]) ->
     return {**offer, "reason": state.handoff_reason, "packet": packet_brief(packet)}
 
 
+async def approval_details(
+    conversations: Conversations, approval: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """A waiting approval with what the call would do and why the agent asks, read from the
+    conversation as it is sent (the routing state keeps no customer data); and whether
+    the conversation still has it waiting."""
+    state = await conversations.rehydrate(approval["conversation_id"])
+    asked = state.approvals.get(approval["approval_id"]) or {}
+    details = {**approval, "arguments": dict(asked.get("arguments") or {}),
+               "reason": str(asked.get("reason") or "")}  # fmt: skip
+    return details, asked.get("status") == "pending"
+
+
 async def _card(conversations: Conversations, conversation_id: str) -> dict[str, Any]:
     """A held conversation as the desk lists it."""
     state = await conversations.rehydrate(conversation_id)
@@ -148,9 +172,12 @@ async def _card(conversations: Conversations, conversation_id: str) -> dict[str,
 async def snapshot_frame(
     conversations: Conversations, viewer: Viewer, snapshot: Snapshot
 ) -> dict[str, Any]:
-    """What the desk shows before any change: offers, conversations and queue counts."""
+    """What the desk shows before any change: offers, approvals, conversations and queue
+    counts."""
     state = snapshot.state
     offers = [await _offer_details(conversations, o) for o in open_offers(state, viewer)]
+    approvals = [(await approval_details(conversations, approval_out(a)))[0]
+                 for a in waiting_approvals(state, viewer)]  # fmt: skip
     cards = [await _card(conversations, cid) for cid in held(state, viewer)]
     return {
         "type": "snapshot",
@@ -161,6 +188,7 @@ async def snapshot_frame(
             "presence": state.agent(viewer.agent_id).presence,
         },
         "offers": offers,
+        "approvals": approvals,
         "conversations": cards,
         "queues": awaiting(state, viewer.queues),
     }
@@ -176,6 +204,8 @@ async def _frame(
     frame = frame_for(item, viewer)
     if frame is not None and frame["type"] in ("handoff.offered", "offer.updated"):
         frame = {**frame, **await _offer_details(conversations, frame)}
+    if frame is not None and frame["type"] == "approval.requested":
+        frame = (await approval_details(conversations, frame))[0]
     if frame is not None and frame.get("held") and frame["event"] == "handoff.accepted":
         frame["conversation"] = await _card(conversations, item.conversation_id)
     return frame

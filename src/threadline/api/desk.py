@@ -6,7 +6,8 @@ are desk commands
 (:mod:`threadline.engine.desk`) executed as the human acting, with the
 request's ``Idempotency-Key`` (or a fresh one): authorised and decided on the
 conversation's live state; transitions the state forbids come back as 409
-problems.
+problems. A sensitive call an automated agent asked to make waits for a person:
+an agent of the queue it waits in (or a supervisor) approves or denies it here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from threadline.api import agent_stream, problems
 from threadline.api.auth import Caller
@@ -24,9 +25,19 @@ from threadline.core.conversation import ConversationState
 from threadline.core.events import Actor, new_id
 from threadline.engine.commands import Command, NoSuchConversation
 from threadline.engine.conversations import Conversations
-from threadline.engine.desk import AnswerOffer, GiveBack, Reply, Resolve, StaleOffer, Transfer
+from threadline.engine.desk import (
+    AnswerOffer,
+    Decide,
+    GiveBack,
+    Reply,
+    Resolve,
+    StaleApproval,
+    StaleOffer,
+    Transfer,
+)
 from threadline.routing.packet import build_packet
 from threadline.routing.presence import AgentPresence
+from threadline.routing.worklist import approval_out, waiting_approvals
 from threadline.security import Principal, can_read_conversation
 from threadline.service import Service
 
@@ -36,6 +47,7 @@ router.include_router(agent_stream.router)
 
 problems.register_error(NoSuchConversation, 404, "not-found", "No such conversation")
 problems.register_error(StaleOffer, 409, "stale-offer", "The offer is no longer open")
+problems.register_error(StaleApproval, 409, "stale-approval", "The approval no longer waits")
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 IdempotencyKey = Annotated[str | None, Header(max_length=200)]
@@ -71,6 +83,20 @@ class ResolveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: Id
     note: Annotated[str | None, Field(max_length=2000)] = None
+
+
+class DecisionIn(BaseModel):
+    """Approve (``reason``: an optional note) or deny (``reason``: why, required)."""
+
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "deny"]
+    reason: Annotated[str | None, Field(max_length=2000)] = None
+
+    @model_validator(mode="after")
+    def _a_denial_says_why(self) -> DecisionIn:
+        if self.decision == "deny" and not (self.reason or "").strip():
+            raise ValueError("a denial needs a reason: the customer is told it")
+        return self
 
 
 # -- helpers -------------------------------------------------------------------------
@@ -160,6 +186,21 @@ async def my_offers(service: ServiceDep, caller: Caller) -> list[dict[str, Any]]
             "expires_at": offer.expires_at.isoformat(),
         })  # fmt: skip
     return offers
+
+
+@router.get("/agents/me/approvals")
+async def my_approvals(service: ServiceDep, caller: Caller) -> list[dict[str, Any]]:
+    """The sensitive calls waiting for the calling agent's decision, in their queues (every
+    one, for a supervisor), oldest first: the tool, its arguments and the agent's reason."""
+    viewer = agent_stream.own_viewer(caller, service.router)
+    found = []
+    for approval in waiting_approvals(service.router.state, viewer):
+        details, waiting = await agent_stream.approval_details(
+            service.conversations, approval_out(approval)
+        )
+        if waiting:  # else the router has not seen it decided yet
+            found.append(details)
+    return found
 
 
 # -- taking an offer -----------------------------------------------------------------
@@ -259,3 +300,22 @@ async def resolve(
     """Close the conversation with an outcome."""
     resolve = Resolve(conversation_id, idempotency_key or new_id(), body.outcome, body.note)
     return await _execute(service, caller, resolve)
+
+
+# -- deciding a sensitive call ---------------------------------------------------------
+
+
+@router.post("/conversations/{conversation_id}/approvals/{approval_id}")
+async def decide(
+    conversation_id: Id,
+    approval_id: Id,
+    body: DecisionIn,
+    service: ServiceDep,
+    caller: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, int]:
+    """Approve or deny a sensitive call waiting on the conversation (an agent: one waiting
+    in their queues); the automated agent then runs it, or tells the customer why not."""
+    decision = Decide(conversation_id, idempotency_key or new_id(), approval_id,
+                      body.decision == "approve", (body.reason or "").strip())  # fmt: skip
+    return await _execute(service, caller, decision)

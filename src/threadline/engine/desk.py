@@ -5,6 +5,9 @@ exist and the caller to read it; answering an offer needs the offer open and
 made to the caller (a supervisor answers any); working a conversation needs
 the caller to hold it (:func:`holds`). The policy engine decides both
 (:func:`~threadline.security.authz.can_answer_offer`, :func:`~threadline.security.authz.can_work`).
+Deciding a sensitive call needs the approval still waiting; whether the caller
+may decide it (an agent of the queue it waits in, or a supervisor) is the
+policy's rule on the decision event itself.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ LINEAGE: Final = Lineage("threadline.desk", "0.1.0")
 
 class StaleOffer(DomainError):
     """The offer answered is no longer open on the conversation."""
+
+
+class StaleApproval(DomainError):
+    """The approval decided no longer waits on the conversation (decided, or never asked)."""
 
 
 def holds(by: Principal, state: ConversationState) -> None:
@@ -93,6 +100,43 @@ class AnswerOffer(DeskCommand):
         type_ = "handoff.accepted" if self.accept else "handoff.declined"
         payload = {"offer_id": self.offer_id, "agent_id": _offered_to(state, by)}
         return [self.event(by, state, type_, payload)]
+
+
+@dataclass(frozen=True, slots=True)
+class Decide(DeskCommand):
+    """Approve or deny a sensitive call waiting on the conversation; ``text`` is the note
+    of an approval or the reason of a denial (which needs one)."""
+
+    approval_id: str
+    approve: bool
+    text: str = ""
+
+    def admit(self, by: Principal, state: ConversationState) -> None:
+        if state.seq == 0:
+            raise NoSuchConversation(f"no conversation {self.conversation_id}")
+        # Whether it still waits comes first: a decision ends the reading of every desk
+        # that showed it but the decider's, and to those "decided meanwhile" is the news.
+        self._waiting(state)
+        DeskCommand.admit(self, by, state)
+
+    def _waiting(self, state: ConversationState) -> Mapping[str, Any]:
+        approval = state.approvals.get(self.approval_id)
+        if approval is None or approval["status"] != "pending":
+            raise StaleApproval(
+                f"approval {self.approval_id} does not wait on conversation {self.conversation_id}"
+            )
+        return approval
+
+    def decide(self, state: ConversationState, by: Acting) -> list[Event]:
+        approval = self._waiting(state)
+        payload: dict[str, Any] = {"approval_id": self.approval_id, "agent_id": name_of(by),
+                                   "queue": approval["queue"]}  # fmt: skip
+        if not self.approve:
+            payload["reason"] = self.text
+            return [self.event(by, state, "approval.denied", payload)]
+        if self.text:
+            payload["note"] = self.text
+        return [self.event(by, state, "approval.granted", payload)]
 
 
 def _offered_to(state: ConversationState, by: Acting) -> str:

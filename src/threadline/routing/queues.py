@@ -2,9 +2,10 @@
 
 The configuration (:class:`QueueSpec`, :class:`AgentSpec`) says who works which
 queue with which skills. Everything that changes (presence, capacity, load,
-waiting conversations, open offers) is a :class:`RoutingState` folded from
-conversation events and agents' own streams, so the router can be rebuilt by
-replaying the log. Choosing an agent is a pure function of the two.
+waiting conversations, open offers, sensitive calls waiting for a person's
+approval) is a :class:`RoutingState` folded from conversation events and agents'
+own streams, so the router can be rebuilt by replaying the log. Choosing an
+agent is a pure function of the two.
 """
 
 from __future__ import annotations
@@ -160,9 +161,35 @@ class WaitingConversation:
         return (self.requested_at, self.requested_position, self.conversation_id)
 
 
+#: An approval's key in the routing state: its conversation and its id there.
+ApprovalKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """A sensitive call waiting on a conversation for an agent of ``queue`` (or a
+    supervisor) to approve or deny it.
+
+    Only what routes it is kept: what the call would do (its arguments, the agent's
+    reason) is the customer's data, read from the conversation when it is shown.
+    """
+
+    approval_id: str
+    conversation_id: str
+    queue: str
+    tool: str
+    requested_at: datetime
+    requested_position: int
+    customer_id: str | None = None
+
+    @property
+    def key(self) -> ApprovalKey:
+        return (self.conversation_id, self.approval_id)
+
+
 @dataclass(frozen=True, slots=True)
 class RoutingState:
-    """Agents, waiting conversations and assignments, folded from the log.
+    """Agents, waiting conversations, assignments and pending approvals, folded from the log.
 
     ``seen`` is the last folded seq of each stream that carried a routing
     event, so folding a redelivered event changes nothing.
@@ -172,6 +199,7 @@ class RoutingState:
     waiting: Mapping[str, WaitingConversation] = field(default_factory=dict)
     assignees: Mapping[str, str] = field(default_factory=dict)
     seen: Mapping[str, int] = field(default_factory=dict)
+    approvals: Mapping[ApprovalKey, PendingApproval] = field(default_factory=dict)
 
     def agent(self, agent_id: str) -> AgentState:
         return self.agents.get(agent_id) or AgentState(agent_id)
@@ -183,13 +211,14 @@ class RoutingState:
 class _Draft:
     """Mutable working copy used inside one fold call only."""
 
-    __slots__ = ("agents", "assignees", "seen", "waiting")
+    __slots__ = ("agents", "approvals", "assignees", "seen", "waiting")
 
     def __init__(self, state: RoutingState) -> None:
         self.agents = dict(state.agents)
         self.waiting = dict(state.waiting)
         self.assignees = dict(state.assignees)
         self.seen = dict(state.seen)
+        self.approvals = dict(state.approvals)
 
     def agent(self, agent_id: str) -> AgentState:
         return self.agents.get(agent_id) or AgentState(agent_id)
@@ -205,7 +234,7 @@ class _Draft:
         return agent_id
 
     def freeze(self) -> RoutingState:
-        return RoutingState(self.agents, self.waiting, self.assignees, self.seen)
+        return RoutingState(self.agents, self.waiting, self.assignees, self.seen, self.approvals)
 
 
 Apply = Callable[[_Draft, Event], None]
@@ -291,6 +320,26 @@ def _accepted(d: _Draft, e: Event) -> None:
 def _finished(d: _Draft, e: Event) -> None:
     d.waiting.pop(e.conversation_id, None)
     d.release(e.conversation_id, e.occurred_at)
+
+
+@_applies("approval.requested")
+def _approval_requested(d: _Draft, e: Event) -> None:
+    p = e.payload
+    approval = PendingApproval(
+        approval_id=p["approval_id"],
+        conversation_id=e.conversation_id,
+        queue=p["queue"],
+        tool=p["tool"],
+        requested_at=e.occurred_at,
+        requested_position=e.position,
+        customer_id=e.customer_id,
+    )
+    d.approvals[approval.key] = approval
+
+
+@_applies("approval.granted", "approval.denied")
+def _approval_decided(d: _Draft, e: Event) -> None:
+    d.approvals.pop((e.conversation_id, e.payload["approval_id"]), None)
 
 
 #: The event types that change routing; the router ignores every other type.

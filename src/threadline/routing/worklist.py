@@ -1,10 +1,11 @@
 """An agent's worklist: which events of the log concern which desk, as pure functions.
 
 The routing state (:mod:`threadline.routing.queues`) says, at any position of
-the log, which conversations wait in which queue, which offer is open to whom
-and who holds what. :func:`changes` compares the state before and after one
-event and says what that event did to worklists (an offer made or closed, a
-held conversation changed, a queue's count moved, an agent's presence);
+the log, which conversations wait in which queue, which offer is open to whom,
+who holds what and which sensitive calls wait for whose approval. :func:`changes`
+compares the state before and after one event and says what that event did to
+worklists (an offer made or closed, an approval requested or decided, a held
+conversation changed, a queue's count moved, an agent's presence);
 :func:`frame_for` turns that into the one frame a given :class:`Viewer` gets,
 or None when the event does not concern them. :func:`rewind` puts a present
 state back to an earlier position, so a reconnecting desk can replay the
@@ -24,7 +25,9 @@ from threadline.routing.queues import (
     AGENT_STREAM_PREFIX,
     ROUTING_TYPES,
     AgentState,
+    ApprovalKey,
     Offer,
+    PendingApproval,
     RoutingState,
     WaitingConversation,
 )
@@ -46,13 +49,15 @@ STATUS_AFTER: Final = {
 }
 V = TypeVar("V")
 _MESSAGES: Final = frozenset({"message.received", "message.sent", "utterance.transcribed"})
+_APPROVALS: Final = frozenset({"approval.requested", "approval.granted", "approval.denied"})
 
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
     """Whose worklist a stream shows: an agent and their queues.
 
-    An ``overseer`` (a supervisor on their own stream) sees every open offer.
+    An ``overseer`` (a supervisor on their own stream) sees every open offer and
+    every approval waiting.
     """
 
     agent_id: str
@@ -62,6 +67,10 @@ class Viewer:
     def sees_offer_of(self, agent_id: str) -> bool:
         return self.overseer or agent_id == self.agent_id
 
+    def decides_in(self, queue: str) -> bool:
+        """Whether approvals waiting in ``queue`` are theirs to decide."""
+        return self.overseer or queue in self.queues
+
 
 @dataclass(frozen=True, slots=True)
 class ClosedOffer:
@@ -70,6 +79,16 @@ class ClosedOffer:
     offer_id: str
     agent_id: str
     why: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecidedApproval:
+    """An approval that no longer waits: ``decision`` is granted or denied, by ``agent_id``."""
+
+    approval_id: str
+    queue: str
+    decision: str
+    agent_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +111,10 @@ class WorkChange:
     preview: str | None = None
     #: The customer proved who they are while the conversation was offered to someone.
     proved: Offer | None = None
+    #: A sensitive call that now waits for a person's approval.
+    approval: PendingApproval | None = None
+    #: An approval that no longer waits.
+    decided: DecidedApproval | None = None
 
 
 def agent_of_stream(conversation_id: str) -> str | None:
@@ -145,6 +168,22 @@ def _presence(before: RoutingState, after: RoutingState, event: Event) -> tuple[
     return (agent_id, now) if now != before.agent(agent_id).presence else None
 
 
+def _approval_moves(
+    before: RoutingState, after: RoutingState, event: Event
+) -> tuple[PendingApproval | None, DecidedApproval | None]:
+    if event.type not in _APPROVALS:
+        return None, None
+    key: ApprovalKey = (event.conversation_id, str(event.payload["approval_id"]))
+    was, now = before.approvals.get(key), after.approvals.get(key)
+    if was is None and now is not None:
+        return now, None
+    if was is not None and now is None:
+        decision = "granted" if event.type == "approval.granted" else "denied"
+        return None, DecidedApproval(was.approval_id, was.queue, decision,
+                                     str(event.payload["agent_id"]))  # fmt: skip
+    return None, None
+
+
 def _queue_moves(before: RoutingState, after: RoutingState, cid: str) -> dict[str, int]:
     was, now = before.waiting.get(cid), after.waiting.get(cid)
     was_queue = was.queue if was is not None else None
@@ -168,7 +207,9 @@ def changes(before: RoutingState, after: RoutingState, event: Event) -> WorkChan
     queues = _queue_moves(before, after, cid)
     presence = _presence(before, after, event)
     proved = now if event.type == PROOF and event.payload["verified"] and not offered else None
-    if not (offered or closed or holder_before or holder_after or queues or presence or proved):
+    approval, decided = _approval_moves(before, after, event)
+    if not (offered or closed or holder_before or holder_after or queues or presence or proved
+            or approval or decided):  # fmt: skip
         return None
     waiting = after.waiting.get(cid)
     return WorkChange(
@@ -186,6 +227,8 @@ def changes(before: RoutingState, after: RoutingState, event: Event) -> WorkChan
         presence=presence,
         preview=_preview(event) if holder_before or holder_after else None,
         proved=proved,
+        approval=approval,
+        decided=decided,
     )
 
 
@@ -199,9 +242,12 @@ def frame_for(change: WorkChange, viewer: Viewer) -> dict[str, Any] | None:
 
     The frame's ``type`` names the most important thing that happened to them:
     ``handoff.offered``, ``offer.accepted|declined|expired|withdrawn``,
-    ``conversation.changed``, ``queue.changed`` or ``presence.changed``; the
-    other fields say the rest (``held``: whether the conversation is theirs
-    after the event; ``queues``: new counts of their queues that moved).
+    ``approval.requested`` (a call waits in one of their queues),
+    ``approval.decided`` (it waits no more: ``decision`` granted or denied, by
+    ``agent_id``), ``conversation.changed``, ``queue.changed`` or
+    ``presence.changed``; the other fields say the rest (``held``: whether the
+    conversation is theirs after the event; ``queues``: new counts of their
+    queues that moved).
     """
     frame: dict[str, Any] = {"cursor": change.position}
     kind: str | None = None
@@ -215,6 +261,14 @@ def frame_for(change: WorkChange, viewer: Viewer) -> dict[str, Any] | None:
     elif change.proved is not None and viewer.sees_offer_of(change.proved.agent_id):
         kind = "offer.updated"
         frame.update(offer_out(change.conversation_id, change.proved, change.offered_queue))
+    approval, decided = change.approval, change.decided
+    if approval is not None and viewer.decides_in(approval.queue):
+        kind = kind or "approval.requested"
+        frame.update(approval_out(approval))
+    elif decided is not None and viewer.decides_in(decided.queue):
+        kind = kind or "approval.decided"
+        frame.update(approval_id=decided.approval_id, queue=decided.queue,
+                     decision=decided.decision, agent_id=decided.agent_id)  # fmt: skip
     if viewer.agent_id in (change.holder_before, change.holder_after):
         kind = kind or "conversation.changed"
         frame["held"] = change.holder_after == viewer.agent_id
@@ -262,6 +316,24 @@ def open_offers(state: RoutingState, viewer: Viewer) -> list[dict[str, Any]]:
     ]
 
 
+def approval_out(approval: PendingApproval) -> dict[str, Any]:
+    """A waiting approval as the desk shows it (before what the call would do is added)."""
+    return {
+        "conversation_id": approval.conversation_id,
+        "approval_id": approval.approval_id,
+        "queue": approval.queue,
+        "tool": approval.tool,
+        "requested_at": approval.requested_at.isoformat(),
+        "customer_id": approval.customer_id,
+    }
+
+
+def waiting_approvals(state: RoutingState, viewer: Viewer) -> list[PendingApproval]:
+    """The approvals ``viewer`` may decide (every one for an overseer), oldest first."""
+    pending = (a for a in state.approvals.values() if viewer.decides_in(a.queue))
+    return sorted(pending, key=lambda a: (a.requested_position, a.key))
+
+
 def held(state: RoutingState, viewer: Viewer) -> list[str]:
     """The conversations ``viewer`` holds, by id."""
     return sorted(cid for cid, agent_id in state.assignees.items() if agent_id == viewer.agent_id)
@@ -286,10 +358,12 @@ def rewind(present: RoutingState, earlier: Mapping[str, RoutingState]) -> Routin
     assignees = dict(present.assignees)
     seen = dict(present.seen)
     agents: dict[str, AgentState] = dict(present.agents)
+    approvals = {key: a for key, a in present.approvals.items() if key[0] not in earlier}
     for cid, past in earlier.items():
         _put_back(waiting, past.waiting, cid)
         _put_back(assignees, past.assignees, cid)
         _put_back(seen, past.seen, cid)
+        approvals.update((key, a) for key, a in past.approvals.items() if key[0] == cid)
         agent_id = agent_of_stream(cid)
         if agent_id is not None:
             was = past.agent(agent_id)
@@ -301,7 +375,7 @@ def rewind(present: RoutingState, earlier: Mapping[str, RoutingState]) -> Routin
     for agent_id in set(agents) | set(holding):
         agent = agents.get(agent_id) or AgentState(agent_id)
         agents[agent_id] = replace(agent, conversations=frozenset(holding.get(agent_id, ())))
-    return RoutingState(agents, waiting, assignees, seen)
+    return RoutingState(agents, waiting, assignees, seen, approvals)
 
 
 def packet_brief(packet: HandoffPacket) -> dict[str, Any]:

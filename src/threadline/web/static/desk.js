@@ -1,7 +1,8 @@
-// Threadline desk: offers, my conversations and my queues from the live work stream
-// (/agents/me/stream, resumed from the last cursor after a drop), the cross-channel
-// timeline from the conversation stream, the handoff packet, and replying,
-// transferring, returning and resolving. Everything works from the keyboard.
+// Threadline desk: offers, sensitive calls waiting for approval, my conversations and my
+// queues from the live work stream (/agents/me/stream, resumed from the last cursor after
+// a drop), the cross-channel timeline from the conversation stream, the handoff packet,
+// and replying, transferring, returning, resolving, approving and denying. Everything
+// works from the keyboard.
 (function () {
   "use strict";
   // A sign-in link carries the token in the fragment (#token=…), which browsers never send.
@@ -17,6 +18,7 @@
   function protocols() { return ["threadline", "threadline.bearer." + token]; }
   var MAX_DELAY = 15000;
   var offers = {};   // conversation id -> offer
+  var approvals = {};  // "conversation id/approval id" -> approval waiting for this desk
   var mine = {};     // conversation id -> card
   var queues = {};   // queue -> awaiting
   var work = { socket: null, cursor: null, attempt: 0, timer: null };
@@ -29,7 +31,11 @@
                          body: body === undefined ? undefined : JSON.stringify(body) })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (data) {
-          if (!r.ok) throw new Error(data.detail || data.title || ("HTTP " + r.status));
+          if (!r.ok) {
+            var error = new Error(data.detail || data.title || ("HTTP " + r.status));
+            error.title = data.detail ? data.title : null;  // "The approval no longer waits"
+            throw error;
+          }
           return data;
         });
       });
@@ -111,8 +117,9 @@
   function applyWork(frame) {
     var cid = frame.conversation_id;
     if (frame.type === "snapshot") {
-      offers = {}; mine = {}; queues = {};
+      offers = {}; mine = {}; queues = {}; approvals = {};
       frame.offers.forEach(function (o) { offers[o.conversation_id] = o; });
+      (frame.approvals || []).forEach(function (a) { approvals[approvalKey(a)] = a; });
       frame.conversations.forEach(function (c) { mine[c.conversation_id] = c; });
       Object.keys(frame.queues).forEach(function (q) { queues[q] = frame.queues[q]; });
       if (frame.agent.presence) $("presence").value = frame.agent.presence;
@@ -124,6 +131,14 @@
     if (frame.type.indexOf("offer.") === 0 && frame.type !== "offer.updated" && offers[cid] &&
         offers[cid].offer_id === frame.offer_id) {
       delete offers[cid];
+    }
+    if (frame.type === "approval.requested") approvals[approvalKey(frame)] = frame;
+    if (frame.type === "approval.decided") {
+      delete approvals[approvalKey(frame)];
+      if (current && current.id === cid && !mine[cid]) {
+        $("conv-status").textContent = (frame.decision === "granted" ? "Approved" : "Denied") +
+          " by " + frame.agent_id + ".";
+      }
     }
     if ("held" in frame) {
       if (frame.held) {
@@ -139,6 +154,7 @@
     if (frame.queues) Object.keys(frame.queues).forEach(function (q) { queues[q] = frame.queues[q]; });
     if (frame.presence) $("presence").value = frame.presence;
     renderOffers();
+    renderApprovals();
     renderMine();
     renderQueues();
   }
@@ -245,6 +261,139 @@
     return li;
   }
 
+  // -- approvals: a sensitive call an automated agent asked to make, for a person to decide --
+
+  var denyFields = 0;  // the deny reason fields made so far: each gets its own id
+
+  function approvalKey(a) { return a.conversation_id + "/" + a.approval_id; }
+
+  function renderApprovals() {
+    // Oldest first; an approval's item is built once, so a reason being typed stays.
+    var items = Object.keys(approvals).sort(function (x, y) {
+      var a = approvals[x].requested_at || "", b = approvals[y].requested_at || "";
+      return a < b ? -1 : a > b ? 1 : (x < y ? -1 : 1);
+    }).map(function (key) { return { key: key, version: "1", value: approvals[key] }; });
+    sync($("approvals"), items, approvalItem, $("approvals-title"));
+    $("no-approvals").hidden = items.length > 0;
+  }
+
+  // A call's arguments as the person deciding reads them: one line per argument.
+  function argumentList(args) {
+    var dl = document.createElement("dl");
+    dl.className = "approval-args";
+    Object.keys(args || {}).forEach(function (name) {
+      var value = args[name];
+      var dt = document.createElement("dt"); dt.textContent = words(name);
+      var dd = document.createElement("dd");
+      dd.textContent = value !== null && typeof value === "object" ? JSON.stringify(value) : String(value);
+      dl.appendChild(dt); dl.appendChild(dd);
+    });
+    return dl;
+  }
+
+  function approvalItem(approval) {
+    var li = document.createElement("li");
+    li.className = "approval";
+    var cid = approval.conversation_id;
+    var what = words(approval.tool);
+    var who = approval.customer_id || "unknown customer";
+    var title = document.createElement("p");
+    title.className = "approval-title";
+    title.textContent = what + " · queue " + approval.queue;
+    var why = document.createElement("p");
+    why.className = "approval-detail";
+    why.textContent = "Why: " + (approval.reason || "no reason given");
+    var about = document.createElement("p");
+    about.className = "approval-detail";
+    var asked = approval.requested_at ? new Date(approval.requested_at).toLocaleTimeString() : "";
+    about.textContent = who + " · " + short(cid) + (asked ? " · asked " + asked : "");
+    var busy = false;
+    function decide(body) {
+      if (busy) return;
+      busy = true;
+      api("POST", "/conversations/" + encodeURIComponent(cid) + "/approvals/" +
+          encodeURIComponent(approval.approval_id), body)
+        .then(function () {
+          showError($("approval-error"), null);
+          delete approvals[approvalKey(approval)];  // its approval.decided frame says so too
+          renderApprovals();
+        })
+        .catch(function (e) {
+          busy = false;
+          showError($("approval-error"), new Error((e.title ? e.title + ": " : "") + e.message));
+        });
+    }
+    function button(text, role, label, secondary) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.textContent = text;
+      b.dataset.role = role;
+      if (secondary) b.className = "secondary";
+      b.setAttribute("aria-label", label);
+      return b;
+    }
+    var subject = what + " for " + who + ", conversation " + short(cid);
+    var approve = button("Approve", "approve", "Approve " + subject);
+    var deny = button("Deny", "deny", "Deny " + subject + "…", true);
+    var view = button("Open", "view", "Open conversation " + short(cid) + " of this approval", true);
+    approve.addEventListener("click", function () { decide({ decision: "approve" }); });
+    view.addEventListener("click", function () {
+      open(cid, false, "A call waits for approval: you may read, not reply.");
+      $("conv-title").focus();
+    });
+    var buttons = document.createElement("div");
+    buttons.className = "buttons";
+    [approve, deny, view].forEach(function (b) { buttons.appendChild(b); });
+
+    // Denying asks why, in place: the customer is told the reason.
+    var form = document.createElement("form");
+    form.className = "deny";
+    form.hidden = true;
+    var field = "deny-reason-" + (++denyFields);
+    var label = document.createElement("label");
+    label.htmlFor = field;
+    label.textContent = "Why deny it? The customer is told.";
+    var reason = document.createElement("input");
+    reason.id = field;
+    reason.type = "text";
+    reason.required = true;
+    reason.maxLength = 2000;
+    reason.dataset.role = "deny-reason";
+    reason.autocomplete = "off";
+    var send = document.createElement("button");
+    send.type = "submit";
+    send.textContent = "Send denial";
+    send.dataset.role = "send-denial";
+    send.setAttribute("aria-label", "Send denial of " + subject);
+    var cancel = button("Cancel", "cancel-denial", "Cancel denying " + subject, true);
+    var formButtons = document.createElement("div");
+    formButtons.className = "buttons";
+    formButtons.appendChild(send);
+    formButtons.appendChild(cancel);
+    [label, reason, formButtons].forEach(function (node) { form.appendChild(node); });
+    deny.addEventListener("click", function () {
+      form.hidden = false;
+      deny.setAttribute("aria-expanded", "true");
+      reason.focus();
+    });
+    deny.setAttribute("aria-expanded", "false");
+    cancel.addEventListener("click", function () {
+      form.hidden = true;
+      deny.setAttribute("aria-expanded", "false");
+      deny.focus();
+    });
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var text = reason.value.trim();
+      if (!text) { reason.focus(); return; }
+      decide({ decision: "deny", reason: text });
+    });
+    [title, argumentList(approval.arguments), why, about, buttons, form].forEach(function (node) {
+      li.appendChild(node);
+    });
+    return li;
+  }
+
   function renderMine() {
     var items = Object.keys(mine).map(function (cid) {
       var c = mine[cid];
@@ -286,7 +435,8 @@
 
   // -- the open conversation -----------------------------------------------------------
 
-  function entry(e) {
+  function entry(e, view) {
+    if (e.type === "action.requested") view.tools[e.payload.action_id] = e.payload.tool;
     var li = document.createElement("li");
     li.className = e.actor.kind;
     var badge = document.createElement("span");
@@ -300,20 +450,48 @@
     var heard = e.type === "message.heard" && !p.complete ?
       "caller heard only: " + (p.heard_text || "(nothing)") : "";
     text.textContent = p.text || heard || (p.name ? p.name + " = " + p.value : "") || p.intent ||
-      p.outcome || p.reason_code || p.tool || "";
+      p.outcome || p.reason_code || approvalText(e) || p.tool || outcome(e, view) || "";
     li.appendChild(badge);
     li.appendChild(kind);
     if (text.textContent) li.appendChild(text);
     return li;
   }
 
-  function open(id, focusReply) {
+  // A sensitive call waiting for a person, and their decision, as the timeline says them.
+  function approvalText(e) {
+    var p = e.payload;
+    if (e.type === "approval.requested") {
+      return words(p.tool) + " waits for approval in " + p.queue + (p.reason ? ": " + p.reason : "");
+    }
+    if (e.type === "approval.granted") return "approved by " + p.agent_id + (p.note ? ": " + p.note : "");
+    if (e.type === "approval.denied") return "denied by " + p.agent_id + ": " + p.reason;
+    return "";
+  }
+
+  // How a call ended, at a glance: its tool, and the first few plain values it returned.
+  function outcome(e, view) {
+    var p = e.payload;
+    if (e.type !== "action.completed" && e.type !== "action.failed") return "";
+    var tool = words(view.tools[p.action_id] || "call");
+    if (e.type === "action.failed") return tool + " failed: " + p.error;
+    var values = p.result || {};
+    var plain = Object.keys(values).filter(function (k) {
+      return values[k] !== null && typeof values[k] !== "object";
+    }).slice(0, 3).map(function (k) {
+      var v = String(values[k]);
+      return words(k) + " " + (v.length > 60 ? v.slice(0, 59) + "…" : v);
+    });
+    return tool + " done" + (plain.length ? ": " + plain.join(" · ") : "");
+  }
+
+  function open(id, focusReply, note) {
     if (current) { clearTimeout(current.timer); if (current.socket) current.socket.close(); }
-    current = { id: id, seen: 0, attempt: 0, timer: null, socket: null };
+    current = { id: id, seen: 0, attempt: 0, timer: null, socket: null, tools: {} };
     $("conv-title").textContent = "Conversation " + short(id);
     $("timeline").textContent = "";
     $("timeline").setAttribute("aria-label", "Timeline of conversation " + short(id));
     held(Boolean(mine[id]) || focusReply, mine[id] && mine[id].status);
+    if (note && !mine[id]) $("conv-status").textContent = note;
     follow(current);
     loadPacket(id);
     renderMine();
@@ -335,12 +513,21 @@
       if (!e.seq || e.seq <= view.seen) return;
       view.seen = e.seq;
       view.attempt = 0;
-      $("timeline").appendChild(entry(e));
+      $("timeline").appendChild(entry(e, view));
       $("timeline").scrollTop = $("timeline").scrollHeight;
       loadPacket(view.id);
     };
     socket.onclose = function (event) {
-      if (current !== view || view.socket !== socket || event.code === 1008) return;
+      if (current !== view || view.socket !== socket) return;
+      if (event.code === 1008) {  // the policy no longer lets this desk read it
+        if ($("reply").contains(document.activeElement)) $("conv-title").focus();
+        $("reply").hidden = true;
+        var said = $("conv-status").textContent;  // why, when the work stream said it first
+        if (said.indexOf("may no longer read") < 0) {
+          $("conv-status").textContent = (said ? said + " " : "") + "You may no longer read it.";
+        }
+        return;
+      }
       view.timer = setTimeout(function () { if (current === view) follow(view); },
                               backoff(view.attempt++));
     };
