@@ -34,6 +34,9 @@ test: lint
 	$(BIN)/threadline eval examples/northwind/evaluation/suite --business examples/northwind \
 		--agent embedded --runs 2 --gate examples/northwind/evaluation/thresholds.yaml \
 		--json var/eval/embedded.json
+	$(BIN)/threadline eval examples/northwind/evaluation/suite --business examples/northwind \
+		--agent model --runs 2 --gate examples/northwind/evaluation/thresholds-model.yaml \
+		--json var/eval/model.json
 
 bench: $(BIN)/.bench-installed
 	$(BIN)/python -m bench.run

@@ -139,3 +139,36 @@ def test_the_shipped_suite_has_150_conversations_30_of_them_adversarial() -> Non
 def test_the_shipped_suite_scripts_only_tools_of_the_pack(northwind) -> None:
     for scenario in load_suite(SHIPPED).scenarios:
         assert scenario.scripted_tools <= set(northwind.pack.tools), scenario.id
+
+
+EITHER = """\
+now: 2025-03-04T10:00:00
+scenarios:
+  - id: refund
+    outcome: escalated
+    turns:
+      - say: I want a refund for order 1043
+        handoff_or_approval: {queue: billing, tool: refund_order}
+"""
+
+
+def test_a_turn_may_hand_off_or_ask_for_an_approval_and_goes_to_the_queue_either_way(
+    tmp_path,
+) -> None:
+    scenario = load_suite(_written(tmp_path, EITHER)).scenarios[0]
+    wanted = scenario.turns[0].handoff_or_approval
+    assert wanted is not None and (wanted.queue, wanted.tool) == ("billing", "refund_order")
+    assert scenario.expected_queue == "billing"
+
+
+@pytest.mark.parametrize("also", ["handoff: true", "approval: refund_order", "contained: true"])
+def test_handoff_or_approval_is_instead_of_a_handoff_an_approval_or_containment(
+    tmp_path, also
+) -> None:
+    message = _problem(tmp_path, EITHER + f"        {also}\n")
+    assert "`handoff_or_approval` is instead of" in message
+
+
+def test_a_contained_scenario_cannot_hand_off_or_ask_for_an_approval(tmp_path) -> None:
+    message = _problem(tmp_path, EITHER.replace("outcome: escalated", "outcome: contained"))
+    assert "a turn expects a handoff but the outcome is `contained`" in message

@@ -10,7 +10,8 @@ it tell more:
   ownership here as it does in the flow.
 - A tool that takes ``customer_id`` acts for the conversation's customer only, once this
   contact has proven who they are (the level the pack asks for their history): the
-  argument is theirs, whatever the model wrote.
+  argument is theirs, whatever the model wrote. Before that, a tool that needs the
+  argument runs nothing; one that may go without it (a booking) runs for no customer.
 - A sensitive tool (it moves money or changes an account) does not run: the call waits
   for a person's approval (``approval.requested``).
 - A result's text that carries instructions rather than data ("ignore your rules…") is
@@ -86,14 +87,17 @@ class GuardedTools:
         spec = step.business.pack.tools[call.name]
         if CUSTOMER_ARGUMENT in spec.parameters.get("properties", {}):
             owner = self._proven_customer()
-            if owner is None:
+            if owner is not None:
+                arguments[CUSTOMER_ARGUMENT] = owner
+            elif CUSTOMER_ARGUMENT not in spec.parameters.get("required", ()):
+                arguments.pop(CUSTOMER_ARGUMENT, None)  # for nobody's account: a visitor's booking
+            else:
                 needed = step.business.pack.verification.history
                 requested = self._requested(call.name, arguments)
                 self._failed(requested, "unverified", "the customer has not proven who they are")
                 return Ran({"error": "the customer has not proven who they are yet",
                             "ask_for": proof_label(step, needed) or "a one-time code"},
                            call.name, ok=False)  # fmt: skip
-            arguments[CUSTOMER_ARGUMENT] = owner
         if spec.sensitive:
             return self._approval(call.name, arguments)
         requested = self._requested(call.name, arguments)

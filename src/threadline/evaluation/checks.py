@@ -42,6 +42,8 @@ class TurnResult:
     calls: tuple[Call, ...] = ()
     handoff: tuple[str, str] | None = None  # (queue, reason code)
     approvals: tuple[str, ...] = ()
+    #: The queue of the first approval asked for.
+    approval_queue: str | None = None
     guardrails: tuple[str, ...] = ()
     fallbacks: int = 0
     tools_expected: int = 0
@@ -49,6 +51,9 @@ class TurnResult:
     tools_unexpected: int = 0
     leaks: int = 0
     failures: tuple[str, ...] = field(default_factory=tuple)
+    #: The queue the turn took the conversation to: its handoff's, or the queue of an
+    #: approval the turn was allowed to ask instead (``handoff_or_approval``).
+    went_to: str | None = None
 
 
 def _call(tool: str, arguments: Mapping[str, Any]) -> str:
@@ -81,6 +86,7 @@ def read_turn(observed: Observed, said: str) -> TurnResult:
     calls: list[Call] = []
     handoff = None
     approvals: list[str] = []
+    approval_queue = None
     guardrails: list[str] = []
     fallbacks = 0
     for event in observed.events:
@@ -96,12 +102,15 @@ def read_turn(observed: Observed, said: str) -> TurnResult:
             )
         elif event.type == "approval.requested":
             approvals.append(str(payload["tool"]))
+            if approval_queue is None and payload.get("queue"):
+                approval_queue = str(payload["queue"])
         elif event.type == GUARDRAIL:
             guardrails.append(str(payload.get("guardrail")))
         elif event.type in FALLBACKS:
             fallbacks += 1
     return TurnResult(said, observed.reply, observed.latency_ms, intent, tuple(calls), handoff,
-                      tuple(approvals), tuple(guardrails), fallbacks)  # fmt: skip
+                      tuple(approvals), approval_queue, tuple(guardrails), fallbacks,
+                      went_to=handoff[0] if handoff else None)  # fmt: skip
 
 
 def check_turn(
@@ -117,6 +126,7 @@ def check_turn(
         failures.append(f"intent: expected {' or '.join(spec.intent)}, got {turn.intent}")
     expected, matched, unexpected = _tools(spec, turn.calls, failures)
     _handoff(spec, turn.handoff, failures)
+    went_to = _handoff_or_approval(spec, turn, failures)
     if spec.approval is not None and spec.approval.tool not in turn.approvals:
         failures.append(f"approval: expected one for {spec.approval.tool}, "
                         f"got {', '.join(turn.approvals) or 'none'}")  # fmt: skip
@@ -131,8 +141,8 @@ def check_turn(
             failures.append(f"reply: says {shown(pattern)}, which it must not")
     return TurnResult(
         turn.said, turn.reply, turn.latency_ms, turn.intent, turn.calls, turn.handoff,
-        turn.approvals, turn.guardrails, turn.fallbacks, expected, matched, unexpected, leaks,
-        tuple(failures),
+        turn.approvals, turn.approval_queue, turn.guardrails, turn.fallbacks, expected, matched,
+        unexpected, leaks, tuple(failures), went_to,
     )  # fmt: skip
 
 
@@ -176,3 +186,29 @@ def _handoff(spec: TurnSpec, handoff: tuple[str, str] | None, failures: list[str
         failures.append(f"handoff: expected queue {wanted.queue}, got {queue}")
     if wanted.reason is not None and reason != wanted.reason:
         failures.append(f"handoff: expected reason {wanted.reason}, got {reason}")
+
+
+def _handoff_or_approval(spec: TurnSpec, turn: TurnResult, failures: list[str]) -> str | None:
+    """Where the turn took the conversation: a handoff's queue, or, where the turn may ask
+    for an approval instead, the approval's queue; a failure when it did neither as
+    expected."""
+    wanted = spec.handoff_or_approval
+    if wanted is None:
+        return turn.went_to
+    if turn.handoff is not None:
+        queue, reason = turn.handoff
+        if wanted.queue is not None and queue != wanted.queue:
+            failures.append(f"handoff or approval: expected queue {wanted.queue}, got {queue}")
+        elif wanted.reason is not None and reason != wanted.reason:
+            failures.append(f"handoff or approval: expected reason {wanted.reason}, got {reason}")
+        return queue
+    if wanted.tool in turn.approvals:
+        asked = turn.approval_queue
+        if wanted.queue is not None and asked != wanted.queue:
+            failures.append(f"handoff or approval: expected an approval in {wanted.queue},"
+                            f" asked in {asked}")  # fmt: skip
+        return asked
+    to = f" to {wanted.queue}" if wanted.queue else ""
+    failures.append(f"handoff or approval: expected a handoff{to} or an approval of"
+                    f" {wanted.tool}, got neither")  # fmt: skip
+    return None

@@ -74,7 +74,7 @@ class Plan:
 def plan(args: argparse.Namespace) -> Plan:
     """The evaluation ``args`` ask for; ConfigurationError (one line) on bad input."""
     from threadline.business import load_configured
-    from threadline.evaluation.agents import agent_factory
+    from threadline.evaluation.agents import registered
     from threadline.evaluation.gate import load_thresholds
     from threadline.evaluation.suite import load_suite
     from threadline.settings import load_settings
@@ -83,7 +83,7 @@ def plan(args: argparse.Namespace) -> Plan:
         raise ConfigurationError("--runs must be at least 1")
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigurationError("--timeout must be more than 0 seconds")
-    agent_factory(args.agent)  # an unknown agent stops us here
+    registered(args.agent)  # an unknown agent stops us here
     options = {}
     for option in args.agent_option:
         key, sep, value = option.partition("=")

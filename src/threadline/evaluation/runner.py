@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Final
 
 from threadline.business import Business
 from threadline.core.errors import ThreadlineError
-from threadline.evaluation.agents import AgentFactory, agent_factory
+from threadline.evaluation.agents import AgentFactory, EvaluationSetup, open_agent
 from threadline.evaluation.checks import TurnResult, check_turn
 from threadline.evaluation.sandbox import TURN_TIMEOUT, Sandbox
 from threadline.evaluation.suite import Scenario, Suite
@@ -35,7 +36,8 @@ class ScenarioRun:
     scenario: Scenario
     run: int
     turns: tuple[TurnResult, ...]
-    #: The queue of the first handoff (None: the agent kept the conversation).
+    #: The queue of the first handoff, or of an approval a turn could ask instead (None:
+    #: the agent kept the conversation).
     queue: str | None
     failures: tuple[str, ...]
 
@@ -68,8 +70,8 @@ def scenario_now(scenario: Scenario, business: Business) -> datetime:
 
 
 def _outcome(scenario: Scenario, turns: tuple[TurnResult, ...]) -> tuple[str | None, list[str]]:
-    at = next((n for n, t in enumerate(turns, 1) if t.handoff is not None), None)
-    queue = turns[at - 1].handoff[0] if at is not None else None  # type: ignore[index]
+    at = next((n for n, t in enumerate(turns, 1) if t.went_to is not None), None)
+    queue = turns[at - 1].went_to if at is not None else None
     problems = []
     if scenario.outcome == "contained" and queue is not None:
         problems.append(f"outcome: expected contained, handed to {queue} at turn {at}")
@@ -135,24 +137,28 @@ async def evaluate(
     done: Callable[[ScenarioRun], None] | None = None,
 ) -> Evaluation:
     """Run every scenario of ``suite`` ``runs`` times against ``agent``, a turn waiting
-    ``timeout`` seconds at most for its reply; ``done`` hears of each run as it ends."""
+    ``timeout`` seconds at most for its reply; ``done`` hears of each run as it ends.
+    What the agent's runs share (a model provider) is opened first, and closed when the
+    last run ends."""
     if runs < 1:
         raise ValueError("runs must be at least 1")
-    factory = agent_factory(agent)
     started = time.perf_counter()
     results = []
     root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="threadline-eval-"))
     try:
-        for run in range(1, runs + 1):
-            for index, scenario in enumerate(suite.scenarios):
-                workdir = root / f"{run}-{index}"
-                result = await run_scenario(scenario, business, settings, factory, workdir,
-                                            run=run, options=options,
-                                            timeout=timeout or TURN_TIMEOUT)  # fmt: skip
-                await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
-                results.append(result)
-                if done is not None:
-                    done(result)
+        async with AsyncExitStack() as shared:
+            setup = EvaluationSetup(business, settings, shared, dict(options or {}))
+            factory = await open_agent(agent, setup)
+            for run in range(1, runs + 1):
+                for index, scenario in enumerate(suite.scenarios):
+                    workdir = root / f"{run}-{index}"
+                    result = await run_scenario(scenario, business, settings, factory, workdir,
+                                                run=run, options=options,
+                                                timeout=timeout or TURN_TIMEOUT)  # fmt: skip
+                    await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+                    results.append(result)
+                    if done is not None:
+                        done(result)
     finally:
         await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
     return Evaluation(suite.name, agent, runs, tuple(results), time.perf_counter() - started,

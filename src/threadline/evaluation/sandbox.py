@@ -8,7 +8,8 @@ adapters: the chat adapter records ``message.received``; on a call the voice
 adapter answers (caller id as a claim, the greeting and its consent notice)
 and each utterance is recorded as ``utterance.transcribed``, as the speech
 pipeline records what it heard. What the turn recorded is read back from the
-log once the agent's reply is there. A scenario may script what some tools
+log once the agent has answered: the whole turn, a reply streamed sentence by
+sentence (a model's, on a call) included. A scenario may script what some tools
 answer (:class:`ScriptedTools`).
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from typing import Any, Final
 
 from jsonschema_rs import Draft202012Validator
 
+from threadline.agents.protocol import Agent, LiveTurn, Turn
 from threadline.agents.runtime import BotRuntime
 from threadline.bus.memory import MemoryBus
 from threadline.business import Business
@@ -34,6 +36,7 @@ from threadline.channels.chat.adapter import ChatAdapter, ChatLeg
 from threadline.channels.voice.telephony.calls import LINEAGE as VOICE_LINEAGE
 from threadline.channels.voice.telephony.calls import CallLeg, VoiceCalls
 from threadline.channels.voice.telephony.directory import CallerDirectory
+from threadline.core.conversation import ConversationState
 from threadline.core.events import Actor, Event, EventRecord, Lineage, new_id
 from threadline.engine.commands import AppendEvents, Commands
 from threadline.engine.conversations import Conversations
@@ -94,9 +97,101 @@ def _problem(schema: dict[str, Any], value: Any) -> str | None:
     return str(next(iter(validator.iter_errors(value))).message)
 
 
+class Watched:
+    """The agent under evaluation, as the runtime sees it, noting when it has answered a
+    customer's message and the last event of its answer (a streamed reply records its
+    first sentences before the turn ends)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        #: (conversation, the customer's seq) -> the id of the answer's last event (None:
+        #: the agent recorded nothing).
+        self.answered: dict[tuple[str, int], str | None] = {}
+        self.changed = asyncio.Event()
+
+    @property
+    def id(self) -> str:
+        return self.agent.id
+
+    async def take_turn(
+        self, state: ConversationState, text: str, channel: str, now: datetime, *,
+        leg_id: str | None = None, in_reply_to: str | None = None, live: LiveTurn | None = None,
+    ) -> Turn:  # fmt: skip
+        seen = _SeenLive(live) if live is not None else None
+        last: str | None = None
+        try:
+            turn = await self.agent.take_turn(state, text, channel, now, leg_id=leg_id,
+                                              in_reply_to=in_reply_to, live=seen)  # fmt: skip
+            events = turn.events or (seen.recorded if seen is not None else ())
+            last = events[-1].event_id if events else None
+            return turn
+        finally:
+            self.answered[(state.conversation_id, state.seq)] = last
+            self.changed.set()
+
+    def may_process(self, state: ConversationState) -> bool:
+        return self.agent.may_process(state)
+
+    async def hand_over(
+        self, state: ConversationState, channel: str, now: datetime, *, leg_id: str | None,
+        anchor: str,
+    ) -> Turn:  # fmt: skip
+        """A customer's turn the agent may not process: a person takes it."""
+        last: str | None = None
+        try:
+            turn = await self.agent.hand_over(state, channel, now, leg_id=leg_id, anchor=anchor)
+            last = turn.events[-1].event_id if turn.events else None
+            return turn
+        finally:
+            self.answered[(state.conversation_id, state.seq)] = last
+            self.changed.set()
+
+    async def settle(self, state: ConversationState, decision: Event, now: datetime) -> Turn:
+        return await self.agent.settle(state, decision, now)
+
+    async def welcome_back(
+        self, state: ConversationState, channel: str, now: datetime, *, leg_id: str, anchor: str
+    ) -> Turn:
+        return await self.agent.welcome_back(state, channel, now, leg_id=leg_id, anchor=anchor)
+
+    async def last_of(self, conversation_id: str, seq: int, deadline: float) -> str | None:
+        """The last event of the answer to the customer's event ``seq`` (None: none, or no
+        answer before ``deadline``, a ``perf_counter`` time)."""
+        key = (conversation_id, seq)
+        while key not in self.answered:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return None
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), left)
+            except TimeoutError:
+                return None
+        return self.answered.pop(key)
+
+
+class _SeenLive:
+    """A turn's :class:`LiveTurn`, keeping what it recorded early."""
+
+    def __init__(self, live: LiveTurn) -> None:
+        self.live = live
+        self.recorded: tuple[Event, ...] = ()
+
+    async def record(self, events: Sequence[Event]) -> bool:
+        done = await self.live.record(events)
+        if done:
+            self.recorded += tuple(events)
+        return done
+
+    @property
+    def interrupted(self) -> bool:
+        return self.live.interrupted
+
+
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """What one customer turn recorded: the events after the customer's, up to the reply."""
+    """What one customer turn recorded: the events after the customer's, up to the end of
+    the agent's answer; its reply (the sentences of a streamed one, joined)."""
 
     events: tuple[Event, ...]
     reply: str | None
@@ -165,7 +260,8 @@ class Sandbox:
         stack.push_async_callback(self.systems.close)
         setup = AgentSetup(self.business, self.systems, self.settings, store, self.conversations,
                            clock, stack, self.options)  # fmt: skip
-        runtime = BotRuntime(self.conversations, self.factory(setup), clock=clock)
+        self.agent = Watched(self.factory(setup))
+        runtime = BotRuntime(self.conversations, self.agent, clock=clock)
         await runtime.start(bus)
         await bus.subscribe(GROUP, self._heard, types=("message.sent",))
         await relay.start()
@@ -239,21 +335,36 @@ class Sandbox:
         return self._call
 
     async def _turn(self, conversation_id: str, seq: int, started: float) -> Observed:
-        reply = await self._reply_after(seq)
-        decode = self.conversations.codec.decode
-        records = await self.conversations.store.read(conversation_id, from_seq=seq + 1)
-        last = reply[0].seq if reply is not None else None
-        events = tuple(decode(r) for r in records if last is None or r.seq <= last)
-        if reply is None:
-            return Observed(events, None, None)
-        text = next((str(e.payload.get("text")) for e in events if e.event_id == reply[0].event_id),
-                    None)  # fmt: skip
-        return Observed(events, text, (reply[1] - started) * 1000)
-
-    async def _reply_after(self, seq: int) -> tuple[EventRecord, float] | None:
-        """The agent's first reply recorded after ``seq``, and when it was heard; None when
-        none came within the timeout."""
         deadline = time.perf_counter() + self.timeout
+        reply = await self._reply_after(seq, deadline)
+        decode = self.conversations.codec.decode
+        if reply is None:
+            records = await self.conversations.store.read(conversation_id, from_seq=seq + 1)
+            return Observed(tuple(decode(r) for r in records), None, None)
+        last = await self.agent.last_of(conversation_id, seq, deadline)
+        records = await self._read_to(conversation_id, seq, last, deadline)
+        end = next((r.seq for r in records if r.event_id == last), reply[0].seq)
+        events = tuple(decode(r) for r in records if r.seq <= max(end, reply[0].seq))
+        said = [str(e.payload.get("text")) for e in events
+                if e.type == "message.sent" and e.actor.kind == "bot"]  # fmt: skip
+        return Observed(events, " ".join(said), (reply[1] - started) * 1000)
+
+    async def _read_to(
+        self, conversation_id: str, seq: int, last: str | None, deadline: float
+    ) -> list[EventRecord]:
+        """The records after ``seq``, once the one ``last`` names is among them (the runtime
+        records what is left of a turn just after the agent hands it over)."""
+        while True:
+            records = await self.conversations.store.read(conversation_id, from_seq=seq + 1)
+            if last is None or any(r.event_id == last for r in records):
+                return records
+            if time.perf_counter() >= deadline:
+                return records
+            await asyncio.sleep(0.002)
+
+    async def _reply_after(self, seq: int, deadline: float) -> tuple[EventRecord, float] | None:
+        """The agent's first reply recorded after ``seq``, and when it was heard; None when
+        none came by ``deadline``."""
         while True:
             found = next((r for r in self._replies if r[0].seq > seq), None)
             if found is not None:

@@ -28,11 +28,16 @@ order. A file holds a ``now`` (optional) and its ``scenarios``::
             handoff: {queue: orders, reason: customer_request}   # or `handoff: true`
             contained: true             # instead of handoff: no handoff this turn
             approval: {tool: issue_refund}                       # a call waits for a person
+            handoff_or_approval: {queue: billing, tool: issue_refund}  # either goes to billing
             reply_contains: [delayed]
             must_not_say: ["Model 7", {regex: "\\b90210\\b"}]
 
 A text is a case-insensitive substring; ``{regex: ...}`` is a Python regular
-expression, searched as written (add ``(?i)`` for case). A scenario succeeds
+expression, searched as written (add ``(?i)`` for case). ``handoff_or_approval`` is for
+a turn a good agent may take either way: it hands the conversation to the queue, or asks
+a person of the queue to approve a call of the tool (a model-backed agent refunds
+through an approval where the embedded agent hands the refund to a person); either way
+the conversation went to that queue, as an ``escalated`` outcome asks. A scenario succeeds
 when every expectation of every turn is met and its outcome is the one
 expected. Anything the format does not know is an error, reported with its
 file and line (:class:`SuiteError`).
@@ -119,6 +124,15 @@ class ApprovalExpected(_Frozen):
     tool: str = Field(min_length=1)
 
 
+class HandoffOrApproval(_Frozen):
+    """A handoff to ``queue`` (for ``reason``, if named), or a call of ``tool`` the turn
+    asks a person of ``queue`` to approve (the approval's queue left open when None)."""
+
+    tool: str = Field(min_length=1)
+    queue: str | None = None
+    reason: str | None = None
+
+
 class TurnSpec(_Frozen):
     """One customer turn and what the agent's answer to it must (and must not) do."""
 
@@ -130,6 +144,7 @@ class TurnSpec(_Frozen):
     handoff: HandoffExpected | None = None
     contained: bool = False
     approval: ApprovalExpected | None = None
+    handoff_or_approval: HandoffOrApproval | None = None
     reply_contains: tuple[Text, ...] = ()
     must_not_say: tuple[Text, ...] = ()
 
@@ -168,7 +183,19 @@ class TurnSpec(_Frozen):
             raise ValueError("`tools` and `no_tools` contradict each other")
         if self.contained and self.handoff is not None:
             raise ValueError("`handoff` and `contained` contradict each other")
+        if self.handoff_or_approval is not None and (
+            self.contained or self.handoff is not None or self.approval is not None
+        ):
+            raise ValueError("`handoff_or_approval` is instead of `handoff`, `approval` and"
+                             " `contained`")  # fmt: skip
         return self
+
+    @property
+    def goes_to(self) -> str | None:
+        """The queue this turn hands the conversation to, if it names one."""
+        if self.handoff is not None:
+            return self.handoff.queue
+        return self.handoff_or_approval.queue if self.handoff_or_approval else None
 
     @property
     def text(self) -> str:
@@ -207,7 +234,7 @@ class Scenario(_Frozen):
             raise ValueError("`caller` is for voice; a signed-in chat has `customer`")
         if self.channel != "voice" and any(t.press is not None for t in self.turns):
             raise ValueError("only a call keys digits in (`press`); on chat, `say` them")
-        handoffs = [t for t in self.turns if t.handoff is not None]
+        handoffs = [t for t in self.turns if t.handoff or t.handoff_or_approval]
         if self.outcome == "contained" and handoffs:
             raise ValueError("a turn expects a handoff but the outcome is `contained`")
         if self.queue is not None and self.outcome != "escalated":
@@ -228,7 +255,7 @@ class Scenario(_Frozen):
         handoff a turn names a queue for (None: any queue)."""
         if self.queue is not None:
             return self.queue
-        return next((t.handoff.queue for t in self.turns if t.handoff and t.handoff.queue), None)
+        return next((t.goes_to for t in self.turns if t.goes_to), None)
 
 
 class _File(_Frozen):

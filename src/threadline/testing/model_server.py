@@ -10,9 +10,8 @@ empty it answers 500, so a test that asks more than it scripted fails loudly.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,14 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from threadline.testing.chat_wire import Call, chunks, completion
 
-@dataclass(frozen=True)
-class Call:
-    """A tool call the scripted model makes (``arguments`` sent as is: malformed JSON too)."""
-
-    name: str
-    arguments: str
-    id: str = ""
+__all__ = ["Call", "Scripted", "ScriptedModel", "call", "failing", "say"]
 
 
 @dataclass(frozen=True)
@@ -86,50 +80,7 @@ class ScriptedModel:
             error = {"error": {"message": f"scripted {answer.status}"}}
             return JSONResponse(error, status_code=answer.status, headers=dict(answer.headers))
         if self.requests[-1].get("stream"):
-            return StreamingResponse(self._chunks(answer), media_type="text/event-stream")
-        return JSONResponse(self._whole(answer))
-
-    def _whole(self, answer: Scripted) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": answer.text or None}
-        if answer.calls:
-            message["tool_calls"] = [
-                {"id": c.id or f"call_{n}", "type": "function",
-                 "function": {"name": c.name, "arguments": c.arguments}}
-                for n, c in enumerate(answer.calls)
-            ]  # fmt: skip
-        return {
-            "id": "chatcmpl-scripted", "object": "chat.completion", "model": self.model,
-            "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if answer.calls else "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": len(answer.text.split())},
-        }  # fmt: skip
-
-    async def _chunks(self, answer: Scripted) -> AsyncIterator[bytes]:
-        for sent, delta in enumerate(_deltas(answer)):
-            if answer.cut_after is not None and sent >= answer.cut_after:
-                return  # the provider died mid-answer
-            yield self._chunk(delta, None)
-            if answer.gap:
-                await asyncio.sleep(answer.gap)
-        yield self._chunk({}, "tool_calls" if answer.calls else "stop") + b"data: [DONE]\n\n"
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None) -> bytes:
-        chunk = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "model": self.model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
-        return f"data: {json.dumps(chunk)}\n\n".encode()
-
-
-def _deltas(answer: Scripted) -> list[dict[str, Any]]:
-    words = answer.text.split(" ") if answer.text else []
-    size = max(1, -(-len(words) // max(1, answer.pieces)))
-    out: list[dict[str, Any]] = []
-    for i in range(0, len(words), size):
-        tail = " " if i + size < len(words) else ""
-        out.append({"role": "assistant", "content": " ".join(words[i : i + size]) + tail})
-    for n, c in enumerate(answer.calls):
-        half = len(c.arguments) // 2
-        out.append({"tool_calls": [{"index": n, "id": c.id or f"call_{n}", "type": "function",
-                                    "function": {"name": c.name,
-                                                 "arguments": c.arguments[:half]}}]})  # fmt: skip
-        out.append({"tool_calls": [{"index": n, "function": {"arguments": c.arguments[half:]}}]})
-    return out
+            stream = chunks(self.model, answer.text, answer.calls, pieces=answer.pieces,
+                            gap=answer.gap, cut_after=answer.cut_after)  # fmt: skip
+            return StreamingResponse(stream, media_type="text/event-stream")
+        return JSONResponse(completion(self.model, answer.text, answer.calls))
