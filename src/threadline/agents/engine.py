@@ -268,7 +268,7 @@ class EmbeddedAgent:
             step.answers = dict(context.answers)
         else:
             prediction = self.classifier.classify(step.extraction.text)
-            understanding = self._understand(prediction, step)
+            understanding = self.understand(prediction, step)
         writer.emit("intent.detected", {
             "intent": understanding.intent, "confidence": understanding.confidence,
             "alternatives": dict(understanding.alternatives),
@@ -358,7 +358,7 @@ class EmbeddedAgent:
 
     # -- understanding -----------------------------------------------------------------------
 
-    def _understand(self, prediction: Prediction, step: Step) -> Understanding:
+    def understand(self, prediction: Prediction, step: Step) -> Understanding:
         topic = step.context.topic
         found = step.extraction.values
         topic_spec = self.business.intent(topic) if topic else None

@@ -36,9 +36,11 @@ from typing import Any, Final
 import orjson
 import structlog
 
+from threadline.agents.actions import request_action
 from threadline.agents.context import ConversationContext
 from threadline.agents.engine import ANSWERS_IN, KNOWLEDGE_TOOL, EmbeddedAgent
 from threadline.agents.escalation import Handoff
+from threadline.agents.flows import SEND_CHECKIN_CODE
 from threadline.agents.guardrails import (
     false_promise,
     injection,
@@ -66,7 +68,7 @@ from threadline.core.model import (
     ToolSpec,
 )
 from threadline.core.payloads import HandoffReason
-from threadline.core.verification import at_least
+from threadline.core.verification import anonymous, at_least
 from threadline.engine.redaction import PAYMENT_MARK
 from threadline.models.offer import offered
 from threadline.models.redacting import RedactingProvider
@@ -79,6 +81,7 @@ MODEL_AGENT_VERSION: Final = "0.1.0"
 HANDOFF_TOOL: Final = "handoff_to_person"
 KNOWLEDGE_LOOKUP: Final = "knowledge_answer"
 TRANSFER_TOOL: Final = "transfer_to_agent"
+CHECKIN_TOOL: Final = SEND_CHECKIN_CODE
 #: Handovers between the pack's agents in one turn, at most.
 MAX_TRANSFERS: Final = 2
 #: Words of an answer past which a reply about none of the business's topics is off them.
@@ -122,10 +125,9 @@ class ModelAgent:
             names = tuple(name for name in business.pack.tools if name not in directory)
         if set(names) & directory:
             raise ConfigurationError("a model may not search the customer directory")
-        if {HANDOFF_TOOL, KNOWLEDGE_LOOKUP, TRANSFER_TOOL} & set(business.pack.tools):
-            raise ConfigurationError(
-                f"{HANDOFF_TOOL}, {KNOWLEDGE_LOOKUP} and {TRANSFER_TOOL} are the agent's own"
-            )
+        own = {HANDOFF_TOOL, KNOWLEDGE_LOOKUP, TRANSFER_TOOL, CHECKIN_TOOL}
+        if own & set(business.pack.tools):
+            raise ConfigurationError(f"{', '.join(sorted(own))} are the agent's own tools")
         self.allowed = frozenset(names)
         self.profiles = self._profiles(business, names)
         self.sensitive = frozenset(n for n, t in business.pack.tools.items() if t.sensitive)
@@ -227,29 +229,40 @@ class ModelAgent:
         guards = self.spec.guardrails
         context = ConversationContext.of(state, embedded.policy)
         step = embedded.step(state, writer, context, text, now, channel)
-        prediction = embedded.classifier.classify(step.extraction.text)
+        # Read as the embedded agent reads it (a bare answer continues the topic), so the
+        # conversation's topic and streaks are the same whichever agent answers.
+        prediction = embedded.understand(embedded.classifier.classify(step.extraction.text), step)
         writer.emit("intent.detected", {"intent": prediction.intent,
                                         "confidence": prediction.confidence,
                                         "alternatives": dict(prediction.alternatives)})  # fmt: skip
         embedded.fill_slots(step)
         await embedded.verify_by_knowledge(step)
-        asked_for_person = self._asks_for_person(prediction.intent, prediction.confidence)
+        policy = embedded.policy
+        topical = prediction.confidence >= policy.min_confidence and (
+            prediction.intent in policy.topics
+        )
+        topic = prediction.intent if topical else context.topic
+
+        def route(code: HandoffReason, detail: str, queue: str = "") -> Handoff:
+            return self._route(code, detail, queue, topic)
+
+        asked_for_person = self._asks_for_person(prediction.intent, prediction.confidence, topic)
         if asked_for_person is not None:
             return self._handed_over(step, asked_for_person)
         history = await self.history(state)
         said = [m.content for m in history if m.role == "user"]
         if repeated(said, text, guards.repeated):
             self._guardrail_on(step, "loop", "message", "escalated", "the same message again")
-            return self._handed_over(step, self._route("other", "the customer repeats"))
+            return self._handed_over(step, route("other", "the customer repeats"))
         if state.messages_out >= guards.turns * 2:
             self._guardrail_on(step, "autonomy", "message", "escalated", "the turn cap")
-            return self._handed_over(step, self._route("other", "many turns without a person"))
+            return self._handed_over(step, route("other", "many turns without a person"))
         hit = injection(text)
         if hit is not None and guards.prompt_injection != "note":
             outcome = "refused" if guards.prompt_injection == "refuse" else "escalated"
             self._guardrail_on(step, "prompt_injection", "message", outcome, hit)
             if outcome == "escalated":
-                return self._handed_over(step, self._route("other", "an injected instruction"))
+                return self._handed_over(step, route("other", "an injected instruction"))
             return embedded.finish(step, step.say("guardrail_refused", business=self.business.name),
                                    None)  # fmt: skip
         if hit is not None:
@@ -259,7 +272,7 @@ class ModelAgent:
         # A knowledge answer (the postcode) proves who the customer is, here: the model never
         # needs it, so it never gets it.
         withheld = self._answers(step)
-        messages = [self._system(step, profile),
+        messages = [await self._system(step, profile),
                     *(replace(m, content=withheld(m.content)) for m in history[-HISTORY_MESSAGES:]),
                     ChatMessage("user", withheld(text))]  # fmt: skip
         tools = GuardedTools(step, profile.allowed, self.approver)
@@ -289,7 +302,7 @@ class ModelAgent:
                         else {"error": "no such agent, or too many handovers: answer yourself"}
                     )  # fmt: skip
                 else:
-                    told, handoff = await self._call(step, tools, call)
+                    told, handoff = await self._call(step, tools, call, topic)
                 messages.append(ChatMessage("tool", _json(told), tool_call_id=call.id))
             if handoff is not None:
                 break
@@ -298,22 +311,22 @@ class ModelAgent:
                 profile = to
                 writer.lineage = profile.lineage
                 tools.allowed = profile.allowed
-                messages[0] = self._system(step, profile)
+                messages[0] = await self._system(step, profile)
         self._record_redactions(step)
         if handoff is not None:
             return self._handed_over(step, handoff)
         failures = _failures_in_a_row(context.tool_failure_streak, step.outcomes)
         if failures >= embedded.policy.tool_failures:
             self._guardrail_on(step, "loop", "tool_result", "escalated", "a tool failing again")
-            route = self._route("tool_failure", "the business's system keeps failing")
-            return self._handed_over(step, route)
+            failing = route("tool_failure", "the business's system keeps failing")
+            return self._handed_over(step, failing)
         if not reply:
             self._guardrail_on(step, "autonomy", "reply", "escalated", "no answer in the steps")
-            return self._handed_over(step, self._route("other", "the model gave no answer"))
+            return self._handed_over(step, route("other", "the model gave no answer"))
         if self._below_the_floor(context, prediction.confidence, tools) and not speech:
             self._guardrail_on(step, "confidence", "message", "escalated",
                                "unclear turns in a row, nothing done")  # fmt: skip
-            return self._handed_over(step, self._route("low_confidence", "unclear turns"))
+            return self._handed_over(step, route("low_confidence", "unclear turns"))
         if speech is not None and speech.said:  # spoken as it came: what is left to say
             rest = speech.pending.strip()
             checked = self._checked(step, rest, tools) if rest else None
@@ -323,7 +336,7 @@ class ModelAgent:
             return Turn(tuple(writer.events), None, " ".join([*speech.said, checked or ""]).strip())
         reply = self._checked(step, reply, tools)
         if reply is None:
-            return self._handed_over(step, self._route("other", "a reply the guardrails stopped"))
+            return self._handed_over(step, route("other", "a reply the guardrails stopped"))
         if self._off_topic(prediction.intent, prediction.confidence, reply, tools):
             self._guardrail_on(step, "topic", "reply", "rephrased", "an answer off the topics")
             reply = step.say("guardrail_refused", business=self.business.name)
@@ -379,16 +392,16 @@ class ModelAgent:
     def _below_the_floor(
         self, context: ConversationContext, confidence: float, tools: GuardedTools
     ) -> bool:
-        """The confidence floor: the customer's messages have been unclear for one turn more
-        than the embedded agent would wait, and the model did nothing with this one either
-        (no tool that answered): a person should take it rather than guess on."""
+        """The confidence floor: the customer's messages have been unclear for as many turns
+        as the pack's escalation allows, and the model did nothing with this one either (no
+        tool that answered): a person should take it rather than guess on."""
         policy = self.embedded.policy
         streak = context.low_confidence_streak + (confidence < policy.min_confidence)
         done = any(r.completed or r.approval for r in tools.ran)
-        return streak > policy.low_confidence_turns and not done
+        return streak >= policy.low_confidence_turns and not done
 
     async def _call(
-        self, step: Step, tools: GuardedTools, call: ToolCall
+        self, step: Step, tools: GuardedTools, call: ToolCall, topic: str | None
     ) -> tuple[Mapping[str, Any], Handoff | None]:
         """Run one call of the model's; what it is told, and the handoff it asked for."""
         if call.name == HANDOFF_TOOL and call.problem is None:
@@ -398,18 +411,33 @@ class ModelAgent:
                 else "customer_request" if reason == "customer_request" else "other"
             )  # fmt: skip
             queue = str(call.arguments.get("queue") or "")
-            handoff = self._route(code, str(call.arguments.get("summary") or ""), queue)
+            handoff = self._route(code, str(call.arguments.get("summary") or ""), queue, topic)
             return {"status": "handed to a person"}, handoff
         if call.name == KNOWLEDGE_LOOKUP and call.problem is None:
             return self._knowledge(step, str(call.arguments.get("entry") or "")), None
+        if call.name == CHECKIN_TOOL and call.problem is None:
+            return self._checkin(step, str(call.arguments.get("store") or "")), None
         ran = await tools.run(call)
         if ran.withheld is not None:
             guards = self.spec.guardrails
             outcome = "withheld" if guards.tool_results == "withhold" else "escalated"
             self._guardrail_on(step, "prompt_injection", "tool_result", outcome, ran.withheld)
             if outcome == "escalated":
-                return ran.told, self._route("other", "a tool result held instructions")
+                return ran.told, self._route("other", "a tool result held instructions", "",
+                                             topic)  # fmt: skip
         return ran.told, None
+
+    def _checkin(self, step: Step, store: str) -> Mapping[str, Any]:
+        """A check-in code for ``store``, sent to the chat by the service after the turn, as
+        the embedded agent's visit flow asks for one; on a call, the kiosk instead."""
+        place = self.business.location(store)
+        if place is None:
+            return {"error": "no such store: ask which one"}
+        if step.voice:
+            return {"status": "a call cannot show a code: the store's kiosk checks the caller"
+                    " in by their phone number"}  # fmt: skip
+        request_action(step, SEND_CHECKIN_CODE, {"store": place.id})
+        return {"status": f"a check-in code for {place.name} is on its way to the chat"}
 
     def _knowledge(self, step: Step, entry_id: str) -> Mapping[str, Any]:
         """A knowledge entry for the model to answer from, recorded with its source."""
@@ -484,11 +512,12 @@ class ModelAgent:
             return await self.embedded.answer(state, text, channel, now, writer)
         context = ConversationContext.of(state, self.embedded.policy)
         step = self.embedded.step(state, writer, context, "" if changed else text, now, channel)
-        return self._handed_over(step, self._route("other", "the model is unavailable"))
+        route = self._route("other", "the model is unavailable", "", context.topic)
+        return self._handed_over(step, route)
 
     # -- pieces -------------------------------------------------------------------------------
 
-    def _asks_for_person(self, intent: str, confidence: float) -> Handoff | None:
+    def _asks_for_person(self, intent: str, confidence: float, topic: str | None) -> Handoff | None:
         """A clear request for a person is met at once, whatever the model would say."""
         policy = self.embedded.policy
         spec = self.business.intent(intent)
@@ -496,15 +525,19 @@ class ModelAgent:
             return None
         if getattr(spec, "reason", None) != "customer_request":
             return None
-        return self._route("customer_request", "the customer asked for a person")
+        return self._route("customer_request", "the customer asked for a person", "", topic)
 
-    def _route(self, code: HandoffReason, detail: str, queue: str = "") -> Handoff:
+    def _route(
+        self, code: HandoffReason, detail: str, queue: str = "", topic: str | None = None
+    ) -> Handoff:
+        """A handoff to ``queue`` when the model named one, else to the topic's queue, as the
+        embedded agent routes (the pack's default without a topic)."""
         policy = self.embedded.policy
         if queue and self.business.queue(queue) is not None:
             chosen = next((q for q in self.business.pack.queues if q.id == queue), None)
             skills = tuple(chosen.skills[:1]) if chosen else ()
             return Handoff(queue, code, detail, skills)
-        route = policy.default_route
+        route = policy.route(topic)
         return Handoff(route.queue, code, detail, route.skills)
 
     def _handed_over(self, step: Step, handoff: Handoff) -> Turn:
@@ -526,8 +559,15 @@ class ModelAgent:
             detail = ", ".join(f"{kind} {n}" for kind, n in sorted(taken.items()))
             self._guardrail_on(step, "personal_data", "prompt", "redacted", detail)
 
-    def _system(self, step: Step, profile: _Profile) -> ChatMessage:
-        return ChatMessage("system", system_prompt(self.business, self.spec, step, profile))
+    async def _system(self, step: Step, profile: _Profile) -> ChatMessage:
+        """The system message; it names the customer only once they proved who they are."""
+        first_name = None
+        needed = self.business.pack.verification.history
+        if step.customer_id and not anonymous(step.customer_id) and at_least(step.level, needed):
+            record = await step.systems.customers.get(step.customer_id)
+            first_name = record.first_name if record is not None else None
+        prompt = system_prompt(self.business, self.spec, step, profile, first_name)
+        return ChatMessage("system", prompt)
 
     # -- several agents -----------------------------------------------------------------------
 
@@ -580,6 +620,11 @@ class ModelAgent:
                             "reason": {"enum": ["customer_request", "sensitive_intent", "other"]},
                             "queue": {"enum": queues},
                             "summary": {"type": "string", "maxLength": 500}}})]  # fmt: skip
+        if business.locations:
+            own.append(ToolSpec(CHECKIN_TOOL, "send the customer, on chat, a check-in code for"
+                                " the store they will come to", {"type": "object",
+                                "required": ["store"], "properties": {"store": {
+                                    "enum": [p.id for p in business.locations]}}}))  # fmt: skip
         if entries:
             own.append(ToolSpec(KNOWLEDGE_LOOKUP, "the business's answer to a policy or how-to"
                                 " question, with its source", {"type": "object",
@@ -646,14 +691,19 @@ def sentence_end(text: str) -> int | None:
     return None
 
 
-def system_prompt(business: Business, spec: ModelSpec, step: Step, profile: _Profile) -> str:
+def system_prompt(
+    business: Business, spec: ModelSpec, step: Step, profile: _Profile, first_name: str | None
+) -> str:
     """What the model is told first: the business's words (the agent's own last), its
     facts, the rules, the conversation's context (proof, what is known, what waits)."""
     pack = business.pack
     lines = [spec.instructions.strip() or f"You are {business.name}'s customer assistant."]
     if profile.name is not None:
         lines.append(f"You are the {profile.name} agent. {profile.instructions.strip()}".strip())
-    lines.append(f"Today is {step.today:%A %Y-%m-%d} ({pack.timezone}).")
+    local = business.local(step.now)
+    lines.append(f"Today is {local:%A %Y-%m-%d}; the time is {local:%H:%M} ({pack.timezone}).")
+    if first_name:
+        lines.append(f"The customer's first name is {first_name}.")
     if step.voice:
         lines.append("You are on a phone call: answer in one or two short spoken sentences,"
                      " no lists, no markdown.")  # fmt: skip

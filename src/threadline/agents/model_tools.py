@@ -108,7 +108,10 @@ class GuardedTools:
             )
         except ToolFailure as failure:
             self._failed(requested, failure.code, str(failure), retryable=failure.retryable)
-            return Ran({"error": f"{failure.code}: {failure}"}, call.name, ok=False)
+            told: dict[str, Any] = {"error": f"{failure.code}: {failure}"}
+            if failure.details:  # what the system offers instead (the free times near one taken)
+                told["details"] = dict(failure.details)
+            return Ran(told, call.name, ok=False)
         # Data before an injected instruction is kept; the instruction never reaches the model.
         clean, hits = scrubbed(result)
         shown, told = await self._shown(call.name, clean)
