@@ -22,7 +22,7 @@ from threadline.api.deps import service_of
 from threadline.core.events import Actor, Event, Lineage
 from threadline.settings import Settings
 from threadline.testing.live import LiveServer
-from threadline.testing.model_server import ScriptedModel
+from threadline.testing.model_server import ScriptedModel, say
 
 PROBLEM = "application/problem+json"
 ADAPTER = Lineage("chat-adapter", "1")
@@ -189,8 +189,11 @@ async def test_an_agent_outside_the_approvals_queue_is_refused_with_the_policys_
     refused = await desk.decide("c-no", approval_id, bea)
     assert refused.status_code == 403 and refused.headers["content-type"] == PROBLEM
     assert "not waiting in orders" in refused.json()["detail"]
-    # Once the customer waits in her queue she reads the conversation, but the call is
-    # still billing's to decide.
+    # Once the customer waits in her queue (a request for a person goes to the topic's
+    # queue: an order's, now) she reads the conversation, but the call is still billing's
+    # to decide.
+    desk.model.then(say("Which order is it?"))
+    await desk.say("c-no", "where is my order")
     await desk.say("c-no", "I want to talk to a person")
     (handoff,) = await desk.events("c-no", "handoff.requested")
     assert handoff.payload["queue"] == "orders"
@@ -297,7 +300,9 @@ async def test_a_desk_of_other_queues_hears_nothing_of_the_approval(desk: Desk) 
         sam = desk.supervisor()
         assert (await desk.decide("c-other", approval_id, sam)).status_code == 200
         await desk.replies("c-other", 3)
-        # The next frame concerns her: a handoff into her queue.
+        # The next frame concerns her: a handoff into her queue (an order's, the topic now).
+        desk.model.then(say("Which order is it?"))
+        await desk.say("c-other", "where is my order")
         await desk.say("c-other", "I want to talk to a person")
         frames = await until(ws, of_type("queue.changed"))
     assert not [f for f in frames if f["type"].startswith("approval.")]

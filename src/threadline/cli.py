@@ -108,6 +108,7 @@ def _serve(host: str, port: int, pack: Path | None) -> None:
     base = f"http://{host}:{port}"
     print(f"Threadline on {base}  (store: {settings.store}, {settings.env})")
     print(f"  business        {business.name} ({settings.business})")
+    print(f"  automated agent {_agent_described(settings, business)}")
     print(f"  customer chat   {base}/chat")
     print(f"  agent desk      {base}/desk")
     print(f"  associate app   {base}/associate")
@@ -129,6 +130,12 @@ def _serve(host: str, port: int, pack: Path | None) -> None:
             _reload_on_sighup(app)
 
     Server(config).run()
+
+
+def _agent_described(settings: Settings, business: Business) -> str:
+    from threadline.agents.configured import described  # loads numpy: after the setting above
+
+    return described(settings, business)
 
 
 def _reload_on_sighup(app: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from typing import Final
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -60,6 +61,20 @@ def provider_from(settings: Settings, business: Business) -> ModelProvider | Non
     retries = spec.retries if spec else 2
     return OpenAICompatible(url, name, key, timeout=timeout, retries=retries,
                             breaker=CircuitBreaker(failures=3, cooldown=30.0))  # fmt: skip
+
+
+def described(settings: Settings, business: Business) -> str:
+    """Which agent answers, as the service's banner says it (the model's host, never a
+    URL's credentials or a key)."""
+    spec = business.pack.model
+    url = settings.model_url or (spec.url if spec else None)
+    if url is None:
+        return "the embedded agent"
+    name = settings.model or (spec.model if spec else None)
+    host = urlsplit(url).hostname or "?"
+    fallback = spec.fallback if spec is not None else "embedded"
+    then = "the embedded agent" if fallback == "embedded" else "a person"
+    return f"the model {name} at {host} (when it cannot answer: {then})"
 
 
 class LogHistory:

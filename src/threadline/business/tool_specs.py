@@ -74,6 +74,12 @@ class ToolBase(Spec):
         description="moves money or changes an account: a model-backed agent's call waits for"
         " a person's approval",
     )
+    label: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="how a customer hears a call of it named ('the refund'); default: its name",
+    )
     approved_by: str | None = Field(
         None,
         pattern=r"^[a-z][a-z0-9_]{0,63}$",
