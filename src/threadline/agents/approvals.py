@@ -24,13 +24,13 @@ DECISIONS: Final = frozenset({"approval.granted", "approval.denied"})
 
 def what(step: Step, approval: Mapping[str, Any]) -> str:
     """How the customer hears what was asked: the tool's label (else its name) and the
-    reference it acts on ("the refund for order 1042")."""
+    reference it acts on ("the refund for order <number>")."""
     arguments = approval.get("arguments") or {}
     tool = str(approval["tool"])
     spec = step.business.pack.tools.get(tool)
     label = spec.label if spec is not None and spec.label else f"the {tool.replace('_', ' ')}"
     for name, value in arguments.items():
-        if name.endswith("_number") and value:  # order_number: "order 1042"
+        if name.endswith("_number") and value:  # order_number: "order <number>"
             return f"{label} for {name.removesuffix('_number').replace('_', ' ')} {value}"
     return label
 
