@@ -588,7 +588,7 @@ async def test_a_barge_in_stops_the_generation_as_well_as_the_playback(
 
 
 def test_sentences_end_at_their_mark_but_not_inside_a_number() -> None:
-    from threadline.agents.model_agent import sentence_end
+    from threadline.agents.model_turn import sentence_end
 
     assert sentence_end("Your order is on its way. It") == len("Your order is on its way.")
     assert sentence_end("Your order is on its way.") == len("Your order is on its way.")
