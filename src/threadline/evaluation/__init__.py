@@ -12,6 +12,7 @@ Importing this package loads nothing heavy; the agents load when first used.
 
 from __future__ import annotations
 
-from threadline.evaluation.suite import Problem, Scenario, Suite, SuiteError, TurnSpec, load_suite
+from threadline.business.loader import Problem
+from threadline.evaluation.suite import Scenario, Suite, SuiteError, TurnSpec, load_suite
 
 __all__ = ["Problem", "Scenario", "Suite", "SuiteError", "TurnSpec", "load_suite"]

@@ -19,8 +19,9 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from threadline.business.loader import Problem
 from threadline.evaluation.metrics import METRICS, Figures
-from threadline.evaluation.suite import Problem, SuiteError, dotted
+from threadline.evaluation.suite import SuiteError, dotted
 
 
 class Thresholds(BaseModel):

@@ -56,6 +56,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from threadline.business.loader import Problem
 from threadline.core.errors import ConfigurationError
 
 #: Keys whose values are texts: what a customer says or keys in, and what a reply must or
@@ -262,20 +263,6 @@ class _File(_Frozen):
     description: str | None = None
     now: datetime | None = None
     scenarios: tuple[Scenario, ...] = Field(min_length=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a suite, and where."""
-
-    file: str
-    line: int
-    where: str
-    message: str
-
-    def __str__(self) -> str:
-        at = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{at}: {self.where}: {self.message}" if self.where else f"{at}: {self.message}"
 
 
 class SuiteError(ConfigurationError):
