@@ -390,3 +390,50 @@ async def test_the_relay_stops_even_when_a_read_loses_its_cancellation(sqlite_st
     assert store.swallowed
     assert stopping in done, "the relay went on after stop()"
     await bus.close()
+
+
+class SwallowsOneCancellation:
+    """Checkpoints whose first save drops the cancellation that stops it, as a
+    connection pool's ``asyncio.wait_for`` can on Python 3.11 when a connection
+    comes back at the same moment."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.saving = asyncio.Event()
+        self.swallowed = False
+
+    async def load_checkpoint(self, group: str) -> int:
+        return await self.store.load_checkpoint(group)
+
+    async def save_checkpoint(self, group: str, position: int) -> None:
+        if self.swallowed:
+            await self.store.save_checkpoint(group, position)
+            return
+        self.saving.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.swallowed = True
+
+
+async def test_closing_the_bus_ends_a_task_that_swallowed_its_cancellation(sqlite_store) -> None:
+    checkpoints = SwallowsOneCancellation(sqlite_store)
+    bus = MemoryBus(checkpoints)
+    seen: list[int] = []
+
+    async def handle(r: EventRecord) -> None:
+        seen.append(r.position)
+
+    await bus.subscribe("projector", handle)
+    relay = await _started(sqlite_store, bus)
+    await sqlite_store.append("conv-1", [record("conv-1", "hello", key="k1")])
+    relay.poke()
+    await asyncio.wait_for(checkpoints.saving.wait(), 5)  # the checkpoint save is in flight
+    await relay.stop()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await asyncio.wait_for(bus.close(), 5)
+    assert loop.time() - began < 2
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("bus:")]
+    assert checkpoints.swallowed
+    assert await sqlite_store.load_checkpoint("projector") == seen[-1]

@@ -44,6 +44,7 @@ from threadline.core.errors import ConfigurationError
 from threadline.core.events import EventRecord
 from threadline.core.model import ModelProvider
 from threadline.core.ports import Storage
+from threadline.core.tasks import stop_tasks
 from threadline.engine.conversations import Conversations
 from threadline.engine.outbox import PAGE, Relay
 from threadline.identity.lockouts import Lockouts
@@ -347,11 +348,7 @@ class BotWorker:
         except TimeoutError:
             if run is not None:
                 await run.kill()
-        for task in (supervisor, *self._calls):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await stop_tasks(t for t in (supervisor, *self._calls) if t is not None)
         self._run = None
         self._enter("stopped")
 

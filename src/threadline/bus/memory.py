@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 from collections import deque
 from collections.abc import Collection, Sequence
 from typing import Final
@@ -27,6 +26,7 @@ import structlog
 
 from threadline.core.events import EventRecord
 from threadline.core.ports import Bus, CheckpointStore, Handler
+from threadline.core.tasks import stop_tasks
 
 log = structlog.get_logger("threadline.bus")
 
@@ -271,10 +271,5 @@ class MemoryBus(Bus):
 
     async def close(self) -> None:
         for group in self._groups.values():
-            tasks = [*group.tasks, *group.lane_tasks]
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks([*group.tasks, *group.lane_tasks])
             await self._checkpoints.save_checkpoint(group.name, group.after)

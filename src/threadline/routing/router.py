@@ -13,7 +13,6 @@ writes the same decision twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final
@@ -23,6 +22,7 @@ import structlog
 from threadline.core.errors import DomainError
 from threadline.core.events import Actor, Event, EventRecord, Lineage, utcnow
 from threadline.core.ports import Bus
+from threadline.core.tasks import stop_tasks
 from threadline.engine.conversations import Conversations
 from threadline.routing.assignment import (
     EXPIRED,
@@ -93,9 +93,7 @@ class Router:
         """Stop the timer; events delivered afterwards are ignored (a restart replays them)."""
         self._running = False
         if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
+            await stop_tasks([self._timer])
             self._timer = None
 
     async def rebuild(self) -> None:

@@ -10,7 +10,6 @@ that has stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -31,6 +30,7 @@ from threadline.channels.chat.joins import ChatJoins
 from threadline.channels.inperson.channel import inperson_channel
 from threadline.core.errors import ConfigurationError
 from threadline.core.ports import Bus, Storage
+from threadline.core.tasks import stop_tasks
 from threadline.engine.commands import Commands
 from threadline.engine.conversations import Conversations
 from threadline.engine.live import LiveHub
@@ -247,6 +247,4 @@ async def _identity(
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop_tasks([task])
