@@ -85,7 +85,19 @@ class Desk:
         await self.say(cid, PROOF)
         await self.say(cid, ASK)
         (requested,) = await self.events(cid, "approval.requested")
+        await self.routed()
         return str(requested.payload["approval_id"])
+
+    async def routed(self) -> None:
+        """Until the router, whose state the desk's listings read, has seen the whole log."""
+        service = service_of(self.app)
+        head = 0
+        while page := await service.store.read_all(head, 10_000):
+            head = page[-1].position
+        async with asyncio.timeout(10):
+            while service.relay.cursor < head:
+                await asyncio.sleep(0.01)
+            await service.bus.drain()
 
     async def decide(self, cid: str, approval_id: str, headers: dict[str, str],
                      decision: str = "approve", reason: str | None = None,
