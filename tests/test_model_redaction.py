@@ -104,3 +104,31 @@ def test_a_task_may_not_keep_what_is_never_sent() -> None:
     inner = OpenAICompatible("http://127.0.0.1:9/v1", "m")
     with pytest.raises(ValueError, match="may keep only"):
         RedactingProvider(inner, keep={"card"})
+
+
+def test_each_text_is_redacted_once_and_reported_on_every_request() -> None:
+    reports: list[dict[str, int]] = []
+    provider = RedactingProvider(
+        OpenAICompatible("http://model.test/v1", "m"),
+        on_redacted=lambda r, taken: reports.append(dict(taken)),
+    )
+    scanned: list[str] = []
+    redact = provider.redactor.redact
+
+    def counting(text: str, **options: Any) -> Any:
+        scanned.append(text)
+        return redact(text, **options)
+
+    provider.redactor.redact = counting  # type: ignore[method-assign]
+    history = [ChatMessage("system", "You answer for the shop."),
+               ChatMessage("user", "my card is 4111 1111 1111 1111")]  # fmt: skip
+    first = provider.redacted(ModelRequest(messages=tuple(history)))
+    history += [ChatMessage("assistant", "Please don't share cards."),
+                ChatMessage("user", "and 4111 1111 1111")]  # fmt: skip
+    second = provider.redacted(ModelRequest(messages=tuple(history)))
+    assert len(scanned) == 4  # the two new texts only, the second time
+    assert first.messages == second.messages[:2]
+    fresh = RedactingProvider(OpenAICompatible("http://model.test/v1", "m"))
+    assert second == fresh.redacted(ModelRequest(messages=tuple(history)))
+    assert "4111 1111 1111" not in json.dumps([m.content for m in second.messages])
+    assert reports == [{"card": 1}, {"card": 2}]  # each request reports all it carries

@@ -11,9 +11,10 @@ last four digits, as in the log. What was taken out of the request is reported t
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Final
 
 from threadline.core.model import (
@@ -27,7 +28,18 @@ from threadline.privacy import DEFAULT_KINDS, KINDS, Carry, Redactor
 
 #: What a provider never receives, whatever the task.
 NEVER_SENT: Final = DEFAULT_KINDS
+#: Redacted texts kept, by digest, for the requests that send them again.
+REMEMBERED: Final = 4096
 Report = Callable[[ModelRequest, Mapping[str, int]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """A text as it may leave, what it leaves for the next message, and the kinds taken."""
+
+    text: str
+    carry: Carry | None
+    kinds: tuple[str, ...]
 
 
 class RedactingProvider(ModelProvider):
@@ -44,6 +56,7 @@ class RedactingProvider(ModelProvider):
         self.id = inner.id
         self.redactor = Redactor(kinds=set(KINDS) - kept)
         self.on_redacted = on_redacted
+        self._done: dict[tuple[bytes, Carry | None], _Done] = {}
 
     async def complete(self, request: ModelRequest) -> Completion:
         return await self.inner.complete(self.redacted(request))
@@ -76,9 +89,19 @@ class RedactingProvider(ModelProvider):
     ) -> tuple[str, Carry | None]:
         if not text:
             return text, None
-        redacted = self.redactor.redact(text, carry=carry)
-        taken.update(f.kind for f in redacted.findings if f.kind in self.redactor.kinds)
-        return redacted.text, redacted.carry
+        # Every turn sends the instructions and the history again: each text is redacted
+        # once. The key is a digest, so the cache never holds what a customer typed.
+        key = (hashlib.blake2b(text.encode(), digest_size=16).digest(), carry)
+        done = self._done.get(key)
+        if done is None:
+            redacted = self.redactor.redact(text, carry=carry)
+            kinds = tuple(f.kind for f in redacted.findings if f.kind in self.redactor.kinds)
+            done = _Done(redacted.text, redacted.carry, kinds)
+            if len(self._done) >= REMEMBERED:
+                del self._done[next(iter(self._done))]  # the oldest
+            self._done[key] = done
+        taken.update(done.kinds)
+        return done.text, done.carry
 
     def _call(self, call: ToolCall, taken: Counter[str]) -> ToolCall:
         raw, _ = self._text(call.raw, taken, None)
