@@ -262,13 +262,16 @@ async def espeak_first_chunk(text: str, times: int = 10) -> list[float]:
     """Seconds espeak-ng takes to its first chunk of ``text``, alone in this process."""
     tts = EspeakTTS()
     out = []
-    for _ in range(times):
-        began = time.monotonic()
-        speech = cast("AsyncGenerator[SpeechChunk, None]", tts.synthesize(text, "mulaw"))
-        async with contextlib.aclosing(speech):
-            async for _chunk in speech:
-                out.append(time.monotonic() - began)
-                break
+    try:
+        for _ in range(times):
+            began = time.monotonic()
+            speech = cast("AsyncGenerator[SpeechChunk, None]", tts.synthesize(text, "mulaw"))
+            async with contextlib.aclosing(speech):
+                async for _chunk in speech:
+                    out.append(time.monotonic() - began)
+                    break
+    finally:
+        await tts.close()  # its spare espeak-ng process
     return out
 
 

@@ -15,6 +15,7 @@ from threadline.channels.voice import tts as tts_module
 from threadline.channels.voice.codec import FRAME_SAMPLES, pcm_from_bytes, to_pcm16
 from threadline.channels.voice.tts import (
     EspeakConfig,
+    EspeakProcess,
     EspeakTTS,
     OpenAICompatibleTTS,
     SpeechSynthesisError,
@@ -91,9 +92,37 @@ def test_the_encoder_hands_out_whole_frames_at_8_khz(encoding, width):
 # --- espeak-ng -------------------------------------------------------------------------------
 
 
+@pytest.fixture
+async def espeak_tts():
+    """Makes EspeakTTS engines, closed (their spare processes killed) after the test."""
+    made: list[EspeakTTS] = []
+
+    def make(config: EspeakConfig | None = None) -> EspeakTTS:
+        made.append(EspeakTTS(config))
+        return made[-1]
+
+    yield make
+    for engine in made:
+        await engine.close()
+
+
+@pytest.fixture
+def speaking(monkeypatch) -> list[EspeakProcess]:
+    """The espeak-ng processes handed a sentence, in order."""
+    handed: list[EspeakProcess] = []
+    real = EspeakProcess.speak
+
+    async def speak(self: EspeakProcess, text: str) -> asyncio.StreamReader:
+        handed.append(self)
+        return await real(self, text)
+
+    monkeypatch.setattr(EspeakProcess, "speak", speak)
+    return handed
+
+
 @pytest.mark.usefixtures("espeak")
-async def test_espeak_speaks_a_reply_as_telephony_frames():
-    chunks = await spoken(EspeakTTS().synthesize(REPLY))
+async def test_espeak_speaks_a_reply_as_telephony_frames(espeak_tts):
+    chunks = await spoken(espeak_tts().synthesize(REPLY))
     assert all(c.audio and len(c.audio) % FRAME_SAMPLES == 0 for c in chunks)
     heard = [c.heard_through for c in chunks]
     assert heard == sorted(heard) and heard[-1] == len(REPLY)
@@ -105,9 +134,9 @@ async def test_espeak_speaks_a_reply_as_telephony_frames():
 
 
 @pytest.mark.usefixtures("espeak")
-async def test_espeak_speaks_pcm_in_a_chosen_voice_and_rate():
-    slow = EspeakTTS(EspeakConfig(voice="en-gb", rate=120))
-    fast = EspeakTTS(EspeakConfig(voice="en-gb", rate=260))
+async def test_espeak_speaks_pcm_in_a_chosen_voice_and_rate(espeak_tts):
+    slow = espeak_tts(EspeakConfig(voice="en-gb", rate=120))
+    fast = espeak_tts(EspeakConfig(voice="en-gb", rate=260))
     text = "The Broadway store opens at ten."
     slow_audio = b"".join(c.audio for c in await spoken(slow.synthesize(text, "pcm16")))
     fast_audio = b"".join(c.audio for c in await spoken(fast.synthesize(text, "pcm16")))
@@ -119,42 +148,24 @@ async def test_espeak_speaks_pcm_in_a_chosen_voice_and_rate():
 
 
 @pytest.mark.usefixtures("espeak")
-async def test_closing_mid_synthesis_kills_espeak(monkeypatch):
-    processes = []
-    real = asyncio.create_subprocess_exec
-
-    async def spawn(*args, **kwargs):
-        process = await real(*args, **kwargs)
-        processes.append(process)
-        return process
-
-    monkeypatch.setattr(tts_module.asyncio, "create_subprocess_exec", spawn)
+async def test_closing_mid_synthesis_kills_espeak(monkeypatch, espeak_tts, speaking):
     monkeypatch.setattr(tts_module, "READ_BYTES", 2048)  # many chunks per sentence
     long_text = " ".join(["This sentence goes on and on, and on and on, for a long while"] * 8)
-    chunks = EspeakTTS().synthesize(long_text + ". And then another one.")
+    chunks = espeak_tts().synthesize(long_text + ". And then another one.")
     first = await anext(chunks)
-    assert first.heard_through == 0 and processes[0].returncode is None
+    assert first.heard_through == 0 and speaking[0].returncode is None
     await chunks.aclose()
-    assert processes[0].returncode is not None  # killed, not left to finish
-    assert len(processes) == 1
+    assert speaking[0].returncode is not None  # killed, not left to finish
+    assert len(speaking) == 1
 
 
 @pytest.mark.usefixtures("espeak")
-async def test_cancelling_the_playing_task_stops_synthesis(monkeypatch):
-    processes = []
-    real = asyncio.create_subprocess_exec
-
-    async def spawn(*args, **kwargs):
-        process = await real(*args, **kwargs)
-        processes.append(process)
-        return process
-
-    monkeypatch.setattr(tts_module.asyncio, "create_subprocess_exec", spawn)
+async def test_cancelling_the_playing_task_stops_synthesis(espeak_tts, speaking):
     played: list[SpeechChunk] = []
     got_one = asyncio.Event()
 
     async def play():
-        speech = EspeakTTS().synthesize("One. Two. Three. Four. Five. Six. Seven.")
+        speech = espeak_tts().synthesize("One. Two. Three. Four. Five. Six. Seven.")
         async with contextlib.aclosing(speech) as chunks:
             async for chunk in chunks:
                 played.append(chunk)
@@ -166,18 +177,18 @@ async def test_cancelling_the_playing_task_stops_synthesis(monkeypatch):
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    assert all(p.returncode is not None for p in processes)
-    assert len(processes) < 7 and played[-1].heard_through < len("One. Two. Three. Four.")
+    assert all(p.returncode is not None for p in speaking)
+    assert len(speaking) < 7 and played[-1].heard_through < len("One. Two. Three. Four.")
 
 
 @pytest.mark.usefixtures("espeak")
-async def test_an_unknown_voice_is_an_error():
+async def test_an_unknown_voice_is_an_error(espeak_tts):
     with pytest.raises(SpeechSynthesisError, match="espeak-ng failed"):
-        await spoken(EspeakTTS(EspeakConfig(voice="xx-nowhere")).synthesize("Hello."))
+        await spoken(espeak_tts(EspeakConfig(voice="xx-nowhere")).synthesize("Hello."))
 
 
-async def test_a_missing_executable_is_an_error():
-    engine = EspeakTTS(EspeakConfig(executable="/nonexistent/espeak-ng"))
+async def test_a_missing_executable_is_an_error(espeak_tts):
+    engine = espeak_tts(EspeakConfig(executable="/nonexistent/espeak-ng"))
     with pytest.raises(SpeechSynthesisError, match="cannot run"):
         await spoken(engine.synthesize("Hello."))
 

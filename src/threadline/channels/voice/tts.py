@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import subprocess
 from abc import abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import httpx
+import structlog
 
 from threadline.channels.voice.codec import (
     FRAME_SAMPLES,
@@ -37,6 +39,8 @@ from threadline.channels.voice.codec import (
 from threadline.channels.voice.stt import api_url
 from threadline.core.errors import ThreadlineError
 from threadline.core.ports import TTS_SAMPLE_RATE, AudioEncoding, SpeechChunk, TextToSpeech
+
+log = structlog.get_logger("threadline.voice.tts")
 
 #: Read size from a synthesiser; about 0.7 s of 22.05 kHz audio.
 READ_BYTES: Final = 32768
@@ -172,55 +176,194 @@ class EspeakConfig:
 
 
 class EspeakTTS(SentenceSynthesizer):
-    """The embedded synthesiser: one espeak-ng process per sentence, its WAV read as it comes."""
+    """The embedded synthesiser: each sentence goes to an espeak-ng process started before it
+    was asked for, its WAV read as it comes.
+
+    For each command line (voice, rate, pitch) one spare process is kept started and waiting
+    on stdin; a sentence takes it and the next spare starts in the background, so only a
+    command line's first sentence waits for a process to start. Processes start in a worker
+    thread, where CPython starts them with ``vfork()`` on Linux: the event loop never stops
+    for a ``fork()`` whose cost grows with the service's memory. A spare found dead is
+    replaced. :meth:`close` kills the spares; a spare also ends when this process does, as
+    its stdin then ends.
+    """
 
     def __init__(self, config: EspeakConfig | None = None) -> None:
         self.config = config or EspeakConfig()
         self.engine_id = f"espeak-ng:{self.config.voice}"
+        self._spares: dict[tuple[str, ...], asyncio.Task[EspeakProcess | None]] = {}
+        self._closed = False
 
-    def _command(self, voice: str) -> list[str]:
+    def _command(self, voice: str) -> tuple[str, ...]:
         cfg = self.config
         command = [cfg.executable, "--stdout", "--stdin", "-v", voice, "-s", str(cfg.rate)]
         if cfg.pitch is not None:
             command += ["-p", str(cfg.pitch)]
-        return command
+        return tuple(command)
 
     async def _sentence(
         self, text: str, encoding: AudioEncoding, voice: str | None
     ) -> AsyncGenerator[bytes, None]:
+        process = await self._process(self._command(voice or self.config.voice))
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self._command(voice or self.config.voice),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
-            raise SpeechSynthesisError(f"cannot run {self.config.executable}: {exc}") from exc
-        assert process.stdin and process.stdout and process.stderr
-        try:
-            process.stdin.write(text.encode("utf-8"))
-            await process.stdin.drain()
-            process.stdin.close()
+            stdout = await process.speak(text)
             wav = WavStream()
             encoder: TelephonyEncoder | None = None
-            while chunk := await process.stdout.read(READ_BYTES):
+            while chunk := await stdout.read(READ_BYTES):
                 samples = wav.push(chunk)
                 if encoder is None and wav.sample_rate is not None:
                     encoder = TelephonyEncoder(wav.sample_rate, encoding)
                 if encoder is not None and samples and (frames := encoder.push(samples)):
                     yield frames
-            errors = await process.stderr.read()
-            if await process.wait() != 0 or encoder is None:
-                detail = errors.decode("utf-8", "replace").strip() or "no audio"
-                raise SpeechSynthesisError(f"espeak-ng failed: {detail}")
+            code, errors = await process.exit_status()
+            if code != 0 or encoder is None:
+                raise SpeechSynthesisError(f"espeak-ng failed: {errors.strip() or 'no audio'}")
             if tail := encoder.flush():
                 yield tail
         finally:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+            await process.end()
+
+    async def _process(self, command: tuple[str, ...]) -> EspeakProcess:
+        """The spare for ``command`` if it is alive, else a new process; either way the next
+        spare starts now, in the background."""
+        spare = self._spares.pop(command, None)
+        if not self._closed:
+            self._spares[command] = asyncio.create_task(_spare(command))
+        if spare is not None and (process := await _claim(spare)) is not None:
+            if process.alive():
+                return process
+            log.warning("espeak-ng spare died", pid=process.pid, returncode=process.returncode)
+            await process.end()
+        return await EspeakProcess.start(command)
+
+    async def close(self) -> None:
+        """Kill the spare processes; later sentences start their own, keeping no spare."""
+        self._closed = True
+        spares, self._spares = list(self._spares.values()), {}
+        for spare in spares:
+            if (process := await _claim(spare)) is not None:
+                await process.end()
+
+
+class EspeakProcess:
+    """One espeak-ng process, started before its text and waiting for it on stdin."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self._stdout: asyncio.ReadTransport | None = None
+        self._stdin: asyncio.WriteTransport | None = None
+
+    @classmethod
+    async def start(cls, command: Sequence[str]) -> EspeakProcess:
+        """A new process, started in a worker thread; if the caller is cancelled meanwhile,
+        the process is killed as soon as it exists."""
+        starting = asyncio.get_running_loop().run_in_executor(None, _popen, command)
+        try:
+            return cls(await asyncio.shield(starting))
+        except asyncio.CancelledError:
+            starting.add_done_callback(_discard_started)
+            raise
+        except OSError as exc:
+            raise SpeechSynthesisError(f"cannot run {command[0]}: {exc}") from exc
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def alive(self) -> bool:
+        """Whether it still runs (a process that died is reaped here)."""
+        return self._popen.poll() is None
+
+    async def speak(self, text: str) -> asyncio.StreamReader:
+        """Hand the process its text; its WAV comes on the reader returned."""
+        loop = asyncio.get_running_loop()
+        assert self._popen.stdin and self._popen.stdout
+        stdout = asyncio.StreamReader()
+        self._stdout, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stdout), self._popen.stdout
+        )
+        self._stdin, _ = await loop.connect_write_pipe(asyncio.Protocol, self._popen.stdin)
+        self._stdin.write(text.encode("utf-8"))
+        self._stdin.close()  # once written: espeak-ng speaks its stdin when it ends
+        return stdout
+
+    async def exit_status(self) -> tuple[int, str]:
+        """Once stdout has ended: the return code and what the process said on stderr."""
+        return await asyncio.to_thread(self._exit_status)
+
+    def _exit_status(self) -> tuple[int, str]:
+        assert self._popen.stderr
+        errors = self._popen.stderr.read()
+        return self._popen.wait(), errors.decode("utf-8", "replace")
+
+    async def end(self) -> None:
+        """Kill the process if it still runs, reap it and close its pipes."""
+        self._kill()
+        if self._popen.returncode is None:  # else reaped already, by exit_status or _kill
+            await asyncio.to_thread(self._popen.wait)
+        self._reap()
+
+    def discard(self) -> None:
+        """:meth:`end`, blocking: for callbacks, which cannot wait (a killed process is reaped
+        within a millisecond)."""
+        self._kill()
+        self._reap()
+
+    def _kill(self) -> None:
+        if self._popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._popen.kill()
+        # A transport owns the pipe it was given and closes it; the others are closed here.
+        if self._stdout is not None:
+            self._stdout.close()
+        elif self._popen.stdout:
+            self._popen.stdout.close()
+        if self._stdin is None and self._popen.stdin:
+            self._popen.stdin.close()  # a write transport closes itself once written or broken
+
+    def _reap(self) -> None:
+        self._popen.wait()
+        if self._popen.stderr:
+            self._popen.stderr.close()
+
+
+def _popen(command: Sequence[str]) -> subprocess.Popen[bytes]:
+    pipe = subprocess.PIPE
+    return subprocess.Popen(command, stdin=pipe, stdout=pipe, stderr=pipe)
+
+
+async def _spare(command: tuple[str, ...]) -> EspeakProcess | None:
+    """A spare process, or None if it cannot start (the sentence that needs one starts its
+    own, and reports why that fails)."""
+    with contextlib.suppress(SpeechSynthesisError):
+        return await EspeakProcess.start(command)
+    return None
+
+
+async def _claim(spare: asyncio.Task[EspeakProcess | None]) -> EspeakProcess | None:
+    """The process ``spare`` starts, awaited without cancelling it: if the caller is cancelled
+    meanwhile, the process is discarded once started, never left behind."""
+    try:
+        return await asyncio.shield(spare)
+    except asyncio.CancelledError:
+        spare.add_done_callback(_discard_spare)
+        raise
+
+
+def _discard_spare(spare: asyncio.Task[EspeakProcess | None]) -> None:
+    if spare.cancelled() or spare.exception() is not None:
+        return
+    if (process := spare.result()) is not None:
+        process.discard()
+
+
+def _discard_started(starting: asyncio.Future[subprocess.Popen[bytes]]) -> None:
+    if not starting.cancelled() and starting.exception() is None:
+        EspeakProcess(starting.result()).discard()
 
 
 class OpenAICompatibleTTS(SentenceSynthesizer):
