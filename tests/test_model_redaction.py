@@ -120,15 +120,25 @@ def test_each_text_is_redacted_once_and_reported_on_every_request() -> None:
         return redact(text, **options)
 
     provider.redactor.redact = counting  # type: ignore[method-assign]
-    history = [ChatMessage("system", "You answer for the shop."),
+    rules = "You answer for the shop.\nNever ask for a card."
+    history = [ChatMessage("system", f"{rules}\nThe time is 10:00."),
                ChatMessage("user", "my card is 4111 1111 1111 1111")]  # fmt: skip
     first = provider.redacted(ModelRequest(messages=tuple(history)))
+    assert len(scanned) == 4  # the instructions line by line, and the customer's message
+    history[0] = ChatMessage("system", f"{rules}\nThe time is 10:01.")
     history += [ChatMessage("assistant", "Please don't share cards."),
                 ChatMessage("user", "and 4111 1111 1111")]  # fmt: skip
     second = provider.redacted(ModelRequest(messages=tuple(history)))
-    assert len(scanned) == 4  # the two new texts only, the second time
-    assert first.messages == second.messages[:2]
+    assert scanned[4:] == ["The time is 10:01.", "Please don't share cards.",
+                           "and 4111 1111 1111"]  # fmt: skip
+    assert first.messages[1] == second.messages[1]
     fresh = RedactingProvider(OpenAICompatible("http://model.test/v1", "m"))
     assert second == fresh.redacted(ModelRequest(messages=tuple(history)))
+    assert second.messages[0].content == history[0].content
     assert "4111 1111 1111" not in json.dumps([m.content for m in second.messages])
     assert reports == [{"card": 1}, {"card": 2}]  # each request reports all it carries
+    known = ChatMessage("system", f"{rules}\nKnown in this conversation: card=4111111111111111")
+    assert (
+        "4111111111111111"
+        not in provider.redacted(ModelRequest(messages=(known,))).messages[0].content
+    )

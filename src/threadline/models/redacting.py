@@ -74,6 +74,13 @@ class RedactingProvider(ModelProvider):
         carry: Carry | None = None
         messages = []
         for message in request.messages:
+            if message.role == "system":
+                # The instructions, one statement per line: most lines are the same on
+                # every turn (the business's words), a few change (the time, the proof).
+                lines = message.content.split("\n")
+                text = "\n".join(self._text(line, taken, None)[0] for line in lines)
+                messages.append(replace(message, content=text))
+                continue
             # A card may be split over a customer's consecutive messages: carry it along.
             text, carry = self._text(message.content, taken,
                                      carry if message.role == "user" else None)  # fmt: skip
