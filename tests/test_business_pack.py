@@ -80,6 +80,19 @@ def test_the_northwind_pack_loads_with_every_file_it_includes() -> None:
     assert len(business.digest) == 12 and business.digest == load(NORTHWIND).digest
 
 
+def test_loading_a_pack_again_compiles_none_of_its_templates_again() -> None:
+    from threadline.business.templates import _code
+
+    first = load(NORTHWIND)
+    compiled = _code.cache_info().misses
+    again = load(NORTHWIND)
+    assert _code.cache_info().misses == compiled
+    assert again.digest == first.digest
+    names = sorted(first.pack.replies)
+    assert [again.reply(n).chat.source for n in names] == [first.reply(n).chat.source
+                                                            for n in names]  # fmt: skip
+
+
 def test_a_minimal_pack_loads_with_the_products_default_replies() -> None:
     business = load(MINIMAL)
     assert (business.id, [q.id for q in business.queues], list(business.pack.intents)) == (

@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final, get_args
 
-from jinja2 import meta, nodes
-
 from threadline.business.behaviour import (
     AnswerIntent,
     BookingIntent,
@@ -34,7 +32,13 @@ from threadline.business.defaults import (
 )
 from threadline.business.loader import Problem, Source
 from threadline.business.model import ChannelName, Pack
-from threadline.business.templates import Template, TemplateProblem, environment, listing
+from threadline.business.templates import (
+    Template,
+    TemplateProblem,
+    environment,
+    free_variables,
+    listing,
+)
 from threadline.business.tool_specs import HttpTool, PythonTool
 
 #: Proof methods that do not name a knowledge slot.
@@ -412,9 +416,7 @@ def check_templates(pack: Pack, source: Source) -> Iterator[Problem]:
                 yield Problem(file, line + exc.line - 1 if line else 0,
                               ".".join(str(p) for p in where), f"template: {exc}")  # fmt: skip
                 continue
-            tree = env.parse(text)
-            assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-            unknown = sorted(meta.find_undeclared_variables(tree) - known - assigned)
+            unknown = sorted(free_variables(text) - known)
             if unknown:
                 yield Problem(file, line, ".".join(str(p) for p in where),
                               f"template: unknown variable {unknown[0]!r} (this reply sees:"
