@@ -6,7 +6,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
+import aiohttp.abc
 import pytest
 from pydantic import SecretStr
 
@@ -219,8 +220,10 @@ async def test_an_unreachable_provider_is_unavailable() -> None:
 
 
 async def test_an_answer_that_is_not_a_completion_is_unavailable() -> None:
-    garbage = httpx.MockTransport(lambda request: httpx.Response(200, json={"hello": "world"}))
-    async with OpenAICompatible("http://model.test/v1", "m", transport=garbage) as p:
+    async with (
+        LiveServer(Answering({"hello": "world"})) as server,
+        OpenAICompatible(f"{server.http}/v1", "m") as p,
+    ):
         with pytest.raises(ModelUnavailable, match="not a chat completion"):
             await p.complete(ASK)
 
@@ -239,20 +242,53 @@ async def test_the_key_is_sent_but_never_logged_or_shown(model, capsys) -> None:
 
 
 async def test_azure_takes_its_key_as_api_key() -> None:
-    seen: list[httpx.Request] = []
+    answering = Answering({"choices": [{"message": {"content": "hi"}}]})
+    async with LiveServer(answering) as server:
+        port = server.http.rsplit(":", 1)[1]
+        target = ("/openai/deployments/gpt/chat/completions", "api-version=2024-10-21")
+        url = f"http://example-resource.openai.azure.com:{port}{target[0]}?{target[1]}"
+        here = aiohttp.TCPConnector(resolver=Here())
+        async with OpenAICompatible(url, "gpt", KEY, connector=here) as p:
+            assert (await p.complete(ASK)).text == "hi"
+    ((headers, path, query, body),) = answering.seen
+    assert headers["api-key"] == KEY.get_secret_value()
+    assert "authorization" not in headers
+    assert (path, query) == target
+    assert json.loads(body)["model"] == "gpt"
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"choices": [{"message": {"content": "hi"}}]})
 
-    url = ("https://example-resource.openai.azure.com/openai/deployments/gpt/chat/completions"
-           "?api-version=2024-10-21")  # fmt: skip
-    async with OpenAICompatible(url, "gpt", KEY, transport=httpx.MockTransport(answer)) as p:
-        assert (await p.complete(ASK)).text == "hi"
-    assert seen[0].headers["api-key"] == KEY.get_secret_value()
-    assert "authorization" not in seen[0].headers
-    assert str(seen[0].url) == url
-    assert json.loads(seen[0].content)["model"] == "gpt"
+class Here(aiohttp.abc.AbstractResolver):
+    """Every name is this machine."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
+        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": 2,
+                 "proto": 0, "flags": 0}]  # fmt: skip
+
+    async def close(self) -> None:
+        pass
+
+
+class Answering:
+    """An ASGI app that answers every request with ``answer`` as JSON, noting what came."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = json.dumps(answer).encode()
+        self.seen: list[tuple[dict[str, str], str, str, bytes]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.seen.append((headers, scope["path"], scope["query_string"].decode(), body))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": self.answer})
 
 
 def test_a_model_url_must_be_http() -> None:
