@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import struct
 
 import numpy as np
@@ -112,9 +113,9 @@ def speaking(monkeypatch) -> list[EspeakProcess]:
     handed: list[EspeakProcess] = []
     real = EspeakProcess.speak
 
-    async def speak(self: EspeakProcess, text: str) -> asyncio.StreamReader:
+    async def speak(self: EspeakProcess, text: str) -> None:
         handed.append(self)
-        return await real(self, text)
+        await real(self, text)
 
     monkeypatch.setattr(EspeakProcess, "speak", speak)
     return handed
@@ -155,7 +156,7 @@ async def test_closing_mid_synthesis_kills_espeak(monkeypatch, espeak_tts, speak
     first = await anext(chunks)
     assert first.heard_through == 0 and speaking[0].returncode is None
     await chunks.aclose()
-    assert speaking[0].returncode is not None  # killed, not left to finish
+    assert speaking[0].returncode == -signal.SIGKILL  # killed, not left to finish
     assert len(speaking) == 1
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import subprocess
 from abc import abstractmethod
@@ -180,12 +181,12 @@ class EspeakTTS(SentenceSynthesizer):
     was asked for, its WAV read as it comes.
 
     For each command line (voice, rate, pitch) one spare process is kept started and waiting
-    on stdin; a sentence takes it and the next spare starts in the background, so only a
-    command line's first sentence waits for a process to start. Processes start in a worker
-    thread, where CPython starts them with ``vfork()`` on Linux: the event loop never stops
-    for a ``fork()`` whose cost grows with the service's memory. A spare found dead is
-    replaced. :meth:`close` kills the spares; a spare also ends when this process does, as
-    its stdin then ends.
+    on stdin; a sentence takes it, and once its audio comes the next spare starts in the
+    background, so only a command line's first sentence waits for a process to start.
+    Processes start in a worker thread, where CPython starts them with ``vfork()`` on Linux:
+    the event loop never stops for a ``fork()`` whose cost grows with the service's memory.
+    A spare found dead is replaced. :meth:`close` kills the spares; a spare also ends when
+    this process does, as its stdin then ends.
     """
 
     def __init__(self, config: EspeakConfig | None = None) -> None:
@@ -204,12 +205,14 @@ class EspeakTTS(SentenceSynthesizer):
     async def _sentence(
         self, text: str, encoding: AudioEncoding, voice: str | None
     ) -> AsyncGenerator[bytes, None]:
-        process = await self._process(self._command(voice or self.config.voice))
+        command = self._command(voice or self.config.voice)
+        process = await self._process(command)
         try:
-            stdout = await process.speak(text)
+            await process.speak(text)
             wav = WavStream()
             encoder: TelephonyEncoder | None = None
-            while chunk := await stdout.read(READ_BYTES):
+            while chunk := await process.read(READ_BYTES):
+                self._keep_spare(command)  # after the first audio, which it would slow
                 samples = wav.push(chunk)
                 if encoder is None and wav.sample_rate is not None:
                     encoder = TelephonyEncoder(wav.sample_rate, encoding)
@@ -224,17 +227,19 @@ class EspeakTTS(SentenceSynthesizer):
             await process.end()
 
     async def _process(self, command: tuple[str, ...]) -> EspeakProcess:
-        """The spare for ``command`` if it is alive, else a new process; either way the next
-        spare starts now, in the background."""
+        """The spare for ``command`` if it is alive, else a new process."""
         spare = self._spares.pop(command, None)
-        if not self._closed:
-            self._spares[command] = asyncio.create_task(_spare(command))
         if spare is not None and (process := await _claim(spare)) is not None:
             if process.alive():
                 return process
             log.warning("espeak-ng spare died", pid=process.pid, returncode=process.returncode)
             await process.end()
         return await EspeakProcess.start(command)
+
+    def _keep_spare(self, command: tuple[str, ...]) -> None:
+        """Start a spare for ``command`` in the background, unless one is there already."""
+        if command not in self._spares and not self._closed:
+            self._spares[command] = asyncio.create_task(_spare(command))
 
     async def close(self) -> None:
         """Kill the spare processes; later sentences start their own, keeping no spare."""
@@ -246,12 +251,15 @@ class EspeakTTS(SentenceSynthesizer):
 
 
 class EspeakProcess:
-    """One espeak-ng process, started before its text and waiting for it on stdin."""
+    """One espeak-ng process, started before its text and waiting for it on stdin.
+
+    Its pipes are read and written without blocking, on the event loop's readiness callbacks,
+    and closed here, once. (Handing them to pipe transports instead would let uvloop close each
+    descriptor twice, the second time possibly a new pipe another thread just opened.)
+    """
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self._popen = popen
-        self._stdout: asyncio.ReadTransport | None = None
-        self._stdin: asyncio.WriteTransport | None = None
 
     @classmethod
     async def start(cls, command: Sequence[str]) -> EspeakProcess:
@@ -278,18 +286,33 @@ class EspeakProcess:
         """Whether it still runs (a process that died is reaped here)."""
         return self._popen.poll() is None
 
-    async def speak(self, text: str) -> asyncio.StreamReader:
-        """Hand the process its text; its WAV comes on the reader returned."""
-        loop = asyncio.get_running_loop()
-        assert self._popen.stdin and self._popen.stdout
-        stdout = asyncio.StreamReader()
-        self._stdout, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(stdout), self._popen.stdout
-        )
-        self._stdin, _ = await loop.connect_write_pipe(asyncio.Protocol, self._popen.stdin)
-        self._stdin.write(text.encode("utf-8"))
-        self._stdin.close()  # once written: espeak-ng speaks its stdin when it ends
-        return stdout
+    async def speak(self, text: str) -> None:
+        """Hand the process its text, all of it: espeak-ng speaks its stdin when it ends."""
+        assert self._popen.stdin
+        fd = self._popen.stdin.fileno()
+        os.set_blocking(fd, False)
+        rest = memoryview(text.encode("utf-8"))
+        try:
+            while rest:
+                try:
+                    rest = rest[os.write(fd, rest) :]
+                except BlockingIOError:
+                    await _until_ready(fd, writing=True)
+        except BrokenPipeError:
+            pass  # it died: its exit status and stderr say why
+        finally:
+            self._popen.stdin.close()
+
+    async def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of its WAV as soon as there are any; b"" once it has ended."""
+        assert self._popen.stdout
+        fd = self._popen.stdout.fileno()
+        os.set_blocking(fd, False)
+        while True:
+            try:
+                return os.read(fd, size)
+            except BlockingIOError:
+                await _until_ready(fd, writing=False)
 
     async def exit_status(self) -> tuple[int, str]:
         """Once stdout has ended: the return code and what the process said on stderr."""
@@ -317,18 +340,33 @@ class EspeakProcess:
         if self._popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self._popen.kill()
-        # A transport owns the pipe it was given and closes it; the others are closed here.
-        if self._stdout is not None:
-            self._stdout.close()
-        elif self._popen.stdout:
-            self._popen.stdout.close()
-        if self._stdin is None and self._popen.stdin:
-            self._popen.stdin.close()  # a write transport closes itself once written or broken
+        for pipe in (self._popen.stdin, self._popen.stdout):
+            if pipe:
+                pipe.close()
 
     def _reap(self) -> None:
         self._popen.wait()
         if self._popen.stderr:
             self._popen.stderr.close()
+
+
+async def _until_ready(fd: int, *, writing: bool) -> None:
+    """Until ``fd`` can be read (or written) without blocking."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    add, remove = (
+        (loop.add_writer, loop.remove_writer) if writing else (loop.add_reader, loop.remove_reader)
+    )
+    add(fd, _set_ready, ready)
+    try:
+        await ready
+    finally:
+        remove(fd)
+
+
+def _set_ready(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
 
 
 def _popen(command: Sequence[str]) -> subprocess.Popen[bytes]:
