@@ -781,3 +781,42 @@ async def test_a_check_in_code_is_asked_for_on_chat(sqlite_store, systems, model
         (requested,) = await service.events("c29", "action.requested")
         assert requested.payload["tool"] == "send_checkin_code"
         assert requested.payload["arguments"] == {"store": "sf-market"}
+
+
+async def test_the_history_reads_only_what_came_since_the_conversations_last_turn(
+    sqlite_store,
+) -> None:
+    from types import SimpleNamespace
+
+    from threadline.testing.factories import CODEC
+
+    cid = "c-history"
+    starts: list[int] = []
+    read = sqlite_store.read
+
+    async def reading(conversation_id: str, from_seq: int = 1, *args: Any) -> Any:
+        starts.append(from_seq)
+        return await read(conversation_id, from_seq, *args)
+
+    sqlite_store.read = reading
+    conversations = Conversations(sqlite_store)
+
+    async def said(*lines: tuple[str, str]) -> None:
+        for type_, text in lines:
+            await sqlite_store.append(cid, [CODEC.encode(Event(cid, type_, {"text": text}))])
+
+    history = LogHistory(conversations)
+    await said(("message.received", "hi"), ("message.sent", "hello"),
+               ("message.received", "where is order 1042?"))  # fmt: skip
+    first = await history(SimpleNamespace(conversation_id=cid, seq=3))
+    await said(("message.sent", "it ships on Friday"), ("message.received", "thanks"))
+    second = await history(SimpleNamespace(conversation_id=cid, seq=5))
+    assert [m.content for m in first] == ["hi", "hello"]
+    assert [(m.role, m.content) for m in second] == [
+        ("user", "hi"), ("assistant", "hello"), ("user", "where is order 1042?"),
+        ("assistant", "it ships on Friday")]  # fmt: skip
+    assert second == await LogHistory(conversations)(SimpleNamespace(conversation_id=cid, seq=5))
+    assert starts[:2] == [1, 3]  # the second turn read from the first turn's message on
+    conversations.forget(cid)  # its customer was erased: nothing of it is kept
+    await history(SimpleNamespace(conversation_id=cid, seq=5))
+    assert starts[-1] == 1

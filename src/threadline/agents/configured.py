@@ -10,6 +10,7 @@ circuit breaker outlive a reloaded pack); the agent is made again on every reloa
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Final
 from urllib.parse import urlsplit
@@ -35,6 +36,8 @@ _SAID: Final = {"message.received": "user", "utterance.transcribed": "user",
                 "message.sent": "assistant"}  # fmt: skip
 #: Events read back to find the latest messages (a turn records several besides its reply).
 _LOOK_BACK: Final = HISTORY_MESSAGES * 4
+#: Conversations whose latest messages are kept between their turns.
+KEPT_HISTORIES: Final = 4096
 
 
 def provider_from(settings: Settings, business: Business) -> ModelProvider | None:
@@ -78,25 +81,47 @@ def described(settings: Settings, business: Business) -> str:
 
 
 class LogHistory:
-    """The conversation's latest messages, read from its log, as a model reads them."""
+    """The conversation's latest messages, read from its log, as a model reads them.
+
+    What a turn read is kept for the conversation's next turn, which then reads only what
+    was appended since (the reply, the customer's next message), for the most recent
+    conversations; it is dropped with the conversation's state when its customer is erased.
+    """
 
     def __init__(self, conversations: Conversations) -> None:
         self.conversations = conversations
+        #: Per conversation: the seq read through, and the messages up to it.
+        self._kept: OrderedDict[str, tuple[int, tuple[ChatMessage, ...]]] = OrderedDict()
+        conversations.on_forget(self.forget)
+
+    def forget(self, conversation_id: str) -> None:
+        self._kept.pop(conversation_id, None)
 
     async def __call__(self, state: ConversationState) -> Sequence[ChatMessage]:
         conversations = self.conversations
-        start = max(1, state.seq - _LOOK_BACK)
-        records = await conversations.store.read(state.conversation_id, start)
+        conversation_id = state.conversation_id
+        kept = self._kept.get(conversation_id)
         said: list[ChatMessage] = []
-        for record in records:
-            role = _SAID.get(record.type)
-            # The state's latest event is the message the turn answers: the agent adds it.
-            if role is None or record.seq >= state.seq:
-                continue
-            event = conversations.codec.decode(record)
-            said.append(ChatMessage("user" if role == "user" else "assistant",
-                                    str(event.payload.get("text") or "")))  # fmt: skip
-        return said[-HISTORY_MESSAGES:]
+        if kept is not None and kept[0] < state.seq:
+            start = kept[0] + 1
+            said += kept[1]
+        else:  # new here, or a turn older than the last one read (a redelivery)
+            start = max(1, state.seq - _LOOK_BACK)
+        if start < state.seq:
+            for record in await conversations.store.read(conversation_id, start):
+                role = _SAID.get(record.type)
+                # The state's latest event is the message the turn answers: the agent adds it.
+                if role is None or record.seq >= state.seq:
+                    continue
+                event = conversations.codec.decode(record)
+                said.append(ChatMessage("user" if role == "user" else "assistant",
+                                        str(event.payload.get("text") or "")))  # fmt: skip
+        latest = tuple(said[-HISTORY_MESSAGES:])
+        self._kept[conversation_id] = (state.seq - 1, latest)
+        self._kept.move_to_end(conversation_id)
+        if len(self._kept) > KEPT_HISTORIES:
+            self._kept.popitem(last=False)
+        return latest
 
 
 def agent_for(

@@ -55,6 +55,7 @@ class Conversations:
         self._on_append = on_append
         # Recently written states, so a busy conversation reads only its new tail.
         self._hot: OrderedDict[str, ConversationState] = OrderedDict()
+        self._forgetting: list[Callable[[str], None]] = []
         # Events appended elsewhere that follow a hot state, folded when the state is read:
         # one fold for a bot turn's several events rather than one fold each.
         self._pending: dict[str, list[EventRecord]] = {}
@@ -154,6 +155,13 @@ class Conversations:
         erased): the next read folds the log, where erased data reads as erased."""
         self._hot.pop(conversation_id, None)
         self._pending.pop(conversation_id, None)
+        for listener in self._forgetting:
+            listener(conversation_id)
+
+    def on_forget(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener`` with each conversation :meth:`forget` drops: whatever else this
+        process keeps of a conversation is dropped with it."""
+        self._forgetting.append(listener)
 
     async def timeline(self, conversation_id: str) -> list[Event]:
         """Every event of the conversation in its current shape."""
