@@ -13,9 +13,10 @@ a stream is retried only before its first piece arrived. A request that still fa
 :class:`ModelUnavailable`, and counts against the circuit breaker, which then refuses
 calls at once until its cooldown ends. Any other 4xx is :class:`ModelRefused`.
 
-Requests go through aiohttp, whose client costs a tenth of httpx's CPU per request
-(0.3 ms against 3 ms on the benchmark machine, docs/benchmarks.md): the bot makes two or
-three of them per turn. Proxies are taken from the environment (``HTTPS_PROXY``).
+Requests go through aiohttp: with requests in flight its client costs a third to a half
+of httpx's CPU per request (0.9 against 2.1–2.9 ms at 10–50 in flight on the benchmark
+machine, docs/benchmarks.md), and the bot makes two or three per turn. Proxies are taken
+from the environment (``HTTPS_PROXY``).
 """
 
 from __future__ import annotations
