@@ -33,9 +33,9 @@ from threadline.store import open_store
 if TYPE_CHECKING:
     from threadline.business import Business
 
-# One OpenBLAS thread, set before numpy loads: under uvloop every espeak-ng sentence is a fork,
-# and a fork while Whisper's feature extraction is inside a multi-threaded OpenBLAS call hangs
-# in OpenBLAS's fork handler, and with it the whole service. With one thread there is no worker
+# One OpenBLAS thread, set before numpy loads: a fork (uvloop starts child processes with one)
+# while Whisper's feature extraction is inside a multi-threaded OpenBLAS call hangs in
+# OpenBLAS's fork handler, and with it the whole service. espeak-ng is started with vfork. With one thread there is no worker
 # for the handler to wait for (tests/test_cli.py checks the thread count). An explicit setting
 # is kept.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
