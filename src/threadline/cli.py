@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 
 # One OpenBLAS thread, set before numpy loads: a fork (uvloop starts child processes with one)
 # while Whisper's feature extraction is inside a multi-threaded OpenBLAS call hangs in
-# OpenBLAS's fork handler, and with it the whole service. espeak-ng is started with vfork. With one thread there is no worker
-# for the handler to wait for (tests/test_cli.py checks the thread count). An explicit setting
-# is kept.
+# OpenBLAS's fork handler, and with it the whole service (espeak-ng is started with vfork,
+# which runs no fork handler). With one thread there is no worker for the handler to wait
+# for (tests/test_cli.py checks the thread count). An explicit setting is kept.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 #: The collector in a long-running process: allocations between young collections, and
