@@ -213,3 +213,17 @@ def test_a_spare_ends_with_the_process_that_owns_it():
     while running() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not running()
+
+
+async def test_ending_a_process_cancelled_midway_still_closes_its_pipes() -> None:
+    process = await EspeakProcess.start(EspeakTTS()._command("en-us"))
+    popen = process._popen
+    ending = asyncio.create_task(process.end())
+    await asyncio.sleep(0)  # it has killed the process and waits for it in a thread
+    ending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await ending
+    assert popen.stdin.closed and popen.stdout.closed and popen.stderr.closed
+    async with asyncio.timeout(5):
+        while popen.poll() is None:
+            await asyncio.sleep(0.01)

@@ -324,11 +324,17 @@ class EspeakProcess:
         return self._popen.wait(), errors.decode("utf-8", "replace")
 
     async def end(self) -> None:
-        """Kill the process if it still runs, reap it and close its pipes."""
+        """Kill the process if it still runs, reap it and close its pipes. Cancelled while it
+        waits for the killed process (a caller hanging up mid-sentence), it still closes them,
+        and the process is reaped by ``subprocess`` later."""
         self._kill()
-        if self._popen.returncode is None:  # else reaped already, by exit_status or _kill
-            await asyncio.to_thread(self._popen.wait)
-        self._reap()
+        try:
+            if self._popen.returncode is None:  # else reaped already, by exit_status or _kill
+                await asyncio.to_thread(self._popen.wait)
+        finally:
+            self._popen.poll()
+            if self._popen.stderr:
+                self._popen.stderr.close()
 
     def discard(self) -> None:
         """:meth:`end`, blocking: for callbacks, which cannot wait (a killed process is reaped
