@@ -820,3 +820,16 @@ async def test_the_history_reads_only_what_came_since_the_conversations_last_tur
     conversations.forget(cid)  # its customer was erased: nothing of it is kept
     await history(SimpleNamespace(conversation_id=cid, seq=5))
     assert starts[-1] == 1
+
+
+async def test_an_erasure_empties_the_redacted_texts_the_agent_keeps(sqlite_store, systems) -> None:
+    from threadline.agents.configured import agent_for
+    from threadline.core.model import ChatMessage, ModelRequest
+
+    conversations = Conversations(sqlite_store)
+    inner = OpenAICompatible("http://model.test/v1", "m")
+    agent = agent_for(systems, inner, codes=None, lockouts=None, conversations=conversations)
+    agent.provider.redacted(ModelRequest((ChatMessage("user", "I'm at 12 Elm Street"),)))
+    assert agent.provider._done
+    conversations.forget("c-erased")
+    assert not agent.provider._done

@@ -136,7 +136,8 @@ def agent_for(
     embedded = EmbeddedAgent(systems, codes=codes, lockouts=lockouts)
     if provider is None:
         return embedded
-    history = LogHistory(conversations) if conversations is not None else None
-    if history is None:
+    if conversations is None:
         return ModelAgent(embedded, provider)
-    return ModelAgent(embedded, provider, history=history)
+    agent = ModelAgent(embedded, provider, history=LogHistory(conversations))
+    conversations.on_forget(lambda _: agent.provider.forget())  # the redacted texts it keeps
+    return agent

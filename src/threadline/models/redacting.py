@@ -68,6 +68,10 @@ class RedactingProvider(ModelProvider):
     async def close(self) -> None:
         await self.inner.close()
 
+    def forget(self) -> None:
+        """Drop every redacted text kept (a customer was erased: theirs may be among them)."""
+        self._done.clear()
+
     def redacted(self, request: ModelRequest) -> ModelRequest:
         """``request`` as it may leave: its texts redacted, what went reported."""
         taken: Counter[str] = Counter()
@@ -97,7 +101,8 @@ class RedactingProvider(ModelProvider):
         if not text:
             return text, None
         # Every turn sends the instructions and the history again: each text is redacted
-        # once. The key is a digest, so the cache never holds what a customer typed.
+        # once. The cache holds texts only as they may leave, keyed by digest, and is
+        # emptied when a customer is erased (:meth:`forget`).
         key = (hashlib.blake2b(text.encode(), digest_size=16).digest(), carry)
         done = self._done.get(key)
         if done is None:
