@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -294,3 +296,71 @@ class Answering:
 def test_a_model_url_must_be_http() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         OpenAICompatible("ftp://model/v1", "m")
+
+
+# -- proxies --------------------------------------------------------------------------------
+
+
+async def test_the_proxy_comes_from_the_environment_read_once(monkeypatch) -> None:
+    """Through the proxy the environment names, with its credentials; the environment read
+    on the first request only (per request, it cost two hops through a thread each)."""
+    import aiohttp.helpers
+
+    reads: list[int] = []
+    environment = aiohttp.helpers.getproxies
+
+    def counted() -> dict[str, str]:
+        reads.append(1)
+        return environment()
+
+    monkeypatch.setattr(aiohttp.helpers, "getproxies", counted)
+    proxy = Answering({"choices": [{"message": {"content": "via the proxy"}}]})
+    async with LiveServer(proxy) as server:
+        where = server.http.removeprefix("http://")
+        monkeypatch.setenv("HTTP_PROXY", f"http://relay:s3cret@{where}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with OpenAICompatible("http://model.invalid/v1", "m", KEY, retries=0) as p:
+            for _ in range(3):
+                assert (await p.complete(ASK)).text == "via the proxy"
+    assert len(proxy.seen) == 3 and len(reads) == 1
+    headers = proxy.seen[0][0]
+    assert headers["host"] == "model.invalid"
+    assert headers["proxy-authorization"] == "Basic " + base64.b64encode(b"relay:s3cret").decode()
+    assert headers["authorization"] == f"Bearer {KEY.get_secret_value()}"
+
+
+async def test_a_host_the_environment_exempts_is_reached_directly(monkeypatch) -> None:
+    answering = Answering({"choices": [{"message": {"content": "direct"}}]})
+    async with LiveServer(answering) as server:
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with OpenAICompatible(f"{server.http}/v1", "m", retries=0) as p:
+            assert (await p.complete(ASK)).text == "direct"
+    assert "proxy-authorization" not in answering.seen[0][0]
+
+
+async def test_the_key_is_never_shown_to_the_proxy_of_an_https_provider(monkeypatch) -> None:
+    """A tunnel's CONNECT carries the proxy's own credentials only, never the model's key."""
+    connects: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connects.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTPS_PROXY", f"http://relay:s3cret@127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with server, OpenAICompatible("https://model.invalid/v1", "m", KEY, retries=0) as p:
+        with pytest.raises(ModelUnavailable):
+            await p.complete(ASK)
+    (connect,) = connects
+    assert connect.startswith(b"CONNECT model.invalid:443 ")
+    fields = dict(line.split(b": ", 1) for line in connect.split(b"\r\n")[1:] if line)
+    sent = {name.lower(): value for name, value in fields.items()}
+    assert sent[b"proxy-authorization"] == b"Basic " + base64.b64encode(b"relay:s3cret")
+    assert KEY.get_secret_value().encode() not in connect

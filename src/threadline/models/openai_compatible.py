@@ -15,8 +15,11 @@ calls at once until its cooldown ends. Any other 4xx is :class:`ModelRefused`.
 
 Requests go through aiohttp: with requests in flight its client costs a third to a half
 of httpx's CPU per request (0.9 against 2.1–2.9 ms at 10–50 in flight on the benchmark
-machine, docs/benchmarks.md), and the bot makes two or three per turn. Proxies are taken
-from the environment (``HTTPS_PROXY``).
+machine, docs/benchmarks.md), and the bot makes two or three per turn. The proxy comes
+from the environment (``HTTPS_PROXY``, ``NO_PROXY``; its credentials from its URL or
+``.netrc``), as aiohttp's ``trust_env`` reads it, but once, on the first request: read per
+request, it cost two hops through a thread and a read of the environment and ``.netrc``
+each time.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 import structlog
+from aiohttp.helpers import get_env_proxy_for_url
 from pydantic import SecretStr
+from yarl import URL
 
 from threadline.core.errors import ModelRefused, ModelUnavailable
 from threadline.core.model import (
@@ -84,17 +89,20 @@ class OpenAICompatible(ModelProvider):
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.breaker = breaker or CircuitBreaker()
-        headers = {}
+        # The key goes with each request, not as the session's default: aiohttp copies a
+        # session's default headers to the proxy, so the proxy would be shown the key.
+        headers = dict(SENT_AS)
         if api_key is not None:
             azure = (urlsplit(url).hostname or "").endswith(".openai.azure.com")
             secret = api_key.get_secret_value()
-            headers = {"api-key": secret} if azure else {"authorization": f"Bearer {secret}"}
+            headers |= {"api-key": secret} if azure else {"authorization": f"Bearer {secret}"}
         self._headers = headers
         # Each step of a request has ``timeout`` (connecting, then each wait for bytes), as
         # a stream may rightly take longer than that in all.
         self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
         self._connector = connector
         self._session: aiohttp.ClientSession | None = None
+        self._proxy: tuple[URL | None] | None = None
 
     def __repr__(self) -> str:
         return f"OpenAICompatible({self.endpoint!r}, {self.model!r})"  # never the key
@@ -110,9 +118,15 @@ class OpenAICompatible(ModelProvider):
         """The session, opened on first use (it belongs to the running event loop)."""
         if self._session is None:
             connector = self._connector or aiohttp.TCPConnector(ssl=_trusted())
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout,
-                                                  connector=connector, trust_env=True)  # fmt: skip
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
+
+    async def _post(self, body: bytes) -> aiohttp.ClientResponse:
+        if self._proxy is None:  # read once: the environment and .netrc are files and a scan
+            self._proxy = (await asyncio.to_thread(_proxy_for, self.endpoint),)
+        (proxy,) = self._proxy
+        return await self._client().post(self.endpoint, data=body, headers=self._headers,
+                                         proxy=proxy)  # fmt: skip
 
     # -- answering ---------------------------------------------------------------------
 
@@ -173,7 +187,7 @@ class OpenAICompatible(ModelProvider):
             status: int | None = None
             delay: float | None = None
             try:
-                response = await self._client().post(self.endpoint, data=body, headers=SENT_AS)
+                response = await self._post(body)
             except TimeoutError:
                 failure = "timed out"
             except aiohttp.ClientError as exc:
@@ -228,6 +242,16 @@ async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
             yield line.rstrip(b"\r")
     if rest:
         yield rest.rstrip(b"\r")
+
+
+def _proxy_for(endpoint: str) -> URL | None:
+    """The proxy the environment names for ``endpoint``, as aiohttp's ``trust_env`` reads it
+    (``*_PROXY``, ``NO_PROXY``, ``.netrc``), its credentials in its URL; None: go direct."""
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(endpoint))
+    except LookupError:  # none, or this host is not proxied
+        return None
+    return proxy if auth is None else proxy.with_user(auth.login).with_password(auth.password)
 
 
 def _trusted() -> ssl.SSLContext:
