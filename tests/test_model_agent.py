@@ -816,10 +816,79 @@ async def test_the_history_reads_only_what_came_since_the_conversations_last_tur
         ("user", "hi"), ("assistant", "hello"), ("user", "where is order 1042?"),
         ("assistant", "it ships on Friday")]  # fmt: skip
     assert second == await LogHistory(conversations)(SimpleNamespace(conversation_id=cid, seq=5))
-    assert starts[:2] == [1, 3]  # the second turn read from the first turn's message on
+    assert starts[:2] == [1, 4]  # the second turn read only what came after the first read
     conversations.forget(cid)  # its customer was erased: nothing of it is kept
     await history(SimpleNamespace(conversation_id=cid, seq=5))
     assert starts[-1] == 1
+
+
+async def test_a_conversations_next_turn_reads_no_history_it_was_shown(sqlite_store) -> None:
+    """What this process records (the reply) and is shown (the customer's next message, as
+    the relay hands it over) keeps the history whole: the next turn reads nothing back,
+    and gets what a reading of the log gives; a gap is read."""
+    from types import SimpleNamespace
+
+    from threadline.testing.factories import BOT, CODEC, message
+
+    cid = "c-follow"
+    reads: list[int] = []
+    read = sqlite_store.read
+
+    async def reading(conversation_id: str, from_seq: int = 1, *args: Any) -> Any:
+        reads.append(from_seq)
+        return await read(conversation_id, from_seq, *args)
+
+    sqlite_store.read = reading
+    conversations = Conversations(sqlite_store)
+    history = LogHistory(conversations)
+
+    def reply(text: str) -> Event:
+        return Event(cid, "message.sent", {"text": text}, channel="chat", actor=BOT)
+
+    async def shown(text: str) -> SimpleNamespace:
+        """The customer's message, appended by another process and shown to this one."""
+        (appended,) = (await sqlite_store.append(cid, [CODEC.encode(message(cid, text))])).seqs
+        (record,) = await read(cid, appended)
+        conversations.observe(record)
+        return SimpleNamespace(conversation_id=cid, seq=appended)
+
+    await conversations.record(cid, [Event(cid, "conversation.started", {"origin": "chat"},
+                                           channel="chat")])  # fmt: skip
+
+    async def told(turn: SimpleNamespace) -> tuple[list[str], list[int]]:
+        """What the history gives ``turn``, and where it read the store from."""
+        before = len(reads)
+        said = await history(turn)
+        return [m.content for m in said], reads[before:]
+
+    turn = await shown("hi")
+    assert await told(turn) == ([], [1])
+    await conversations.record(cid, [reply("hello")])
+    turn = await shown("where is order 1042?")
+    assert await told(turn) == (["hi", "hello"], [])
+    await conversations.record(cid, [reply("it ships on Friday")])
+    turn = await shown("thanks")
+    said, read_from = await told(turn)
+    assert read_from == []
+    assert said == ["hi", "hello", "where is order 1042?", "it ships on Friday"]
+    assert await LogHistory(Conversations(sqlite_store))(turn) == await history(turn)
+    await sqlite_store.append(cid, [CODEC.encode(reply("not shown here"))])  # a gap
+    turn = await shown("bye")
+    said, read_from = await told(turn)
+    assert said[-2:] == ["thanks", "not shown here"]
+    assert read_from == [turn.seq - 1]  # what it had not seen, and no more
+
+
+async def test_a_reloaded_agent_replaces_what_the_last_one_kept(sqlite_store, systems) -> None:
+    from threadline.agents.configured import agent_for
+
+    conversations = Conversations(sqlite_store)
+    inner = OpenAICompatible("http://model.test/v1", "m")
+    for _ in range(3):  # the pack reloaded
+        agent_for(systems, inner, codes=None, lockouts=None, conversations=conversations)
+    assert len(conversations._forgetting) == 2  # the history, the redacted texts
+    assert len(conversations._following) == 1  # the history
+    await inner.close()
 
 
 async def test_an_erasure_empties_the_redacted_texts_the_agent_keeps(sqlite_store, systems) -> None:

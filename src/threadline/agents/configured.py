@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -24,6 +24,7 @@ from threadline.agents.protocol import Agent
 from threadline.business import Business
 from threadline.core.conversation import ConversationState
 from threadline.core.errors import ConfigurationError
+from threadline.core.events import EventRecord
 from threadline.core.model import ChatMessage, ModelProvider
 from threadline.engine.conversations import Conversations
 from threadline.identity.lockouts import Lockouts
@@ -32,12 +33,15 @@ from threadline.settings import Settings
 from threadline.systems import Systems
 
 #: The events a model reads as the conversation so far, and as whose words.
-_SAID: Final = {"message.received": "user", "utterance.transcribed": "user",
-                "message.sent": "assistant"}  # fmt: skip
+_SAID: Final[dict[str, Literal["user", "assistant"]]] = {
+    "message.received": "user", "utterance.transcribed": "user", "message.sent": "assistant",
+}  # fmt: skip
 #: Events read back to find the latest messages (a turn records several besides its reply).
 _LOOK_BACK: Final = HISTORY_MESSAGES * 4
 #: Conversations whose latest messages are kept between their turns.
 KEPT_HISTORIES: Final = 4096
+#: Whose listeners on the conversations these are (a reloaded pack's agent replaces them).
+HISTORY: Final = "model history"
 
 
 def provider_from(settings: Settings, business: Business) -> ModelProvider | None:
@@ -83,45 +87,68 @@ def described(settings: Settings, business: Business) -> str:
 class LogHistory:
     """The conversation's latest messages, read from its log, as a model reads them.
 
-    What a turn read is kept for the conversation's next turn, which then reads only what
-    was appended since (the reply, the customer's next message), for the most recent
-    conversations; it is dropped with the conversation's state when its customer is erased.
+    What a turn read is kept for the conversation's next turns, for the most recent
+    conversations, and kept up to date from the events this process records and observes
+    (the reply, the customer's next message), so a conversation's next turn reads nothing
+    from the store; a turn after a gap (an event this process did not see) reads only what
+    follows what it holds. It is dropped with the conversation's state when its customer is
+    erased.
     """
 
     def __init__(self, conversations: Conversations) -> None:
         self.conversations = conversations
-        #: Per conversation: the seq read through, and the messages up to it.
-        self._kept: OrderedDict[str, tuple[int, tuple[ChatMessage, ...]]] = OrderedDict()
-        conversations.on_forget(self.forget)
+        #: Per conversation: the seq held through, and the latest messages by their seq.
+        self._kept: OrderedDict[str, tuple[int, tuple[tuple[int, ChatMessage], ...]]] = (
+            OrderedDict()
+        )
+        conversations.on_forget(HISTORY, self.forget)
+        conversations.on_event(HISTORY, self.follow)
 
     def forget(self, conversation_id: str) -> None:
         self._kept.pop(conversation_id, None)
 
+    def follow(self, record: EventRecord) -> None:
+        """Take ``record`` if it is the next event of a conversation held (else ignore it:
+        a missing event is read when it is needed)."""
+        kept = self._kept.get(record.conversation_id)
+        if kept is None or record.seq != kept[0] + 1:
+            return
+        said = kept[1]
+        message = self._message(record)
+        if message is not None:
+            said = (*said[-HISTORY_MESSAGES:], (record.seq, message))
+        self._kept[record.conversation_id] = (record.seq, said)
+
+    def _message(self, record: EventRecord) -> ChatMessage | None:
+        role = _SAID.get(record.type)
+        if role is None:
+            return None
+        event = self.conversations.codec.decode(record)
+        return ChatMessage(role, str(event.payload.get("text") or ""))
+
     async def __call__(self, state: ConversationState) -> Sequence[ChatMessage]:
-        conversations = self.conversations
+        """The messages before ``state``'s latest event (the message the turn answers: the
+        agent adds it)."""
         conversation_id = state.conversation_id
         kept = self._kept.get(conversation_id)
-        said: list[ChatMessage] = []
-        if kept is not None and kept[0] < state.seq:
-            start = kept[0] + 1
+        said: list[tuple[int, ChatMessage]] = []
+        if kept is not None and kept[0] <= state.seq:
+            through = kept[0]
             said += kept[1]
-        else:  # new here, or a turn older than the last one read (a redelivery)
-            start = max(1, state.seq - _LOOK_BACK)
-        if start < state.seq:
-            for record in await conversations.store.read(conversation_id, start):
-                role = _SAID.get(record.type)
-                # The state's latest event is the message the turn answers: the agent adds it.
-                if role is None or record.seq >= state.seq:
-                    continue
-                event = conversations.codec.decode(record)
-                said.append(ChatMessage("user" if role == "user" else "assistant",
-                                        str(event.payload.get("text") or "")))  # fmt: skip
-        latest = tuple(said[-HISTORY_MESSAGES:])
-        self._kept[conversation_id] = (state.seq - 1, latest)
+        else:  # new here, or a turn older than what is held (a redelivery)
+            through = max(0, state.seq - _LOOK_BACK - 1)
+        if through < state.seq:
+            for record in await self.conversations.store.read(conversation_id, through + 1):
+                message = self._message(record)
+                if message is not None:
+                    said.append((record.seq, message))
+                through = record.seq
+        held = tuple(said[-HISTORY_MESSAGES - 1 :])
+        self._kept[conversation_id] = (through, held)
         self._kept.move_to_end(conversation_id)
         if len(self._kept) > KEPT_HISTORIES:
             self._kept.popitem(last=False)
-        return latest
+        return [message for seq, message in said if seq < state.seq][-HISTORY_MESSAGES:]
 
 
 def agent_for(
@@ -139,5 +166,6 @@ def agent_for(
     if conversations is None:
         return ModelAgent(embedded, provider)
     agent = ModelAgent(embedded, provider, history=LogHistory(conversations))
-    conversations.on_forget(lambda _: agent.provider.forget())  # the redacted texts it keeps
+    # The redacted texts it keeps: one agent's at a time (it is made again on reloads).
+    conversations.on_forget("model redactions", lambda _: agent.provider.forget())
     return agent

@@ -55,7 +55,9 @@ class Conversations:
         self._on_append = on_append
         # Recently written states, so a busy conversation reads only its new tail.
         self._hot: OrderedDict[str, ConversationState] = OrderedDict()
-        self._forgetting: list[Callable[[str], None]] = []
+        #: By name: what else this process keeps of conversations (see :meth:`on_forget`).
+        self._forgetting: dict[str, Callable[[str], None]] = {}
+        self._following: dict[str, Callable[[EventRecord], None]] = {}
         # Events appended elsewhere that follow a hot state, folded when the state is read:
         # one fold for a bot turn's several events rather than one fold each.
         self._pending: dict[str, list[EventRecord]] = {}
@@ -103,6 +105,8 @@ class Conversations:
         else is left for the next read, so a missed event costs a read, never
         a wrong state.
         """
+        for follow in self._following.values():
+            follow(record)
         conversation_id = record.conversation_id
         hot = self._hot.get(conversation_id)
         if hot is None:
@@ -155,13 +159,21 @@ class Conversations:
         erased): the next read folds the log, where erased data reads as erased."""
         self._hot.pop(conversation_id, None)
         self._pending.pop(conversation_id, None)
-        for listener in self._forgetting:
+        for listener in self._forgetting.values():
             listener(conversation_id)
 
-    def on_forget(self, listener: Callable[[str], None]) -> None:
+    def on_forget(self, name: str, listener: Callable[[str], None]) -> None:
         """Call ``listener`` with each conversation :meth:`forget` drops: whatever else this
-        process keeps of a conversation is dropped with it."""
-        self._forgetting.append(listener)
+        process keeps of a conversation is dropped with it. A listener of the same ``name``
+        (an agent made again for a reloaded pack) replaces the one before."""
+        self._forgetting[name] = listener
+
+    def on_event(self, name: str, listener: Callable[[EventRecord], None]) -> None:
+        """Call ``listener`` with each event this process records or is shown
+        (:meth:`observe`), as the log holds it (its seq set, its payload in clear), as it
+        meets them: not every event of a conversation, nor each once, so a follower keeps
+        to the next seq it expects. A listener of the same ``name`` replaces the one before."""
+        self._following[name] = listener
 
     async def timeline(self, conversation_id: str) -> list[Event]:
         """Every event of the conversation in its current shape."""
@@ -211,10 +223,18 @@ class Conversations:
             if not result.duplicate:
                 if self._on_append is not None:
                     self._on_append()
+                if self._following:
+                    self._followed(records, result)
                 self._remember(after)
                 await self._maybe_snapshot(state, after, result)
             return result
         raise AssertionError("unreachable")
+
+    def _followed(self, records: Sequence[EventRecord], result: AppendResult) -> None:
+        for record, seq, position in zip(records, result.seqs, result.positions, strict=True):
+            appended = record._replace(seq=seq, position=position)
+            for follow in self._following.values():
+                follow(appended)
 
     async def _was_recorded(self, conversation_id: str, key: str) -> bool:
         return any(r.idempotency_key == key for r in await self.store.read(conversation_id))
