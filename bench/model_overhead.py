@@ -94,7 +94,9 @@ def _measure(turn: dict[str, Any], what: str) -> float:
         return float(turn["agent"] - turn["provider"] - turn["tools"])
     if what == "runtime":  # rehydrating, authorizing, appending around the agent
         return float(turn["handled"] - turn["agent"])
-    return float(turn[what] or 0.0)
+    if what == "around":  # the runtime's part less the appends
+        return float(turn["handled"] - turn["agent"] - turn.get("append", 0.0))
+    return float(turn.get(what) or 0.0)
 
 
 def _turns_since(path: Path, began: float, ended: float) -> list[dict[str, Any]]:
@@ -282,6 +284,8 @@ def parts(results: list[dict[str, list[Sample]]], loads: Sequence[Load]) -> str:
     """Markdown: where each agent's turn goes, medians over the runs of each part's p50/p99."""
     lines = ["| agent | load | part | p50 ms | p99 ms |", "|---" * 5 + "|"]
     names = {"runtime": "runtime (rehydrate, authorize, append)",
+             "append": "of which appends", "around": "of which the rest",
+             "reads": "store reads (in the runtime's part or the agent's)",
              "agent": "agent (without provider and tools)", "tools": "business tools",
              "provider": "provider (HTTP exchange)", "lag": "service → worker hop"}  # fmt: skip
     for system in (MODEL, EMBEDDED):

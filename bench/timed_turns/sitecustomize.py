@@ -12,6 +12,10 @@ when it ended on ``time.monotonic()``:
 * ``provider``: the model provider's calls within it (``complete``, and each wait for a
   streamed piece), on the client side: the HTTP exchange with the model included;
 * ``tools``: the business's tools within it (:meth:`ToolRunner.call`);
+* ``reads``: the store's reads within it (on SQLite, a query on a reader thread);
+* ``append``: recording the turn's events within it (:meth:`Conversations.record`:
+  deciding on them, and the store's append; on SQLite, the hop to the service's writer
+  and back);
 * ``lag``: from the store's ``recorded_at`` of the customer's message to the runtime
   being handed it (the hop from the service to the worker, and the bus).
 
@@ -31,7 +35,7 @@ _PATH = os.environ.get("BENCH_TURNS")
 
 
 class _Turn:
-    __slots__ = ("agent", "provider", "provider_calls", "tool_calls", "tools")
+    __slots__ = ("agent", "append", "provider", "provider_calls", "reads", "tool_calls", "tools")
 
     def __init__(self) -> None:
         self.provider = 0.0
@@ -39,6 +43,8 @@ class _Turn:
         self.tools = 0.0
         self.tool_calls = 0
         self.agent = 0.0
+        self.append = 0.0
+        self.reads = 0.0
 
 
 _CURRENT: contextvars.ContextVar[_Turn | None] = contextvars.ContextVar("bench_turn", default=None)
@@ -48,7 +54,9 @@ def _install(path: str) -> None:
     import orjson
 
     from threadline.agents import runtime
+    from threadline.engine.conversations import Conversations
     from threadline.models.openai_compatible import OpenAICompatible
+    from threadline.store.sqlite import SQLiteStore
     from threadline.systems.runner import ToolRunner
 
     out = open(f"{path}.{os.getpid()}", "ab", buffering=0)  # noqa: SIM115 (lives as the process)
@@ -57,6 +65,8 @@ def _install(path: str) -> None:
     complete = OpenAICompatible.complete
     stream = OpenAICompatible.stream
     call = ToolRunner.call
+    record_events = Conversations.record
+    read = SQLiteStore.read
 
     async def timed_handle(self: Any, record: Any) -> None:
         turn = record.type in runtime.CUSTOMER_TURNS and record.actor_kind == "customer"
@@ -79,7 +89,8 @@ def _install(path: str) -> None:
                 "event_id": record.event_id, "conversation_id": record.conversation_id,
                 "channel": record.channel, "handled": handled, "agent": noted.agent,
                 "provider": noted.provider, "provider_calls": noted.provider_calls,
-                "tools": noted.tools, "tool_calls": noted.tool_calls, "lag": lag,
+                "tools": noted.tools, "tool_calls": noted.tool_calls, "append": noted.append,
+                "reads": noted.reads, "lag": lag,
                 "at": time.monotonic(),
             }) + b"\n")  # fmt: skip
 
@@ -103,10 +114,30 @@ def _install(path: str) -> None:
                 noted.tools += time.perf_counter() - began
                 noted.tool_calls += 1
 
+    async def timed_record(self: Any, *args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return await record_events(self, *args, **kwargs)
+        finally:
+            noted = _CURRENT.get()
+            if noted is not None:
+                noted.append += time.perf_counter() - began
+
+    async def timed_read(self: Any, *args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return await read(self, *args, **kwargs)
+        finally:
+            noted = _CURRENT.get()
+            if noted is not None:
+                noted.reads += time.perf_counter() - began
+
     runtime.BotRuntime.handle = timed_handle  # type: ignore[method-assign]
     OpenAICompatible.complete = timed_complete  # type: ignore[method-assign]
     OpenAICompatible.stream = timed_stream  # type: ignore[method-assign]
     ToolRunner.call = timed_call  # type: ignore[method-assign, assignment]
+    Conversations.record = timed_record  # type: ignore[method-assign]
+    SQLiteStore.read = timed_read  # type: ignore[method-assign]
 
 
 def _add_provider(seconds: float, calls: int = 1) -> None:
