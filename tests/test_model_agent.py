@@ -824,8 +824,9 @@ async def test_the_history_reads_only_what_came_since_the_conversations_last_tur
 
 async def test_a_conversations_next_turn_reads_no_history_it_was_shown(sqlite_store) -> None:
     """What this process records (the reply) and is shown (the customer's next message, as
-    the relay hands it over) keeps the history whole: the next turn reads nothing back,
-    and gets what a reading of the log gives; a gap is read."""
+    the relay hands it over) keeps the history whole from the conversation's first event:
+    no turn reads anything back, and each gets what a reading of the log gives; a gap is
+    read."""
     from types import SimpleNamespace
 
     from threadline.testing.factories import BOT, CODEC, message
@@ -862,7 +863,7 @@ async def test_a_conversations_next_turn_reads_no_history_it_was_shown(sqlite_st
         return [m.content for m in said], reads[before:]
 
     turn = await shown("hi")
-    assert await told(turn) == ([], [1])
+    assert await told(turn) == ([], [])  # held from the conversation's first event
     await conversations.record(cid, [reply("hello")])
     turn = await shown("where is order 1042?")
     assert await told(turn) == (["hi", "hello"], [])

@@ -87,11 +87,11 @@ def described(settings: Settings, business: Business) -> str:
 class LogHistory:
     """The conversation's latest messages, read from its log, as a model reads them.
 
-    What a turn read is kept for the conversation's next turns, for the most recent
-    conversations, and kept up to date from the events this process records and observes
-    (the reply, the customer's next message), so a conversation's next turn reads nothing
-    from the store; a turn after a gap (an event this process did not see) reads only what
-    follows what it holds. It is dropped with the conversation's state when its customer is
+    The latest messages of the most recent conversations are held, from a conversation's
+    first event or its first turn, and kept up to date from the events this process records
+    and is shown (the reply, the customer's next message), so a turn reads nothing from the
+    store; a turn after a gap (an event this process did not see) reads only what follows
+    what is held. They are dropped with the conversation's state when its customer is
     erased.
     """
 
@@ -110,14 +110,28 @@ class LogHistory:
     def follow(self, record: EventRecord) -> None:
         """Take ``record`` if it is the next event of a conversation held (else ignore it:
         a missing event is read when it is needed)."""
-        kept = self._kept.get(record.conversation_id)
-        if kept is None or record.seq != kept[0] + 1:
+        conversation_id = record.conversation_id
+        kept = self._kept.get(conversation_id)
+        if kept is None:
+            if record.seq != 1:
+                return
+            kept = (0, ())  # held from its start, so its first turn reads nothing back
+            self._hold(conversation_id, kept)
+        elif record.seq != kept[0] + 1:
             return
         said = kept[1]
         message = self._message(record)
         if message is not None:
             said = (*said[-HISTORY_MESSAGES:], (record.seq, message))
-        self._kept[record.conversation_id] = (record.seq, said)
+        self._kept[conversation_id] = (record.seq, said)
+
+    def _hold(
+        self, conversation_id: str, kept: tuple[int, tuple[tuple[int, ChatMessage], ...]]
+    ) -> None:
+        self._kept[conversation_id] = kept
+        self._kept.move_to_end(conversation_id)
+        if len(self._kept) > KEPT_HISTORIES:
+            self._kept.popitem(last=False)
 
     def _message(self, record: EventRecord) -> ChatMessage | None:
         role = _SAID.get(record.type)
@@ -143,11 +157,7 @@ class LogHistory:
                 if message is not None:
                     said.append((record.seq, message))
                 through = record.seq
-        held = tuple(said[-HISTORY_MESSAGES - 1 :])
-        self._kept[conversation_id] = (through, held)
-        self._kept.move_to_end(conversation_id)
-        if len(self._kept) > KEPT_HISTORIES:
-            self._kept.popitem(last=False)
+        self._hold(conversation_id, (through, tuple(said[-HISTORY_MESSAGES - 1 :])))
         return [message for seq, message in said if seq < state.seq][-HISTORY_MESSAGES:]
 
 
