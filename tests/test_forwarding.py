@@ -131,3 +131,21 @@ async def test_once_the_writer_stops_answering_writes_fail_but_progress_marks_ar
         async with asyncio.timeout(5):
             while await pipe.writer.load_checkpoint("bot") != 1:
                 await asyncio.sleep(0.01)
+
+
+async def test_frames_sent_in_one_callback_go_in_one_write_after_it() -> None:
+    """The worker's frames go together once the callbacks that sent them are done; the
+    service's wait one more, for the answers that join a commit's page."""
+    from threadline.store.forwarding import Outgoing
+
+    written: dict[str, list[bytes]] = {"worker": [], "service": []}
+    worker = Outgoing(written["worker"].append, with_answers=False)
+    service = Outgoing(written["service"].append)
+    for out in (worker, service):
+        out.send(b"a")
+        out.send(b"b")
+    await asyncio.sleep(0)  # the callbacks that were ready ran
+    assert written == {"worker": [b"ab"], "service": []}
+    service.send(b"c")  # an answer, settled in the next callback: it joins the page
+    await asyncio.sleep(0)
+    assert written == {"worker": [b"ab"], "service": [b"abc"]}

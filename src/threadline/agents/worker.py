@@ -387,7 +387,7 @@ async def serve_bot(settings: Settings) -> None:
         if not transport.is_closing():
             transport.write(data)
 
-    outgoing = Outgoing(write)
+    outgoing = Outgoing(write, with_answers=False)
     send = outgoing.send
 
     opened = await open_store(settings.store, keys=key_provider_from_settings(settings))

@@ -63,15 +63,18 @@ class Outgoing:
     """Frames for one pipe, written together once per turn of the event loop: a commit's
     page and the answer to the write in it cost one system call, not two."""
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    def __init__(self, write: Callable[[bytes], None], *, with_answers: bool = True) -> None:
+        """``with_answers``: wait one more callback, for the service's side of the pipe,
+        where a commit settles its writes in one callback and the tasks that answer them
+        run in the next, so their answers join its page. The worker's writes go at the end
+        of the callbacks that sent them."""
         self._write = write
         self._frames: list[bytes] = []
+        self._first = self._soon if with_answers else self.flush
 
     def send(self, data: bytes) -> None:
         if not self._frames:
-            # Two hops: a commit settles its writes in one callback, and the tasks that
-            # answer them run in the next, so their answers join its page.
-            asyncio.get_running_loop().call_soon(self._soon)
+            asyncio.get_running_loop().call_soon(self._first)
         self._frames.append(data)
 
     def _soon(self) -> None:
