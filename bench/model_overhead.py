@@ -1,9 +1,10 @@
 """The model-backed agent's own overhead per chat turn, at 200 concurrent conversations.
 
 ``python -m bench.model_overhead [--customers 200] [--turns 5] [--runs 3] [--rates 10,20]
-[--flat-out] [--alone 20] [--profile SECONDS]`` starts ``threadline serve`` on the
-embedded default (SQLite, the in-process bus, the agent in its supervised worker process)
-with the Northwind pack, twice per run in alternating order: once with the model-backed
+[--flat-out] [--alone 20] [--store sqlite|postgres] [--profile SECONDS]`` starts
+``threadline serve`` on the embedded default (SQLite, or with ``--store postgres`` a
+PostgreSQL database of its own; the in-process bus, the agent in its supervised worker
+process) with the Northwind pack, twice per run in alternating order: once with the model-backed
 agent pointed at :mod:`bench.model_server` (a local OpenAI-compatible server that answers
 at once, by rule: for a message naming an order, the triage agent's transfer to the
 orders agent, then ``lookup_order``, then a text answer; a text answer otherwise), and
@@ -35,7 +36,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -56,6 +57,7 @@ from bench.chat_load import (
     service,
     threadline_round,
 )
+from bench.peers import find_postgres_dsn
 from bench.voice_latency import machine_note
 
 MODEL: Final = "model-backed"
@@ -109,9 +111,13 @@ def _turns_since(path: Path, began: float, ended: float) -> list[dict[str, Any]]
     return rows
 
 
-def _env(folder: str, tag: str, turns: Path, model_url: str | None) -> dict[str, str]:
+def _env(
+    folder: str, tag: str, turns: Path, model_url: str | None, store: str | None
+) -> dict[str, str]:
     path = os.pathsep.join(filter(None, [str(HOOK), os.environ.get("PYTHONPATH")]))
     env = {**serve_env(folder, tag), "BENCH_TURNS": str(turns), "PYTHONPATH": path}
+    if store is not None:  # shared: the token secret must be given (any will do here)
+        env |= {"THREADLINE_STORE": store, "THREADLINE_TOKEN_SECRET": os.urandom(32).hex()}
     if model_url is not None:
         env |= {"THREADLINE_MODEL_URL": model_url, "THREADLINE_MODEL": "bench-model-1"}
     return env
@@ -217,10 +223,29 @@ async def _talk(address: str, load: Load) -> Round:
                  {n: sum(r.cpu.get(n, 0.0) for r in rounds) for n in rounds[0].cpu})  # fmt: skip
 
 
+@contextlib.asynccontextmanager
+async def _database(dsn: str | None, name: str) -> AsyncIterator[str | None]:
+    """A PostgreSQL database of its own for one service (None: the service's SQLite file)."""
+    if dsn is None:
+        yield None
+        return
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql://{admin.info.user}@{admin.info.host}:{admin.info.port}/{name}"
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 async def one_run(
-    run: int, folder: str, loads: Sequence[Load], profile: float, delay: float
-) -> dict[str, list[Sample]]:
-    """Both agents, in an order that alternates from run to run, each on a service of its own."""
+    run: int, folder: str, loads: Sequence[Load], profile: float, delay: float,
+    dsn: str | None = None,
+) -> dict[str, list[Sample]]:  # fmt: skip
+    """Both agents, in an order that alternates from run to run, each on a service of its own
+    (on PostgreSQL with ``dsn``, each in a database of its own)."""
     results: dict[str, list[Sample]] = {}
     for system in [MODEL, EMBEDDED] if run % 2 == 0 else [EMBEDDED, MODEL]:
         turns_file = Path(folder) / f"turns-{system}-{run}"
@@ -230,7 +255,9 @@ async def one_run(
             if system == MODEL:
                 model = service(*MODEL_SERVER, "--delay", str(delay))
                 url = f"http://{await stack.enter_async_context(model)}/v1"
-            env = _env(folder, f"{system}-{run}", turns_file, url)
+            name = f"tl_overhead_{os.getpid()}_{system.replace('-', '_')}_{run + 1}"
+            store = await stack.enter_async_context(_database(dsn, name))
+            env = _env(folder, f"{system}-{run}", turns_file, url, store)
             address = await stack.enter_async_context(service(*SERVE, env=env))
             results[system] = await _rounds(address, turns_file, loads, traced)
         for load, sample in zip(loads, results[system], strict=True):
@@ -284,7 +311,8 @@ def parts(results: list[dict[str, list[Sample]]], loads: Sequence[Load]) -> str:
     """Markdown: where each agent's turn goes, medians over the runs of each part's p50/p99."""
     lines = ["| agent | load | part | p50 ms | p99 ms |", "|---" * 5 + "|"]
     names = {"runtime": "runtime (rehydrate, authorize, append)",
-             "append": "of which appends", "around": "of which the rest",
+             "append": "of which appends", "store_append": "of the appends, the store's",
+             "around": "of which the rest",
              "reads": "store reads (in the runtime's part or the agent's)",
              "agent": "agent (without provider and tools)", "tools": "business tools",
              "provider": "provider (HTTP exchange)", "lag": "service → worker hop"}  # fmt: skip
@@ -301,16 +329,23 @@ def parts(results: list[dict[str, list[Sample]]], loads: Sequence[Load]) -> str:
     return "\n".join(lines)
 
 
-async def main(loads: list[Load], runs: int, profile: float, delay: float) -> None:
+async def main(
+    loads: list[Load], runs: int, profile: float, delay: float, store: str = "sqlite"
+) -> None:
     folder = tempfile.mkdtemp(prefix="tl-model-overhead-")
     PROFILES.mkdir(parents=True, exist_ok=True)
+    dsn = None
+    if store == "postgres":
+        dsn = find_postgres_dsn()
+        if dsn is None:
+            raise SystemExit("no PostgreSQL answers on 127.0.0.1:5432 (THREADLINE_BENCH_PG_DSN)")
     print(machine_note(), flush=True)
-    print(f"{runs} runs, the model answering in {delay * 1000:.0f} ms; median (min–max) of"
-          " the runs", flush=True)  # fmt: skip
+    print(f"{runs} runs on {store}, the model answering in {delay * 1000:.0f} ms; median"
+          " (min–max) of the runs", flush=True)  # fmt: skip
     if profile:
         print("profiling (not counted):", flush=True)
-        await one_run(-1, folder, loads[:1], profile, delay)
-    results = [await one_run(run, folder, loads, 0.0, delay) for run in range(runs)]
+        await one_run(-1, folder, loads[:1], profile, delay, dsn)
+    results = [await one_run(run, folder, loads, 0.0, delay, dsn) for run in range(runs)]
     if not results:  # --runs 0: the profile alone
         return
     print()
@@ -332,6 +367,9 @@ if __name__ == "__main__":
                         " out (0: none)")  # fmt: skip
     parser.add_argument("--model-delay", type=float, default=0.0, metavar="SECONDS",
                         help="the model takes this long per answer (default: at once)")  # fmt: skip
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the services' store: the embedded default, or PostgreSQL on"
+                        " 127.0.0.1:5432 (a database of its own per service)")  # fmt: skip
     parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                         help="first sample the bot worker with py-spy this long in a round"
                         " not counted, and print where its time goes")  # fmt: skip
@@ -339,4 +377,4 @@ if __name__ == "__main__":
     chosen = [Load(args.customers, args.turns, float(r)) for r in args.rates.split(",") if r]
     chosen += [Load(args.customers, args.turns, 0.0)] if args.flat_out else []
     chosen += [Load(1, args.turns, 0.0, args.alone)] if args.alone else []
-    uvloop.run(main(chosen, args.runs, args.profile, args.model_delay))
+    uvloop.run(main(chosen, args.runs, args.profile, args.model_delay, args.store))

@@ -15,7 +15,7 @@ when it ended on ``time.monotonic()``:
 * ``reads``: the store's reads within it (on SQLite, a query on a reader thread);
 * ``append``: recording the turn's events within it (:meth:`Conversations.record`:
   deciding on them, and the store's append; on SQLite, the hop to the service's writer
-  and back);
+  and back), and ``store_append`` the store's part of it;
 * ``lag``: from the store's ``recorded_at`` of the customer's message to the runtime
   being handed it (the hop from the service to the worker, and the bus).
 
@@ -35,7 +35,10 @@ _PATH = os.environ.get("BENCH_TURNS")
 
 
 class _Turn:
-    __slots__ = ("agent", "append", "provider", "provider_calls", "reads", "tool_calls", "tools")
+    __slots__ = (
+        "agent", "append", "provider", "provider_calls", "reads", "store_append", "tool_calls",
+        "tools",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.provider = 0.0
@@ -45,6 +48,7 @@ class _Turn:
         self.agent = 0.0
         self.append = 0.0
         self.reads = 0.0
+        self.store_append = 0.0
 
 
 _CURRENT: contextvars.ContextVar[_Turn | None] = contextvars.ContextVar("bench_turn", default=None)
@@ -56,6 +60,7 @@ def _install(path: str) -> None:
     from threadline.agents import runtime
     from threadline.engine.conversations import Conversations
     from threadline.models.openai_compatible import OpenAICompatible
+    from threadline.store.forwarding import ForwardingStore
     from threadline.store.sqlite import SQLiteStore
     from threadline.systems.runner import ToolRunner
 
@@ -66,7 +71,10 @@ def _install(path: str) -> None:
     stream = OpenAICompatible.stream
     call = ToolRunner.call
     record_events = Conversations.record
-    read = SQLiteStore.read
+    from threadline.store.postgres import PostgresStore
+
+    reads = {cls: cls.read for cls in (SQLiteStore, PostgresStore)}
+    appends = {cls: cls.append for cls in (ForwardingStore, SQLiteStore, PostgresStore)}
 
     async def timed_handle(self: Any, record: Any) -> None:
         turn = record.type in runtime.CUSTOMER_TURNS and record.actor_kind == "customer"
@@ -90,7 +98,7 @@ def _install(path: str) -> None:
                 "channel": record.channel, "handled": handled, "agent": noted.agent,
                 "provider": noted.provider, "provider_calls": noted.provider_calls,
                 "tools": noted.tools, "tool_calls": noted.tool_calls, "append": noted.append,
-                "reads": noted.reads, "lag": lag,
+                "reads": noted.reads, "store_append": noted.store_append, "lag": lag,
                 "at": time.monotonic(),
             }) + b"\n")  # fmt: skip
 
@@ -123,21 +131,43 @@ def _install(path: str) -> None:
             if noted is not None:
                 noted.append += time.perf_counter() - began
 
-    async def timed_read(self: Any, *args: Any, **kwargs: Any) -> Any:
-        began = time.perf_counter()
-        try:
-            return await read(self, *args, **kwargs)
-        finally:
-            noted = _CURRENT.get()
-            if noted is not None:
-                noted.reads += time.perf_counter() - began
+    def timed_read(cls: type) -> Any:
+        read = reads[cls]
+
+        async def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return await read(self, *args, **kwargs)
+            finally:
+                noted = _CURRENT.get()
+                if noted is not None:
+                    noted.reads += time.perf_counter() - began
+
+        return timed
+
+    def timed_append(cls: type) -> Any:
+        append = appends[cls]
+
+        async def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return await append(self, *args, **kwargs)
+            finally:
+                noted = _CURRENT.get()
+                if noted is not None:
+                    noted.store_append += time.perf_counter() - began
+
+        return timed
 
     runtime.BotRuntime.handle = timed_handle  # type: ignore[method-assign]
     OpenAICompatible.complete = timed_complete  # type: ignore[method-assign]
     OpenAICompatible.stream = timed_stream  # type: ignore[method-assign]
     ToolRunner.call = timed_call  # type: ignore[method-assign, assignment]
     Conversations.record = timed_record  # type: ignore[method-assign]
-    SQLiteStore.read = timed_read  # type: ignore[method-assign]
+    for cls in reads:
+        cls.read = timed_read(cls)  # type: ignore[method-assign]
+    for cls in appends:
+        cls.append = timed_append(cls)  # type: ignore[method-assign]
 
 
 def _add_provider(seconds: float, calls: int = 1) -> None:
