@@ -7,7 +7,9 @@ import asyncio
 import itertools
 import os
 import stat
+import struct
 import time
+from pathlib import Path
 
 import pytest
 
@@ -304,3 +306,45 @@ async def test_a_database_made_readable_to_others_before_is_made_private(tmp_pat
     again = await open_sqlite(path)
     await again.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def _log_copied(path: Path) -> tuple[int, int]:
+    """Pages in the file's WAL, and how many of them are copied into the database file (the
+    WAL index's ``mxFrame`` and ``nBackfill``, in the machine's byte order)."""
+    shm = Path(f"{path}-shm").read_bytes()
+    (frames,) = struct.unpack_from("=I", shm, 16)
+    (copied,) = struct.unpack_from("=I", shm, 96)
+    return frames, copied
+
+
+async def test_the_log_is_copied_into_the_file_off_the_commits(tmp_path) -> None:
+    """SQLite copies the log in the commit that takes it past 1,000 pages, and every append
+    queued behind that commit waits; the checkpoint thread copies it long before."""
+    path = tmp_path / "log.db"
+    store = await open_sqlite(path)
+    try:
+        for i in range(80):
+            await store.append("c", [record("c", f"turn {i}")])
+        for _ in range(150):  # every 16 commits, and a second after the last one
+            frames, copied = _log_copied(path)
+            if copied == frames:
+                break
+            await asyncio.sleep(0.02)
+        assert 0 < frames < 1000 and copied == frames
+    finally:
+        await store.close()
+
+
+async def test_the_log_stays_short_however_long_the_writes_go_on(tmp_path) -> None:
+    store = await open_sqlite(tmp_path / "log.db")
+    wal = tmp_path / "log.db-wal"
+    try:
+        text = "x" * 3000
+        largest = 0
+        for i in range(1500):  # a page or more each, back to back: several times 1,000 pages
+            await store.append("c", [record("c", f"{text} {i}")])
+            largest = max(largest, wal.stat().st_size)
+        assert largest < 8 * 1024 * 1024, f"the log grew to {largest:,} bytes"
+        assert len(await store.read("c")) == 1500
+    finally:
+        await store.close()

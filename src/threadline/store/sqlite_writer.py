@@ -45,6 +45,7 @@ from threadline.core.errors import (
 )
 from threadline.core.events import EventRecord
 from threadline.core.ports import ANY, AppendResult
+from threadline.store.sqlite_checkpoint import Checkpointer
 from threadline.store.sqlite_lock import TurnLock
 
 log = structlog.get_logger("threadline.store")
@@ -262,12 +263,15 @@ class Writer:
         self._written: tuple[int, list[tuple[Any, ...]]] | None = None
         #: Applied to each feed page before the follower gets it.
         self.opener: Opener | None = None
+        # The log is copied back into the file off this thread (see sqlite_checkpoint).
+        self._checkpoints = Checkpointer(path, connect)
 
     def start(self) -> None:
         self._thread.start()
         self._ready.wait()
         if self._startup_error is not None:
             raise self._startup_error
+        self._checkpoints.start()
 
     def submit(self, job: Job) -> None:
         self._queue.put(job)
@@ -319,6 +323,7 @@ class Writer:
         """Write everything already queued, then end the thread."""
         self._queue.put(None)
         self._thread.join()
+        self._checkpoints.stop()
 
     def _run(self) -> None:
         try:
@@ -369,6 +374,7 @@ class Writer:
                 self._write_each(conn, batch, now)
             conn.execute("COMMIT")
             self.commits += 1
+            self._checkpoints.committed()
         except BaseException as exc:  # the database refused the transaction itself
             with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:
