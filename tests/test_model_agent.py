@@ -903,3 +903,19 @@ async def test_an_erasure_empties_the_redacted_texts_the_agent_keeps(sqlite_stor
     assert agent.provider._done
     conversations.forget("c-erased")
     assert not agent.provider._done
+
+
+async def test_an_event_the_history_cannot_read_leaves_the_worker_answering(sqlite_store) -> None:
+    """The history is a cache: an event it cannot decode drops what it holds of that
+    conversation (the turn reads the log), and the event is still taken in."""
+    from threadline.testing.factories import CODEC, message
+
+    cid = "c-unreadable"
+    conversations = Conversations(sqlite_store)
+    history = LogHistory(conversations)
+    (first,) = (await sqlite_store.append(cid, [CODEC.encode(message(cid, "hi"))])).seqs
+    (record,) = await sqlite_store.read(cid, first)
+    conversations.observe(record)
+    assert cid in history._kept
+    conversations.observe(record._replace(seq=2, payload=b"\xff not json"))
+    assert cid not in history._kept

@@ -120,7 +120,11 @@ class LogHistory:
         elif record.seq != kept[0] + 1:
             return
         said = kept[1]
-        message = self._message(record)
+        try:
+            message = self._message(record)
+        except Exception:  # held only to spare a read: the turn reads the log instead
+            self.forget(conversation_id)
+            return
         if message is not None:
             said = (*said[-HISTORY_MESSAGES:], (record.seq, message))
         self._kept[conversation_id] = (record.seq, said)

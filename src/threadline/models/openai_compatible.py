@@ -13,8 +13,8 @@ a stream is retried only before its first piece arrived. A request that still fa
 :class:`ModelUnavailable`, and counts against the circuit breaker, which then refuses
 calls at once until its cooldown ends. Any other 4xx is :class:`ModelRefused`.
 
-Requests go through aiohttp: with requests in flight its client costs a third to a half
-of httpx's CPU per request (0.9 against 2.1–2.9 ms at 10–50 in flight on the benchmark
+Requests go through aiohttp: with requests in flight its client costs a tenth of httpx's
+CPU per request or less (0.12 against 0.9–1.5 ms at 10–50 in flight on the benchmark
 machine, docs/benchmarks.md), and the bot makes two or three per turn. The proxy comes
 from the environment (``HTTPS_PROXY``, ``NO_PROXY``; its credentials from its URL or
 ``.netrc``), as aiohttp's ``trust_env`` reads it, but once, on the first request: read per
