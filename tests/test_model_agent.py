@@ -783,6 +783,19 @@ async def test_a_check_in_code_is_asked_for_on_chat(sqlite_store, systems, model
         assert requested.payload["arguments"] == {"store": "sf-market"}
 
 
+def _reads_from(store: Any) -> list[int]:
+    """The seq each of ``store``'s conversation reads starts from, from now on."""
+    starts: list[int] = []
+    read = store.read
+
+    async def reading(conversation_id: str, from_seq: int = 1, *args: Any) -> Any:
+        starts.append(from_seq)
+        return await read(conversation_id, from_seq, *args)
+
+    store.read = reading
+    return starts
+
+
 async def test_the_history_reads_only_what_came_since_the_conversations_last_turn(
     sqlite_store,
 ) -> None:
@@ -791,14 +804,7 @@ async def test_the_history_reads_only_what_came_since_the_conversations_last_tur
     from threadline.testing.factories import CODEC
 
     cid = "c-history"
-    starts: list[int] = []
-    read = sqlite_store.read
-
-    async def reading(conversation_id: str, from_seq: int = 1, *args: Any) -> Any:
-        starts.append(from_seq)
-        return await read(conversation_id, from_seq, *args)
-
-    sqlite_store.read = reading
+    starts = _reads_from(sqlite_store)
     conversations = Conversations(sqlite_store)
 
     async def said(*lines: tuple[str, str]) -> None:
@@ -832,14 +838,8 @@ async def test_a_conversations_next_turn_reads_no_history_it_was_shown(sqlite_st
     from threadline.testing.factories import BOT, CODEC, message
 
     cid = "c-follow"
-    reads: list[int] = []
     read = sqlite_store.read
-
-    async def reading(conversation_id: str, from_seq: int = 1, *args: Any) -> Any:
-        reads.append(from_seq)
-        return await read(conversation_id, from_seq, *args)
-
-    sqlite_store.read = reading
+    reads = _reads_from(sqlite_store)
     conversations = Conversations(sqlite_store)
     history = LogHistory(conversations)
 

@@ -122,52 +122,29 @@ def _install(path: str) -> None:
                 noted.tools += time.perf_counter() - began
                 noted.tool_calls += 1
 
-    async def timed_record(self: Any, *args: Any, **kwargs: Any) -> Any:
-        began = time.perf_counter()
-        try:
-            return await record_events(self, *args, **kwargs)
-        finally:
-            noted = _CURRENT.get()
-            if noted is not None:
-                noted.append += time.perf_counter() - began
+    def timed(method: Any, part: str) -> Any:
+        """``method``, its time within a customer turn added to the turn's ``part``."""
 
-    def timed_read(cls: type) -> Any:
-        read = reads[cls]
-
-        async def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        async def timing(self: Any, *args: Any, **kwargs: Any) -> Any:
             began = time.perf_counter()
             try:
-                return await read(self, *args, **kwargs)
+                return await method(self, *args, **kwargs)
             finally:
                 noted = _CURRENT.get()
                 if noted is not None:
-                    noted.reads += time.perf_counter() - began
+                    setattr(noted, part, getattr(noted, part) + time.perf_counter() - began)
 
-        return timed
-
-    def timed_append(cls: type) -> Any:
-        append = appends[cls]
-
-        async def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
-            began = time.perf_counter()
-            try:
-                return await append(self, *args, **kwargs)
-            finally:
-                noted = _CURRENT.get()
-                if noted is not None:
-                    noted.store_append += time.perf_counter() - began
-
-        return timed
+        return timing
 
     runtime.BotRuntime.handle = timed_handle  # type: ignore[method-assign]
     OpenAICompatible.complete = timed_complete  # type: ignore[method-assign]
     OpenAICompatible.stream = timed_stream  # type: ignore[method-assign]
     ToolRunner.call = timed_call  # type: ignore[method-assign, assignment]
-    Conversations.record = timed_record  # type: ignore[method-assign]
-    for cls in reads:
-        cls.read = timed_read(cls)  # type: ignore[method-assign]
-    for cls in appends:
-        cls.append = timed_append(cls)  # type: ignore[method-assign]
+    Conversations.record = timed(record_events, "append")  # type: ignore[method-assign]
+    for cls, read in reads.items():
+        cls.read = timed(read, "reads")  # type: ignore[method-assign]
+    for cls, append in appends.items():
+        cls.append = timed(append, "store_append")  # type: ignore[method-assign]
 
 
 def _add_provider(seconds: float, calls: int = 1) -> None:
